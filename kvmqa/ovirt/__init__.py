@@ -1,0 +1,1 @@
+"""oVirt engine and vdsm: protocol clients, probe parsing and install actions."""
