@@ -1,4 +1,8 @@
-"""Test-side stand-ins for the plugin's session objects (the interface `gather_engine` is written against)."""
+"""Shared pieces of the oVirt tests: a session carrying what `gather_engine` reads, and host CPU flags.
+
+The session holds real `Target`, `Profile` and `RunOptions` objects; it stands for the plugin's
+HostSession, of which `gather_engine` uses only these attributes.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from kvmqa.options import RunOptions
-
-
-@dataclass(frozen=True)
-class InventoryTarget:
-    name: str
-    host: str
-    roles: tuple[str, ...] = ()
-    vars: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class StageProfile:
-    """Answers `profile.stage(name)` like kvmqa.profile.Profile does."""
-
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def stage(self, name: str) -> dict[str, Any]:
-        return dict(self.stages.get(name, {}))
+from kvmqa.profile import Profile
+from kvmqa.targets import Target
 
 
 @dataclass
 class Session:
     options: RunOptions
-    profile: StageProfile
-    target: InventoryTarget
-    all_targets: list[InventoryTarget]
+    profile: Profile
+    target: Target
+    all_targets: list[Target]
     facts: dict[str, Any] = field(default_factory=dict)
     host_dir: Path | None = None
 

@@ -291,7 +291,8 @@ class StandinEngine:
     def __init__(self, scenario: Scenario, pki: Pki) -> None:
         self.scenario = scenario
         self.pki = pki
-        self.tokens: set[str] = set()
+        self.tokens: set[str] = set()  # valid now
+        self.issued: list[str] = []  # every token ever handed out (tests assert none leaks)
         self.seen: list[Seen] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -411,6 +412,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 token = secrets.token_urlsafe(24)
                 self.standin.tokens.add(token)
+                self.standin.issued.append(token)
                 self._json(200, {"access_token": token, "token_type": "bearer", "scope": "ovirt-app-api",
                                  "exp": "9999999999000"})
         elif self.path == "/ovirt-engine/services/sso-logout":

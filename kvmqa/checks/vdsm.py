@@ -1,0 +1,160 @@
+"""vdsm stage: pure checks over `facts["vdsm"]` (kvmqa.ovirt.vdsm.parse_vdsm_sections) on ovirt-host targets.
+
+Profile settings (`vdsm` stage): `cluster_cpu_type` (e.g. "Intel Haswell Family") and `cluster_level`
+(e.g. "4.8") name the CPU type whose flags vdsm's cpuFlags must carry; without them the engine's
+cluster from `facts["engine"]` is used when this host's facts hold one (all-in-one setups).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from kvmqa.checks.base import StageChecks
+from kvmqa.model import Level, Outcome, failed, info, not_applicable, passed
+from kvmqa.ovirt import cpu_list
+from kvmqa.ovirt.vdsm import SERVICES
+
+if TYPE_CHECKING:
+    from kvmqa.facts import HostFacts
+    from kvmqa.profile import Profile
+
+CHECKS = StageChecks("vdsm")
+
+
+def _vdsm(facts: HostFacts) -> dict[str, Any] | None:
+    v = facts.get("vdsm")
+    return v if isinstance(v, dict) and v.get("present") else None
+
+
+def _absent() -> Outcome:
+    return not_applicable("no vdsm probe sections in the facts (the vdsm snippet runs on ovirt-host targets)")
+
+
+@CHECKS.check("vdsm.services", "vdsmd, supervdsmd, mom-vdsm and ovirt-imageio are active",
+              hint="systemctl start vdsmd (it starts supervdsmd, mom-vdsm and ovirt-imageio); if it will not "
+                   "start, journalctl -u vdsmd shows the failing pre-start task")
+def services(facts: HostFacts, profile: Profile) -> Outcome:
+    v = _vdsm(facts)
+    if v is None:
+        return _absent()
+    states = {unit: (v["services"].get(unit) or {}).get("state") for unit in SERVICES}
+    bad = {u: s for u, s in states.items() if s != "active"}
+    if bad:
+        return failed("not active: " + ", ".join(f"{u} ({s or 'unknown'})" for u, s in bad.items()), states=states)
+    return passed("active: " + ", ".join(SERVICES), states=states)
+
+
+@CHECKS.check("vdsm.port", "vdsm listens on 54321",
+              hint="vdsm's management_port is 54321 (JSON-RPC over STOMP over TLS); start vdsmd and open the "
+                   "firewalld 'vdsm' service")
+def port(facts: HostFacts, profile: Profile) -> Outcome:
+    v = _vdsm(facts)
+    if v is None:
+        return _absent()
+    p = v["port"]
+    if p.get("listening"):
+        return passed(f"listening on {p['port']} ({p.get('method')})", **p)
+    return failed(f"nothing listens on {p['port']} ({p.get('method') or p.get('error')})", **p)
+
+
+@CHECKS.check("vdsm.is-configured", "vdsm-tool is-configured",
+              hint="vdsm-tool configure --force (restarts the modules' services)")
+def is_configured(facts: HostFacts, profile: Profile) -> Outcome:
+    v = _vdsm(facts)
+    if v is None:
+        return _absent()
+    c = v["is_configured"]
+    if c.get("ok") is None:
+        return failed(f"vdsm-tool is-configured did not run: {c.get('error')}", hint="install vdsm (ovirt-host)", **c)
+    if c["ok"]:
+        return passed("all vdsm modules are configured", **c)
+    modules = ", ".join(c.get("not_configured") or []) or "some modules"
+    return failed(f"not configured for vdsm: {modules} (rc={c.get('rc')})", **c)
+
+
+@CHECKS.check("vdsm.api", "vdsm-client answers Host getCapabilities and getStats",
+              hint="vdsm-client talks to localhost:54321 over TLS with /etc/pki/vdsm; check vdsmd and its "
+                   "certificates (vdsm-tool configure --module certificates)")
+def api(facts: HostFacts, profile: Profile) -> Outcome:
+    v = _vdsm(facts)
+    if v is None:
+        return _absent()
+    errors = [x["error"] for x in (v["capabilities"], v["stats"]) if not x.get("ok")]
+    if errors:
+        return failed("; ".join(errors))
+    return passed("getCapabilities and getStats answered")
+
+
+@CHECKS.check("vdsm.kvm-enabled", "getCapabilities reports kvmEnabled true", requires=("vdsm.api",),
+              hint="vdsm reports /dev/kvm missing: load kvm_intel/kvm_amd and enable VT-x/AMD-V in firmware "
+                   "(engine reason KVM_NOT_RUNNING)")
+def kvm_enabled(facts: HostFacts, profile: Profile) -> Outcome:
+    v = _vdsm(facts)
+    if v is None:
+        return _absent()
+    caps = v["capabilities"]
+    if caps.get("kvm_enabled"):
+        return passed("kvmEnabled is true")
+    return failed(f"kvmEnabled is {caps.get('kvm_enabled_raw')!r}")
+
+
+@CHECKS.check("vdsm.version", "vdsm version", level=Level.INFO, requires=("vdsm.api",))
+def version(facts: HostFacts, profile: Profile) -> Outcome:
+    v = _vdsm(facts)
+    if v is None:
+        return _absent()
+    caps = v["capabilities"]
+    text = f"vdsm {caps.get('software_version')}-{caps.get('software_revision')}"
+    return info(text, software_version=caps.get("software_version"), software_revision=caps.get("software_revision"),
+                cluster_levels=caps.get("cluster_levels"), supported_engines=caps.get("supported_engines"))
+
+
+def _cluster_cpu(facts: HostFacts, profile: Profile) -> tuple[str | None, str | None, str]:
+    """(CPU type name, cluster level, where it came from)."""
+    settings = dict(profile.stage("vdsm") or {}) if profile is not None else {}
+    if settings.get("cluster_cpu_type"):
+        return settings["cluster_cpu_type"], settings.get("cluster_level"), "profile vdsm.cluster_cpu_type"
+    engine = facts.get("engine") or {}
+    clusters = engine.get("clusters") or []
+    if len(clusters) == 1:
+        return clusters[0].get("cpu_type"), clusters[0].get("version"), f"engine cluster {clusters[0].get('name')}"
+    return None, None, ""
+
+
+@CHECKS.check("vdsm.cpu-model", "cpuFlags carry the cluster CPU type's flags and model_ entry",
+              requires=("vdsm.api",),
+              hint="libvirt does not mark the model usable on this CPU: lower the cluster CPU type or update "
+                   "the CPU microcode; `virsh domcapabilities` lists usable models")
+def cpu_model(facts: HostFacts, profile: Profile) -> Outcome:
+    v = _vdsm(facts)
+    if v is None:
+        return _absent()
+    name, level, source = _cluster_cpu(facts, profile)
+    if not name:
+        return not_applicable("no cluster CPU type known: set vdsm.cluster_cpu_type (and cluster_level) in the "
+                              "profile", cpu_models=v["capabilities"].get("cpu_models"))
+    settings = dict(profile.stage("vdsm") or {}) if profile is not None else {}
+    found = cpu_list.find(name, level, settings.get("server_cpu_list"))
+    if found.cpu is None:
+        return not_applicable(found.note, cpu_type=name)
+    flags = set(v["capabilities"].get("cpu_flags") or [])
+    missing = cpu_list.missing_flags(found.cpu.flags, flags)
+    details = {"cpu_type": name, "cluster_level": level, "source": source, "required": list(found.cpu.flags),
+               "cpu_models": v["capabilities"].get("cpu_models"), "note": found.note or None}
+    if missing:
+        return failed(f"cpuFlags lack {', '.join(missing)} required by {name!r} ({source})", missing=missing,
+                      **details)
+    return passed(f"cpuFlags carry {', '.join(found.cpu.flags)} for {name!r} ({source})", **details)
+
+
+@CHECKS.check("vdsm.mom", "MOM is active (getStats momStatus)", requires=("vdsm.api",),
+              hint="systemctl status mom-vdsm; see /var/log/vdsm/mom.log and 'MOM not available' in vdsm.log")
+def mom(facts: HostFacts, profile: Profile) -> Outcome:
+    v = _vdsm(facts)
+    if v is None:
+        return _absent()
+    status = v["stats"].get("mom_status")
+    if status == "active":
+        return passed("momStatus is active")
+    meaning = {"disabled": "MOM is disabled", "inactive": "MOM has terminated"}.get(str(status), "unexpected value")
+    return failed(f"momStatus is {status!r} ({meaning})", mom_status=status)

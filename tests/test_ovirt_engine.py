@@ -1,0 +1,239 @@
+"""The engine stage against the HTTPS engine stand-in, parsed by the real ovirtsdk4 client."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvmqa.checks.base import evaluate_stage
+from kvmqa.checks.ovirt_engine import CHECKS
+from kvmqa.facts import HostFacts
+from kvmqa.model import Finding, Verdict
+from kvmqa.options import RunOptions, Secret
+from kvmqa.ovirt.engine import gather_engine
+from kvmqa.profile import Profile
+from kvmqa.targets import Target
+from tests.ovirt_support import HASWELL_CPUINFO_FLAGS, HASWELL_VDSM_FLAGS, Session
+from tests.standins import engine as standin
+from tests.standins.engine import Scenario, StandinEngine
+from tests.standins.pki import Pki, make_pki
+
+PASSWORD = Scenario().password
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("engine-pki"))
+
+
+@dataclass
+class Run:
+    obs: dict[str, Any]
+    findings: dict[str, Finding]
+    engine: StandinEngine
+    options: RunOptions
+
+    def verdict(self, check: str) -> Verdict:
+        return self.findings[f"ovirt_engine.{check}"].verdict
+
+    def message(self, check: str) -> str:
+        return self.findings[f"ovirt_engine.{check}"].message
+
+
+def _write_host_facts(reports: Path, name: str, facts: dict[str, Any]) -> None:
+    (reports / name).mkdir(parents=True, exist_ok=True)
+    (reports / name / "facts.json").write_text(json.dumps(facts))
+
+
+def run_stage(
+    scenario: Scenario,
+    pki: Pki,
+    tmp_path: Path,
+    *,
+    engine_ca: Path | None | str = "same",
+    profile: Profile | None = None,
+    host1_facts: dict[str, Any] | None = None,
+    password: str = PASSWORD,
+) -> Run:
+    reports = tmp_path / "reports"
+    _write_host_facts(reports, "host1", host1_facts if host1_facts is not None else {
+        "cpu": {"flags": HASWELL_CPUINFO_FLAGS},
+        "vdsm": {"present": True, "capabilities": {"ok": True, "cpu_flags": HASWELL_VDSM_FLAGS}},
+    })
+    with StandinEngine(scenario, pki) as engine:
+        options = RunOptions(
+            engine_url=engine.url + "/ovirt-engine/api",
+            engine_password=Secret(password),
+            engine_ca=pki.ca_file if engine_ca == "same" else engine_ca,  # type: ignore[arg-type]
+            reports_dir=reports,
+        )
+        me = Target(name="engine", host="127.0.0.1", roles=("ovirt-engine",))
+        hosts = [Target(name="host1", host="192.0.2.11", roles=("ovirt-host",))]
+        session = Session(options, profile or Profile(), me, [me, *hosts], facts={"cpu": {"flags": []}})
+        obs = gather_engine(session)
+    findings = evaluate_stage(CHECKS, "engine", HostFacts(engine=obs), profile or Profile())
+    return Run(obs, {f.check_id: f for f in findings}, engine, options)
+
+
+def test_healthy_engine_passes_every_check(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.healthy(), pki, tmp_path)
+    verdicts = {cid: f.verdict for cid, f in run.findings.items()}
+    assert verdicts == {cid: Verdict.PASS for cid in CHECKS.ids()}, {c: f.message for c, f in run.findings.items()}
+    assert run.obs["health"]["body"] == "DB Up!Welcome to Health Status!"
+    assert run.obs["api"]["product_name"] == "oVirt Engine" and run.obs["api"]["full_version"] == "4.5.6-1.el9"
+    assert run.obs["clusters"][0]["cpu_type"] == "Intel Haswell Family"
+    assert {t["name"] for t in run.obs["cluster_levels"]["4.8"]["cpu_types"]} >= {"Intel Haswell Family"}
+    assert "model_Haswell-noTSX" in run.message("cpu-compat")
+    assert "unattached: iso" in run.message("storage-domains")
+
+
+def test_client_speaks_the_documented_protocol(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.healthy(), pki, tmp_path)
+    seen = run.engine.seen
+    token_posts = [s for s in seen if s.path == "/ovirt-engine/sso/oauth/token"]
+    assert token_posts, "no SSO token request"
+    form = token_posts[0].body
+    assert "scope=ovirt-app-api" in form and "grant_type=password" in form and "username=admin%40internal" in form
+    assert token_posts[0].headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert token_posts[0].headers["Accept"] == "application/json"
+    api_calls = [s for s in seen if s.path.startswith("/ovirt-engine/api")]
+    assert {s.path.split("?")[0] for s in api_calls} >= {
+        "/ovirt-engine/api", "/ovirt-engine/api/hosts", "/ovirt-engine/api/clusters",
+        "/ovirt-engine/api/clusterlevels/4.8", "/ovirt-engine/api/datacenters", "/ovirt-engine/api/storagedomains",
+        f"/ovirt-engine/api/datacenters/{standin.DC_ID}/storagedomains",
+    }
+    for call in api_calls:  # the real ovirtsdk4 client made every API call
+        assert call.headers["User-Agent"].startswith("PythonSDK/")
+        assert call.headers["Version"] == "4"
+        assert call.headers["Authorization"].startswith("Bearer ")
+    assert any(s.path == "/ovirt-engine/services/sso-logout" for s in seen), "the token was not revoked"
+    assert run.engine.tokens == set(), "a token outlived the run"
+
+
+def test_db_down_fails_health_quoting_the_body(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.db_down(), pki, tmp_path)
+    assert run.verdict("health") == Verdict.FAIL
+    assert "HTTP 500" in run.message("health") and "'DB Down!'" in run.message("health")
+    assert run.findings["ovirt_engine.health"].hint
+    assert run.verdict("api-version") == Verdict.PASS  # the API still answers
+
+
+def test_expired_token_is_a_clear_401_failure(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.token_expired(), pki, tmp_path)
+    assert run.verdict("sso-login") == Verdict.PASS
+    assert run.verdict("api-version") == Verdict.FAIL
+    assert "HTTP 401" in run.message("api-version") and "expired or invalid" in run.message("api-version")
+    assert run.obs["api"]["error"]["kind"] == "auth"
+    for dependent in ("hosts-known", "hosts-up", "cpu-compat", "datacenters", "storage-domains"):
+        assert run.verdict(dependent) == Verdict.SKIP
+        assert "ovirt_engine.api-version" in run.message(dependent)
+
+
+def test_wrong_password_fails_sso_login(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.healthy(), pki, tmp_path, password="not-the-password")
+    assert run.verdict("sso-login") == Verdict.FAIL
+    assert "username or password is incorrect" in run.message("sso-login")
+    assert run.verdict("api-version") == Verdict.SKIP
+
+
+def test_non_operational_host_quotes_its_events(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.host_non_operational(), pki, tmp_path)
+    assert run.verdict("hosts-up") == Verdict.FAIL
+    msg = run.message("hosts-up")
+    assert msg.startswith("host1 is non_operational: [error 12] ")
+    assert standin.NONOP_TEXT in msg
+    assert "unrelated event of host0" not in msg  # another host's event
+    assert "was set to Up" not in msg  # normal severity is not an explanation
+    searches = [s.path for s in run.engine.seen if s.path.startswith("/ovirt-engine/api/events")]
+    assert searches and "search=host.name%3Dhost1" in searches[0]
+
+
+def test_wrong_ca_fails_tls_naming_the_ca_file(pki: Pki, tmp_path: Path) -> None:
+    other = make_pki(tmp_path / "other-pki", ca_name="some other CA")
+    run = run_stage(standin.healthy(), pki, tmp_path, engine_ca=other.ca_file)
+    assert run.verdict("tls") == Verdict.FAIL
+    assert f"CA file {other.ca_file}" in run.message("tls")
+    assert "certificate verify failed" in run.message("tls")
+    assert "health" not in run.obs and "sso" not in run.obs  # nothing else was sent to an unverified server
+    assert not any(s.path.startswith("/ovirt-engine/sso") for s in run.engine.seen)
+    for dependent in ("ca", "health", "sso-login"):
+        assert run.verdict(dependent) == Verdict.SKIP
+
+
+def test_no_ca_given_verifies_against_the_system_store(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.healthy(), pki, tmp_path, engine_ca=None)
+    assert run.verdict("tls") == Verdict.FAIL
+    assert "system trust store" in run.message("tls") and "--engine-ca" in run.message("tls")
+
+
+def test_trust_on_first_use_only_when_asked_and_warned(pki: Pki, tmp_path: Path) -> None:
+    profile = Profile(stages={"ovirt_engine": {"ca_trust_on_first_use": True}})
+    run = run_stage(standin.healthy(), pki, tmp_path, engine_ca=None, profile=profile)
+    assert run.verdict("ca") == Verdict.WARN
+    assert "trusted on first use" in run.message("ca")
+    assert run.verdict("api-version") == Verdict.PASS  # later calls verified against the downloaded CA
+
+
+def test_host_cpu_lacking_the_cluster_flag_fails_cpu_compat(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.cpu_type_skylake(), pki, tmp_path)
+    assert run.verdict("cpu-compat") == Verdict.FAIL
+    msg = run.message("cpu-compat")
+    assert "host1 lacks model_Skylake-Server" in msg and "'Intel Skylake Server Family'" in msg
+
+
+def test_cpuinfo_flags_alone_still_catch_a_missing_vmx(pki: Pki, tmp_path: Path) -> None:
+    amd = [f for f in HASWELL_CPUINFO_FLAGS if f != "vmx"] + ["svm"]
+    run = run_stage(standin.healthy(), pki, tmp_path, host1_facts={"cpu": {"flags": amd}})
+    assert run.verdict("cpu-compat") == Verdict.FAIL
+    assert "host1 lacks vmx" in run.message("cpu-compat")
+
+
+def test_cpu_type_the_engine_does_not_offer_fails(pki: Pki, tmp_path: Path) -> None:
+    scenario = standin.healthy()
+    scenario.clusters[0]["cpu_type"] = "Intel Sapphire Rapids Server Family"
+    run = run_stage(scenario, pki, tmp_path)
+    assert run.verdict("cpu-compat") == Verdict.FAIL
+    assert "is not offered by the engine at level 4.8" in run.message("cpu-compat")
+
+
+def test_inactive_master_domain_fails_storage(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.storage_down(), pki, tmp_path)
+    assert run.verdict("storage-domains") == Verdict.FAIL
+    assert "Default: master domain nfs-data is inactive" in run.message("storage-domains")
+    assert run.verdict("datacenters") == Verdict.PASS
+
+
+def test_unknown_inventory_host_fails_hosts_known(pki: Pki, tmp_path: Path) -> None:
+    scenario = standin.healthy()
+    scenario.hosts = scenario.hosts[:1]
+    run = run_stage(scenario, pki, tmp_path)
+    assert run.verdict("hosts-known") == Verdict.FAIL
+    assert "not known to the engine: host1" in run.message("hosts-known")
+
+
+def test_engine_below_the_profile_minimum_fails(pki: Pki, tmp_path: Path) -> None:
+    profile = Profile(stages={"ovirt_engine": {"min_version": "4.6"}})
+    run = run_stage(standin.healthy(), pki, tmp_path, profile=profile)
+    assert run.verdict("api-version") == Verdict.FAIL
+    assert "below the profile's minimum 4.6" in run.message("api-version")
+
+
+@pytest.mark.parametrize("scenario", ["healthy", "token_expired", "host_non_operational"])
+def test_password_and_token_never_leak(pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                       scenario: str) -> None:
+    caplog.set_level(logging.DEBUG)
+    run = run_stage(standin.SCENARIOS[scenario](), pki, tmp_path)
+    assert run.engine.issued, "the stand-in issued no token"
+    reported = json.dumps([f.to_json() for f in run.findings.values()])
+    observed = json.dumps(run.obs)
+    for secret in [PASSWORD, *run.engine.issued]:
+        assert secret not in observed
+        assert secret not in reported
+        assert secret not in caplog.text
+        assert secret not in repr(run.options) and secret not in str(run.options)
+    assert "SSO token issued" in caplog.text  # the log did record the step, without the token
