@@ -1,0 +1,361 @@
+"""Facts: the probe's raw sections turned into plain data (JSON-serialisable), one dict per host.
+
+Parsing is pure: `parse_probe(text)` is tested on recorded probe outputs in `fixtures/facts/`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from kvmqa.distro import UnknownDistroError, family_of
+
+SECTION_RE = re.compile(r"^@@kvmqa:(?P<name>[\w.-]+) rc=(?P<rc>-?\d+)$", re.M)
+
+# Sections other rooms parse (name -> "module:function"), e.g. vdsm's.
+EXTRA_PARSERS: dict[str, str] = {"vdsm": "kvmqa.ovirt.vdsm:parse_vdsm_sections"}
+
+VHV_LINE = re.compile(r"^\s*(?P<driver>\w+): (?P<check>.+?)\s*: (?P<verdict>PASS|FAIL|WARN|NOTE)(?: \((?P<hint>.*)\))?\s*$")
+
+
+class HostFacts(dict[str, Any]):
+    """A host's facts: sections of plain data. `facts["cpu"]["flags"]`, `facts.get("libvirt")`."""
+
+    @property
+    def cpu_flags(self) -> set[str]:
+        return set(self.get("cpu", {}).get("flags", []))
+
+    @property
+    def family(self) -> str | None:
+        return self.get("os", {}).get("family")
+
+    def device(self, path: str) -> dict[str, Any]:
+        return self.get("devices", {}).get(path, {"exists": False})
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self, indent=2, sort_keys=True, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> HostFacts:
+        return cls(json.loads(Path(path).read_text()))
+
+
+def split_sections(text: str) -> dict[str, tuple[int, str]]:
+    sections: dict[str, tuple[int, str]] = {}
+    matches = list(SECTION_RE.finditer(text))
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        body = text[m.end() + 1 : end].rstrip("\n")
+        sections[m.group("name")] = (int(m.group("rc")), body)
+    return sections
+
+
+def _kv(body: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in body.splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _os_release(body: str) -> dict[str, Any]:
+    raw = {k: v.strip('"').strip("'") for k, v in _kv(body).items()}
+    info: dict[str, Any] = {
+        "id": raw.get("ID", ""),
+        "id_like": raw.get("ID_LIKE", ""),
+        "version_id": raw.get("VERSION_ID", ""),
+        "pretty_name": raw.get("PRETTY_NAME", ""),
+    }
+    try:
+        info["family"] = family_of(info["id"], info["id_like"])
+    except UnknownDistroError as exc:
+        info["family"] = None
+        info["error"] = str(exc)
+    return info
+
+
+def _cpuinfo(body: str) -> dict[str, Any]:
+    fields: dict[str, str] = {}
+    for line in body.splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            fields.setdefault(k.strip(), v.strip())
+        elif line.startswith("processor_count="):
+            fields["processor_count"] = line.split("=", 1)[1]
+    flags = (fields.get("flags") or fields.get("Features") or fields.get("features") or "").split()
+    return {
+        "model_name": fields.get("model name", fields.get("cpu", "")),
+        "vendor_id": fields.get("vendor_id", ""),
+        "family": fields.get("cpu family", ""),
+        "model": fields.get("model", ""),
+        "flags": sorted(set(flags)),
+        "count": int(fields.get("processor_count", "0") or 0),
+    }
+
+
+def _modules(body: str) -> dict[str, Any]:
+    loaded: list[str] = []
+    sysmod: list[str] = []
+    source = "none"
+    target = loaded
+    for line in body.splitlines():
+        if line.startswith("source="):
+            source = line.split("=", 1)[1]
+        elif line == "@sysmodule":
+            target = sysmod
+        elif line.strip():
+            target.append(line.strip())
+    # /sys/module lists loaded modules and built-ins with parameters; /proc/modules only loadable ones.
+    return {"source": source, "loaded": sorted(set(loaded)), "sys_module": sorted(set(sysmod)),
+            "present": sorted(set(loaded) | set(sysmod))}
+
+
+def _devices(body: str) -> dict[str, Any]:
+    devices: dict[str, Any] = {}
+    for line in body.splitlines():
+        parts = line.split("|")
+        if len(parts) == 2 and parts[1] == "missing":
+            devices[parts[0]] = {"exists": False}
+        elif len(parts) == 5:
+            devices[parts[0]] = {"exists": True, "type": parts[1], "mode": parts[2], "owner": parts[3], "group": parts[4]}
+    return devices
+
+
+def _kvm_params(body: str) -> dict[str, str]:
+    out = {}
+    for k, v in _kv(body).items():
+        # /sys/module/kvm_intel/parameters/nested -> kvm_intel.nested
+        m = re.match(r"/sys/module/(\w+)/parameters/(\w+)", k)
+        if m:
+            out[f"{m.group(1)}.{m.group(2)}"] = v
+    return out
+
+
+def _cgroups(body: str) -> dict[str, Any]:
+    mounts = []
+    v1_controllers: set[str] = set()
+    v2_controllers: list[str] = []
+    fstype = ""
+    proc_cgroups: dict[str, bool] = {}
+    in_proc = False
+    for line in body.splitlines():
+        if line == "@proc_cgroups":
+            in_proc = True
+            continue
+        if in_proc:
+            parts = line.split()
+            if len(parts) >= 4 and not line.startswith("#"):
+                proc_cgroups[parts[0]] = parts[3] == "1"
+            continue
+        if line.startswith("fstype="):
+            fstype = line.split("=", 1)[1]
+        elif line.startswith("mount="):
+            typ, mnt, opts = line.split("=", 1)[1].split("|")
+            mounts.append({"type": typ, "path": mnt, "options": opts})
+            if typ == "cgroup":
+                v1_controllers.update(o for o in opts.split(",") if o in proc_cgroups or o in KNOWN_CONTROLLERS)
+        elif line.endswith("cgroup.controllers=") or "cgroup.controllers=" in line:
+            k, v = line.split("=", 1)
+            if k == "/sys/fs/cgroup/cgroup.controllers":
+                v2_controllers = v.split()
+            elif not v2_controllers:
+                v2_controllers = v.split()
+    if fstype == "cgroup2fs":
+        version = "v2"
+    elif any(m["type"] == "cgroup2" for m in mounts) and v1_controllers:
+        version = "hybrid"
+    elif v1_controllers:
+        version = "v1"
+    else:
+        version = "none"
+    return {"version": version, "fstype": fstype, "v1_controllers": sorted(v1_controllers),
+            "v2_controllers": v2_controllers, "mounts": mounts, "enabled": proc_cgroups}
+
+
+KNOWN_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "io", "hugetlb", "net_cls", "perf_event"}
+
+
+def _iommu(body: str) -> dict[str, Any]:
+    kv = _kv(body)
+    groups = kv.get("iommu_groups", "absent")
+    return {
+        "acpi_tables": kv.get("acpi_tables", "").split(),
+        "iommu_groups": None if groups == "absent" else int(groups or 0),
+        "pci_devices": int(kv.get("pci_devices", "0") or 0),
+    }
+
+
+def _meminfo(body: str) -> dict[str, Any]:
+    values: dict[str, int] = {}
+    for line in body.splitlines():
+        m = re.match(r"^(\S+):\s+(\d+)", line)
+        if m:
+            values[m.group(1)] = int(m.group(2))
+    return {
+        "total_kib": values.get("MemTotal", 0),
+        "available_kib": values.get("MemAvailable", 0),
+        "hugepages_total": values.get("HugePages_Total", 0),
+        "hugepages_free": values.get("HugePages_Free", 0),
+        "hugepage_size_kib": values.get("Hugepagesize", 0),
+    }
+
+
+def _hugepages(body: str) -> dict[str, Any]:
+    thp = ""
+    pools: dict[str, int] = {}
+    for k, v in _kv(body).items():
+        if k.endswith("transparent_hugepage/enabled"):
+            m = re.search(r"\[(\w+)\]", v)
+            thp = m.group(1) if m else v
+        else:
+            m = re.search(r"hugepages-(\d+kB)/nr_hugepages", k)
+            if m:
+                pools[m.group(1)] = int(v or 0)
+    return {"thp": thp, "pools": pools}
+
+
+def _packages(rc: int, body: str) -> dict[str, Any]:
+    manager = "none"
+    installed: dict[str, str] = {}
+    absent: list[str] = []
+    for line in body.splitlines():
+        if line.startswith("manager="):
+            manager = line.split("=", 1)[1]
+            continue
+        parts = line.split("|")
+        if len(parts) == 3:
+            name, version, status = parts
+            if status.strip().startswith("ii") and version:
+                installed[name] = version.replace("(none):", "")
+            else:
+                absent.append(name)
+            continue
+        m = re.search(r"no packages found matching (\S+)|package (\S+) is not installed", line)
+        if m:
+            absent.append(m.group(1) or m.group(2))
+    return {"manager": manager, "installed": installed, "absent": sorted(set(absent))}
+
+
+def _kvm_probe(body: str) -> dict[str, Any]:
+    kv = _kv(body)
+    result: dict[str, Any] = dict(kv)
+    if kv.get("method", "none") == "none":
+        result["measured"] = False
+        result["reason"] = kv.get("reason", "no probe result")
+    else:
+        result["measured"] = True
+    if "api_version" in kv and kv["api_version"].isdigit():
+        result["api_version"] = int(kv["api_version"])
+    return result
+
+
+def _init(body: str, units_body: str) -> dict[str, Any]:
+    kv = _kv(body)
+    units: dict[str, dict[str, str]] = {}
+    for line in units_body.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3:
+            units[parts[0]] = {"active": parts[1], "enabled": parts[2]}
+    systemd = kv.get("systemd_running") == "yes"
+    return {"system": "systemd" if systemd else (kv.get("pid1_comm") or "unknown"), "systemd": systemd,
+            "pid1_comm": kv.get("pid1_comm", ""), "units": units}
+
+
+def _sockets(body: str) -> dict[str, Any]:
+    out = {}
+    for line in body.splitlines():
+        parts = line.split("|")
+        if len(parts) == 4:
+            out[parts[0]] = {"mode": parts[1], "owner": parts[2], "group": parts[3]}
+    return out
+
+
+def _libvirt_conf(body: str) -> dict[str, Any]:
+    conf: dict[str, str] = {}
+    users: dict[str, str] = {}
+    groups: dict[str, list[str]] = {}
+    for line in body.splitlines():
+        m = re.match(r"^\s*(user|group|namespaces|dynamic_ownership)\s*=\s*(.+)$", line)
+        if m:
+            conf[m.group(1)] = m.group(2).strip().strip('"')
+            continue
+        m = re.match(r"^(libvirt-qemu|qemu): (.*)$", line)
+        if m:
+            users[m.group(1)] = m.group(2)
+            continue
+        parts = line.split(":")
+        if len(parts) == 4:
+            groups[parts[0]] = [u for u in parts[3].split(",") if u]
+    qemu_user = conf.get("user") or next(iter(users), "")
+    return {"qemu_conf": conf, "qemu_user": qemu_user, "qemu_user_id": users.get(qemu_user, ""), "groups": groups}
+
+
+def _storage(body: str) -> dict[str, Any]:
+    lines = body.strip().splitlines()
+    parts = lines[-1].split() if lines else []
+    if len(parts) >= 6 and parts[3].isdigit():
+        return {"path": parts[5], "available_kib": int(parts[3]), "size_kib": int(parts[1])}
+    return {"path": None, "error": body.strip()[:200]}
+
+
+def parse_virt_host_validate(rc: int, body: str) -> dict[str, Any]:
+    lines = []
+    for line in body.splitlines():
+        m = VHV_LINE.match(line)
+        if m:
+            lines.append({"driver": m.group("driver"), "check": m.group("check").strip(), "verdict": m.group("verdict"),
+                          "hint": m.group("hint") or ""})
+    installed = rc != 127
+    return {"installed": installed, "rc": rc, "lines": lines, "raw_tail": body[-2000:] if not lines else ""}
+
+
+def parse_probe(text: str) -> HostFacts:
+    """Turn one probe output into HostFacts."""
+    sec = split_sections(text)
+
+    def body(name: str) -> str:
+        return sec.get(name, (0, ""))[1]
+
+    env = _kv(body("probe_env"))
+    tools = {k[5:]: v for k, v in env.items() if k.startswith("tool.") and v}
+    facts = HostFacts(
+        probe={"sections": sorted(sec), "user": env.get("user", ""), "euid": env.get("euid", ""),
+               "sudo_user": env.get("sudo_user", ""), "groups": env.get("groups", "").split(), "date": env.get("date", "")},
+        host={"hostname": env.get("hostname", ""), "arch": env.get("arch", "")},
+        tools=tools,
+        os=_os_release(body("os_release")),
+        cpu=_cpuinfo(body("cpuinfo")),
+        kernel={"release": env.get("kernel", ""), "cmdline": body("cmdline").strip()},
+        modules=_modules(body("modules")),
+        devices=_devices(body("devices")),
+        kvm_params=_kvm_params(body("kvm_params")),
+        cgroups=_cgroups(body("cgroups")),
+        iommu=_iommu(body("iommu")),
+        secure_guest={**_kv(body("secure_guest"))},
+        memory=_meminfo(body("meminfo")),
+        hugepages=_hugepages(body("hugepages")),
+        init=_init(body("init"), body("units")),
+        processes=sorted(set(body("processes").split())),
+        sockets=_sockets(body("sockets")),
+        libvirt_conf=_libvirt_conf(body("libvirt_conf")),
+        storage=_storage(body("storage")),
+        security=_kv(body("security")),
+        packages=_packages(*sec.get("packages", (3, "manager=none"))),
+        kvm_probe=_kvm_probe(body("kvm_probe")),
+        virt_host_validate=parse_virt_host_validate(*sec.get("virt_host_validate", (127, ""))),
+    )
+    for extra in ("kvm_probe_user", "kvm_probe_qemu_user"):
+        if extra in sec:
+            facts[extra] = _kvm_probe(body(extra))
+    for name, ref in EXTRA_PARSERS.items():
+        wanted = {k: v for k, v in sec.items() if k.startswith(name)}
+        if wanted:
+            module, func = ref.split(":")
+            import importlib
+
+            facts[name] = getattr(importlib.import_module(module), func)(wanted)
+    return facts

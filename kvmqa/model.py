@@ -1,0 +1,92 @@
+"""Plain data shared by every room: levels, verdicts, findings.
+
+Data flows one way: gather (facts) -> evaluate (checks -> findings) -> act -> report.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class Level(str, enum.Enum):
+    """How much a failing check matters."""
+
+    FAIL = "fail"
+    WARN = "warn"
+    INFO = "info"
+
+
+class Verdict(str, enum.Enum):
+    """What a check concluded about one host."""
+
+    PASS = "pass"
+    FAIL = "fail"  # a fail-level check did not hold
+    WARN = "warn"  # a warn-level check did not hold
+    INFO = "info"  # informational: recorded, never fails
+    SKIP = "skip"  # not evaluated (dependency failed, role absent, not applicable)
+    ERROR = "error"  # the check could not run (host unreachable, bad input)
+    WAIVED = "waived"  # did not hold, but a valid waiver excuses it
+
+
+@dataclass
+class Outcome:
+    """What a check function returns; the registry turns it into a Finding."""
+
+    ok: bool | None  # None: not applicable on this host (becomes SKIP)
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    level: Level | None = None  # override the check's default level (profile-driven)
+    hint: str | None = None  # override the check's default hint
+
+
+def passed(message: str, **details: Any) -> Outcome:
+    return Outcome(True, message, details)
+
+
+def failed(message: str, *, level: Level | None = None, hint: str | None = None, **details: Any) -> Outcome:
+    return Outcome(False, message, details, level=level, hint=hint)
+
+
+def info(message: str, **details: Any) -> Outcome:
+    """A fact worth showing that can neither pass nor fail."""
+    return Outcome(True, message, details, level=Level.INFO)
+
+
+def not_applicable(message: str, **details: Any) -> Outcome:
+    return Outcome(None, message, details)
+
+
+@dataclass
+class Finding:
+    """One check's verdict on one host: the unit every report is made of."""
+
+    host: str
+    stage: str
+    check_id: str
+    title: str
+    level: Level
+    verdict: Verdict
+    message: str
+    hint: str = ""
+    duration: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+    waiver: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["level"] = self.level.value
+        data["verdict"] = self.verdict.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Finding:
+        data = dict(data)
+        data["level"] = Level(data["level"])
+        data["verdict"] = Verdict(data["verdict"])
+        return cls(**data)
+
+    @property
+    def is_failure(self) -> bool:
+        return self.verdict in (Verdict.FAIL, Verdict.ERROR)

@@ -1,0 +1,85 @@
+"""Functional /dev/kvm probe, run ON THE TARGET by the sh probe (python3 only, stdlib only).
+
+Opens /dev/kvm, asks KVM_GET_API_VERSION (must be 12), KVM_CREATE_VM, then creates one vCPU and
+runs three bytes of real-mode code (out 0x10, al; hlt) to see whether the host can actually run a
+guest instruction stream. Prints key=value lines.
+"""
+import fcntl, mmap, os, struct, sys
+
+KVM_GET_API_VERSION = 0xAE00
+KVM_CREATE_VM = 0xAE01
+KVM_GET_VCPU_MMAP_SIZE = 0xAE04
+KVM_CREATE_VCPU = 0xAE41
+KVM_SET_USER_MEMORY_REGION = 0x4020AE46
+KVM_RUN = 0xAE80
+KVM_GET_REGS = 0x8090AE81
+KVM_SET_REGS = 0x4090AE82
+KVM_GET_SREGS = 0x8138AE83
+KVM_SET_SREGS = 0x4138AE84
+EXIT_NAMES = {0: "UNKNOWN", 2: "IO", 5: "HLT", 6: "MMIO", 8: "SHUTDOWN", 9: "FAIL_ENTRY", 17: "INTERNAL_ERROR"}
+
+
+def say(key, value):
+    print("%s=%s" % (key, value))
+
+
+def main():
+    say("user", os.geteuid())
+    try:
+        kvm = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        say("open", "error:" + (exc.strerror or str(exc)).replace(" ", "_"))
+        return
+    say("open", "ok")
+    try:
+        say("api_version", fcntl.ioctl(kvm, KVM_GET_API_VERSION, 0))
+    except OSError as exc:
+        say("api_version", "error:" + str(exc.errno))
+        return
+    try:
+        vm = fcntl.ioctl(kvm, KVM_CREATE_VM, 0)
+    except OSError as exc:
+        say("create_vm", "error:" + (exc.strerror or str(exc)).replace(" ", "_"))
+        return
+    say("create_vm", "ok")
+    if "--no-run" in sys.argv:
+        return
+    try:
+        mem = mmap.mmap(-1, 0x1000, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, mmap.PROT_READ | mmap.PROT_WRITE)
+        mem[0:5] = bytes([0xB0, 0x42, 0xE6, 0x10, 0xF4])  # mov al,0x42; out 0x10,al; hlt
+        import ctypes
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+        region = struct.pack("IIQQQ", 0, 0, 0x1000, 0x1000, addr)
+        fcntl.ioctl(vm, KVM_SET_USER_MEMORY_REGION, region)
+        vcpu = fcntl.ioctl(vm, KVM_CREATE_VCPU, 0)
+        size = fcntl.ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0)
+        run = mmap.mmap(vcpu, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        sregs = bytearray(312)
+        fcntl.ioctl(vcpu, KVM_GET_SREGS, sregs)
+        struct.pack_into("QIH", sregs, 0, 0, 0xFFFF, 0)  # cs: base 0, limit, selector 0
+        fcntl.ioctl(vcpu, KVM_SET_SREGS, bytes(sregs))
+        regs = bytearray(144)
+        struct.pack_into("Q", regs, 16 * 8, 0x1000)  # rip
+        struct.pack_into("Q", regs, 17 * 8, 0x2)  # rflags
+        fcntl.ioctl(vcpu, KVM_SET_REGS, bytes(regs))
+        exits = []
+        for _ in range(4):
+            fcntl.ioctl(vcpu, KVM_RUN, 0)
+            reason = struct.unpack_from("I", run, 8)[0]
+            exits.append(EXIT_NAMES.get(reason, str(reason)))
+            if reason == 2:  # IO: direction u8, size u8, port u16, count u32, data_offset u64
+                port = struct.unpack_from("H", run, 32 + 2)[0]
+                off = struct.unpack_from("Q", run, 32 + 8)[0]
+                say("io_port", hex(port))
+                say("io_value", hex(run[off]))
+                continue
+            if reason == 17:
+                say("internal_suberror", struct.unpack_from("I", run, 32)[0])
+            break
+        say("vcpu_exits", ",".join(exits))
+        say("vcpu_run", "ok" if exits[-1:] == ["HLT"] and "IO" in exits else "failed")
+    except OSError as exc:
+        say("vcpu_run", "error:" + (exc.strerror or str(exc)).replace(" ", "_"))
+
+
+main()

@@ -1,0 +1,114 @@
+"""Profiles: what a lab requires of a host (thresholds, minimum versions, levels), from YAML.
+
+Malformed profiles are clear errors naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kvmqa.model import Level
+
+LEVELS = {"fail": Level.FAIL, "warn": Level.WARN, "info": Level.INFO}
+STAGES = ("cpu", "packages", "libvirt", "first_vm", "ovirt_engine", "vdsm", "install")
+
+
+class ProfileError(ValueError):
+    pass
+
+
+@dataclass
+class Profile:
+    name: str = "default"
+    source: str = "built-in default"
+    min_cpus: int = 2
+    min_memory_gib: float = 2.0
+    min_free_disk_gib: float = 5.0
+    kvm: Level = Level.FAIL  # level when KVM is not usable (hw flag, /dev/kvm, KVM guest type)
+    allow_emulation: bool = False  # boot the first VM under TCG when KVM is not usable
+    nested: str = "optional"  # required | optional
+    iommu: str = "optional"  # required | optional
+    hugepages_min: int = 0  # required pre-allocated hugepages (0: not required)
+    ovmf: Level = Level.WARN
+    min_versions: dict[str, str] = field(default_factory=dict)  # qemu / libvirt / libvirt-clients / ...
+    extra_packages: dict[str, list[str]] = field(default_factory=dict)  # family -> extra names (install mode)
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def stage(self, name: str) -> dict[str, Any]:
+        """A stage's own settings (e.g. `first_vm: {boot_timeout: 60}`)."""
+        return dict(self.stages.get(name, {}))
+
+
+def _err(src: str, key: str, msg: str) -> ProfileError:
+    return ProfileError(f"{src}: field {key!r}: {msg}")
+
+
+def load_profile(path: Path | None) -> Profile:
+    if path is None:
+        return Profile()
+    src = str(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"{src}: profile file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ProfileError(f"{src}:{where} malformed YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProfileError(f"{src}: a profile is a mapping of fields, got {type(data).__name__}")
+    return profile_from_dict(data, src)
+
+
+def profile_from_dict(data: dict[str, Any], src: str = "<profile>") -> Profile:
+    known = {f.name for f in fields(Profile)} - {"source"}
+    unknown = sorted(set(data) - known - set(STAGES))
+    if unknown:
+        raise _err(src, unknown[0], f"unknown field (known: {', '.join(sorted(known | set(STAGES)))})")
+    p = Profile(source=src, name=str(data.get("name", Path(src).stem)))
+    for key in ("min_cpus", "hugepages_min"):
+        if key in data:
+            if not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 0:
+                raise _err(src, key, f"must be a non-negative integer, got {data[key]!r}")
+            setattr(p, key, data[key])
+    for key in ("min_memory_gib", "min_free_disk_gib"):
+        if key in data:
+            if not isinstance(data[key], (int, float)) or isinstance(data[key], bool) or data[key] < 0:
+                raise _err(src, key, f"must be a non-negative number, got {data[key]!r}")
+            setattr(p, key, float(data[key]))
+    for key in ("kvm", "ovmf"):
+        if key in data:
+            if data[key] not in LEVELS:
+                raise _err(src, key, f"must be one of fail, warn, info, got {data[key]!r}")
+            setattr(p, key, LEVELS[data[key]])
+    if "allow_emulation" in data:
+        if not isinstance(data["allow_emulation"], bool):
+            raise _err(src, "allow_emulation", f"must be true or false, got {data['allow_emulation']!r}")
+        p.allow_emulation = data["allow_emulation"]
+    for key in ("nested", "iommu"):
+        if key in data:
+            if data[key] not in ("required", "optional"):
+                raise _err(src, key, f"must be 'required' or 'optional', got {data[key]!r}")
+            setattr(p, key, data[key])
+    if "min_versions" in data:
+        mv = data["min_versions"]
+        if not isinstance(mv, dict) or not all(isinstance(v, (str, int, float)) for v in mv.values()):
+            raise _err(src, "min_versions", "must map component names to version strings")
+        p.min_versions = {str(k): str(v) for k, v in mv.items()}
+    if "extra_packages" in data:
+        ep = data["extra_packages"]
+        if not isinstance(ep, dict) or not all(isinstance(v, list) for v in ep.values()):
+            raise _err(src, "extra_packages", "must map a family (debian, el) to a list of package names")
+        p.extra_packages = {str(k): [str(x) for x in v] for k, v in ep.items()}
+    for stage in STAGES:
+        if stage in data:
+            if not isinstance(data[stage], dict):
+                raise _err(src, stage, "stage settings must be a mapping")
+            p.stages[stage] = data[stage]
+    return p

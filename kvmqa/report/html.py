@@ -1,0 +1,107 @@
+"""HTML fragments for the pytest-html report: the host x stage matrix, details per host and stage, actions."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from kvmqa.model import Verdict
+from kvmqa.report.results import RunResults
+from kvmqa.session import safe_name
+
+COLOURS = {
+    "pass": "#2e7d32", "fail": "#c62828", "error": "#6a1b9a", "warn": "#ef6c00",
+    "skip": "#757575", "waived": "#1565c0", "info": "#00838f",
+}
+
+STYLE = """
+<style>
+.kvmqa table{border-collapse:collapse;margin:6px 0 14px 0;font-size:13px}
+.kvmqa th,.kvmqa td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+.kvmqa .v{color:#fff;font-weight:bold;text-align:center;white-space:nowrap}
+.kvmqa .v a{color:#fff;text-decoration:none;display:block}
+.kvmqa details{margin:4px 0}
+.kvmqa summary{cursor:pointer;font-weight:bold}
+.kvmqa .emulated{background:#fff3e0;border:2px solid #ef6c00;padding:4px 8px;display:inline-block;font-weight:bold}
+</style>
+"""
+
+
+def anchor(host: str, stage: str) -> str:
+    return f"kvmqa-{safe_name(host)}-{stage}"
+
+
+def verdict_cell(verdict: str, href: str | None = None, label: str | None = None) -> str:
+    text = escape(label or verdict.upper())
+    inner = f'<a href="#{href}">{text}</a>' if href else text
+    return f'<td class="v kvmqa-{verdict}" style="background:{COLOURS.get(verdict, "#999")}">{inner}</td>'
+
+
+def matrix_html(results: RunResults) -> str:
+    stages = results.stages()
+    rows = ["<tr><th>host</th>" + "".join(f"<th>{escape(s)}</th>" for s in stages) + "<th>round trips</th></tr>"]
+    for host in results.host_names():
+        cells = []
+        for s in stages:
+            verdict, items = results.cell(host, s)
+            if verdict is None:
+                cells.append("<td>-</td>")
+                continue
+            label = verdict.value.upper()
+            if any(f.details.get("emulated") for f in items):
+                label += " (EMULATED)"
+            cells.append(verdict_cell(verdict.value, anchor(host, s), label))
+        trips = results.hosts.get(host, {}).get("round_trips", {})
+        trip_text = f"{trips.get('ssh_commands', '?')} commands + {trips.get('libvirt_connections', '?')} libvirt" if trips else "-"
+        rows.append(f"<tr><th>{escape(host)}</th>{''.join(cells)}<td>{escape(trip_text)}</td></tr>")
+    return f'<table id="kvmqa-matrix">{"".join(rows)}</table>'
+
+
+def details_html(results: RunResults) -> str:
+    out = []
+    for host in results.host_names():
+        out.append(f"<h3>{escape(host)}</h3>")
+        for s in results.stages():
+            verdict, items = results.cell(host, s)
+            if not items:
+                continue
+            rows = ["<tr><th>check</th><th>level</th><th>verdict</th><th>message</th><th>hint</th><th>s</th></tr>"]
+            for f in items:
+                msg = escape(f.message)
+                if f.waiver:
+                    msg += f"<br><i>waived: {escape(str(f.waiver.get('justification', '')))} (until {escape(str(f.waiver.get('expires', '')))})</i>"
+                rows.append(
+                    f"<tr><td><code>{escape(f.check_id)}</code><br>{escape(f.title)}</td><td>{f.level.value}</td>"
+                    f"{verdict_cell(f.verdict.value)}<td>{msg}</td><td>{escape(f.hint)}</td><td>{f.duration:.3f}</td></tr>"
+                )
+            open_attr = " open" if verdict in (Verdict.FAIL, Verdict.ERROR) else ""
+            out.append(f'<details id="{anchor(host, s)}"{open_attr}><summary>{escape(host)} / {escape(s)}: '
+                       f'{(verdict or Verdict.SKIP).value.upper()}</summary><table>{"".join(rows)}</table></details>')
+    return "".join(out)
+
+
+def actions_html(actions: list[dict[str, Any]]) -> str:
+    if not actions:
+        return ""
+    rows = ["<tr><th>host</th><th>stage</th><th>action</th><th>status</th><th>command</th><th>rc</th><th>s</th><th>output (tail)</th></tr>"]
+    for a in actions:
+        rows.append(
+            f"<tr><td>{escape(str(a.get('host', '')))}</td><td>{escape(str(a.get('stage', '')))}</td>"
+            f"<td><code>{escape(str(a.get('id', '')))}</code><br>{escape(str(a.get('description', '')))}</td>"
+            f"<td>{escape(str(a.get('status', '')))}</td><td><code>{escape(str(a.get('command', '')))}</code></td>"
+            f"<td>{escape(str(a.get('rc', '')))}</td><td>{float(a.get('duration', 0) or 0):.2f}</td>"
+            f"<td><pre>{escape(str(a.get('output_tail', '')))}</pre></td></tr>"
+        )
+    return f'<h2>Install actions</h2><table id="kvmqa-actions">{"".join(rows)}</table>'
+
+
+def summary_html(results: RunResults, extra_sections: list[str] | None = None) -> str:
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(results.counts().items()))
+    errors = "".join(f"<li>{escape(e)}</li>" for e in results.errors)
+    return (
+        f'{STYLE}<div class="kvmqa"><h2>Hosts × stages</h2>{matrix_html(results)}<p>{escape(counts)}</p>'
+        + (f"<h2>Errors</h2><ul>{errors}</ul>" if errors else "")
+        + "".join(extra_sections or [])
+        + actions_html(results.actions)
+        + f"<h2>Details</h2>{details_html(results)}</div>"
+    )

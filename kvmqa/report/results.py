@@ -1,0 +1,109 @@
+"""The run's results: every finding of every host, written as results.json; the host x stage matrix."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kvmqa.model import Finding, Verdict
+
+STAGE_ORDER = ("reach", "cpu", "packages", "libvirt", "install", "ovirt_engine", "vdsm", "first_vm")
+# Worst first: a stage cell shows the worst verdict of its checks.
+SEVERITY = (Verdict.ERROR, Verdict.FAIL, Verdict.WARN, Verdict.WAIVED, Verdict.PASS, Verdict.INFO, Verdict.SKIP)
+
+
+@dataclass
+class RunResults:
+    findings: list[Finding] = field(default_factory=list)
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # host -> summary (facts digest, round trips)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    sections: dict[str, Any] = field(default_factory=dict)  # extra report sections (baseline comparison, ...)
+    started: float = field(default_factory=time.time)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, finding: Finding) -> None:
+        self.findings.append(finding)
+        self.hosts.setdefault(finding.host, {})
+
+    def host_names(self) -> list[str]:
+        names = list(self.hosts)
+        for f in self.findings:
+            if f.host not in names:
+                names.append(f.host)
+        return names
+
+    def stages(self) -> list[str]:
+        seen = {f.stage for f in self.findings}
+        return [s for s in STAGE_ORDER if s in seen] + sorted(seen - set(STAGE_ORDER))
+
+    def cell(self, host: str, stage: str) -> tuple[Verdict | None, list[Finding]]:
+        items = [f for f in self.findings if f.host == host and f.stage == stage]
+        if not items:
+            return None, []
+        verdicts = {f.verdict for f in items}
+        if verdicts == {Verdict.SKIP}:
+            return Verdict.SKIP, items
+        worst = next(v for v in SEVERITY if v in verdicts)
+        if worst == Verdict.INFO:
+            worst = Verdict.PASS
+        return worst, items
+
+    def matrix(self) -> dict[str, dict[str, str]]:
+        return {h: {s: (self.cell(h, s)[0] or Verdict.SKIP).value for s in self.stages() if self.cell(h, s)[0]}
+                for h in self.host_names()}
+
+    def failed(self) -> bool:
+        return any(f.is_failure for f in self.findings) or bool(self.errors)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.findings:
+            out[f.verdict.value] = out.get(f.verdict.value, 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tool": "kvmqa",
+            "schema": 1,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "duration_s": round(time.time() - self.started, 3),
+            "hosts": self.hosts,
+            "matrix": self.matrix(),
+            "counts": self.counts(),
+            "errors": self.errors,
+            "results": [f.to_json() for f in self.findings],
+            "actions": self.actions,
+            **self.sections,
+        }
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2, default=str))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> RunResults:
+        data = json.loads(Path(path).read_text())
+        r = cls(findings=[Finding.from_json(x) for x in data.get("results", [])], hosts=data.get("hosts", {}),
+                actions=data.get("actions", []), errors=data.get("errors", []))
+        for k in ("baseline_comparison",):
+            if k in data:
+                r.sections[k] = data[k]
+        return r
+
+    def terminal_matrix(self) -> str:
+        stages = self.stages()
+        hosts = self.host_names()
+        width = max([len(h) for h in hosts] + [4])
+        lines = ["host".ljust(width) + "  " + "  ".join(s.ljust(9) for s in stages)]
+        for h in hosts:
+            cells = []
+            for s in stages:
+                v = self.cell(h, s)[0]
+                cells.append((v.value.upper() if v else "-").ljust(9))
+            lines.append(h.ljust(width) + "  " + "  ".join(cells))
+        return "\n".join(lines)

@@ -1,0 +1,246 @@
+"""Targets: one host to check, reached through testinfra (local, ssh, paramiko), every command timed out.
+
+    >>> t = Target.from_url("ssh://qa@hv1:2222")
+    >>> (t.backend, t.user, t.host, t.port, t.name)
+    ('ssh', 'qa', 'hv1', 2222, 'hv1:2222')
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import tempfile
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("local", "ssh", "paramiko")
+
+
+class TargetError(Exception):
+    """A target could not be reached or used; the message names the host and what was wrong."""
+
+
+class TargetUnreachable(TargetError):
+    pass
+
+
+class TargetAuthError(TargetError):
+    pass
+
+
+class CommandTimeout(TargetError):
+    pass
+
+
+@dataclass
+class CommandResult:
+    rc: int
+    stdout: str
+    stderr: str
+    duration: float
+    command: str
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass
+class Target:
+    name: str
+    backend: str = "local"
+    host: str | None = None
+    user: str | None = None
+    port: int | None = None
+    identity_file: Path | None = None
+    sudo: bool = False
+    roles: tuple[str, ...] = ("kvm-host",)
+    vars: dict[str, Any] = field(default_factory=dict)
+    strict_host_keys: bool = True
+    known_hosts: Path | None = None
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+    round_trips: int = 0
+    _host: Any = field(default=None, repr=False, compare=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Target:
+        url = url.strip()
+        if url in ("local", "local://"):
+            return cls(name=kwargs.pop("name", "local"), backend="local", **kwargs)
+        if "://" not in url:
+            url = "ssh://" + url
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in BACKENDS:
+            raise TargetError(f"{url!r}: unsupported transport {parsed.scheme!r}; use one of {', '.join(BACKENDS)}")
+        if not parsed.hostname:
+            raise TargetError(f"{url!r}: no host name")
+        if parsed.password:
+            raise TargetError(f"{url!r}: passwords in host URLs are refused (they end up in logs); use a key")
+        query = urllib.parse.parse_qs(parsed.query)
+        if "sudo" in query:
+            kwargs.setdefault("sudo", query["sudo"][0].lower() in ("1", "true", "yes"))
+        if "ssh_identity_file" in query:
+            kwargs.setdefault("identity_file", Path(query["ssh_identity_file"][0]).expanduser())
+        return cls(
+            name=kwargs.pop("name", parsed.hostname if not parsed.port or parsed.port == 22 else f"{parsed.hostname}:{parsed.port}"),
+            backend=parsed.scheme,
+            host=parsed.hostname,
+            user=urllib.parse.unquote(parsed.username) if parsed.username else None,
+            port=parsed.port,
+            **kwargs,
+        )
+
+    @property
+    def is_local(self) -> bool:
+        return self.backend == "local"
+
+    @property
+    def url(self) -> str:
+        if self.is_local:
+            return "local://"
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{self.backend}://{user}{self.host}{port}"
+
+    # -- transport -------------------------------------------------------------------------
+    def ssh_options(self) -> list[str]:
+        """OpenSSH options for every connection kvmqa makes (probe, libvirt, actions)."""
+        control_dir = Path(tempfile.gettempdir()) / f"kvmqa-ssh-{os.getuid()}"
+        control_dir.mkdir(mode=0o700, exist_ok=True)
+        opts = [
+            "BatchMode=yes",  # never prompt for a password or a host key
+            f"ConnectTimeout={int(self.connect_timeout)}",
+            "ServerAliveInterval=5",
+            "ServerAliveCountMax=3",
+            "ControlMaster=auto",
+            "ControlPersist=60s",
+            f"ControlPath={control_dir}/%C",
+            "LogLevel=ERROR",
+        ]
+        if self.strict_host_keys:
+            opts.append("StrictHostKeyChecking=yes")
+            if self.known_hosts:
+                opts.append(f"UserKnownHostsFile={self.known_hosts}")
+        else:
+            opts += ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"]
+        return opts
+
+    def ssh_argv(self) -> list[str]:
+        argv = ["ssh"]
+        for o in self.ssh_options():
+            argv += ["-o", o]
+        if self.port:
+            argv += ["-p", str(self.port)]
+        if self.identity_file:
+            argv += ["-i", str(self.identity_file)]
+        argv.append(f"{self.user}@{self.host}" if self.user else str(self.host))
+        return argv
+
+    def testinfra_host(self) -> Any:
+        with self._lock:
+            if self._host is None:
+                import testinfra
+
+                kwargs: dict[str, Any] = {"sudo": self.sudo and not self.is_local}
+                if self.backend == "ssh":
+                    kwargs["ssh_extra_args"] = " ".join(f"-o {o}" for o in self.ssh_options())
+                    kwargs["timeout"] = int(self.connect_timeout)
+                    if self.identity_file:
+                        kwargs["ssh_identity_file"] = str(self.identity_file)
+                if self.backend == "paramiko":
+                    kwargs["timeout"] = int(self.connect_timeout)
+                    if self.identity_file:
+                        kwargs["ssh_identity_file"] = str(self.identity_file)
+                host = testinfra.get_host(self.url, **kwargs)
+                if self.backend == "paramiko":
+                    host.backend.__dict__["client"] = self._paramiko_client()
+                self._host = host
+            return self._host
+
+    def _paramiko_client(self) -> Any:
+        """A paramiko client with kvmqa's policy: known hosts enforced unless opted out."""
+        import paramiko
+
+        client = paramiko.SSHClient()
+        if self.strict_host_keys:
+            client.load_system_host_keys(str(self.known_hosts) if self.known_hosts else None)
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        else:
+            client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(
+                hostname=str(self.host), port=self.port or 22, username=self.user,
+                key_filename=str(self.identity_file) if self.identity_file else None,
+                timeout=self.connect_timeout, banner_timeout=self.connect_timeout, auth_timeout=self.connect_timeout,
+                allow_agent=False, look_for_keys=self.identity_file is None,
+            )
+        except paramiko.AuthenticationException as exc:
+            raise TargetAuthError(f"{self.name}: authentication failed for {self.url}: {exc}") from exc
+        except paramiko.SSHException as exc:
+            raise TargetUnreachable(f"{self.name}: ssh to {self.url} failed: {exc}") from exc
+        except OSError as exc:
+            raise TargetUnreachable(f"{self.name}: cannot connect to {self.url}: {exc.strerror or exc}") from exc
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(5)
+        return client
+
+    def run(self, command: str, timeout: float | None = None, env: dict[str, str] | None = None) -> CommandResult:
+        """Run one shell command on the target (one round trip) with a timeout enforced on the target."""
+        limit = int(timeout or self.command_timeout)
+        prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
+        wrapped = f"{prefix}timeout -k 5 {limit} /bin/sh -c {shlex.quote(command)}"
+        started = time.perf_counter()
+        self.round_trips += 1
+        try:
+            result = self.testinfra_host().run(wrapped)
+        except TargetError:
+            raise
+        except RuntimeError as exc:  # testinfra's ssh backend: ssh exited 255
+            raise classify_ssh_error(self, str(exc)) from exc
+        except Exception as exc:  # paramiko and socket errors
+            raise TargetUnreachable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+        duration = time.perf_counter() - started
+        if self.sudo and result.rc == 1 and "sudo:" in result.stderr and "password" in result.stderr:
+            raise TargetAuthError(f"{self.name}: sudo needs a password for {self.user}; kvmqa needs passwordless sudo (NOPASSWD)")
+        return CommandResult(result.rc, result.stdout, result.stderr, duration, command, timed_out=result.rc in (124, 137))
+
+    def libvirt_uri(self, workdir: Path) -> str:
+        """qemu:///system locally; over SSH a qemu+ext URI through the same OpenSSH options (and sudo)."""
+        if self.is_local:
+            return "qemu:///system"
+        helper = (
+            "if command -v virt-ssh-helper >/dev/null 2>&1; then exec virt-ssh-helper qemu:///system; "
+            "else exec nc -U /run/libvirt/libvirt-sock; fi"
+        )
+        remote = f"{'sudo -n ' if self.sudo else ''}sh -c {shlex.quote(helper)}"
+        script = workdir / "libvirt-ssh.sh"
+        workdir.mkdir(parents=True, exist_ok=True)
+        script.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in self.ssh_argv()) + " " + shlex.quote(remote) + "\n")
+        script.chmod(stat.S_IRWXU)
+        return f"qemu+ext:///system?command={urllib.parse.quote(str(script.resolve()))}"
+
+    def close(self) -> None:
+        if self._host is not None and self.backend == "paramiko":
+            client = self._host.backend.__dict__.get("client")
+            if client is not None:
+                client.close()
+
+
+def classify_ssh_error(target: Target, text: str) -> TargetError:
+    low = text.lower()
+    if "host key verification failed" in low or "no matching host key" in low or "remote host identification has changed" in low:
+        return TargetAuthError(f"{target.name}: host key verification failed for {target.url} (strict host-key checking is on; "
+                               "add the key to known_hosts or pass --no-strict-host-keys)")
+    if "permission denied" in low:
+        return TargetAuthError(f"{target.name}: authentication failed for {target.url} (permission denied; wrong user or key)")
+    reason = text.strip().splitlines()[-1] if text.strip() else "ssh exited 255"
+    return TargetUnreachable(f"{target.name}: cannot reach {target.url}: {reason[:300]}")
