@@ -49,6 +49,10 @@ class Scenario:
     cluster_levels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     datacenters: list[dict[str, Any]] = field(default_factory=list)
     storage_domains: list[dict[str, Any]] = field(default_factory=list)  # each may carry `data_center`
+    # Statuses a host added with POST /hosts reports on successive GETs (the last one sticks):
+    # by default a deploy that flaps out of `up` once, as OST's wait_for_flapping_host expects.
+    deploy_statuses: list[str] = field(default_factory=lambda: [
+        "installing", "initializing", "up", "non_responsive", "up", "up", "up"])
 
 
 DC_ID = "11111111-1111-1111-1111-111111111111"
@@ -182,21 +186,25 @@ class Renderer:
     def hosts(self) -> ET.Element:
         root = ET.Element("hosts")
         for h in self.s.hosts:
-            e = _el(root, "host", href=f"{API}/hosts/{h['id']}", id=h["id"])
-            _el(e, "name", h["name"])
-            _el(e, "address", h["address"])
-            cpu = _el(e, "cpu")
-            _el(cpu, "name", h["cpu_name"])
-            _el(cpu, "speed", 2400)
-            topo = _el(cpu, "topology")
-            for k in ("cores", "sockets", "threads"):
-                _el(topo, k, 1)
-            _el(cpu, "type", h["cpu_type"])
-            _el(e, "memory", 8 * 1024**3)
-            _el(e, "port", 54321)
-            _el(e, "status", h["status"])
-            _ref(e, "cluster", "clusters", CLUSTER_ID)
+            root.append(self.host(h))
         return root
+
+    def host(self, h: dict[str, Any]) -> ET.Element:
+        e = ET.Element("host", href=f"{API}/hosts/{h['id']}", id=h["id"])
+        _el(e, "name", h["name"])
+        _el(e, "address", h["address"])
+        cpu = _el(e, "cpu")
+        _el(cpu, "name", h["cpu_name"])
+        _el(cpu, "speed", 2400)
+        topo = _el(cpu, "topology")
+        for k in ("cores", "sockets", "threads"):
+            _el(topo, k, 1)
+        _el(cpu, "type", h["cpu_type"])
+        _el(e, "memory", 8 * 1024**3)
+        _el(e, "port", 54321)
+        _el(e, "status", h["status"])
+        _ref(e, "cluster", "clusters", CLUSTER_ID)
+        return e
 
     def events(self, search: str | None, limit: int | None) -> ET.Element:
         wanted = _search_value(search, "host.name")
@@ -368,11 +376,17 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, "Not Found", "text/html")
 
-    def _api(self, path: str, query: dict[str, str]) -> None:
+    def _authorized(self) -> bool:
+        """A valid bearer token, else a 401 with an empty body (what an expired token gets) is sent."""
         auth = self.headers.get("Authorization", "")
         token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
-        if token not in self.standin.tokens or self.standin.scenario.token_expired:
-            self._send(401, b"", "text/html")
+        if token in self.standin.tokens and not self.standin.scenario.token_expired:
+            return True
+        self._send(401, b"", "text/html")
+        return False
+
+    def _api(self, path: str, query: dict[str, str]) -> None:
+        if not self._authorized():
             return
         r = Renderer(self.standin.scenario)
         parts = path.split("/") if path else []
@@ -380,6 +394,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._xml(r.api())
         elif parts == ["hosts"]:
             self._xml(r.hosts())
+        elif len(parts) == 2 and parts[0] == "hosts":
+            self._xml(self._deployed_host(parts[1], r))
         elif parts == ["events"]:
             self._xml(r.events(query.get("search"), int(query["max"]) if "max" in query else None))
         elif parts == ["clusters"]:
@@ -395,13 +411,50 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._xml(None)
 
+    def _deployed_host(self, host_id: str, r: Renderer) -> ET.Element | None:
+        """A host's next status: hosts added through POST walk through `deploy_statuses`."""
+        host = next((h for h in self.standin.scenario.hosts if h["id"] == host_id), None)
+        if host is None:
+            return None
+        pending = host.get("pending_statuses")
+        if pending:
+            host["status"] = pending.pop(0) if len(pending) > 1 else pending[0]
+        return r.host(host)
+
+    def _add_host(self, body: str) -> None:
+        """POST /hosts: `<host><name/><address/><cluster><name/></cluster>...</host>` -> 201 with the host."""
+        try:
+            sent = ET.fromstring(body)
+        except ET.ParseError as exc:
+            self._send(400, f"bad XML: {exc}", "text/plain")
+            return
+        name, address = sent.findtext("name"), sent.findtext("address")
+        if not name or not address or sent.find("cluster") is None:
+            fault = ET.Element("fault")
+            _el(fault, "reason", "Incomplete parameters")
+            _el(fault, "detail", "Host [name|address|cluster] required for add")
+            self._send(400, ET.tostring(fault, xml_declaration=True, encoding="utf-8"), "application/xml")
+            return
+        s = self.standin.scenario
+        host = {"id": f"55555555-5555-5555-5555-{len(s.hosts):012d}", "name": name, "address": address,
+                "status": "installing", "cpu_name": "Intel Core Processor (Haswell, no TSX)",
+                "cpu_type": "Intel Haswell Family", "pending_statuses": list(s.deploy_statuses),
+                "ssh_authentication_method": sent.findtext("ssh/authentication_method"),
+                "root_password_sent": sent.find("root_password") is not None}
+        s.hosts.append(host)
+        self._send(201, ET.tostring(Renderer(s).host(host), xml_declaration=True, encoding="utf-8"),
+                   "application/xml")
+
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode()
         self._record(body)
         form = dict(urllib.parse.parse_qsl(body))
         s = self.standin.scenario
-        if self.path == "/ovirt-engine/sso/oauth/token":
+        if self.path.split("?")[0] == API + "/hosts":
+            if self._authorized():
+                self._add_host(body)
+        elif self.path == "/ovirt-engine/sso/oauth/token":
             if form.get("scope") != "ovirt-app-api" or form.get("grant_type") != "password":
                 self._json(400, {"error_code": "invalid_request", "error": "scope ovirt-app-api and grant_type "
                                  "password are required"})
