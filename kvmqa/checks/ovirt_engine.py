@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kvmqa.checks.base import StageChecks
@@ -48,6 +50,26 @@ def _api_error_text(err: dict[str, Any]) -> str:
     return f"{err.get('kind')} error at {err.get('step')}: {err.get('message')}"
 
 
+EngineCheck = Callable[[dict[str, Any], "Profile"], Outcome]
+
+
+def on_engine(needs: str | None = None) -> Callable[[EngineCheck], Callable[[HostFacts, Profile], Outcome]]:
+    """Adapt `fn(observation, profile)` to a check: no observation is N/A; `needs` an API section read."""
+
+    def wrap(fn: EngineCheck) -> Callable[[HostFacts, Profile], Outcome]:
+        @functools.wraps(fn)
+        def check(facts: HostFacts, profile: Profile) -> Outcome:
+            obs = _engine(facts)
+            if obs is None:
+                return _no_engine()
+            gap = _api_gap(obs, needs) if needs else None
+            return gap or fn(obs, profile)
+
+        return check
+
+    return wrap
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in str(text).split(".")[:3] if p.isdigit())
 
@@ -55,10 +77,8 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 @CHECKS.check("ovirt_engine.tls", "Engine TLS verifies against the engine CA",
               hint="pass --engine-ca <file> with the engine's CA (from the engine host's "
                    "/etc/pki/ovirt-engine/ca.pem), or fix the engine's apache certificate chain")
-def tls(facts: HostFacts, profile: Profile) -> Outcome:
-    obs = _engine(facts)
-    if obs is None:
-        return _no_engine()
+@on_engine()
+def tls(obs: dict[str, Any], profile: Profile) -> Outcome:
     t = obs.get("tls") or {}
     if t.get("ok") is None:
         return failed(f"engine {obs.get('url')} not reachable: {t.get('error')}", hint="check the engine URL and "
@@ -70,10 +90,8 @@ def tls(facts: HostFacts, profile: Profile) -> Outcome:
 
 @CHECKS.check("ovirt_engine.ca", "Engine CA certificate downloads and is a CA", requires=("ovirt_engine.tls",),
               hint="compare /etc/pki/ovirt-engine/ca.pem on the engine with the --engine-ca you passed")
-def ca(facts: HostFacts, profile: Profile) -> Outcome:
-    obs = _engine(facts)
-    if obs is None:
-        return _no_engine()
+@on_engine()
+def ca(obs: dict[str, Any], profile: Profile) -> Outcome:
     c = obs.get("ca") or {}
     if not c.get("ok"):
         return failed(f"engine CA: {c.get('error')}", **c)
@@ -88,10 +106,8 @@ def ca(facts: HostFacts, profile: Profile) -> Outcome:
 
 @CHECKS.check("ovirt_engine.health", "Engine health status is DB Up", requires=("ovirt_engine.tls",),
               hint="on the engine: systemctl status ovirt-engine postgresql; see /var/log/ovirt-engine/server.log")
-def health(facts: HostFacts, profile: Profile) -> Outcome:
-    obs = _engine(facts)
-    if obs is None:
-        return _no_engine()
+@on_engine()
+def health(obs: dict[str, Any], profile: Profile) -> Outcome:
     h = obs.get("health")
     if h is None:
         return failed("the health servlet was not called (an earlier step failed)")
@@ -105,10 +121,8 @@ def health(facts: HostFacts, profile: Profile) -> Outcome:
 @CHECKS.check("ovirt_engine.sso-login", "SSO issues a token (scope ovirt-app-api)", requires=("ovirt_engine.tls",),
               hint="check the user (--engine-user) and the password file / KVMQA_ENGINE_PASSWORD; "
                    "on the engine see /var/log/ovirt-engine/engine.log")
-def sso_login(facts: HostFacts, profile: Profile) -> Outcome:
-    obs = _engine(facts)
-    if obs is None:
-        return _no_engine()
+@on_engine()
+def sso_login(obs: dict[str, Any], profile: Profile) -> Outcome:
     s = obs.get("sso")
     if s is None:
         return failed("SSO was not attempted (an earlier step failed)")
@@ -120,10 +134,8 @@ def sso_login(facts: HostFacts, profile: Profile) -> Outcome:
 @CHECKS.check("ovirt_engine.api-version", "Engine API answers with a supported product and version",
               requires=("ovirt_engine.sso-login",),
               hint="upgrade the engine, or lower ovirt_engine.min_version in the profile")
-def api_version(facts: HostFacts, profile: Profile) -> Outcome:
-    obs = _engine(facts)
-    if obs is None:
-        return _no_engine()
+@on_engine()
+def api_version(obs: dict[str, Any], profile: Profile) -> Outcome:
     api = obs.get("api") or {}
     if not api.get("product_name"):
         err = api.get("error")
@@ -151,13 +163,8 @@ def _inventory(obs: dict[str, Any]) -> list[dict[str, Any]]:
 @CHECKS.check("ovirt_engine.hosts-known", "Every inventory ovirt-host is known to the engine",
               requires=("ovirt_engine.api-version",),
               hint="add the host in the engine (Compute > Hosts > New) or fix its inventory address")
-def hosts_known(facts: HostFacts, profile: Profile) -> Outcome:
-    obs = _engine(facts)
-    if obs is None:
-        return _no_engine()
-    gap = _api_gap(obs, "hosts")
-    if gap:
-        return gap
+@on_engine("hosts")
+def hosts_known(obs: dict[str, Any], profile: Profile) -> Outcome:
     inv = _inventory(obs)
     if not inv:
         return not_applicable("the inventory has no ovirt-host targets", engine_hosts=[h["name"] for h in obs["hosts"]])
@@ -181,13 +188,8 @@ def _quote_events(host: dict[str, Any]) -> str:
               requires=("ovirt_engine.api-version",),
               hint="read the quoted events; for non_operational fix the cause and activate the host, for "
                    "install_failed see /var/log/ovirt-engine/host-deploy/ on the engine")
-def hosts_up(facts: HostFacts, profile: Profile) -> Outcome:
-    obs = _engine(facts)
-    if obs is None:
-        return _no_engine()
-    gap = _api_gap(obs, "hosts")
-    if gap:
-        return gap
+@on_engine("hosts")
+def hosts_up(obs: dict[str, Any], profile: Profile) -> Outcome:
     by_id = {h["id"]: h for h in obs["hosts"]}
     matched = [by_id[i["engine_host_id"]] for i in _inventory(obs) if i.get("engine_host_id") in by_id]
     if not matched:
@@ -235,13 +237,8 @@ def _cpu_verdict(inv: dict[str, Any], cluster: dict[str, Any], obs: dict[str, An
               requires=("ovirt_engine.api-version",),
               hint="choose a lower cluster CPU type, update the host CPU microcode/firmware, or move the host to a "
                    "cluster whose CPU type it supports (engine reason CPU_TYPE_INCOMPATIBLE_WITH_CLUSTER)")
-def cpu_compat(facts: HostFacts, profile: Profile) -> Outcome:
-    obs = _engine(facts)
-    if obs is None:
-        return _no_engine()
-    gap = _api_gap(obs, "clusters")
-    if gap:
-        return gap
+@on_engine("clusters")
+def cpu_compat(obs: dict[str, Any], profile: Profile) -> Outcome:
     table = _settings(profile).get("server_cpu_list")
     hosts = {h["id"]: h for h in obs.get("hosts", [])}
     clusters = {c["id"]: c for c in obs["clusters"]}
@@ -264,13 +261,8 @@ def cpu_compat(facts: HostFacts, profile: Profile) -> Outcome:
 @CHECKS.check("ovirt_engine.datacenters", "Data centers are up", requires=("ovirt_engine.api-version",),
               hint="an uninitialized data center needs a storage domain attached; a non-responsive or "
                    "problematic one needs its SPM host and master storage domain back")
-def datacenters(facts: HostFacts, profile: Profile) -> Outcome:
-    obs = _engine(facts)
-    if obs is None:
-        return _no_engine()
-    gap = _api_gap(obs, "datacenters")
-    if gap:
-        return gap
+@on_engine("datacenters")
+def datacenters(obs: dict[str, Any], profile: Profile) -> Outcome:
     dcs = obs["datacenters"]
     if not dcs:
         return failed("the engine has no data center")
@@ -291,13 +283,8 @@ DOWN_DOMAIN = frozenset({"inactive", "unknown", "locked", "detaching", "mixed"})
               requires=("ovirt_engine.api-version",),
               hint="activate the domain (Storage > Domains > Data Center > Activate); check the storage server "
                    "and the hosts' connections to it")
-def storage_domains(facts: HostFacts, profile: Profile) -> Outcome:
-    obs = _engine(facts)
-    if obs is None:
-        return _no_engine()
-    gap = _api_gap(obs, "datacenters")
-    if gap:
-        return gap
+@on_engine("datacenters")
+def storage_domains(obs: dict[str, Any], profile: Profile) -> Outcome:
     problems: list[str] = []
     warnings: list[str] = []
     for dc in obs["datacenters"]:

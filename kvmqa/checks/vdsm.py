@@ -7,6 +7,8 @@ cluster from `facts["engine"]` is used when this host's facts hold one (all-in-o
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kvmqa.checks.base import StageChecks
@@ -30,13 +32,25 @@ def _absent() -> Outcome:
     return not_applicable("no vdsm probe sections in the facts (the vdsm snippet runs on ovirt-host targets)")
 
 
+VdsmCheck = Callable[[dict[str, Any], "HostFacts", "Profile"], Outcome]
+
+
+def on_vdsm(fn: VdsmCheck) -> Callable[[HostFacts, Profile], Outcome]:
+    """Adapt `fn(vdsm_facts, facts, profile)` to a check; a host without vdsm sections is N/A."""
+
+    @functools.wraps(fn)
+    def check(facts: HostFacts, profile: Profile) -> Outcome:
+        v = _vdsm(facts)
+        return _absent() if v is None else fn(v, facts, profile)
+
+    return check
+
+
 @CHECKS.check("vdsm.services", "vdsmd, supervdsmd, mom-vdsm and ovirt-imageio are active",
               hint="systemctl start vdsmd (it starts supervdsmd, mom-vdsm and ovirt-imageio); if it will not "
                    "start, journalctl -u vdsmd shows the failing pre-start task")
-def services(facts: HostFacts, profile: Profile) -> Outcome:
-    v = _vdsm(facts)
-    if v is None:
-        return _absent()
+@on_vdsm
+def services(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     states = {unit: (v["services"].get(unit) or {}).get("state") for unit in SERVICES}
     bad = {u: s for u, s in states.items() if s != "active"}
     if bad:
@@ -47,10 +61,8 @@ def services(facts: HostFacts, profile: Profile) -> Outcome:
 @CHECKS.check("vdsm.port", "vdsm listens on 54321",
               hint="vdsm's management_port is 54321 (JSON-RPC over STOMP over TLS); start vdsmd and open the "
                    "firewalld 'vdsm' service")
-def port(facts: HostFacts, profile: Profile) -> Outcome:
-    v = _vdsm(facts)
-    if v is None:
-        return _absent()
+@on_vdsm
+def port(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     p = v["port"]
     if p.get("listening"):
         return passed(f"listening on {p['port']} ({p.get('method')})", **p)
@@ -59,10 +71,8 @@ def port(facts: HostFacts, profile: Profile) -> Outcome:
 
 @CHECKS.check("vdsm.is-configured", "vdsm-tool is-configured",
               hint="vdsm-tool configure --force (restarts the modules' services)")
-def is_configured(facts: HostFacts, profile: Profile) -> Outcome:
-    v = _vdsm(facts)
-    if v is None:
-        return _absent()
+@on_vdsm
+def is_configured(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     c = v["is_configured"]
     if c.get("ok") is None:
         return failed(f"vdsm-tool is-configured did not run: {c.get('error')}", hint="install vdsm (ovirt-host)", **c)
@@ -75,10 +85,8 @@ def is_configured(facts: HostFacts, profile: Profile) -> Outcome:
 @CHECKS.check("vdsm.api", "vdsm-client answers Host getCapabilities and getStats",
               hint="vdsm-client talks to localhost:54321 over TLS with /etc/pki/vdsm; check vdsmd and its "
                    "certificates (vdsm-tool configure --module certificates)")
-def api(facts: HostFacts, profile: Profile) -> Outcome:
-    v = _vdsm(facts)
-    if v is None:
-        return _absent()
+@on_vdsm
+def api(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     errors = [x["error"] for x in (v["capabilities"], v["stats"]) if not x.get("ok")]
     if errors:
         return failed("; ".join(errors))
@@ -88,10 +96,8 @@ def api(facts: HostFacts, profile: Profile) -> Outcome:
 @CHECKS.check("vdsm.kvm-enabled", "getCapabilities reports kvmEnabled true", requires=("vdsm.api",),
               hint="vdsm reports /dev/kvm missing: load kvm_intel/kvm_amd and enable VT-x/AMD-V in firmware "
                    "(engine reason KVM_NOT_RUNNING)")
-def kvm_enabled(facts: HostFacts, profile: Profile) -> Outcome:
-    v = _vdsm(facts)
-    if v is None:
-        return _absent()
+@on_vdsm
+def kvm_enabled(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     caps = v["capabilities"]
     if caps.get("kvm_enabled"):
         return passed("kvmEnabled is true")
@@ -99,10 +105,8 @@ def kvm_enabled(facts: HostFacts, profile: Profile) -> Outcome:
 
 
 @CHECKS.check("vdsm.version", "vdsm version", level=Level.INFO, requires=("vdsm.api",))
-def version(facts: HostFacts, profile: Profile) -> Outcome:
-    v = _vdsm(facts)
-    if v is None:
-        return _absent()
+@on_vdsm
+def version(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     caps = v["capabilities"]
     text = f"vdsm {caps.get('software_version')}-{caps.get('software_revision')}"
     return info(text, software_version=caps.get("software_version"), software_revision=caps.get("software_revision"),
@@ -125,10 +129,8 @@ def _cluster_cpu(facts: HostFacts, profile: Profile) -> tuple[str | None, str | 
               requires=("vdsm.api",),
               hint="libvirt does not mark the model usable on this CPU: lower the cluster CPU type or update "
                    "the CPU microcode; `virsh domcapabilities` lists usable models")
-def cpu_model(facts: HostFacts, profile: Profile) -> Outcome:
-    v = _vdsm(facts)
-    if v is None:
-        return _absent()
+@on_vdsm
+def cpu_model(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     name, level, source = _cluster_cpu(facts, profile)
     if not name:
         return not_applicable("no cluster CPU type known: set vdsm.cluster_cpu_type (and cluster_level) in the "
@@ -149,10 +151,8 @@ def cpu_model(facts: HostFacts, profile: Profile) -> Outcome:
 
 @CHECKS.check("vdsm.mom", "MOM is active (getStats momStatus)", requires=("vdsm.api",),
               hint="systemctl status mom-vdsm; see /var/log/vdsm/mom.log and 'MOM not available' in vdsm.log")
-def mom(facts: HostFacts, profile: Profile) -> Outcome:
-    v = _vdsm(facts)
-    if v is None:
-        return _absent()
+@on_vdsm
+def mom(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     status = v["stats"].get("mom_status")
     if status == "active":
         return passed("momStatus is active")

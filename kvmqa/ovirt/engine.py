@@ -161,9 +161,9 @@ def _ca_step(obs: dict[str, Any], session: EngineSession, settings: Settings, tm
         obs["tls"] = {"ok": None, "error": str(exc)}
         ca.update(ok=False, error=str(exc))
         return None
+    obs["tls"] = {"ok": True, "ca_file": str(user_ca) if user_ca else "downloaded", "verified_by": label}
     if reply.status != 200:
         ca.update(ok=False, status=reply.status, error=f"HTTP {reply.status}: {reply.body[:200]}")
-        obs["tls"] = {"ok": True, "ca_file": str(user_ca) if user_ca else None, "verified_by": label}
         return None
     try:
         info = web.parse_ca(reply.body.encode())
@@ -184,7 +184,6 @@ def _ca_step(obs: dict[str, Any], session: EngineSession, settings: Settings, tm
         anchor = _Anchor(Path(user_ca), f"CA file {user_ca}")
     else:
         anchor = _Anchor(downloaded, f"the CA downloaded from {obs['url']}")
-    obs["tls"] = {"ok": True, "ca_file": str(user_ca) if user_ca else "downloaded", "verified_by": label}
     log.info("engine CA %s (%s), trust %s", info.subject, info.sha256[:16], ca["trust"])
     return anchor
 

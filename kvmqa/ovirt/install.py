@@ -147,10 +147,15 @@ def engine_setup(fqdn: str, organization: str = "kvmqa",
     return run
 
 
+def release_repo() -> Action:
+    """The oVirt 4.5 release package (CentOS Stream's centos-release-ovirt45 or ovirt.org's ovirt-release45)."""
+    return Action("ovirt.release-repo", "enable the oVirt 4.5 release repository",
+                  "dnf -y install centos-release-ovirt45", _package_precondition(*RELEASE_PACKAGES))
+
+
 def engine_actions(fqdn: str) -> list[Action]:
     return [
-        Action("ovirt.release-repo", "enable the oVirt 4.5 release repository",
-               "dnf -y install centos-release-ovirt45", _package_precondition(*RELEASE_PACKAGES)),
+        release_repo(),
         Action("ovirt.engine-package", "install ovirt-engine", "dnf -y install ovirt-engine",
                _package_precondition("ovirt-engine")),
         Action("ovirt.engine-setup", "run engine-setup --offline with a generated answer file",
@@ -161,8 +166,7 @@ def engine_actions(fqdn: str) -> list[Action]:
 def host_actions() -> list[Action]:
     """Host deploy as the engine's host-deploy does it: the ovirt-host package, then vdsm-tool configure."""
     return [
-        Action("ovirt.release-repo", "enable the oVirt 4.5 release repository",
-               "dnf -y install centos-release-ovirt45", _package_precondition(*RELEASE_PACKAGES)),
+        release_repo(),
         Action("ovirt.host-package", "install ovirt-host (vdsm and its dependencies)", "dnf -y install ovirt-host",
                _package_precondition("ovirt-host")),
         Action("ovirt.vdsm-configure", "configure vdsm's modules and restart their services",
