@@ -359,7 +359,9 @@ def _host_cpu_flags(session: EngineSession, target: Any) -> dict[str, Any]:
         if getter is not None:
             facts, source = getter(target.name), "the run's facts for that host"
         if not facts:
-            path = Path(session.options.reports_dir) / target.name / "facts.json"
+            from kvmqa.session import safe_name  # the plugin's reports/<host>/ naming
+
+            path = Path(session.options.reports_dir) / safe_name(target.name) / "facts.json"
             if path.is_file():
                 facts, source = json.loads(path.read_text()), str(path)
     if not facts:
