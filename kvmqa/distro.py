@@ -52,7 +52,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
 
 # Extra names the probe asks about (recorded, not required): oVirt and helpers.
 EXTRA_DEB = ("libvirt0", "dnsmasq-base", "python3-libvirt", "qemu-guest-agent")
-EXTRA_RPM = ("libvirt-libs", "vdsm", "ovirt-host", "ovirt-engine", "qemu-guest-agent")
+EXTRA_RPM = ("libvirt-libs", "vdsm", "ovirt-host", "ovirt-engine", "qemu-guest-agent", "ovirt-release45", "centos-release-ovirt45")
 
 
 def family_of(os_id: str, id_like: str = "") -> str:

@@ -46,13 +46,30 @@ class KvmqaRun:
         self.results = RunResults()
         self.extra_sections: list[str] = []
 
+    @property
+    def peers(self) -> dict[str, HostSession]:
+        """Sessions for every target, created on demand (a peer's facts are probed only when asked for)."""
+        return _LazySessions(self)
+
     def session(self, name: str) -> HostSession:
         if name not in self.sessions:
             target = next(t for t in self.targets if t.name == name)
-            self.sessions[name] = HostSession(target, self.profile, self.options, all_targets=self.targets)
+            self.sessions[name] = HostSession(target, self.profile, self.options, all_targets=self.targets, peers=self.peers)
             for hook in STAGE_HOOKS:
                 self.sessions[name].stage_hooks.append(hook)
         return self.sessions[name]
+
+
+class _LazySessions(dict):  # type: ignore[type-arg]
+    def __init__(self, run: KvmqaRun) -> None:
+        super().__init__()
+        self._run = run
+
+    def __contains__(self, name: object) -> bool:
+        return any(t.name == name for t in self._run.targets)
+
+    def __getitem__(self, name: str) -> HostSession:
+        return self._run.session(name)
 
 
 # Install mode and other rooms register callables here: hook(session, stage_def) runs before a stage's gate.

@@ -49,6 +49,16 @@ class HostSession:
     _gathered: dict[str, str | None] = field(default_factory=dict)  # stage -> error or None
     stage_hooks: list[Callable[[HostSession, StageDef], None]] = field(default_factory=list)
     libvirt_connects: int = 0
+    peers: dict[str, HostSession] = field(default_factory=dict, repr=False)  # the run's other hosts
+
+    def facts_of(self, name: str) -> HostFacts | None:
+        """Another host's facts (probing it if this process has not yet), e.g. the engine stage reading hosts' CPUs."""
+        if name == self.name:
+            return self.facts
+        if name in self.peers:
+            return self.peers[name].facts
+        path = self.options.reports_dir / safe_name(name) / "facts.json"
+        return HostFacts.load(path) if path.exists() else None
 
     @property
     def name(self) -> str:

@@ -221,7 +221,9 @@ def nested(facts: HostFacts, profile: Profile) -> Outcome:
     on = {k: v for k, v in values.items() if v in ("Y", "1", "y")}
     desc = ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
     if on:
-        return passed(f"nested virtualization enabled ({desc})") if level == Level.FAIL else info(f"enabled ({desc})")
+        if level == Level.FAIL:
+            return Outcome(True, f"nested virtualization enabled ({desc})", level=Level.FAIL)
+        return info(f"enabled ({desc})")
     return failed(f"nested virtualization disabled ({desc})", level=level)
 
 
@@ -327,7 +329,7 @@ def hugepages(facts: HostFacts, profile: Profile) -> Outcome:
     desc = f"{total} hugepages of {size} KiB reserved ({free} free); transparent hugepages: {thp}"
     if profile.hugepages_min:
         if total >= profile.hugepages_min:
-            return passed(desc)
+            return Outcome(True, desc, level=Level.FAIL)
         return failed(f"{desc}; the profile requires {profile.hugepages_min}", level=Level.FAIL)
     return info(desc)
 

@@ -1,0 +1,28 @@
+"""Fixtures for the project's own tests: a real libvirtd and a real sshd on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemons import start_libvirtd
+from tests.support.sshd import Sshd, client_key, start_sshd
+
+
+@pytest.fixture(scope="session")
+def libvirtd() -> None:
+    start_libvirtd()
+
+
+@pytest.fixture(scope="session")
+def ssh_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sshd")
+
+
+@pytest.fixture(scope="session")
+def sshd(ssh_workdir: Path) -> Iterator[Sshd]:
+    server = start_sshd(ssh_workdir, client_key(ssh_workdir))
+    yield server
+    server.stop()

@@ -1,0 +1,42 @@
+"""Start libvirt's daemons by hand (no systemd here, nor in CI) and wait for them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+SOCKET = Path("/run/libvirt/libvirt-sock")
+
+
+def libvirtd_running() -> bool:
+    return subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode == 0
+
+
+def start_libvirtd(timeout: float = 30) -> None:
+    if subprocess.run(["pgrep", "-x", "virtlogd"], capture_output=True).returncode != 0:
+        subprocess.run(["virtlogd", "-d"], check=True)
+    if not libvirtd_running():
+        subprocess.run(["libvirtd", "-d"], check=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if SOCKET.exists() and subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True,
+                                              timeout=30).returncode == 0:
+            return
+        time.sleep(0.2)
+    raise RuntimeError("libvirtd did not come up")
+
+
+def stop_libvirtd(timeout: float = 15) -> None:
+    subprocess.run(["pkill", "-x", "libvirtd"], capture_output=True)
+    deadline = time.monotonic() + timeout
+    while libvirtd_running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if libvirtd_running():
+        subprocess.run(["pkill", "-9", "-x", "libvirtd"], capture_output=True)
+        time.sleep(0.5)
+
+
+def have(binary: str) -> bool:
+    return shutil.which(binary) is not None

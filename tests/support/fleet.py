@@ -1,0 +1,180 @@
+"""A fleet on one machine: several real sshd targets on loopback, plus the bad hosts a fleet always has.
+
+    fleet = start_fleet(workdir, 3)            # three good ssh targets, one known_hosts file
+    fleet.hosts_arg(unreachable=True, wrong_key=True)   # --hosts value with the bad ones added
+    fleet.args()                               # --sudo --ssh-identity-file ... --known-hosts ...
+    fleet.stop()
+
+A "changed" host (for baseline comparisons) is an sshd in its own mount namespace whose view of the
+machine differs: a CPU flag gone from /proc/cpuinfo, a package version bumped in the dpkg database and
+libvirt's socket directory hidden. Nothing outside that namespace changes, so concurrent runs are safe.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.sshd import CI_USER, SSHD, Sshd, client_key, free_port, start_sshd
+
+
+def unlock_ci_user() -> None:
+    """useradd leaves the account locked ('!'); with UsePAM no, OpenSSH refuses a locked account's key."""
+    shadow = subprocess.run(["getent", "shadow", CI_USER], capture_output=True, text=True).stdout
+    if shadow.split(":")[1:2] and shadow.split(":")[1].startswith("!"):
+        subprocess.run(["usermod", "-p", "*", CI_USER], check=True)
+
+
+@dataclass
+class Fleet:
+    workdir: Path
+    key: Path
+    servers: list[Sshd] = field(default_factory=list)
+    known_hosts: Path | None = None
+    closed_port: int = 0
+
+    def urls(self) -> list[str]:
+        return [s.url() for s in self.servers]
+
+    def names(self) -> list[str]:
+        return [f"127.0.0.1:{s.port}" for s in self.servers]
+
+    @property
+    def unreachable_url(self) -> str:
+        return f"ssh://{CI_USER}@127.0.0.1:{self.closed_port}"
+
+    @property
+    def wrong_key_url(self) -> str:
+        return f"ssh://{CI_USER}@127.0.0.1:{self.wrong_key_server.port}"
+
+    @property
+    def wrong_key_server(self) -> Sshd:
+        return self._wrong_key
+
+    def hosts_arg(self, *, unreachable: bool = False, wrong_key: bool = False) -> str:
+        urls = self.urls()
+        if wrong_key:
+            urls.append(self.wrong_key_url)
+        if unreachable:
+            urls.append(self.unreachable_url)
+        return ",".join(urls)
+
+    def args(self) -> list[str]:
+        return ["--sudo", "--ssh-identity-file", str(self.key), "--known-hosts", str(self.known_hosts),
+                "--connect-timeout", "5"]
+
+    def stop(self) -> None:
+        for s in [*self.servers, getattr(self, "_wrong_key", None)]:
+            if s is not None:
+                s.stop()
+
+
+def start_fleet(workdir: Path, count: int, *, wrong_key: bool = False) -> Fleet:
+    """`count` good targets (and, with wrong_key, one whose host key does not match known_hosts)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    key = client_key(workdir)
+    fleet = Fleet(workdir, key)
+    for _ in range(count):
+        fleet.servers.append(start_sshd(workdir, key))
+    unlock_ci_user()
+    lines = [s.known_hosts.read_text() for s in fleet.servers]
+    if wrong_key:
+        bad = start_sshd(workdir, key)
+        fleet._wrong_key = bad  # type: ignore[attr-defined]
+        # known_hosts claims another server's key for this address: a man in the middle, as ssh sees it
+        lines.append(fleet.servers[0].known_hosts.read_text().replace(f":{fleet.servers[0].port}]", f":{bad.port}]"))
+    fleet.known_hosts = workdir / "fleet_known_hosts"
+    fleet.known_hosts.write_text("".join(lines))
+    fleet.closed_port = free_port()  # bound and released: nothing listens there
+    return fleet
+
+
+# -- a changed host, for baselines -----------------------------------------------------------------
+
+@dataclass
+class ChangedView:
+    """What the namespaced sshd's host looks like compared with the real one."""
+
+    flag_removed: str
+    package: str
+    old_version: str
+    new_version: str
+
+
+def start_changed_sshd(base: Sshd, workdir: Path) -> tuple[Sshd, ChangedView]:
+    """Restart `base`'s port as an sshd in a private mount namespace where the host looks upgraded and broken.
+
+    Same port, host key and known_hosts line as `base` (stopped first), so the host keeps its name.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    flags = re.search(r"^flags\s*:\s*(.*)$", cpuinfo, re.M)
+    assert flags, "no flags line in /proc/cpuinfo"
+    flag = next(f for f in ("aes", "sse4_2", "avx", "pclmulqdq", "ssse3") if f in flags.group(1).split())
+    (workdir / "cpuinfo").write_text(re.sub(rf"(?m)^(flags\s*:.*?) {flag}\b", r"\1", cpuinfo))
+    status = Path("/var/lib/dpkg/status").read_text()
+    package = "libvirt-clients"
+    m = re.search(rf"(?ms)^Package: {package}\n.*?^Version: (\S+)$", status)
+    assert m, f"{package} is not installed"
+    old = m.group(1)
+    new = old + "+kvmqa1"
+    (workdir / "dpkg-status").write_text(status[: m.start(1)] + new + status[m.end(1):])
+    (workdir / "empty-run-libvirt").mkdir(exist_ok=True)
+    base.stop()
+    config = base.workdir / f"sshd_config_{base.port}"
+    script = (
+        f"mount --bind {workdir / 'cpuinfo'} /proc/cpuinfo && "
+        f"mount --bind {workdir / 'dpkg-status'} /var/lib/dpkg/status && "
+        f"mount --bind {workdir / 'empty-run-libvirt'} /run/libvirt && "
+        f"exec {SSHD} -D -e -f {config}"
+    )
+    log = open(workdir / "sshd.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                            stdout=log, stderr=subprocess.STDOUT)
+    _wait_port(base.port, proc, workdir / "sshd.log")
+    server = Sshd(base.port, base.workdir, base.client_key, base.known_hosts, base.user, proc)
+    return server, ChangedView(flag, package, old, new)
+
+
+def restart_plain_sshd(base: Sshd) -> Sshd:
+    """The same port served by an ordinary sshd again (after start_changed_sshd)."""
+    base.stop()
+    config = base.workdir / f"sshd_config_{base.port}"
+    log = open(base.workdir / f"sshd_{base.port}.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    _wait_port(base.port, proc, base.workdir / f"sshd_{base.port}.log")
+    return Sshd(base.port, base.workdir, base.client_key, base.known_hosts, base.user, proc)
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 10) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd exited: {log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"sshd on port {port} did not come up")
+
+
+def drop_ssh_master(server: Sshd) -> None:
+    """Close kvmqa's multiplexed connection (ControlPersist) to one server, so a restarted server is reached anew."""
+    import os
+    import tempfile
+
+    control = Path(tempfile.gettempdir()) / f"kvmqa-ssh-{os.getuid()}" / "%C"
+    subprocess.run(["ssh", "-o", f"ControlPath={control}", "-p", str(server.port), f"{server.user}@127.0.0.1", "-O", "exit"],
+                   capture_output=True, timeout=10)
+
+
+def have_unshare() -> bool:
+    return shutil.which("unshare") is not None and subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True).returncode == 0
