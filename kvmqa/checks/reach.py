@@ -18,8 +18,9 @@ def probe_answered(facts: HostFacts, profile: Profile) -> Outcome:
     probe = facts.get("probe", {})
     if probe.get("timed_out"):
         return failed(f"the probe timed out after {probe.get('duration_s')} s", duration_s=probe.get("duration_s"))
+    via = f" via sudo from {probe['sudo_user']}" if probe.get("sudo_user") else ""
     return passed(
-        f"probe answered in {probe.get('duration_s', 0):.2f} s as {probe.get('user') or '?'} "
+        f"probe answered in {probe.get('duration_s', 0):.2f} s as {probe.get('user') or '?'}{via} "
         f"({len(probe.get('sections', []))} sections)",
         duration_s=probe.get("duration_s"),
     )

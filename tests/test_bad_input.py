@@ -1,0 +1,85 @@
+"""Bad input gets one clear error naming what and where; one bad host never stops the others."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support.sshd import Sshd, free_port, start_sshd
+from tests.support.suite import run_suite
+
+STAGES = ("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_20_packages.py", "suites/test_30_libvirt.py")
+
+
+@pytest.fixture()
+def impostor(tmp_path: Path, sshd: Sshd) -> Sshd:
+    """A second real sshd whose host key is NOT the one in our known_hosts (a changed or spoofed host)."""
+    other = start_sshd(tmp_path / "impostor", sshd.client_key)
+    shutil.copy(sshd.known_hosts, tmp_path / "known")
+    line = sshd.known_hosts.read_text().replace(f":{sshd.port}]", f":{other.port}]")
+    (tmp_path / "known").write_text(sshd.known_hosts.read_text() + line)
+    other.known_hosts = tmp_path / "known"
+    yield other
+    other.stop()
+
+
+@pytest.mark.usefixtures("libvirtd")
+def test_unreachable_and_wrong_key_next_to_a_good_host(tmp_path: Path, sshd: Sshd, impostor: Sshd) -> None:
+    closed = free_port()
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        "defaults:\n  user: kvmqa-ci\n  sudo: true\n"
+        f"  identity_file: {sshd.client_key}\n  known_hosts: {impostor.known_hosts}\n"
+        "hosts:\n"
+        f"  - {{name: good, address: 127.0.0.1, port: {sshd.port}}}\n"
+        f"  - {{name: unreachable, address: 127.0.0.1, port: {closed}}}\n"
+        f"  - {{name: wrong-key, address: 127.0.0.1, port: {impostor.port}}}\n"
+    )
+    run = run_suite(tmp_path / "r", "--inventory", str(inventory), "--connect-timeout", "5", paths=STAGES)
+    assert run.rc == 1
+    assert (tmp_path / "r" / "report.html").exists()
+    results = run.results["results"]
+    good = [r for r in results if r["host"] == "good"]
+    assert {r["stage"] for r in good} == {"reach", "cpu", "packages", "libvirt"}
+    assert all(r["verdict"] != "skip" or r["check_id"] in ("cpu.tdx", "cpu.sev") for r in good), \
+        [r for r in good if r["verdict"] == "skip"]
+    for bad, words in (("unreachable", "cannot reach"), ("wrong-key", "host key verification failed")):
+        mine = [r for r in results if r["host"] == bad]
+        failures = [r for r in mine if r["verdict"] in ("fail", "error")]
+        assert len(failures) == 1, failures
+        assert failures[0]["check_id"] == "reach.probe" and words in failures[0]["message"], failures[0]["message"]
+        assert all(r["verdict"] == "skip" and "unreachable" in r["message"] for r in mine if r is not failures[0])
+    assert run.results["matrix"]["good"]["packages"] == "pass"
+    assert run.results["matrix"]["unreachable"]["reach"] == "fail"
+
+
+def test_wrong_credentials_are_named(tmp_path: Path, sshd: Sshd) -> None:
+    run = run_suite(tmp_path, "--hosts", f"ssh://nobody-here@127.0.0.1:{sshd.port}", "--ssh-identity-file",
+                    str(sshd.client_key), "--known-hosts", str(sshd.known_hosts), paths=STAGES[:2])
+    finding = run.findings()[(f"127.0.0.1:{sshd.port}", "reach.probe")]
+    assert finding["verdict"] == "fail" and "authentication failed" in finding["message"]
+
+
+def test_malformed_inventory_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "inv.yaml"
+    bad.write_text("hosts:\n  - name: a\n    address: 10.0.0.1\n   port: 22\n")
+    run = run_suite(tmp_path / "r", "--inventory", str(bad), paths=STAGES[:1])
+    assert run.rc == 4
+    assert f"{bad}:4" in run.stdout and "malformed YAML" in run.stdout
+    assert "malformed YAML" in run.results["errors"][0]
+
+
+def test_inventory_schema_error_names_the_host_line(tmp_path: Path) -> None:
+    bad = tmp_path / "inv.yaml"
+    bad.write_text("hosts:\n  - name: a\n    address: h1\n  - name: b\n    adress: h2\n")
+    run = run_suite(tmp_path / "r", "--inventory", str(bad), paths=STAGES[:1])
+    assert run.rc == 4 and f"{bad}:4" in run.stdout and "'adress'" in run.stdout
+
+
+def test_malformed_profile_names_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("min_cpus: lots\n")
+    run = run_suite(tmp_path / "r", "--profile", str(bad), paths=STAGES[:1])
+    assert run.rc == 4 and "field 'min_cpus'" in run.stdout and str(bad) in run.stdout

@@ -1,0 +1,74 @@
+"""Inventories: --hosts, kvmqa YAML, Ansible YAML and INI; errors name file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kvmqa.inventory import InventoryError, load_inventory, targets_from_hosts
+from kvmqa.targets import Target, TargetError
+
+
+def test_hosts_urls() -> None:
+    ts = targets_from_hosts("local://,ssh://qa@hv1:2222,paramiko://root@hv2")
+    assert [(t.backend, t.name, t.user, t.port) for t in ts] == [
+        ("local", "local", None, None), ("ssh", "hv1:2222", "qa", 2222), ("paramiko", "hv2", "root", None)]
+
+
+def test_passwords_in_urls_are_refused() -> None:
+    with pytest.raises(TargetError, match="passwords in host URLs are refused"):
+        Target.from_url("ssh://root:secret@hv1")
+
+
+def test_kvmqa_yaml(tmp_path: Path) -> None:
+    inv = tmp_path / "i.yaml"
+    inv.write_text("defaults: {user: qa, sudo: true, roles: [kvm-host]}\nhosts:\n"
+                   "  - {name: hv1, address: 10.1.1.1, roles: [kvm-host, ovirt-host]}\n  - {name: me, url: 'local://'}\n"
+                   "engine: {url: 'https://e/ovirt-engine', user: admin@internal}\n")
+    targets, engine = load_inventory(inv)
+    assert targets[0].roles == ("kvm-host", "ovirt-host") and targets[0].sudo and targets[0].user == "qa"
+    assert targets[1].is_local and targets[1].name == "me"
+    assert engine == {"url": "https://e/ovirt-engine", "user": "admin@internal"}
+
+
+def test_unknown_role_and_duplicate_names(tmp_path: Path) -> None:
+    inv = tmp_path / "i.yaml"
+    inv.write_text("hosts:\n  - {name: a, address: h, roles: [hypervisor]}\n")
+    with pytest.raises(InventoryError, match=r"i.yaml:2: unknown role 'hypervisor'"):
+        load_inventory(inv)
+    inv.write_text("hosts:\n  - {name: a, address: h}\n  - {name: a, address: g}\n")
+    with pytest.raises(InventoryError, match="appears twice"):
+        load_inventory(inv)
+
+
+def test_ansible_yaml_groups_become_roles(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("all:\n  vars: {ansible_user: ops, ansible_become: true}\n  children:\n"
+                   "    ovirt_hosts:\n      hosts:\n        hv1: {ansible_host: 10.0.0.5, ansible_port: 2201}\n"
+                   "    ovirt_engine:\n      hosts:\n        engine1: {ansible_host: 10.0.0.9}\n")
+    targets, _ = load_inventory(inv)
+    by = {t.name: t for t in targets}
+    assert by["hv1"].roles == ("ovirt-host",) and by["hv1"].port == 2201 and by["hv1"].user == "ops" and by["hv1"].sudo
+    assert by["engine1"].roles == ("ovirt-engine",) and by["engine1"].host == "10.0.0.9"
+
+
+def test_ansible_ini(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts"
+    inv.write_text("[kvm_hosts]\nhv1 ansible_host=10.0.0.5 ansible_user=qa ansible_port=2222\n"
+                   "[kvm_hosts:vars]\nfoo=bar\n[ovirt_engine]\nengine ansible_host=10.0.0.9\n")
+    targets, _ = load_inventory(inv)
+    assert [(t.name, t.roles, t.port) for t in targets] == [("hv1", ("kvm-host",), 2222), ("engine", ("ovirt-engine",), None)]
+
+
+def test_ansible_ini_bad_line(tmp_path: Path) -> None:
+    inv = tmp_path / "hosts"
+    inv.write_text("[kvm_hosts]\nhv1 ansible_host\n")
+    with pytest.raises(InventoryError, match=r"hosts:2: expected key=value"):
+        load_inventory(inv)
+
+
+def test_example_inventories_load() -> None:
+    for path in sorted(Path("fixtures/inventories").glob("*")):
+        targets, _ = load_inventory(path)
+        assert targets, path
