@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from kvmqa.baseline import BaselineError, finish_baseline, load_baseline
 from kvmqa.checks.base import StageChecks
 from kvmqa.inventory import InventoryError, load_inventory, targets_from_hosts
 from kvmqa.model import Finding, Verdict
@@ -25,6 +26,7 @@ from kvmqa.report.html import summary_html
 from kvmqa.report.results import RunResults
 from kvmqa.session import Gatherer, HostSession, StageDef
 from kvmqa.targets import Target
+from kvmqa.waivers import WaiverError, finish_waivers, load_waivers
 
 log = logging.getLogger("kvmqa")
 
@@ -154,7 +156,10 @@ def pytest_configure(config: pytest.Config) -> None:
                                          **{k: v for k, v in common.items() if v is not None})
         else:
             targets = [Target.from_url("local://", **{k: v for k, v in common.items() if v is not None and k != "identity_file"})]
-    except (InventoryError, ProfileError) as exc:
+        load_waivers(options.waivers)  # read once per process; malformed -> UsageError naming file and field
+        if options.compare_baseline:
+            load_baseline(options.compare_baseline)
+    except (InventoryError, ProfileError, WaiverError, BaselineError) as exc:
         if suite_run:
             RunResults(errors=[str(exc)]).write(reports / "results.json")
         raise pytest.UsageError(str(exc)) from None
@@ -299,7 +304,7 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
 
 
 # Rooms that add report sections or change the exit status at the end (baselines, ...) register here.
-FINISH_HOOKS: list[Any] = []
+FINISH_HOOKS: list[Any] = [finish_waivers, finish_baseline]
 
 
 @pytest.hookimpl(tryfirst=True)

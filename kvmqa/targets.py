@@ -204,8 +204,8 @@ class Target:
             result = self.testinfra_host().run(wrapped)
         except TargetError:
             raise
-        except RuntimeError as exc:  # testinfra's ssh backend: ssh exited 255
-            raise classify_ssh_error(self, str(exc)) from exc
+        except RuntimeError as exc:  # testinfra's ssh backend: ssh exited 255 (args[0]: its CommandResult)
+            raise classify_ssh_error(self, getattr(exc.args[0] if exc.args else None, "stderr", None) or str(exc)) from exc
         except Exception as exc:  # paramiko and socket errors
             raise TargetUnreachable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
         duration = time.perf_counter() - started

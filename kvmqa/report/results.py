@@ -90,7 +90,7 @@ class RunResults:
         data = json.loads(Path(path).read_text())
         r = cls(findings=[Finding.from_json(x) for x in data.get("results", [])], hosts=data.get("hosts", {}),
                 actions=data.get("actions", []), errors=data.get("errors", []))
-        for k in ("baseline_comparison",):
+        for k in ("baseline_comparison", "waivers"):
             if k in data:
                 r.sections[k] = data[k]
         return r
