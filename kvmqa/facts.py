@@ -160,9 +160,7 @@ def _cgroups(body: str) -> dict[str, Any]:
                 v1_controllers.update(o for o in opts.split(",") if o in proc_cgroups or o in KNOWN_CONTROLLERS)
         elif line.endswith("cgroup.controllers=") or "cgroup.controllers=" in line:
             k, v = line.split("=", 1)
-            if k == "/sys/fs/cgroup/cgroup.controllers":
-                v2_controllers = v.split()
-            elif not v2_controllers:
+            if k == "/sys/fs/cgroup/cgroup.controllers" or not v2_controllers:
                 v2_controllers = v.split()
     if fstype == "cgroup2fs":
         version = "v2"

@@ -64,7 +64,7 @@ def test_ssh_non_root_with_sudo_sees_the_same_host(tmp_path: Path, sshd: Sshd) -
     host = f"127.0.0.1:{sshd.port}"
     assert remote.verdict(host, "reach.probe") == "pass"
     assert "via sudo from kvmqa-ci" in remote.findings()[(host, "reach.probe")]["message"]
-    for (h, cid), finding in local.findings("local").items():
+    for (_, cid), finding in local.findings("local").items():
         if cid.startswith(("cpu.", "packages.")) and cid != "cpu.kvm-device-access":
             assert remote.verdict(host, cid) == finding["verdict"], cid
     assert remote.verdict(host, "libvirt.connect") == "pass"

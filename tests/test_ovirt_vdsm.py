@@ -10,11 +10,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import tempfile
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -4,7 +4,11 @@ Opens /dev/kvm, asks KVM_GET_API_VERSION (must be 12), KVM_CREATE_VM, then creat
 runs three bytes of real-mode code (out 0x10, al; hlt) to see whether the host can actually run a
 guest instruction stream. Prints key=value lines.
 """
-import fcntl, mmap, os, struct, sys
+import fcntl
+import mmap
+import os
+import struct
+import sys
 
 KVM_GET_API_VERSION = 0xAE00
 KVM_CREATE_VM = 0xAE01

@@ -28,7 +28,7 @@ def _name(common_name: str) -> x509.Name:
 def make_pki(directory: Path, ca_name: str = "kvmqa stand-in engine CA") -> Pki:
     """A CA (BasicConstraints CA:TRUE) and a 127.0.0.1/localhost server cert it signed."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
         x509.CertificateBuilder()
