@@ -28,7 +28,7 @@ BUILDER_VERSION = "1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INIT_SCRIPT = REPO_ROOT / "fixtures" / "guest" / "init.sh"
 GUEST_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "pvpanic_mmio")
-BASE_CMDLINE = "console=ttyS0,115200 panic=-1 loglevel=4"
+BASE_CMDLINE = "console=ttyS0,115200 panic=-1"
 
 
 class KitError(RuntimeError):

@@ -1,0 +1,236 @@
+"""Boot one throw-away guest and observe it: define -> start (paused) -> console -> resume -> markers
+-> power-off, with timings, accelerator proof over QMP and the host-side DHCP lease.
+
+Nothing here hangs: every wait has a deadline, a guest that outlives it is destroyed, and the domain and
+its data volume are removed in ``finally`` (also on KeyboardInterrupt).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import libvirt
+import libvirt_qemu
+
+from kvmqa.vm.console import ConsoleTap, parse_markers, tail
+from kvmqa.vm.domain import CONSOLE_LOG_DIR, DiskSpec, DomainSpec, object_name
+from kvmqa.vm.kit import Kit
+from kvmqa.vm.resources import Workspace, lease_for
+
+TailFn = Callable[[str, int], "str | None"]  # (host path, lines) -> last lines, None if unreadable
+
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate", libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown", libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+
+
+def state_text(state: int, reason: int) -> str:
+    """``shutoff/crashed`` from libvirt's (state, reason) pair."""
+    name = STATES.get(state, str(state))
+    prefix = f"VIR_DOMAIN_{name.upper()}_"
+    reasons = [k for k, v in vars(libvirt).items() if k.startswith(prefix) and v == reason and k != prefix + "LAST"]
+    return f"{name}/{reasons[0][len(prefix):].lower() if reasons else reason}"
+
+
+@dataclass(frozen=True)
+class KitVolumes:
+    """The kit's kernel and initramfs as pool volumes (host paths for <kernel>/<initrd>)."""
+
+    kit: Kit
+    kernel_path: str
+    initrd_path: str
+
+
+def stage_kit(ws: Workspace, kit: Kit) -> KitVolumes:
+    """Upload kernel and initramfs into the workspace pool with libvirt streams."""
+    kernel = ws.upload(f"kvmqa-kit-{ws.token}-vmlinuz", kit.kernel)
+    initrd = ws.upload(f"kvmqa-kit-{ws.token}-initrd", kit.initrd)
+    return KitVolumes(kit, kernel.path(), initrd.path())
+
+
+@dataclass
+class BootSpec:
+    purpose: str
+    virt_type: str = "qemu"
+    memory_mib: int = 256
+    vcpus: int = 1
+    timeout: float = 60.0
+    silent_timeout: float = 10.0  # fail early when the console stays silent this long after resume
+    cmdline_extra: str = ""
+    disk_mib: int = 64
+    network: bool = True
+    host: str = ""
+
+    @property
+    def label(self) -> str:
+        return "KVM" if self.virt_type == "kvm" else "EMULATED"
+
+
+@dataclass
+class BootResult:
+    """What one boot showed, from the outside (libvirt, QMP, leases) and the inside (console markers)."""
+
+    name: str
+    virt_type: str
+    label: str
+    ok: bool = False
+    outcome: str = "not-started"  # done | timeout | start-failed | crashed | stopped | paused | interrupted
+    markers: dict[str, dict[str, str]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    accelerator: dict[str, Any] = field(default_factory=dict)
+    lease: dict[str, Any] | None = None
+    mac: str = ""
+    network: str | None = None
+    state: str = ""
+    error: str | None = None
+    console_tail: str = ""
+    qemu_log_tail: str | None = None
+    console_file: str | None = None
+    guest_cpu: dict[str, Any] = field(default_factory=dict)
+    memory_mib: int = 0
+    vcpus: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def query_accelerator(dom: libvirt.virDomain) -> dict[str, Any]:
+    """QMP ``query-kvm`` (and ``query-accelerators`` where QEMU has it) on the running QEMU."""
+    found: dict[str, Any] = {}
+    for command, key in (("query-kvm", "kvm"), ("query-accelerators", "accelerators")):
+        try:
+            reply = json.loads(libvirt_qemu.qemuMonitorCommand(dom, json.dumps({"execute": command}), 0))
+            found[key] = reply.get("return", reply.get("error"))
+        except (libvirt.libvirtError, ValueError) as exc:
+            found[f"{key}_error"] = str(exc).splitlines()[0][:200]
+    return found
+
+
+def guest_cpu_state(dom: libvirt.virDomain) -> dict[str, Any]:
+    """Evidence for a stuck guest: QMP query-status and the vCPU's instruction pointer (HMP)."""
+    found: dict[str, Any] = {}
+    try:
+        found["status"] = json.loads(libvirt_qemu.qemuMonitorCommand(
+            dom, '{"execute":"query-status"}', 0)).get("return")
+        regs = libvirt_qemu.qemuMonitorCommand(dom, "info registers", libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
+        found["rip"] = next((w for w in regs.split() if w.startswith("RIP=")), "").removeprefix("RIP=") or None
+    except (libvirt.libvirtError, ValueError) as exc:
+        found["error"] = str(exc).splitlines()[0][:200]
+    return found
+
+
+def boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, *, read_tail: TailFn | None = None,
+         save_console: Callable[[str, str], str] | None = None) -> BootResult:
+    """Boot the kit once and return what was observed; never raises for a guest that misbehaves."""
+    pool = ws.ensure_pool()
+    network = ws.ensure_network() if spec.network else None
+    name = object_name(spec.purpose, spec.host)
+    disk = f"{name}-data.qcow2"
+    dspec = DomainSpec(
+        name=name, virt_type=spec.virt_type, memory_mib=spec.memory_mib, vcpus=spec.vcpus,
+        kernel=kit.kernel_path, initrd=kit.initrd_path,
+        cmdline=kit.kit.cmdline(spec.cmdline_extra, "" if spec.network else "kvmqa.net=0"),
+        disks=[DiskSpec(pool.name(), disk)], network=network,
+    )
+    result = BootResult(name, spec.virt_type, spec.label, mac=dspec.mac, network=network,
+                        memory_mib=spec.memory_mib, vcpus=spec.vcpus)
+    tap: ConsoleTap | None = None
+    t0 = time.monotonic()
+    try:
+        ws.create_disk(disk, spec.disk_mib)
+        dom = ws.conn.defineXML(dspec.to_xml())
+        ws.track_domain(name)
+        result.timings["define_s"] = time.monotonic() - t0
+        try:
+            dom.createWithFlags(libvirt.VIR_DOMAIN_START_PAUSED)
+        except libvirt.libvirtError as exc:
+            result.outcome, result.error = "start-failed", str(exc)
+            return result
+        tap = ConsoleTap(ws.conn, dom)
+        result.accelerator = query_accelerator(dom)
+        dom.resume()
+        t_run = time.monotonic()
+        result.timings["define_to_running_s"] = t_run - t0
+        _watch(dom, tap, spec, t_run, result)
+        result.timings["total_s"] = time.monotonic() - t0
+    except KeyboardInterrupt:
+        result.outcome = "interrupted"
+        raise
+    except libvirt.libvirtError as exc:
+        result.outcome, result.error = "libvirt-error", str(exc)
+    finally:
+        if tap is not None:
+            _destroy_if_active(ws.conn, name)
+            tap.close()
+            result.console_tail = tail(tap.text)
+            result.markers = parse_markers(tap.text)
+            if save_console is not None:
+                result.console_file = save_console(name, tap.text)
+        _finish(ws, result, name, read_tail)
+    return result
+
+
+def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float, result: BootResult) -> None:
+    """Poll the domain until it powers off, stops, crashes, stays silent or the deadline passes."""
+    timeout, silent = spec.timeout, min(spec.silent_timeout, spec.timeout)
+    deadline = t_run + timeout
+    while True:
+        if "first_byte_s" not in result.timings and tap.first_byte_at is not None:
+            result.timings["first_byte_s"] = tap.first_byte_at - t_run
+        for marker, key in (("KVMQA-BOOT", "boot_marker_s"), ("KVMQA-DONE", "done_marker_s")):
+            if key not in result.timings and marker in tap.text:
+                result.timings[key] = time.monotonic() - t_run
+        state, reason = dom.state()
+        result.state = state_text(state, reason)
+        if state == libvirt.VIR_DOMAIN_SHUTOFF:
+            result.timings["poweroff_s"] = time.monotonic() - t_run
+            done = "KVMQA-DONE" in tap.text and reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN
+            result.outcome = "done" if done else ("crashed" if reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
+                                                  else "stopped")
+            result.ok = done
+            return
+        if state in (libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_PAUSED):
+            result.outcome = "crashed" if state == libvirt.VIR_DOMAIN_CRASHED else "paused"
+            result.error = f"guest {result.state} after {time.monotonic() - t_run:.1f}s"
+            result.guest_cpu = guest_cpu_state(dom)
+            return
+        now = time.monotonic()
+        if tap.first_byte_at is None and now - t_run >= silent:
+            result.outcome = "no-output"
+            result.error = f"no console output within {silent:.0f}s of start (state {result.state})"
+            result.guest_cpu = guest_cpu_state(dom)
+            return
+        if now >= deadline:
+            result.outcome = "timeout"
+            result.error = f"no power-off within {timeout:.0f}s (state {result.state})"
+            result.guest_cpu = guest_cpu_state(dom)
+            return
+        tap.wait(0.05)
+
+
+def _finish(ws: Workspace, result: BootResult, name: str, read_tail: TailFn | None) -> None:
+    """Collect host-side evidence, then remove the domain and its volume."""
+    if not result.ok and read_tail is not None:
+        result.qemu_log_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}.log", 15)
+        if not result.console_tail:
+            result.console_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}-console.log", 25) or ""
+    if result.network and result.mac:
+        result.lease = lease_for(ws.conn, result.network, result.mac)
+    ws.forget_domain(name)
+    ws.forget_volume(f"{name}-data.qcow2")
+
+
+def _destroy_if_active(conn: libvirt.virConnect, name: str) -> None:
+    try:
+        dom = conn.lookupByName(name)
+        if dom.isActive():
+            dom.destroy()
+    except libvirt.libvirtError:
+        pass

@@ -1,0 +1,101 @@
+"""Read a guest's serial console through libvirt (``dom.openConsole`` stream), local or remote alike.
+
+The domain is started paused, the console is opened, then the guest is resumed, so not a byte of the
+boot is lost. A background thread does blocking ``recv`` calls; the owner waits on a condition that
+is notified on every chunk. Marker lines ``KVMQA-<WORD> [status] key=value…`` are parsed from the text.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import libvirt
+
+MARKER = re.compile(r"KVMQA-([A-Z]+)([^\r\n]*)")
+
+
+def parse_markers(text: str) -> dict[str, dict[str, str]]:
+    """``KVMQA-DISK ok token=ab`` -> ``{"DISK": {"status": "ok", "token": "ab"}}`` (last one wins)."""
+    markers: dict[str, dict[str, str]] = {}
+    for match in MARKER.finditer(text):
+        fields: dict[str, str] = {}
+        for i, word in enumerate(match.group(2).split()):
+            key, sep, value = word.partition("=")
+            if sep:
+                fields[key] = value
+            elif i == 0:
+                fields["status"] = word
+        markers[match.group(1)] = fields
+    return markers
+
+
+def tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+
+
+@dataclass
+class ConsoleTap:
+    """Everything the guest wrote to its serial console since `open`, with the time of the first byte."""
+
+    conn: libvirt.virConnect
+    dom: libvirt.virDomain
+    data: bytearray = field(default_factory=bytearray)
+    first_byte_at: float | None = None
+    closed: bool = False
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        self._cond = threading.Condition()
+        self._stream = self.conn.newStream(0)
+        self.dom.openConsole(None, self._stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        self._thread = threading.Thread(target=self._pump, name=f"console-{self.dom.name()}", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        try:
+            while True:
+                chunk = self._stream.recv(4096)
+                if not isinstance(chunk, bytes) or not chunk:
+                    break
+                with self._cond:
+                    if self.first_byte_at is None:
+                        self.first_byte_at = time.monotonic()
+                    self.data += chunk
+                    self._cond.notify_all()
+        except libvirt.libvirtError as exc:
+            self.error = str(exc)
+        finally:
+            with self._cond:
+                self.closed = True
+                self._cond.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._cond:
+            return self.data.decode(errors="replace")
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to `seconds`, waking early when console output arrives."""
+        with self._cond:
+            if not self.closed:
+                self._cond.wait(seconds)
+
+    def wait_for(self, needle: str, deadline: float) -> bool:
+        while needle not in self.text:
+            if self.closed or time.monotonic() >= deadline:
+                return needle in self.text
+            self.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+        return True
+
+    def close(self, grace: float = 2.0) -> None:
+        """Wait for the stream's end (the guest is gone), then abort it if it is still open."""
+        self._thread.join(timeout=grace)
+        if self._thread.is_alive():
+            try:
+                self._stream.abort()
+            except libvirt.libvirtError:
+                pass
+            self._thread.join(timeout=1)
