@@ -77,6 +77,9 @@ class _LazySessions(dict):  # type: ignore[type-arg]
 # Install mode and other rooms register callables here: hook(session, stage_def) runs before a stage's gate.
 STAGE_HOOKS: list[Any] = []
 
+# Install mode (kvmqa/actions): a plugin module that appends its hook to STAGE_HOOKS and reports the actions.
+pytest_plugins = ("kvmqa.actions.hook",)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("kvmqa", "kvmqa: KVM host conformance")

@@ -1,0 +1,247 @@
+"""Install actions as data: each an idempotent step with a precondition read from facts.
+
+    action = Action("install.example", "libvirt", "make it so", precondition, commands, timeout=60)
+    action.decide(facts, ctx)   -> Decision("run" | "done" | "unsupported", reason)
+    run_action(action, facts, ctx, done={...})   -> ActionRecord (status done / already-satisfied / planned /
+                                                     failed / refused / skipped)
+
+Preconditions and command builders are pure functions of `HostFacts` and the run's `ActionContext`
+(tested over recorded facts); only `run_action` touches the target, and only when `ctx.execute`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+# Statuses an action ends in. Only DONE changed the target.
+DONE = "done"
+SATISFIED = "already-satisfied"
+PLANNED = "planned"
+FAILED = "failed"
+REFUSED = "refused"
+SKIPPED = "skipped"
+STATUSES = (DONE, SATISFIED, PLANNED, FAILED, REFUSED, SKIPPED)
+BLOCKING = frozenset({FAILED, REFUSED, SKIPPED})  # a dependent step cannot go on after these
+
+TAIL = 2000  # characters of output kept per action
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A precondition's answer: `run` (needed), `done` (already satisfied) or `unsupported` (not possible here)."""
+
+    state: str
+    reason: str
+
+
+def needed(reason: str) -> Decision:
+    return Decision("run", reason)
+
+
+def satisfied(reason: str) -> Decision:
+    return Decision("done", reason)
+
+
+def unsupported(reason: str) -> Decision:
+    return Decision("unsupported", reason)
+
+
+class ResultLike(Protocol):
+    rc: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool
+
+
+@dataclass
+class ActionContext:
+    """What preconditions and commands may read besides facts, and how commands reach the target."""
+
+    host: str
+    run: Callable[[str, float], ResultLike] | None = None  # target.run(command, timeout)
+    execute: bool = False  # False: plan only, never call `run`
+    libvirt_user: str | None = None
+    extra_packages: Mapping[str, list[str]] = field(default_factory=dict)  # family -> names (profile)
+    sudo: bool = False
+    secrets: tuple[str, ...] = ()  # values to blank out of every recorded output
+    records: dict[str, ActionRecord] = field(default_factory=dict)  # id -> record, earlier steps of this host
+
+
+@dataclass(frozen=True)
+class Retry:
+    """When a step fails and its output matches `pattern`, run `command` once, then the step again (apt-get update)."""
+
+    pattern: str
+    command: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    stage: str  # the verify stage this step belongs to (runs before its gate)
+    description: str
+    precondition: Callable[[Mapping[str, Any], ActionContext], Decision]
+    commands: Callable[[Mapping[str, Any], ActionContext], list[str]]  # run in order, stop at the first failure
+    timeout: float = 600.0  # per command
+    requires: tuple[str, ...] = ()  # ids of steps that must not have failed
+    needs_root: bool = True
+    facts: tuple[str, ...] = ()  # gathered (non-probe) fact sections the precondition reads
+    retry: Retry | None = None
+    explain_failure: Callable[[Mapping[str, Any], str], str] | None = None  # extra context for a failure message
+    hint: str = ""
+    applies: Callable[[ActionContext], bool] | None = None  # None: always; else only when it says so (an option)
+
+    def decide(self, facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
+        return self.precondition(facts, ctx)
+
+
+@dataclass
+class ActionRecord:
+    """One step on one host: what was decided, what ran, how it ended (results.json `actions`)."""
+
+    host: str
+    stage: str
+    id: str
+    description: str
+    status: str
+    message: str
+    command: str = ""
+    rc: int | None = None
+    duration: float = 0.0
+    output_tail: str = ""
+    reason: str = ""  # the precondition's answer before anything ran
+    hint: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ActionRecord:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return text
+
+
+def is_root(facts: Mapping[str, Any]) -> bool:
+    return str((facts.get("probe") or {}).get("euid", "")) == "0"
+
+
+def blocker(action: Action, records: Mapping[str, ActionRecord]) -> ActionRecord | None:
+    return next((records[r] for r in action.requires if r in records and records[r].status in BLOCKING), None)
+
+
+def _record(action: Action, ctx: ActionContext, status: str, message: str, **kw: Any) -> ActionRecord:
+    rec = ActionRecord(ctx.host, action.stage, action.id, action.description, status, redact(message, ctx.secrets),
+                       hint=action.hint if status in BLOCKING else "", **kw)
+    ctx.records[action.id] = rec
+    return rec
+
+
+def plan_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> tuple[ActionRecord | None, str, list[str]]:
+    """Decide without running anything: a final record (satisfied, refused, skipped, failed), or None, why and the commands."""
+    blocked = blocker(action, ctx.records)
+    if blocked is not None:
+        why = f"depends on {blocked.id}, which is {blocked.status}"
+        return _record(action, ctx, SKIPPED, f"skipped: {why}: {blocked.message}", reason=why), why, []
+    decision = action.decide(facts, ctx)
+    if decision.state == "done":
+        return _record(action, ctx, SATISFIED, decision.reason, reason=decision.reason), decision.reason, []
+    if decision.state == "unsupported":
+        return _record(action, ctx, FAILED, f"not possible: {decision.reason}", reason=decision.reason), decision.reason, []
+    commands = action.commands(facts, ctx)
+    if action.needs_root and not is_root(facts) and not ctx.sudo:
+        probe = facts.get("probe") or {}
+        return _record(action, ctx, REFUSED,
+                       f"refused: needs root, but commands run as {probe.get('user') or '?'} (uid {probe.get('euid') or '?'}) "
+                       f"and --sudo was not given; nothing was changed. Rerun with --sudo (passwordless) or as root",
+                       command="\n".join(commands), reason=decision.reason), decision.reason, commands
+    return None, decision.reason, commands
+
+
+def run_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> ActionRecord:
+    """Decide, then (install mode) run the commands; never raises for a target's failure."""
+    final, reason, commands = plan_action(action, facts, ctx)
+    if final is not None:
+        return final
+    shown = "\n".join(commands)
+    if not ctx.execute or ctx.run is None:
+        return _record(action, ctx, PLANNED, f"would run ({reason})", command=shown, reason=reason)
+    started = time.perf_counter()
+    ran: list[str] = []
+    outputs: list[str] = []
+    rc: int | None = 0
+    failure = ""
+    retried = False
+    i = 0
+    while i < len(commands):
+        cmd = commands[i]
+        try:
+            res = ctx.run(cmd, action.timeout)
+        except Exception as exc:  # noqa: BLE001 - a lost target is a failed step, not a crash
+            ran.append(cmd)
+            rc, failure = None, f"{type(exc).__name__}: {exc}"
+            break
+        ran.append(cmd)
+        text = (res.stdout + ("\n" if res.stdout and res.stderr else "") + res.stderr).strip()
+        outputs.append(f"$ {cmd}\n{text}" if text else f"$ {cmd}")
+        rc = res.rc
+        if res.timed_out:
+            failure = f"timed out after {action.timeout:g}s: {cmd}"
+            break
+        if res.rc != 0:
+            if action.retry and not retried and action.retry.command not in ran and re.search(action.retry.pattern, text, re.M):
+                retried = True
+                commands = commands[:i] + [action.retry.command] + commands[i:]
+                continue
+            failure = failure_message(text, res.rc, cmd)
+            break
+        i += 1
+    duration = round(time.perf_counter() - started, 3)
+    tail = redact("\n".join(outputs), ctx.secrets)[-TAIL:]
+    if failure:
+        if action.explain_failure:
+            failure += action.explain_failure(facts, failure)
+        return _record(action, ctx, FAILED, failure, command="\n".join(ran), rc=rc, duration=duration, output_tail=tail,
+                       reason=reason)
+    note = f" (after {action.retry.why})" if retried and action.retry else ""
+    return _record(action, ctx, DONE, f"done in {duration:.1f}s{note}: {reason}", command="\n".join(ran), rc=rc,
+                   duration=duration, output_tail=tail, reason=reason)
+
+
+ERROR_LINE = re.compile(r"^(E: |Error: |error: |Error |No match for argument|.*: not found$|.*: command not found$|"
+                        r"modprobe: |usermod: |virsh: |Failed |failed to )", re.M)
+
+
+def failure_message(text: str, rc: int, cmd: str) -> str:
+    """The tool's own words: its error lines (apt's `E:`, dnf's `Error:`, virsh's `error:`), else the output's tail."""
+    lines = [ln.strip() for ln in text.splitlines() if ERROR_LINE.match(ln.strip())]
+    if not lines:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()][-3:]
+    first = cmd.splitlines()[0][:120]
+    return f"rc {rc} from `{first}`: " + (" / ".join(dict.fromkeys(lines)) or "no output")
+
+
+def verify_after(action: Action, record: ActionRecord, facts: Mapping[str, Any], ctx: ActionContext) -> ActionRecord:
+    """After a DONE step and fresh facts: the precondition must now hold, else the step failed."""
+    if record.status != DONE:
+        return record
+    decision = action.decide(facts, ctx)
+    if decision.state == "done":
+        record.message += f"; verified: {decision.reason}"
+        return record
+    record.status = FAILED
+    record.hint = action.hint
+    record.message = (f"the commands succeeded but the step does not hold on fresh facts: {decision.reason}"
+                      f" (before: {record.reason})")
+    return record

@@ -1,0 +1,90 @@
+"""Install mode on one host: before a stage's gate, its steps in order; after each DONE step the facts are
+probed again and the step's precondition must hold (else it failed). Plan mode decides the same way and runs nothing.
+
+    stage cpu      -> install.modules
+    stage packages -> install.packages
+    stage libvirt  -> install.daemons, install.default-network, install.storage-pool, install.libvirt-user
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kvmqa.actions.access import LIBVIRT_USER
+from kvmqa.actions.base import DONE, FAILED, Action, ActionContext, ActionRecord, run_action, verify_after
+from kvmqa.actions.daemons import DAEMONS
+from kvmqa.actions.gather import gather_install
+from kvmqa.actions.modules import MODULES
+from kvmqa.actions.objects import DEFAULT_NETWORK, STORAGE_POOL
+from kvmqa.actions.packages import PACKAGES
+
+ACTIONS: tuple[Action, ...] = (MODULES, PACKAGES, DAEMONS, DEFAULT_NETWORK, STORAGE_POOL, LIBVIRT_USER)
+STATE_ATTR = "_kvmqa_install"
+
+
+def actions_for(stage: str) -> list[Action]:
+    return [a for a in ACTIONS if a.stage == stage]
+
+
+@dataclass
+class HostInstall:
+    """Per host session: every step's record so far (dependencies look here) and the stages already handled."""
+
+    records: dict[str, ActionRecord] = field(default_factory=dict)
+    stages: set[str] = field(default_factory=set)
+
+
+def install_state(session: Any) -> HostInstall:
+    state = getattr(session, STATE_ATTR, None)
+    if state is None:
+        state = HostInstall()
+        setattr(session, STATE_ATTR, state)
+    return state
+
+
+def context_for(session: Any, state: HostInstall) -> ActionContext:
+    opts = session.options
+    secrets = tuple(s.reveal() for s in (getattr(opts, "engine_password", None),) if s)
+    return ActionContext(
+        host=session.name, run=lambda cmd, timeout: session.target.run(cmd, timeout=timeout), execute=opts.install,
+        libvirt_user=opts.libvirt_user, extra_packages=session.profile.extra_packages, sudo=session.target.sudo,
+        secrets=secrets, records=state.records,
+    )
+
+
+def ensure_facts(session: Any, action: Action, stage_def: Any, ctx: ActionContext) -> None:
+    """Gather the non-probe sections a precondition reads (the stage's own gatherer for 'libvirt')."""
+    for name in action.facts:
+        if name == "install":
+            session.gather("install", lambda s: gather_install(s, ctx))
+        elif name == "libvirt":
+            from kvmqa.libvirt_facts import gather_libvirt_for
+
+            session.gather("libvirt", (getattr(stage_def, "gatherers", None) or {}).get("libvirt", gather_libvirt_for))
+
+
+def run_stage(session: Any, stage_def: Any) -> list[ActionRecord]:
+    """The stage's steps on this host, once per session; returns their records (in order)."""
+    state = install_state(session)
+    if stage_def.name in state.stages:
+        return []
+    state.stages.add(stage_def.name)
+    ctx = context_for(session, state)
+    out = []
+    for action in actions_for(stage_def.name):
+        if action.applies is not None and not action.applies(ctx):
+            continue
+        try:
+            ensure_facts(session, action, stage_def, ctx)
+            record = run_action(action, session.facts, ctx)
+            if record.status == DONE:
+                session.refresh_facts()
+                ensure_facts(session, action, stage_def, ctx)
+                verify_after(action, record, session.facts, ctx)
+        except Exception as exc:  # noqa: BLE001 - a step's bug or a lost target fails the step, not the run
+            record = ActionRecord(session.name, action.stage, action.id, action.description, FAILED,
+                                  f"kvmqa could not run the step: {type(exc).__name__}: {exc}", hint=action.hint)
+            state.records[action.id] = record
+        out.append(record)
+    return out
