@@ -182,7 +182,7 @@ def waivers_html(summary: dict[str, Any]) -> str:
         rows.append(f"<tr><td><code>{escape(e['check'])}</code></td><td>{escape(', '.join(e['hosts']))}</td>"
                     f"<td>{escape(e['justification'])}</td><td>{escape(e['expires'])}</td><td>{status}</td>"
                     f"<td>{escape(', '.join(e['applied_to']) or '-')}</td></tr>")
-    return (f'<h2 id="kvmqa-waivers">Waivers</h2>' + (f"<ul>{warn}</ul>" if warn else "")
+    return ('<h2 id="kvmqa-waivers">Waivers</h2>' + (f"<ul>{warn}</ul>" if warn else "")
             + f'<table id="kvmqa-waivers-table">{"".join(rows)}</table>')
 
 

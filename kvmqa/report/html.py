@@ -14,6 +14,7 @@ COLOURS = {
     "skip": "#757575", "waived": "#1565c0", "info": "#00838f",
 }
 
+# The body rules make pytest-html's report open with the matrix (its summary), the environment table after it.
 STYLE = """
 <style>
 .kvmqa table{border-collapse:collapse;margin:6px 0 14px 0;font-size:13px}
@@ -23,6 +24,9 @@ STYLE = """
 .kvmqa details{margin:4px 0}
 .kvmqa summary{cursor:pointer;font-weight:bold}
 .kvmqa .emulated{background:#fff3e0;border:2px solid #ef6c00;padding:4px 8px;display:inline-block;font-weight:bold}
+body{display:flex;flex-direction:column}
+#environment-header,#environment{order:2}
+body>div.summary~*{order:3}
 </style>
 """
 
