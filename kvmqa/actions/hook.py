@@ -4,13 +4,14 @@
   (or are planned) before its gate, so the stage's checks verify the fresh facts;
 - every step's record travels in the current test's `user_properties` (ACTION_PROP), so xdist workers hand
   them to the controller, which files it in `RunResults.actions` and as a Finding in stage `install`;
-- `-n N` in install mode uses xdist's `loadgroup`, so a host's stages (and its package manager) stay on one worker;
+- `-n N` in install mode schedules by host, so a host's stages (and its package manager) stay on one worker;
 - the terminal summary lists the steps (the plan, with its commands, under --plan).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -49,9 +50,32 @@ def finding_of(record: ActionRecord) -> Finding:
 
 def pytest_configure(config: pytest.Config) -> None:
     _CONFIG["config"] = config
-    opt = config.option
-    if (getattr(opt, "mode", "verify") == "install" or getattr(opt, "plan", False)) and getattr(opt, "dist", "no") == "load":
-        opt.dist = "loadgroup"  # one worker per host: two workers must never install on one host at once
+
+
+HOST_NODEID = re.compile(r"::test_(?P<stage>\w+)\[(?P<host>.+)-(?P=stage)\.[^\]]*\]$")
+
+
+def host_scope(nodeid: str) -> str:
+    """xdist scope of a stage test: its host (`suites/test_10_cpu.py::test_cpu[hv1-cpu.tun]` -> `host:hv1`)."""
+    m = HOST_NODEID.search(nodeid)
+    return f"host:{m.group('host')}" if m else nodeid.rsplit("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Install mode under -n N: one worker per host, stages in order, so two workers never change one host at once.
+
+    (xdist_group/loadgroup cannot do it here: pytest 9 ignores the nodeid suffix xdist 3.8 sets for groups.)
+    """
+    if not wants_install(config.option) or config.getvalue("dist") not in ("load", "loadgroup"):
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class HostScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return host_scope(nodeid)
+
+    return HostScheduling(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)
