@@ -287,6 +287,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _CONFIG["config"] = session.config
 
 
+def pytest_html_report_title(report: Any) -> None:
+    report.title = "kvmqa: KVM host conformance report"
+
+
 def pytest_html_results_table_header(cells: Any) -> None:
     cells.insert(1, '<th class="sortable" data-column-type="verdict">Verdict</th>')
 
