@@ -93,7 +93,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     run = config.stash[RUN_KEY]
     for name, value in report.user_properties:
         if name == ACTION_PROP:
-            data = json.loads(value)
+            data = json.loads(str(value))
             run.results.actions.append(data)
             run.results.add(finding_of(ActionRecord.from_json(data)))
 
