@@ -36,6 +36,13 @@ WAIVABLE = (Verdict.FAIL, Verdict.WARN)
 FIELDS = {"check": True, "hosts": True, "justification": True, "expires": True, "owner": False}
 
 
+class _WaiverLoader(_LineLoader):
+    """Line-tracking YAML; dates stay text, so a bad date is a field error rather than a YAML crash."""
+
+
+_WaiverLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+
+
 class WaiverError(ValueError):
     """A malformed waivers file; the message names the file, the waiver and the field."""
 
@@ -111,7 +118,7 @@ def load_waivers(path: Path | None) -> tuple[Waiver, ...]:
     except OSError as exc:
         raise WaiverError(f"{src}: cannot read waivers file: {exc.strerror or exc}") from None
     try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_WaiverLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
