@@ -153,7 +153,7 @@ def boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, *, read_tail: TailFn | 
         except libvirt.libvirtError as exc:
             result.outcome, result.error = "start-failed", str(exc)
             return result
-        tap = ConsoleTap(ws.conn, dom)
+        tap = ConsoleTap(ws.conn.getURI(), dom.UUID())
         result.accelerator = query_accelerator(dom)
         dom.resume()
         t_run = time.monotonic()

@@ -1,8 +1,10 @@
 """Read a guest's serial console through libvirt (``dom.openConsole`` stream), local or remote alike.
 
 The domain is started paused, the console is opened, then the guest is resumed, so not a byte of the
-boot is lost. A background thread does blocking ``recv`` calls; the owner waits on a condition that
-is notified on every chunk. Marker lines ``KVMQA-<WORD> [status] key=value…`` are parsed from the text.
+boot is lost. A background thread does blocking ``recv`` calls on a *dedicated* connection: libvirt's
+remote driver holds the connection lock during a blocking stream recv, so sharing the caller's
+connection would block every other call (QMP, state polls) until the guest prints — a deadlock while
+the guest is paused. The owner waits on a condition that is notified on every chunk. Marker lines ``KVMQA-<WORD> [status] key=value…`` are parsed from the text.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ def tail(text: str, lines: int = 25) -> str:
 class ConsoleTap:
     """Everything the guest wrote to its serial console since `open`, with the time of the first byte."""
 
-    conn: libvirt.virConnect
-    dom: libvirt.virDomain
+    uri: str
+    dom_uuid: bytes
     data: bytearray = field(default_factory=bytearray)
     first_byte_at: float | None = None
     closed: bool = False
@@ -49,9 +51,15 @@ class ConsoleTap:
 
     def __post_init__(self) -> None:
         self._cond = threading.Condition()
-        self._stream = self.conn.newStream(0)
-        self.dom.openConsole(None, self._stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
-        self._thread = threading.Thread(target=self._pump, name=f"console-{self.dom.name()}", daemon=True)
+        self._conn = libvirt.open(self.uri)
+        try:
+            dom = self._conn.lookupByUUID(self.dom_uuid)
+            self._stream = self._conn.newStream(0)
+            dom.openConsole(None, self._stream, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        except BaseException:
+            self._conn.close()
+            raise
+        self._thread = threading.Thread(target=self._pump, name=f"console-{dom.name()}", daemon=True)
         self._thread.start()
 
     def _pump(self) -> None:
@@ -99,3 +107,8 @@ class ConsoleTap:
             except libvirt.libvirtError:
                 pass
             self._thread.join(timeout=1)
+        if not self._thread.is_alive():
+            try:
+                self._conn.close()
+            except libvirt.libvirtError:
+                pass

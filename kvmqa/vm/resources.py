@@ -191,6 +191,7 @@ class Workspace:
     conn: libvirt.virConnect
     token: str = field(default_factory=lambda: secrets.token_hex(3))
     forward: str | None = None  # forward mode of a network we create: None isolated, "nat"
+    use_default_network: bool = True  # use libvirt's `default` network when it is active
     pool: libvirt.virStoragePool | None = None
     network: str | None = None
     created_pool: str | None = None
@@ -225,7 +226,7 @@ class Workspace:
         if self.network:
             return self.network
         try:
-            if self.conn.networkLookupByName("default").isActive():
+            if self.use_default_network and self.conn.networkLookupByName("default").isActive():
                 self.network = "default"
                 self.notes.append("using active network default")
                 return self.network
