@@ -212,6 +212,15 @@ def test_daemons_stopped_without_systemd_start_by_hand(deb):
     assert run_action(objects.DEFAULT_NETWORK, deb, ctx()).status == FAILED  # no daemons step planned: cannot tell
 
 
+def test_a_zombie_libvirtd_is_not_running(deb):
+    """PID 1 here is no init: a killed libvirtd stays a zombie in the probe's process list; facts['install'] knows."""
+    assert "libvirtd" in deb["processes"]
+    deb["install"]["live"] = ["virtlogd"]
+    d = daemons.DAEMONS.decide(deb, ctx())
+    assert d.state == "run" and "not running: libvirtd;" in d.reason
+    assert daemons.commands(deb, ctx())[0] == "libvirtd -d"
+
+
 def test_el9_modular_daemons(el9):
     assert daemons.uses_modular(el9)
     assert daemons.DAEMONS.decide(el9, ctx()).state == "done"

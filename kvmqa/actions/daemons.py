@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kvmqa.actions.base import Action, ActionContext, Decision, needed, satisfied
+from kvmqa.actions.gather import DAEMONS as DAEMON_NAMES
 from kvmqa.checks.libvirt import daemon_layout
 
 MODULAR_SOCKETS = tuple(f"virt{d}d{s}.socket" for d in ("qemu", "network", "storage") for s in ("", "-ro", "-admin"))
@@ -44,11 +45,21 @@ def systemd_units(facts: Mapping[str, Any]) -> list[str]:
     return ["virtlogd.socket", *MODULAR_SOCKETS] if uses_modular(facts) else ["virtlogd.socket", "libvirtd.service"]
 
 
+def live_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Facts whose process list holds only live daemons (facts['install']['live']) when that was gathered."""
+    live = (facts.get("install") or {}).get("live")
+    if live is None:
+        return dict(facts)
+    others = [p for p in facts.get("processes") or [] if p not in DAEMON_NAMES]
+    return {**facts, "processes": sorted(others + list(live))}
+
+
 def _virtlogd_running(facts: Mapping[str, Any]) -> bool:
     return "virtlogd" in (facts.get("processes") or []) or _unit(facts, "virtlogd.socket").get("active") == "active"
 
 
 def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
+    facts = live_facts(facts)
     init = facts.get("init") or {}
     layout = daemon_layout(facts)  # type: ignore[arg-type]
     if init.get("systemd"):
@@ -81,6 +92,7 @@ def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
 
 
 def commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
+    facts = live_facts(facts)
     if (facts.get("init") or {}).get("systemd"):
         return [f"systemctl enable --now {' '.join(systemd_units(facts))}", WAIT]
     layout = daemon_layout(facts)  # type: ignore[arg-type]
@@ -94,6 +106,6 @@ def commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
 
 DAEMONS = Action(
     "install.daemons", "libvirt", "start (and enable, under systemd) the libvirt daemons and virtlogd",
-    precondition, commands, timeout=120, requires=("install.packages",),
+    precondition, commands, timeout=120, requires=("install.packages",), facts=("install",),
     hint="Read the daemon's log (journalctl -u libvirtd, or /var/log/libvirt/libvirtd.log)",
 )
