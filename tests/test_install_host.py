@@ -109,7 +109,7 @@ def test_a_failing_step_fails_with_apts_message_and_skips_its_dependents(tmp_pat
     assert skipped["message"].startswith("skipped: depends on install.packages, which is failed: rc 100")
     finding = next(f for f in res["results"] if f["check_id"] == "install.packages")
     assert finding["stage"] == "install" and finding["verdict"] == "fail"
-    assert res["matrix"]["local"]["install"] == "fail" and proc.returncode == 1
+    assert res["matrix"]["local"]["install"] == "fail" and proc.rc == 1
     print(f"\nfailing step: {pkg['duration']:.1f}s (apt-get install, apt-get update, retry), whole run {took:.1f}s")
 
 

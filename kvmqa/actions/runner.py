@@ -48,7 +48,8 @@ def context_for(session: Any, state: HostInstall) -> ActionContext:
     secrets = tuple(s.reveal() for s in (getattr(opts, "engine_password", None),) if s)
     return ActionContext(
         host=session.name, run=lambda cmd, timeout: session.target.run(cmd, timeout=timeout), execute=opts.install,
-        libvirt_user=opts.libvirt_user, extra_packages=session.profile.extra_packages, sudo=session.target.sudo,
+        libvirt_user=opts.libvirt_user, extra_packages=session.profile.extra_packages,
+        sudo=session.target.sudo and not session.target.is_local,  # Target ignores sudo locally
         secrets=secrets, records=state.records,
     )
 
