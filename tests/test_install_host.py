@@ -126,3 +126,9 @@ def test_refused_without_root_and_sudo(tmp_path: Path, sshd: Sshd) -> None:
                and "nothing was changed" in a["message"] for a in refused)
     assert all(f["verdict"] == "fail" for f in res["results"] if f["stage"] == "install" and
                f["details"]["action"]["status"] == "refused")
+
+    # the same target with --sudo: the probe runs as root, nothing is refused (plan only: nothing changes)
+    with host_lock():
+        _, plan, _ = run_suites(tmp_path / "p", "--plan", "--sudo", *args)
+    assert plan["actions"] and not [a for a in plan["actions"] if a["status"] == "refused"], plan["actions"]
+    assert {a["status"] for a in plan["actions"]} <= {"planned", "already-satisfied"}, plan["actions"]

@@ -6,7 +6,7 @@ is only the missing part: define, build, start, autostart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kvmqa.actions.base import PLANNED, Action, ActionContext, Decision, needed, satisfied, unsupported
@@ -44,19 +44,25 @@ def default_network(facts: Mapping[str, Any]) -> dict[str, Any] | None:
     return next((n for n in (facts.get("libvirt") or {}).get("networks", []) if n.get("name") == "default"), None)
 
 
-def network_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
-    unknown = _libvirt_state(facts, ctx, "default network")
+def _object_decision(facts: Mapping[str, Any], ctx: ActionContext, what: str, obj: dict[str, Any] | None, missing: str,
+                     gaps: Callable[[dict[str, Any]], list[tuple[str, bool]]], ok: Callable[[dict[str, Any]], str]) -> Decision:
+    """Unknown (libvirt down), missing, or which of its states (gaps: [(label, is_bad)]) are wrong."""
+    unknown = _libvirt_state(facts, ctx, what)
     if unknown is not None:
         return unknown
-    net = default_network(facts)
-    if net is None:
-        return needed("no network named default")
-    gaps = [g for g, bad in (("transient (not defined)", not net.get("persistent", True)), ("inactive", not net.get("active")),
-                             ("autostart off", not net.get("autostart"))) if bad]
-    if gaps:
-        return needed("network default is " + ", ".join(gaps))
-    return satisfied(f"network default ({net.get('forward')} on {net.get('bridge')} {net.get('address')}) is defined, "
-                     "active and autostarted")
+    if obj is None:
+        return needed(missing)
+    bad = [label for label, wrong in gaps(obj) if wrong]
+    return needed(f"{what.split()[-1]} {obj['name']} is " + ", ".join(bad)) if bad else satisfied(ok(obj))
+
+
+def network_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
+    return _object_decision(
+        facts, ctx, "default network", default_network(facts), "no network named default",
+        lambda n: [("transient (not defined)", not n.get("persistent", True)), ("inactive", not n.get("active")),
+                   ("autostart off", not n.get("autostart"))],
+        lambda n: f"network default ({n.get('forward')} on {n.get('bridge')} {n.get('address')}) is defined, active and autostarted",
+    )
 
 
 def network_commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
@@ -86,16 +92,11 @@ def images_pool(facts: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def pool_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
-    unknown = _libvirt_state(facts, ctx, "storage pool")
-    if unknown is not None:
-        return unknown
-    pool = images_pool(facts)
-    if pool is None:
-        return needed(f"no pool named default and none at {POOL_PATH}")
-    gaps = [g for g, bad in (("inactive", not pool.get("active")), ("autostart off", not pool.get("autostart"))) if bad]
-    if gaps:
-        return needed(f"pool {pool['name']} is " + ", ".join(gaps))
-    return satisfied(f"pool {pool['name']} ({pool.get('type')} {pool.get('path')}) is active and autostarted")
+    return _object_decision(
+        facts, ctx, "storage pool", images_pool(facts), f"no pool named default and none at {POOL_PATH}",
+        lambda p: [("inactive", not p.get("active")), ("autostart off", not p.get("autostart"))],
+        lambda p: f"pool {p['name']} ({p.get('type')} {p.get('path')}) is active and autostarted",
+    )
 
 
 def pool_commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
