@@ -8,6 +8,7 @@ its data volume are removed in ``finally`` (also on KeyboardInterrupt).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -94,6 +95,7 @@ class BootResult:
     qemu_log_tail: str | None = None
     console_file: str | None = None
     guest_cpu: dict[str, Any] = field(default_factory=dict)
+    agent: dict[str, Any] = field(default_factory=dict)
     memory_mib: int = 0
     vcpus: int = 0
 
@@ -120,7 +122,10 @@ def guest_cpu_state(dom: libvirt.virDomain) -> dict[str, Any]:
         found["status"] = json.loads(libvirt_qemu.qemuMonitorCommand(
             dom, '{"execute":"query-status"}', 0)).get("return")
         regs = libvirt_qemu.qemuMonitorCommand(dom, "info registers", libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
-        found["rip"] = next((w for w in regs.split() if w.startswith("RIP=")), "").removeprefix("RIP=") or None
+        match = re.search(r"RIP=([0-9a-fA-F]+)", regs)
+        found["rip"] = match.group(1) if match else None
+        if match is None:
+            found["registers"] = regs.strip()[:160]
     except (libvirt.libvirtError, ValueError) as exc:
         found["error"] = str(exc).splitlines()[0][:200]
     return found
@@ -128,7 +133,7 @@ def guest_cpu_state(dom: libvirt.virDomain) -> dict[str, Any]:
 
 def boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, *, read_tail: TailFn | None = None,
          save_console: Callable[[str, str], str] | None = None) -> BootResult:
-    """Boot the kit once and return what was observed; never raises for a guest that misbehaves."""
+    """Boot the kit once (direct kernel boot) and return what was observed."""
     pool = ws.ensure_pool()
     network = ws.ensure_network() if spec.network else None
     name = object_name(spec.purpose, spec.host)
@@ -139,12 +144,29 @@ def boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, *, read_tail: TailFn | 
         cmdline=kit.kit.cmdline(spec.cmdline_extra, "" if spec.network else "kvmqa.net=0"),
         disks=[DiskSpec(pool.name(), disk)], network=network,
     )
-    result = BootResult(name, spec.virt_type, spec.label, mac=dspec.mac, network=network,
-                        memory_mib=spec.memory_mib, vcpus=spec.vcpus)
+    return run_domain(ws, dspec, spec, volumes={disk: spec.disk_mib}, read_tail=read_tail,
+                      save_console=save_console)
+
+
+Hook = Callable[[libvirt.virDomain, str, BootResult], None]
+
+
+def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dict[str, int] | None = None,
+               read_tail: TailFn | None = None, save_console: Callable[[str, str], str] | None = None,
+               hook: Hook | None = None) -> BootResult:
+    """Create `volumes` (name -> MiB), define, start paused, tap the console, resume, watch, clean up.
+
+    Never raises for a guest that misbehaves (the result says how); the domain and `volumes` are
+    removed in ``finally``. `hook(dom, console_text, result)` runs on every poll while the guest lives.
+    """
+    name = dspec.name
+    result = BootResult(name, spec.virt_type, spec.label, mac=dspec.mac if dspec.network else "",
+                        network=dspec.network, memory_mib=spec.memory_mib, vcpus=spec.vcpus)
     tap: ConsoleTap | None = None
     t0 = time.monotonic()
     try:
-        ws.create_disk(disk, spec.disk_mib)
+        for vol, mib in (volumes or {}).items():
+            ws.create_disk(vol, mib)
         dom = ws.conn.defineXML(dspec.to_xml())
         ws.track_domain(name)
         result.timings["define_s"] = time.monotonic() - t0
@@ -158,7 +180,7 @@ def boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, *, read_tail: TailFn | 
         dom.resume()
         t_run = time.monotonic()
         result.timings["define_to_running_s"] = t_run - t0
-        _watch(dom, tap, spec, t_run, result)
+        _watch(dom, tap, spec, t_run, result, hook)
         result.timings["total_s"] = time.monotonic() - t0
     except KeyboardInterrupt:
         result.outcome = "interrupted"
@@ -166,6 +188,8 @@ def boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, *, read_tail: TailFn | 
     except libvirt.libvirtError as exc:
         result.outcome, result.error = "libvirt-error", str(exc)
     finally:
+        if not result.ok and read_tail is not None:  # before destroy: the log's last lines say why
+            result.qemu_log_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}.log", 15)
         if tap is not None:
             _destroy_if_active(ws.conn, name)
             tap.close()
@@ -173,11 +197,12 @@ def boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, *, read_tail: TailFn | 
             result.markers = parse_markers(tap.text)
             if save_console is not None:
                 result.console_file = save_console(name, tap.text)
-        _finish(ws, result, name, read_tail)
+        _finish(ws, result, name, read_tail, list(volumes or {}))
     return result
 
 
-def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float, result: BootResult) -> None:
+def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float, result: BootResult,
+           hook: Hook | None = None) -> None:
     """Poll the domain until it powers off, stops, crashes, stays silent or the deadline passes."""
     timeout, silent = spec.timeout, min(spec.silent_timeout, spec.timeout)
     deadline = t_run + timeout
@@ -189,6 +214,8 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
                 result.timings[key] = time.monotonic() - t_run
         state, reason = dom.state()
         result.state = state_text(state, reason)
+        if hook is not None and state == libvirt.VIR_DOMAIN_RUNNING:
+            hook(dom, tap.text, result)
         if state == libvirt.VIR_DOMAIN_SHUTOFF:
             result.timings["poweroff_s"] = time.monotonic() - t_run
             done = "KVMQA-DONE" in tap.text and reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN
@@ -215,16 +242,16 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
         tap.wait(0.05)
 
 
-def _finish(ws: Workspace, result: BootResult, name: str, read_tail: TailFn | None) -> None:
+def _finish(ws: Workspace, result: BootResult, name: str, read_tail: TailFn | None, volumes: list[str]) -> None:
     """Collect host-side evidence, then remove the domain and its volume."""
     if not result.ok and read_tail is not None:
-        result.qemu_log_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}.log", 15)
         if not result.console_tail:
             result.console_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}-console.log", 25) or ""
     if result.network and result.mac:
         result.lease = lease_for(ws.conn, result.network, result.mac)
     ws.forget_domain(name)
-    ws.forget_volume(f"{name}-data.qcow2")
+    for vol in volumes:
+        ws.forget_volume(vol)
 
 
 def _destroy_if_active(conn: libvirt.virConnect, name: str) -> None:

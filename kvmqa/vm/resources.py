@@ -199,6 +199,7 @@ class Workspace:
     volumes: list[str] = field(default_factory=list)
     domains: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)  # "kind name" of everything created, for leftover checks
 
     def ensure_pool(self) -> libvirt.virStoragePool:
         """An active dir pool: an existing one, else a new ``kvmqa-pool-<token>``."""
@@ -213,6 +214,7 @@ class Workspace:
         try:
             pool = self.conn.storagePoolDefineXML(spec.to_xml(), 0)
             self.created_pool = spec.name
+            self.history.append(f"pool {spec.name}")
             pool.build(0)
             pool.create(0)
         except libvirt.libvirtError as exc:
@@ -244,6 +246,7 @@ class Workspace:
                     continue
                 raise WorkspaceError(f"cannot create network {spec.name}: {exc}") from exc
             self.created_network = self.network = spec.name
+            self.history.append(f"network {spec.name}")
             self.notes.append(f"created network {spec.name} on 192.168.{x}.0/24 "
                               f"({'forward ' + self.forward if self.forward else 'isolated'})")
             return spec.name
@@ -281,10 +284,17 @@ class Workspace:
         except libvirt.libvirtError as exc:
             raise WorkspaceError(f"cannot create volume {spec.name} in pool {pool.name()}: {exc}") from exc
         self.volumes.append(spec.name)
+        self.history.append(f"volume {pool.name()}/{spec.name}")
         return vol
 
     def track_domain(self, name: str) -> None:
         self.domains.append(name)
+        self.history.append(f"domain {name}")
+
+    def own_leftovers(self) -> list[str]:
+        """What this workspace created that is still on the connection."""
+        created = set(self.history)
+        return [item for item in leftovers(self.conn) if item in created]
 
     def forget_domain(self, name: str) -> None:
         remove_domain(self.conn, name)
