@@ -120,7 +120,12 @@ def test_db_down_fails_health_quoting_the_body(pki: Pki, tmp_path: Path) -> None
     assert run.verdict("health") == Verdict.FAIL
     assert "HTTP 500" in run.message("health") and "'DB Down!'" in run.message("health")
     assert run.findings["ovirt_engine.health"].hint
-    assert run.verdict("api-version") == Verdict.PASS  # the API still answers
+    for dependent in ("sso-login", "api-version", "hosts-known", "hosts-up", "cpu-compat", "datacenters",
+                      "storage-domains"):  # without its database an engine neither logs in nor answers the API
+        assert run.verdict(dependent) == Verdict.SKIP
+        assert "ovirt_engine.health" in run.message(dependent)
+    assert "depends on ovirt_engine.health" in run.message("sso-login")
+    assert run.verdict("ca") == Verdict.PASS
 
 
 def test_expired_token_is_a_clear_401_failure(pki: Pki, tmp_path: Path) -> None:

@@ -7,14 +7,10 @@ on 127.0.0.1:54321.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import shutil
 import socket
 import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,59 +22,31 @@ from kvmqa.facts import HostFacts, split_sections
 from kvmqa.model import Finding, Verdict
 from kvmqa.ovirt.vdsm import parse_vdsm_sections
 from kvmqa.profile import Profile
+from tests.ovirt_support import VDSM_DAEMONS, VDSM_STANDINS, vdsm_daemons, vdsm_listener
+from tests.ovirt_support import exclusive_host as host_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPET = ROOT / "kvmqa" / "probe" / "60-vdsm.sh"
-STANDINS = ROOT / "tests" / "standins" / "vdsm"
-# Command lines of vdsm's daemons on EL9 (what `ps -ef` shows for each unit).
-DAEMONS = {
-    "vdsmd": ["/usr/share/vdsm/vdsmd"],
-    "supervdsmd": ["/usr/share/vdsm/supervdsmd", "--sockfile", "/run/vdsm/svdsm.sock"],
-    "mom-vdsm": ["/usr/sbin/momd", "-c", "/etc/vdsm/mom.conf"],
-    "ovirt-imageio": ["/usr/bin/ovirt-imageio"],
-}
+STANDINS = VDSM_STANDINS
 HASWELL = Profile(stages={"vdsm": {"cluster_cpu_type": "Intel Haswell Family", "cluster_level": "4.8"}})
-
-
-def _start_daemons(units: list[str]) -> list[subprocess.Popen[bytes]]:
-    procs = []
-    for unit in units:
-        argv = ["/usr/bin/python3", "-c", "import time; time.sleep(120)", *DAEMONS[unit]]
-        procs.append(subprocess.Popen(argv, executable=sys.executable))
-    return procs
 
 
 @pytest.fixture
 def exclusive_host() -> Iterator[None]:
-    """Daemon command lines and port 54321 are host-wide: serialise these tests across xdist workers."""
-    with open(Path(tempfile.gettempdir()) / "kvmqa-vdsm-standin.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with host_lock():
         yield
 
 
 @pytest.fixture
 def listener(exclusive_host: None) -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.bind(("127.0.0.1", 54321))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            pytest.skip("127.0.0.1:54321 is taken by another process")
-        raise
-    sock.listen(1)
-    yield sock
-    sock.close()
+    with vdsm_listener() as sock:
+        yield sock
 
 
 @pytest.fixture
 def daemons(request: pytest.FixtureRequest, exclusive_host: None) -> Iterator[None]:
-    units = getattr(request, "param", list(DAEMONS))
-    procs = _start_daemons(units)
-    yield
-    for p in procs:
-        p.kill()
-        p.wait()
+    with vdsm_daemons(getattr(request, "param", list(VDSM_DAEMONS))):
+        yield
 
 
 def run_snippet(scenario: str, path: str | None = None) -> str:
