@@ -103,7 +103,8 @@ def boot_marker(facts: Any, profile: Any) -> Outcome:
         return not_applicable("no boot was attempted")
     mark = (boot.get("markers") or {}).get("BOOT")
     if not mark:
-        return failed(f"{boot.get('label')} boot: no KVMQA-BOOT marker; {evidence(boot)}", **_boot_details(boot))
+        which = "kvm-boot" if boot.get("virt_type") == "kvm" else "emulated-boot"
+        return not_applicable(f"no guest reached its init (see first_vm.{which}: {boot.get('outcome')})")
     cpus, want = int(mark.get("cpus", 0)), int(boot.get("vcpus") or 0)
     mem_kb, want_mib = int(mark.get("mem_kb", 0)), int(boot.get("memory_mib") or 0)
     details = {"marker": mark, "label": boot.get("label")}

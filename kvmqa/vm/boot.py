@@ -218,10 +218,16 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
             hook(dom, tap.text, result)
         if state == libvirt.VIR_DOMAIN_SHUTOFF:
             result.timings["poweroff_s"] = time.monotonic() - t_run
-            done = "KVMQA-DONE" in tap.text and reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN
-            result.outcome = "done" if done else ("crashed" if reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
-                                                  else "stopped")
-            result.ok = done
+            text = tap.text
+            result.ok = "KVMQA-DONE" in text and reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN
+            if result.ok:
+                result.outcome = "done"
+            else:
+                panic = re.search(r"Kernel panic[^\r\n]*", text)
+                result.outcome = "panic" if panic else (
+                    "crashed" if reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED else "stopped")
+                result.error = (panic.group(0).strip() if panic else
+                                f"guest stopped ({result.state}) without the KVMQA-DONE marker")
             return
         if state in (libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_PAUSED):
             result.outcome = "crashed" if state == libvirt.VIR_DOMAIN_CRASHED else "paused"

@@ -38,6 +38,7 @@ class FirstVmSettings:
     network: str = "own"  # own: a private kvmqa-net-… | default: libvirt's default network when active
     network_forward: str | None = None  # a created network's forward mode: None (isolated) | nat
     guest_image_timeout: float = 300.0
+    cmdline_extra: str = ""  # extra guest kernel arguments (kvmqa.panic=1 to see the failure path)
 
     @classmethod
     def resolve(cls, profile: Any, options: Any) -> FirstVmSettings:
@@ -85,7 +86,7 @@ def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, consol
 
     def spec(purpose: str, virt_type: str) -> BootSpec:
         return BootSpec(purpose, virt_type, settings.memory_mib, settings.vcpus, settings.boot_timeout,
-                        settings.silent_timeout, disk_mib=settings.disk_mib, host=host)
+                        settings.silent_timeout, settings.cmdline_extra, disk_mib=settings.disk_mib, host=host)
 
     try:
         volumes = stage_kit(ws, kit)

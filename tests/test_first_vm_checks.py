@@ -1,0 +1,141 @@
+"""first_vm checks over observation dicts recorded from real boots on this machine (fixtures/first_vm/)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from kvmqa.checks.base import evaluate_stage
+from kvmqa.checks.first_vm import CHECKS, deciding_boot
+from kvmqa.facts import HostFacts
+from kvmqa.model import Verdict
+from kvmqa.profile import Profile
+
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "first_vm"
+
+
+def sample(name: str) -> dict[str, Any]:
+    return json.loads((SAMPLES / f"{name}.json").read_text())
+
+
+def verdicts(obs: dict[str, Any]) -> dict[str, tuple[Verdict, str]]:
+    facts = HostFacts(first_vm=obs)
+    return {f.check_id: (f.verdict, f.message) for f in evaluate_stage(CHECKS, "h", facts, Profile())}
+
+
+def kvm_worked(obs: dict[str, Any]) -> dict[str, Any]:
+    """What a host with working KVM records: the emulated boot relabelled (only the labels differ)."""
+    obs = copy.deepcopy(obs)
+    boot = obs["boots"].pop("emulated")
+    boot.update(virt_type="kvm", label="KVM")
+    boot["accelerator"]["kvm"]["enabled"] = True
+    obs["boots"] = {"kvm": boot}
+    obs["settings"]["allow_emulation"] = False
+    return obs
+
+
+def test_kvm_failure_with_emulation_allowed_warns_with_evidence_and_emulated_boot_decides() -> None:
+    v = verdicts(sample("kvm-fails-emulation-allowed"))
+    verdict, message = v["first_vm.kvm-boot"]
+    assert verdict == Verdict.WARN
+    assert "no console output within 10s" in message and "query-kvm enabled=true" in message
+    assert "RIP=" in message and "qemu log:" in message
+    assert v["first_vm.emulated-boot"][0] == Verdict.PASS and "EMULATED" in v["first_vm.emulated-boot"][1]
+    for check in ("boot-marker", "disk-roundtrip", "dhcp-lease", "accelerator", "virt-install", "cleanup"):
+        assert v[f"first_vm.{check}"][0] == Verdict.PASS, (check, v[f"first_vm.{check}"])
+    assert "EMULATED" in v["first_vm.boot-marker"][1] and "1 vCPU" in v["first_vm.boot-marker"][1]
+    assert v["first_vm.timings"][0] == Verdict.INFO and "poweroff=" in v["first_vm.timings"][1]
+    assert v["first_vm.guest-image"][0] == Verdict.SKIP
+
+
+def test_kvm_failure_without_emulation_fails_and_skips_what_needs_a_guest() -> None:
+    v = verdicts(sample("kvm-fails-no-emulation"))
+    assert v["first_vm.kvm-boot"][0] == Verdict.FAIL and "outcome=no-output" in v["first_vm.kvm-boot"][1]
+    assert v["first_vm.emulated-boot"][0] == Verdict.SKIP
+    assert v["first_vm.boot-marker"][0] == Verdict.SKIP and "first_vm.kvm-boot" in v["first_vm.boot-marker"][1]
+    assert v["first_vm.disk-roundtrip"][0] == Verdict.SKIP
+    assert v["first_vm.virt-install"][0] == Verdict.SKIP
+    assert v["first_vm.cleanup"][0] == Verdict.PASS
+
+
+def test_kvm_warn_profile_makes_the_kvm_failure_a_warning() -> None:
+    obs = sample("kvm-fails-no-emulation")
+    obs["settings"]["kvm"] = "warn"
+    assert verdicts(obs)["first_vm.kvm-boot"][0] == Verdict.WARN
+
+
+def test_a_working_kvm_host_passes_and_decides_on_the_kvm_boot() -> None:
+    obs = kvm_worked(sample("kvm-fails-emulation-allowed"))
+    assert deciding_boot(HostFacts(first_vm=obs))["label"] == "KVM"
+    v = verdicts(obs)
+    assert v["first_vm.kvm-boot"][0] == Verdict.PASS
+    assert v["first_vm.emulated-boot"][0] == Verdict.SKIP
+    assert v["first_vm.accelerator"][0] == Verdict.PASS and "KVM: enabled=true" in v["first_vm.accelerator"][1]
+
+
+def test_silent_tcg_fallback_under_a_kvm_label_is_caught() -> None:
+    obs = kvm_worked(sample("kvm-fails-emulation-allowed"))
+    obs["boots"]["kvm"]["accelerator"]["kvm"]["enabled"] = False
+    verdict, message = verdicts(obs)["first_vm.accelerator"]
+    assert verdict == Verdict.FAIL and "KVM boot: query-kvm enabled=false, expected true" in message
+
+
+def test_lease_mismatch_and_missing_lease_fail() -> None:
+    obs = sample("kvm-fails-emulation-allowed")
+    obs["boots"]["emulated"]["lease"]["ip"] = "192.168.150.250"
+    verdict, message = verdicts(obs)["first_vm.dhcp-lease"]
+    assert verdict == Verdict.FAIL and "host lease says 192.168.150.250" in message
+    obs["boots"]["emulated"]["lease"] = None
+    verdict, message = verdicts(obs)["first_vm.dhcp-lease"]
+    assert verdict == Verdict.FAIL and "has no lease" in message
+
+
+def test_disk_failure_and_wrong_vcpu_count_fail() -> None:
+    obs = sample("kvm-fails-emulation-allowed")
+    obs["boots"]["emulated"]["markers"]["DISK"] = {"status": "fail", "token": "ab", "read": ""}
+    assert verdicts(obs)["first_vm.disk-roundtrip"][0] == Verdict.FAIL
+    obs["boots"]["emulated"]["vcpus"] = 2
+    verdict, message = verdicts(obs)["first_vm.boot-marker"]
+    assert verdict == Verdict.FAIL and "guest sees 1 vCPUs, the domain has 2" in message
+
+
+def test_guest_panic_fails_the_boot_with_the_console_tail() -> None:
+    v = verdicts(sample("emulated-panic"))
+    verdict, message = v["first_vm.emulated-boot"]
+    assert verdict == Verdict.FAIL
+    assert "Kernel panic" in message or "sysrq" in message.lower() or "KVMQA-PANIC" in message
+
+
+def test_leftovers_fail_cleanup() -> None:
+    obs = sample("kvm-fails-emulation-allowed")
+    obs["leftovers"] = ["domain kvmqa-tcg-local-abc123"]
+    verdict, message = verdicts(obs)["first_vm.cleanup"]
+    assert verdict == Verdict.FAIL and "kvmqa-tcg-local-abc123" in message
+
+
+def test_virt_install_missing_is_a_warning() -> None:
+    obs = sample("kvm-fails-emulation-allowed")
+    obs["virt_install"] = {"skipped": "virt-install is not installed on the host", "missing": True}
+    assert verdicts(obs)["first_vm.virt-install"][0] == Verdict.WARN
+
+
+def test_guest_image_agent_answer_and_silence() -> None:
+    obs = sample("kvm-fails-emulation-allowed")
+    image = copy.deepcopy(obs["boots"]["emulated"])
+    image["markers"]["CLOUDINIT"] = {"status": "ok"}
+    image["markers"]["AGENT"] = {"present": "yes"}
+    image.update(image="/images/x.qcow2", seed={"tool": "genisoimage", "format": "iso", "label": "cidata"},
+                 agent={"ok": True, "reply": {}})
+    obs["guest_image"] = image
+    verdict, message = verdicts(obs)["first_vm.guest-image"]
+    assert verdict == Verdict.PASS and "guest agent answered guest-ping" in message
+    image["agent"] = {"ok": False, "error": "Guest agent is not responding"}
+    verdict, message = verdicts(obs)["first_vm.guest-image"]
+    assert verdict == Verdict.WARN and "not responding" in message
+
+
+def test_a_check_never_crashes_on_an_empty_observation() -> None:
+    v = verdicts({})
+    assert all(verdict in (Verdict.SKIP, Verdict.INFO) for verdict, _ in v.values()), v
