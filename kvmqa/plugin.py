@@ -253,12 +253,21 @@ def kvmqa_run(request: pytest.FixtureRequest) -> KvmqaRun:
     return request.config.stash[RUN_KEY]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into nodeid suffixes
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep each host's stages in order on one xdist worker: one group per host."""
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "kvmqa_host" in callspec.params:
             item.add_marker(pytest.mark.xdist_group(name=f"host-{callspec.params['kvmqa_host']}"))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """--dist loadgroup: one worker per host, stages in order (kvmqa/fleet.py says why xdist's own grouping fails)."""
+    from kvmqa.fleet import make_scheduler
+
+    return make_scheduler(config, log, [t.name for t in config.stash[RUN_KEY].targets])
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
