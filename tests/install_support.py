@@ -76,7 +76,7 @@ def statuses(results: dict[str, Any]) -> dict[str, str]:
 
 # --- snapshots (verify mode must not change any of this) ---------------------------------------
 def _lines_without_kvmqa(text: str) -> list[str]:
-    return sorted(ln.strip() for ln in text.splitlines() if ln.strip() and "kvmqa-" not in ln)
+    return sorted(" ".join(ln.split()) for ln in text.splitlines() if ln.strip() and "kvmqa-" not in ln)  # widths vary
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
