@@ -37,7 +37,7 @@ def fleet_run(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, libvirtd: 
         f"  - {{check: 'cpu.*', hosts: ['{first}'], justification: 'CI VM, tracked in LAB-1', expires: 2099-01-01}}\n"
         f"  - {{check: cpu.host-cpus, hosts: ['127.0.0.1:*'], justification: 'old excuse', expires: 2001-02-03}}\n"
     )
-    return run_suite(work / "reports", "-n", "2", "--dist", "loadgroup", "--hosts", fleet.hosts_arg(unreachable=True, wrong_key=True),
+    return run_suite(work / "reports", "-v", "-v", "-n", "2", "--dist", "loadgroup", "--hosts", fleet.hosts_arg(unreachable=True, wrong_key=True),
                      *fleet.args(), "--profile", str(work / "profile.yaml"), "--waivers", str(work / "waivers.yaml"),
                      paths=STAGES, timeout=240)
 
@@ -48,8 +48,22 @@ def test_every_host_is_in_the_results_and_the_run_fails(fleet: Fleet, fleet_run:
     assert sorted(results["matrix"]) == sorted(expected), fleet_run.stdout[-3000:]
     assert sorted(results["hosts"]) == sorted(expected)
     assert fleet_run.rc == 1, fleet_run.stdout[-2000:]
-    assert "[gw0]" in fleet_run.stdout or "[gw1]" in fleet_run.stdout or "2 workers" in fleet_run.stdout
     assert (fleet_run.reports / "report.html").is_file() and (fleet_run.reports / "junit.xml").is_file()
+
+
+def test_each_host_runs_on_one_worker_in_stage_order(fleet: Fleet, fleet_run: SuiteRun) -> None:
+    """--dist loadgroup: a host's stages stay together (one probe per host) and in order; hosts spread out."""
+    lines = re.findall(r"^\[(gw\d+)\] \[\s*\d+%\] \w+ suites/test_(\d\d)_\w+\.py::test_\w+\[([^\]]+)\]", fleet_run.stdout, re.M)
+    assert lines, fleet_run.stdout[-2000:]
+    workers: dict[str, set[str]] = {}
+    stages: dict[str, list[str]] = {}
+    for worker, stage, params in lines:
+        host = next(h for h in fleet_run.results["matrix"] if params.startswith(h + "-"))
+        workers.setdefault(host, set()).add(worker)
+        stages.setdefault(host, []).append(stage)
+    assert all(len(w) == 1 for w in workers.values()), workers
+    assert len(set().union(*workers.values())) == 2  # both workers had hosts
+    assert all(s == sorted(s) for s in stages.values()), stages
 
 
 def test_good_hosts_are_fully_checked_in_two_round_trips(fleet: Fleet, fleet_run: SuiteRun) -> None:
