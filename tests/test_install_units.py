@@ -28,7 +28,7 @@ from kvmqa.actions.base import (
     verify_after,
 )
 from kvmqa.actions.gather import parse_install
-from kvmqa.actions.hook import finding_of, host_scope, summary_lines
+from kvmqa.actions.hook import finding_of, summary_lines
 from kvmqa.actions.runner import ACTIONS, actions_for
 from kvmqa.facts import HostFacts, parse_probe
 from kvmqa.model import Verdict
@@ -271,7 +271,7 @@ def test_libvirt_user(deb):
     assert access.LIBVIRT_USER.decide(deb, ctx(libvirt_user="qa;id")).state == "unsupported"
 
 
-# --- gather, findings, scheduling --------------------------------------------------------------
+# --- gather, findings --------------------------------------------------------------
 def test_parse_install():
     out = parse_install("manager=dpkg\napt_lists=3\npkg.htop=absent\nmodules_load=kvm_amd vhost_net \nmodprobe=\n"
                         "network_template=/usr/share/libvirt/networks/default.xml\nuser_groups=@absent\n")
@@ -288,9 +288,3 @@ def test_findings_and_summary():
     assert finding_of(ActionRecord("h", "cpu", "install.modules", "m", SATISFIED, "ok")).verdict == Verdict.PASS
     lines = summary_lines([rec.to_json()], plan=False)
     assert "      $ apt-get install x" in lines and lines[-1] == "1 failed"
-
-
-def test_host_scope():
-    assert host_scope("suites/test_10_cpu.py::test_cpu[hv1-cpu.hw-virt]") == "host:hv1"
-    assert host_scope("suites/test_40_ovirt_engine.py::test_ovirt_engine[my-host:2222-ovirt_engine.tls]") == "host:my-host:2222"
-    assert host_scope("tests/test_x.py::test_y") == "tests/test_x.py"

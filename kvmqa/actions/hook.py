@@ -4,14 +4,13 @@
   (or are planned) before its gate, so the stage's checks verify the fresh facts;
 - every step's record travels in the current test's `user_properties` (ACTION_PROP), so xdist workers hand
   them to the controller, which files it in `RunResults.actions` and as a Finding in stage `install`;
-- `-n N` in install mode schedules by host, so a host's stages (and its package manager) stay on one worker;
+- `-n N` in install mode means `--dist loadgroup` (kvmqa.fleet's host scheduler): one worker per host;
 - the terminal summary lists the steps (the plan, with its commands, under --plan).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import pytest
@@ -50,32 +49,11 @@ def finding_of(record: ActionRecord) -> Finding:
 
 def pytest_configure(config: pytest.Config) -> None:
     _CONFIG["config"] = config
-
-
-HOST_NODEID = re.compile(r"::test_(?P<stage>\w+)\[(?P<host>.+)-(?P=stage)\.[^\]]*\]$")
-
-
-def host_scope(nodeid: str) -> str:
-    """xdist scope of a stage test: its host (`suites/test_10_cpu.py::test_cpu[hv1-cpu.tun]` -> `host:hv1`)."""
-    m = HOST_NODEID.search(nodeid)
-    return f"host:{m.group('host')}" if m else nodeid.rsplit("::", 1)[0]
-
-
-@pytest.hookimpl(optionalhook=True, tryfirst=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Install mode under -n N: one worker per host, stages in order, so two workers never change one host at once.
-
-    (xdist_group/loadgroup cannot do it here: pytest 9 ignores the nodeid suffix xdist 3.8 sets for groups.)
-    """
-    if not wants_install(config.option) or config.getvalue("dist") not in ("load", "loadgroup"):
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    class HostScheduling(LoadScopeScheduling):  # type: ignore[misc]
-        def _split_scope(self, nodeid: str) -> str:
-            return host_scope(nodeid)
-
-    return HostScheduling(config, log)
+    opt = config.option
+    if wants_install(opt) and getattr(opt, "dist", "no") == "load":
+        # -n N alone means --dist load: two workers could change one host at once. kvmqa's loadgroup scheduler
+        # (kvmqa.fleet, registered by the plugin) keeps each host's stages on one worker, in order.
+        opt.dist = "loadgroup"
 
 
 @pytest.hookimpl(tryfirst=True)
