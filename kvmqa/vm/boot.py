@@ -161,7 +161,7 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
     """
     name = dspec.name
     result = BootResult(name, spec.virt_type, spec.label, mac=dspec.mac if dspec.network else "",
-                        network=dspec.network, memory_mib=spec.memory_mib, vcpus=spec.vcpus)
+                        network=dspec.network, memory_mib=dspec.memory_mib, vcpus=dspec.vcpus)
     tap: ConsoleTap | None = None
     t0 = time.monotonic()
     try:
@@ -235,7 +235,7 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
             result.guest_cpu = guest_cpu_state(dom)
             return
         now = time.monotonic()
-        if tap.first_byte_at is None and now - t_run >= silent:
+        if tap.first_byte_at is None and silent < timeout and now - t_run >= silent:
             result.outcome = "no-output"
             result.error = f"no console output within {silent:.0f}s of start (state {result.state})"
             result.guest_cpu = guest_cpu_state(dom)

@@ -125,12 +125,21 @@ class Source:
 
     @staticmethod
     def _apt_download(pkg: Package, workdir: Path) -> Path:
+        """Download once into ~/.cache/kvmqa/debs (a changed init script must not re-download)."""
+        store = cache_root().parent / "debs"
+        store.mkdir(parents=True, exist_ok=True)
+        quoted = pkg.version.replace(":", "%3a")
+        kept = next(store.glob(f"{pkg.name}_{quoted}_*.deb"), None)
+        if kept is not None:
+            return kept
         _run(["apt-get", "-q", "-o", "APT::Sandbox::User=root", "download", f"{pkg.name}={pkg.version}"],
              cwd=workdir)
         deb = next(workdir.glob(f"{pkg.name}_*.deb"), None)
         if deb is None:
             raise KitError(f"apt-get download produced no {pkg.name} .deb")
-        return deb
+        for old in store.glob(f"{pkg.name}_*.deb"):  # keep one version per package
+            old.unlink()
+        return Path(shutil.move(str(deb), store / deb.name))
 
 
 def _cached_deb(pkg: Package) -> Path | None:

@@ -127,25 +127,26 @@ def remove_pool(conn: libvirt.virConnect, name: str) -> bool:
     return True
 
 
-def cleanup_leftovers(conn: libvirt.virConnect) -> list[str]:
-    """Remove every kvmqa- domain, volume, network and pool on the connection; return what went."""
+def cleanup_leftovers(conn: libvirt.virConnect, only: str = "") -> list[str]:
+    """Remove every kvmqa- domain, volume, network and pool (whose name contains `only`); return what went."""
+    def wanted(name: str) -> bool:
+        return is_ours(name) and only in name
+
     removed: list[str] = []
     with sigint_deferred():
         for dom in conn.listAllDomains():
-            if is_ours(dom.name()) and remove_domain(conn, dom.name()):
+            if wanted(dom.name()) and remove_domain(conn, dom.name()):
                 removed.append(f"domain {dom.name()}")
         for pool in conn.listAllStoragePools():
-            if is_ours(pool.name()):
-                continue
-            if pool.isActive():
+            if not is_ours(pool.name()) and pool.isActive():
                 for vol in _volumes(pool):
-                    if is_ours(vol.name()) and remove_volume(pool, vol.name()):
+                    if wanted(vol.name()) and remove_volume(pool, vol.name()):
                         removed.append(f"volume {pool.name()}/{vol.name()}")
         for net in conn.listAllNetworks():
-            if is_ours(net.name()) and remove_network(conn, net.name()):
+            if wanted(net.name()) and remove_network(conn, net.name()):
                 removed.append(f"network {net.name()}")
         for pool in conn.listAllStoragePools():
-            if is_ours(pool.name()) and remove_pool(conn, pool.name()):
+            if wanted(pool.name()) and remove_pool(conn, pool.name()):
                 removed.append(f"pool {pool.name()}")
     return removed
 
@@ -191,7 +192,7 @@ class Workspace:
     conn: libvirt.virConnect
     token: str = field(default_factory=lambda: secrets.token_hex(3))
     forward: str | None = None  # forward mode of a network we create: None isolated, "nat"
-    use_default_network: bool = True  # use libvirt's `default` network when it is active
+    use_default_network: bool = False  # True: use libvirt's `default` network when it is active
     pool: libvirt.virStoragePool | None = None
     network: str | None = None
     created_pool: str | None = None
