@@ -47,7 +47,8 @@ _kq_init() {
     echo "pid1_comm=$(cat /proc/1/comm 2>/dev/null)"; echo "pid1_exe=$(readlink /proc/1/exe 2>/dev/null)"
     if [ -d /run/systemd/system ]; then echo "systemd_running=yes"; else echo "systemd_running=no"; fi
 }
-_kq_processes() { for p in /proc/[0-9]*; do cat "$p/comm" 2>/dev/null; done | sort -u; }
+# `read` is a builtin: no fork per process (a cat per process cost ~0.2 s of the probe on a busy host)
+_kq_processes() { for p in /proc/[0-9]*; do read -r c 2>/dev/null < "$p/comm" && printf '%s\n' "$c"; done | sort -u; }
 _kq_sockets() {
     for s in /run/libvirt/libvirt-sock /run/libvirt/libvirt-sock-ro /run/libvirt/virtqemud-sock /run/libvirt/virtnetworkd-sock /run/libvirt/virtstoraged-sock /run/libvirt/virtproxyd-sock; do
         [ -S "$s" ] && echo "$s|$(stat -c '%a|%U|%G' "$s")"
