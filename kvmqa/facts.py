@@ -337,7 +337,7 @@ def parse_probe(text: str) -> HostFacts:
         memory=_meminfo(body("meminfo")),
         hugepages=_hugepages(body("hugepages")),
         init=_init(body("init"), body("units")),
-        processes=sorted(set(body("processes").split())),
+        processes=sorted({p.strip() for p in body("processes").splitlines() if p.strip()}),
         sockets=_sockets(body("sockets")),
         libvirt_conf=_libvirt_conf(body("libvirt_conf")),
         storage=_storage(body("storage")),

@@ -296,14 +296,17 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _CONFIG["config"] = session.config
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_html_report_title(report: Any) -> None:
     report.title = "kvmqa: KVM host conformance report"
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_html_results_table_header(cells: Any) -> None:
     cells.insert(1, '<th class="sortable" data-column-type="verdict">Verdict</th>')
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_html_results_table_row(report: pytest.TestReport, cells: Any) -> None:
     verdict = ""
     for name, value in getattr(report, "user_properties", []):
@@ -312,6 +315,7 @@ def pytest_html_results_table_row(report: pytest.TestReport, cells: Any) -> None
     cells.insert(1, f'<td class="col-verdict">{verdict}</td>')
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
     run: KvmqaRun | None = session.config.stash.get(RUN_KEY, None)
     if run is None or not run.suite_run:

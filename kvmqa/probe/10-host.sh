@@ -48,7 +48,9 @@ _kq_init() {
     if [ -d /run/systemd/system ]; then echo "systemd_running=yes"; else echo "systemd_running=no"; fi
 }
 # `read` is a builtin: no fork per process (a cat per process cost ~0.2 s of the probe on a busy host)
-_kq_processes() { for p in /proc/[0-9]*; do read -r c 2>/dev/null < "$p/comm" && printf '%s\n' "$c"; done | sort -u; }
+# Live processes only (one awk, no fork per process): a killed daemon lingers as a zombie when PID 1 reaps late.
+# (cat, not awk, opens the files: a process that exits mid-way must not end the list)
+_kq_processes() { cat /proc/[0-9]*/status 2>/dev/null | awk '/^Name:/ {sub(/^Name:[ \t]*/, ""); n = $0} /^State:/ {if ($2 != "Z") print n}' | sort -u; }
 _kq_sockets() {
     for s in /run/libvirt/libvirt-sock /run/libvirt/libvirt-sock-ro /run/libvirt/virtqemud-sock /run/libvirt/virtnetworkd-sock /run/libvirt/virtstoraged-sock /run/libvirt/virtproxyd-sock; do
         [ -S "$s" ] && echo "$s|$(stat -c '%a|%U|%G' "$s")"

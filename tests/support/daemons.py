@@ -10,12 +10,17 @@ from pathlib import Path
 SOCKET = Path("/run/libvirt/libvirt-sock")
 
 
+def running(name: str) -> bool:
+    """A live process of that name (pidof skips zombies, which linger here because PID 1 reaps late)."""
+    return subprocess.run(["pidof", name], capture_output=True).returncode == 0
+
+
 def libvirtd_running() -> bool:
-    return subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode == 0
+    return running("libvirtd")
 
 
 def start_libvirtd(timeout: float = 30) -> None:
-    if subprocess.run(["pgrep", "-x", "virtlogd"], capture_output=True).returncode != 0:
+    if not running("virtlogd"):
         subprocess.run(["virtlogd", "-d"], check=True)
     if not libvirtd_running():
         subprocess.run(["libvirtd", "-d"], check=True)
