@@ -224,7 +224,8 @@ def timings(facts: Any, profile: Any) -> Outcome:
     for boot in boots.values():
         t = boot.get("timings") or {}
         steps = [f"{k.removesuffix('_s')}={t[k]:.2f}s" for k in
-                 ("define_to_running_s", "first_byte_s", "boot_marker_s", "done_marker_s", "poweroff_s") if k in t]
+                 ("define_to_running_s", "first_byte_s", "boot_marker_s", "done_marker_s", "poweroff_s", "shutoff_s")
+                 if k in t]
         parts.append(f"{boot.get('label')}: " + (" ".join(steps) or f"no timings ({boot.get('outcome')})"))
     return info("; ".join(parts), timings={k: b.get("timings") for k, b in boots.items()},
                 duration_s=_obs(facts).get("duration_s"))

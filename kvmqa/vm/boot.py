@@ -209,15 +209,19 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
     while True:
         if "first_byte_s" not in result.timings and tap.first_byte_at is not None:
             result.timings["first_byte_s"] = tap.first_byte_at - t_run
-        for marker, key in (("KVMQA-BOOT", "boot_marker_s"), ("KVMQA-DONE", "done_marker_s")):
+        for marker, key in (("KVMQA-BOOT", "boot_marker_s"), ("KVMQA-DONE", "done_marker_s"),
+                            ("reboot: Power down", "guest_off_s")):
             if key not in result.timings and marker in tap.text:
                 result.timings[key] = time.monotonic() - t_run
         state, reason = dom.state()
         result.state = state_text(state, reason)
         if hook is not None and state == libvirt.VIR_DOMAIN_RUNNING:
             hook(dom, tap.text, result)
+        if state in (libvirt.VIR_DOMAIN_SHUTDOWN, libvirt.VIR_DOMAIN_SHUTOFF) or (
+                state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_SHUTTING_DOWN):
+            result.timings.setdefault("poweroff_s", time.monotonic() - t_run)  # the guest switched off
         if state == libvirt.VIR_DOMAIN_SHUTOFF:
-            result.timings["poweroff_s"] = time.monotonic() - t_run
+            result.timings["shutoff_s"] = time.monotonic() - t_run  # libvirt finished tearing QEMU down
             text = tap.text
             result.ok = "KVMQA-DONE" in text and reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN
             if result.ok:
@@ -229,7 +233,8 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
                 result.error = (panic.group(0).strip() if panic else
                                 f"guest stopped ({result.state}) without the KVMQA-DONE marker")
             return
-        if state in (libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_PAUSED):
+        if state == libvirt.VIR_DOMAIN_CRASHED or (
+                state == libvirt.VIR_DOMAIN_PAUSED and reason != libvirt.VIR_DOMAIN_PAUSED_SHUTTING_DOWN):
             result.outcome = "crashed" if state == libvirt.VIR_DOMAIN_CRASHED else "paused"
             result.error = f"guest {result.state} after {time.monotonic() - t_run:.1f}s"
             result.guest_cpu = guest_cpu_state(dom)

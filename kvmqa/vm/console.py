@@ -90,6 +90,8 @@ class ConsoleTap:
         with self._cond:
             if not self.closed:
                 self._cond.wait(seconds)
+                return
+        time.sleep(seconds)  # the stream has ended: still pace the caller's polling
 
     def wait_for(self, needle: str, deadline: float) -> bool:
         while needle not in self.text:
