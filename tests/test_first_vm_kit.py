@@ -31,7 +31,7 @@ def test_kit_holds_a_cloud_kernel_busybox_init_and_resolved_virtio_modules(kit: 
     assert entries["init"][1] == INIT_SCRIPT.stat().st_size and entries["init"][0] & 0o111
     assert stat.S_ISCHR(entries["dev/console"][0])
     assert entries["bin/busybox"][1] > 500_000
-    order = [m for m in (kit.modules)]
+    order = list(kit.modules)
     # dependencies come before the modules that need them
     assert order.index("virtio") < order.index("virtio_pci") < order.index("virtio_blk")
     assert order.index("net_failover") < order.index("virtio_net")

@@ -39,6 +39,12 @@ def deciding_boot(facts: Any) -> dict[str, Any] | None:
     return emulated or kvm
 
 
+def booted(facts: Any) -> dict[str, Any] | None:
+    """The deciding boot if its guest reached /init (printed KVMQA-BOOT), else None."""
+    boot = deciding_boot(facts)
+    return boot if boot is not None and (boot.get("markers") or {}).get("BOOT") else None
+
+
 def evidence(boot: dict[str, Any]) -> str:
     """One line of why a boot failed: outcome, error, state, vCPU, logs."""
     parts = [f"outcome={boot.get('outcome')}"]
@@ -119,8 +125,8 @@ def boot_marker(facts: Any, profile: Any) -> Outcome:
 @CHECKS.check("first_vm.disk-roundtrip", "The guest writes a token to its virtio disk and reads it back",
               hint="the qcow2 data volume or the virtio-blk driver does not work; see the console log")
 def disk_roundtrip(facts: Any, profile: Any) -> Outcome:
-    boot = deciding_boot(facts)
-    if boot is None or not (boot.get("markers") or {}).get("BOOT"):
+    boot = booted(facts)
+    if boot is None:
         return not_applicable("no guest reached its init")
     mark = (boot.get("markers") or {}).get("DISK")
     if mark and mark.get("status") == "ok":
@@ -133,14 +139,14 @@ def disk_roundtrip(facts: Any, profile: Any) -> Outcome:
 @CHECKS.check("first_vm.dhcp-lease", "The guest gets an address by DHCP and the host's lease matches",
               hint="the libvirt network's dnsmasq did not serve the guest; check the network and its firewall")
 def dhcp_lease(facts: Any, profile: Any) -> Outcome:
-    boot = deciding_boot(facts)
-    if boot is None or not (boot.get("markers") or {}).get("BOOT"):
+    boot = booted(facts)
+    if boot is None:
         return not_applicable("no guest reached its init")
     if not boot.get("network"):
         return not_applicable("the guest had no network")
     mark = (boot.get("markers") or {}).get("NET") or {}
     lease = boot.get("lease") or {}
-    details = {"guest": mark, "host_lease": lease, "network": boot.get("network")}
+    details: dict[str, Any] = {"guest": mark, "host_lease": lease, "network": boot.get("network")}
     if mark.get("status") != "ok":
         return failed(f"{boot.get('label')}: guest got no DHCP address: {mark or 'no KVMQA-NET marker'}", **details)
     if not lease:
@@ -160,8 +166,8 @@ def accelerator(facts: Any, profile: Any) -> Outcome:
     seen: dict[str, Any] = {}
     wrong: list[str] = []
     for key, want in (("kvm", True), ("emulated", False)):
-        boot = boots.get(key)
-        kvm = ((boot or {}).get("accelerator") or {}).get("kvm")
+        boot = boots.get(key) or {}
+        kvm = (boot.get("accelerator") or {}).get("kvm")
         if not isinstance(kvm, dict) or "enabled" not in kvm:
             continue
         seen[key] = kvm

@@ -255,9 +255,8 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
 
 def _finish(ws: Workspace, result: BootResult, name: str, read_tail: TailFn | None, volumes: list[str]) -> None:
     """Collect host-side evidence, then remove the domain and its volume."""
-    if not result.ok and read_tail is not None:
-        if not result.console_tail:
-            result.console_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}-console.log", 25) or ""
+    if not result.ok and read_tail is not None and not result.console_tail:  # no stream: libvirt's serial log
+        result.console_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}-console.log", 25) or ""
     if result.network and result.mac:
         result.lease = lease_for(ws.conn, result.network, result.mac)
     ws.forget_domain(name)

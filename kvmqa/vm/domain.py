@@ -107,7 +107,7 @@ class DomainSpec:
 
 
 def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:
-    el = ET.SubElement(parent, tag, **attrs)
+    el = ET.SubElement(parent, tag, attrs)
     el.text = text
     return el
 

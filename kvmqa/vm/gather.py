@@ -44,8 +44,9 @@ class FirstVmSettings:
     def resolve(cls, profile: Any, options: Any) -> FirstVmSettings:
         stage = dict(profile.stage("first_vm")) if profile is not None else {}
         known = {k: v for k, v in stage.items() if k in cls.__dataclass_fields__}
-        if "kvm" not in known and getattr(profile, "kvm", None) is not None:
-            known["kvm"] = "warn" if Level(getattr(profile, "kvm")) == Level.WARN else "required"
+        profile_kvm = getattr(profile, "kvm", None)
+        if "kvm" not in known and profile_kvm is not None:
+            known["kvm"] = "warn" if Level(profile_kvm) == Level.WARN else "required"
         known["allow_emulation"] = bool(known.get("allow_emulation") or getattr(profile, "allow_emulation", False)
                                         or getattr(options, "allow_emulation", False))
         return cls(**known)

@@ -13,10 +13,11 @@ import secrets
 import signal
 import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import libvirt
 
@@ -75,56 +76,52 @@ def _volumes(pool: libvirt.virStoragePool) -> list[libvirt.virStorageVol]:
         return []
 
 
-def remove_domain(conn: libvirt.virConnect, name: str) -> bool:
+def _lookup(find: Callable[[str], Any], name: str) -> Any:
     try:
-        dom = conn.lookupByName(name)
+        return find(name)
     except libvirt.libvirtError:
-        return False
-    persistent = dom.isPersistent()
-    if dom.isActive():
-        _quiet(dom.destroy)
+        return None
+
+
+def _stop_and_undefine(obj: Any, undefine: Callable[[], object], before_stop: Callable[[], object] | None = None,
+                       after_stop: Callable[[], object] | None = None) -> bool:
+    """Destroy an active domain/network/pool and undefine it if persistent (a transient one is gone already)."""
+    persistent = obj.isPersistent()
+    if obj.isActive():
+        if before_stop is not None:
+            before_stop()
+        _quiet(obj.destroy)
     if persistent:
-        flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-        if _quiet(dom.undefineFlags, flags):
-            _quiet(dom.undefine)
+        if after_stop is not None:
+            after_stop()
+        undefine()
     return True
+
+
+def remove_domain(conn: libvirt.virConnect, name: str) -> bool:
+    dom = _lookup(conn.lookupByName, name)
+    flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    return dom is not None and _stop_and_undefine(
+        dom, lambda: _quiet(dom.undefineFlags, flags) and _quiet(dom.undefine))
 
 
 def remove_volume(pool: libvirt.virStoragePool, name: str) -> bool:
-    try:
-        vol = pool.storageVolLookupByName(name)
-    except libvirt.libvirtError:
-        return False
-    return _quiet(vol.delete, 0) is None
+    vol = _lookup(pool.storageVolLookupByName, name)
+    return vol is not None and _quiet(vol.delete, 0) is None
 
 
 def remove_network(conn: libvirt.virConnect, name: str) -> bool:
-    try:
-        net = conn.networkLookupByName(name)
-    except libvirt.libvirtError:
-        return False
-    persistent = net.isPersistent()
-    if net.isActive():
-        _quiet(net.destroy)
-    if persistent:
-        _quiet(net.undefine)
-    return True
+    net = _lookup(conn.networkLookupByName, name)
+    return net is not None and _stop_and_undefine(net, lambda: _quiet(net.undefine))
 
 
 def remove_pool(conn: libvirt.virConnect, name: str) -> bool:
-    try:
-        pool = conn.storagePoolLookupByName(name)
-    except libvirt.libvirtError:
-        return False
-    persistent = pool.isPersistent()
-    if pool.isActive():
-        for vol in _volumes(pool):
-            _quiet(vol.delete, 0)
-        _quiet(pool.destroy)
-    if persistent:
-        _quiet(pool.delete, 0)
-        _quiet(pool.undefine)
-    return True
+    """Delete its volumes, stop it, remove its directory, undefine it."""
+    pool = _lookup(conn.storagePoolLookupByName, name)
+    return pool is not None and _stop_and_undefine(
+        pool, lambda: _quiet(pool.undefine),
+        before_stop=lambda: [_quiet(vol.delete, 0) for vol in _volumes(pool)],
+        after_stop=lambda: _quiet(pool.delete, 0))
 
 
 def cleanup_leftovers(conn: libvirt.virConnect, only: str = "") -> list[str]:
@@ -165,7 +162,7 @@ def leftovers(conn: libvirt.virConnect) -> list[str]:
 
 def used_subnets(conn: libvirt.virConnect) -> set[int]:
     """Third octets of 192.168.x.0/24 nets already used by libvirt networks or (locally) host routes."""
-    nets: list[ipaddress.IPv4Network] = []
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
     for net in conn.listAllNetworks():
         for ip in ET.fromstring(net.XMLDesc(0)).iter("ip"):
             addr, mask = ip.get("address"), ip.get("netmask") or ip.get("prefix")
@@ -174,9 +171,9 @@ def used_subnets(conn: libvirt.virConnect) -> set[int]:
     if is_local(conn) and os.path.exists("/proc/net/route"):
         for line in Path("/proc/net/route").read_text().splitlines()[1:]:
             cols = line.split()
-            dest, mask = (ipaddress.IPv4Address(bytes.fromhex(c)[::-1]) for c in (cols[1], cols[7]))
-            if int(mask):
-                nets.append(ipaddress.ip_network(f"{dest}/{mask}", strict=False))
+            dest_ip, mask_ip = (ipaddress.IPv4Address(bytes.fromhex(c)[::-1]) for c in (cols[1], cols[7]))
+            if int(mask_ip):
+                nets.append(ipaddress.ip_network(f"{dest_ip}/{mask_ip}", strict=False))
     used = set()
     for x in SUBNETS:
         candidate = ipaddress.ip_network(f"192.168.{x}.0/24")
