@@ -206,3 +206,21 @@ def test_observation_is_json(stage: tuple[HostSession, dict[str, Any]]) -> None:
     session, obs = stage
     saved = json.loads((session.host_dir / "facts.json").read_text())
     assert saved["first_vm"]["boots"]["emulated"]["label"] == "EMULATED"
+
+
+def test_remote_target_over_ssh_boots_with_console_stream_and_virt_install(libvirtd: None, sshd, tmp_path: Path) -> None:  # noqa: ANN001
+    """The same stage over qemu+ext (ssh as a non-root sudo user): uploads, console stream, virt-install via Target.run."""
+    target = Target.from_url(sshd.url(), sudo=True, identity_file=sshd.client_key, known_hosts=sshd.known_hosts)
+    profile = Profile(stages={"first_vm": {"attempt_kvm": False, "allow_emulation": True, "boot_timeout": 60}})
+    session = HostSession(target, profile, RunOptions(reports_dir=tmp_path))
+    try:
+        assert session.libvirt().getURI().startswith("qemu+ext://")
+        obs = session.gather("first_vm", gather_first_vm)
+    finally:
+        session.close_libvirt()
+        target.close()
+    tcg = obs["boots"]["emulated"]
+    assert tcg["ok"], (tcg["outcome"], tcg["error"])
+    assert tcg["markers"]["DISK"]["status"] == "ok" and tcg["markers"]["NET"]["ip"] == tcg["lease"]["ip"]
+    assert obs["virt_install"]["ok"], obs["virt_install"].get("error")
+    assert obs["leftovers"] == [] and target.round_trips >= 2
