@@ -18,6 +18,7 @@ import pytest
 
 from kvmqa.baseline import BaselineError, finish_baseline, load_baseline
 from kvmqa.checks.base import StageChecks
+from kvmqa.fleet import prefetch_facts
 from kvmqa.inventory import InventoryError, load_inventory, targets_from_hosts
 from kvmqa.model import Finding, Verdict
 from kvmqa.options import RunOptions, engine_password_from
@@ -245,6 +246,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def kvmqa_host(request: pytest.FixtureRequest) -> HostSession:
     run: KvmqaRun = request.config.stash[RUN_KEY]
+    prefetch_facts(request, run, request.param)  # fleet: this process probes all its hosts at once (kvmqa/fleet.py)
     return run.session(request.param)
 
 
@@ -265,7 +267,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """--dist loadgroup: one worker per host, stages in order (kvmqa/fleet.py says why xdist's own grouping fails)."""
-    from kvmqa.fleet import make_scheduler
+    from kvmqa.fleet import make_scheduler  # imports xdist: only when xdist runs
 
     return make_scheduler(config, log, [t.name for t in config.stash[RUN_KEY].targets])
 

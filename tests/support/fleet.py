@@ -86,7 +86,7 @@ def start_fleet(workdir: Path, count: int, *, wrong_key: bool = False) -> Fleet:
         bad = start_sshd(workdir, key)
         fleet._wrong_key = bad  # type: ignore[attr-defined]
         # known_hosts claims another server's key for this address: a man in the middle, as ssh sees it
-        lines.append(fleet.servers[0].known_hosts.read_text().replace(f":{fleet.servers[0].port}]", f":{bad.port}]"))
+        lines.append(fleet.servers[0].known_hosts.read_text().replace(f"]:{fleet.servers[0].port} ", f"]:{bad.port} "))
     fleet.known_hosts = workdir / "fleet_known_hosts"
     fleet.known_hosts.write_text("".join(lines))
     fleet.closed_port = free_port()  # bound and released: nothing listens there
@@ -173,6 +173,89 @@ def drop_ssh_master(server: Sshd) -> None:
     control = Path(tempfile.gettempdir()) / f"kvmqa-ssh-{os.getuid()}" / "%C"
     subprocess.run(["ssh", "-o", f"ControlPath={control}", "-p", str(server.port), f"{server.user}@127.0.0.1", "-O", "exit"],
                    capture_output=True, timeout=10)
+
+
+class DelayProxy:
+    """TCP forwarders that hold every chunk `delay` seconds each way: a WAN round trip on loopback.
+
+    (tc netem needs the sch_netem kernel module, which this kind of machine may not have.)
+    One asyncio loop in a daemon thread serves every forwarded port.
+    """
+
+    def __init__(self, delay_s: float) -> None:
+        import asyncio
+        import threading
+
+        self.delay = delay_s
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+    def forward(self, target_port: int) -> int:
+        """A new local port whose connections reach `target_port` with the delay."""
+        import asyncio
+
+        async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+            async def send() -> None:
+                while True:
+                    at, data = await queue.get()
+                    await asyncio.sleep(max(0.0, at - self.loop.time()))
+                    if not data:
+                        writer.close()
+                        return
+                    writer.write(data)
+                    await writer.drain()
+
+            task = asyncio.ensure_future(send())
+            try:
+                while True:
+                    data = await reader.read(65536)
+                    queue.put_nowait((self.loop.time() + self.delay, data))
+                    if not data:
+                        break
+                await task
+            except (ConnectionError, OSError):
+                task.cancel()
+
+        async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+            try:
+                server_r, server_w = await asyncio.open_connection("127.0.0.1", target_port)
+            except OSError:
+                client_w.close()
+                return
+            await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w), return_exceptions=True)
+
+        async def start() -> int:
+            server = await asyncio.start_server(handle, "127.0.0.1", 0)
+            return int(server.sockets[0].getsockname()[1])
+
+        return asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+
+    def close(self) -> None:
+        import asyncio
+
+        async def cancel_all() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def behind_delay(fleet: Fleet, rtt_ms: float) -> DelayProxy:
+    """Put every server of `fleet` behind a DelayProxy (RTT rtt_ms): urls, names and known_hosts follow."""
+    proxy = DelayProxy(rtt_ms / 2000)
+    lines = []
+    for server in fleet.servers:
+        port = proxy.forward(server.port)
+        lines.append(server.known_hosts.read_text().replace(f"]:{server.port} ", f"]:{port} "))
+        server.port = port  # the address the fleet is reached at from now on
+    assert fleet.known_hosts is not None
+    fleet.known_hosts.write_text("".join(lines))
+    return proxy
 
 
 def have_unshare() -> bool:
