@@ -213,6 +213,59 @@ class Target:
             raise TargetAuthError(f"{self.name}: sudo needs a password for {self.user}; kvmqa needs passwordless sudo (NOPASSWD)")
         return CommandResult(result.rc, result.stdout, result.stderr, duration, command, timed_out=result.rc in (124, 137))
 
+    def put_file(self, path: str, data: bytes, mode: int, timeout: float | None = None) -> None:
+        """Write `data` to `path` on the target with `mode`, the data on stdin, never in a command line (secrets).
+
+        local: os.open with the mode. ssh: the target's own ssh argv running `umask 077; cat > PATH; chmod`
+        (through `sudo -n sh -c` with --sudo) under `timeout`. paramiko: the same remote command on an exec
+        channel of the existing client. Raises TargetError when the file could not be written.
+        """
+        limit = int(timeout or self.command_timeout)
+        self.round_trips += 1
+        if self.is_local:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), mode)  # an existing file keeps its old mode through os.open
+                f.write(data)
+            return
+        q = shlex.quote(path)
+        script = f"umask 077; cat > {q} && chmod {mode:04o} {q}"
+        remote = f"timeout -k 5 {limit} " + (f"sudo -n sh -c {shlex.quote(script)}" if self.sudo else f"sh -c {shlex.quote(script)}")
+        if self.backend == "paramiko":
+            rc, err = self._paramiko_put(remote, data, limit)
+        else:
+            import subprocess
+
+            try:
+                done = subprocess.run([*self.ssh_argv(), remote], input=data, capture_output=True, timeout=limit + 10)
+            except subprocess.TimeoutExpired as exc:
+                raise CommandTimeout(f"{self.name}: writing {path} timed out after {limit}s") from exc
+            rc, err = done.returncode, done.stderr.decode(errors="replace")
+            if rc == 255:
+                raise classify_ssh_error(self, err)
+        if rc != 0:
+            raise TargetError(f"{self.name}: writing {path} failed (rc {rc}): {err.strip()[-300:]}")
+
+    def _paramiko_put(self, remote: str, data: bytes, limit: int) -> tuple[int, str]:
+        client = self.testinfra_host().backend.client
+        channel = client.get_transport().open_session()
+        try:
+            channel.settimeout(limit + 10)
+            channel.exec_command(remote)
+            channel.sendall(data)
+            channel.shutdown_write()
+            err = b""
+            while True:
+                chunk = channel.recv_stderr(65536)
+                if not chunk:
+                    break
+                err += chunk
+            return channel.recv_exit_status(), err.decode(errors="replace")
+        except OSError as exc:  # socket.timeout included
+            raise TargetUnreachable(f"{self.name}: writing a file over paramiko failed: {exc}") from exc
+        finally:
+            channel.close()
+
     def libvirt_uri(self, workdir: Path) -> str:
         """qemu:///system locally; over SSH a qemu+ext URI through the same OpenSSH options (and sudo)."""
         if self.is_local:

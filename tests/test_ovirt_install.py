@@ -1,4 +1,5 @@
-"""oVirt install actions: preconditions from facts, engine-setup with a stand-in, add-host against the engine stand-in."""
+"""oVirt install actions (kvmqa.actions.base.Action, run by the one install framework): preconditions from facts,
+engine-setup with a stand-in, add-host against the engine stand-in."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import ovirtsdk4 as sdk
 import pytest
 
+from kvmqa.actions.base import ActionContext, Decision, skip
 from kvmqa.options import Secret
 from kvmqa.ovirt import install
 from tests.standins import engine as standin
@@ -38,7 +40,7 @@ class LocalContext:
     log: Path
     commands: list[str] = field(default_factory=list)
 
-    def run(self, command: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    def run(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
         self.commands.append(command)
         env = dict(os.environ, PATH=f"{ENGINE_SETUP_STANDIN}{os.pathsep}{os.environ['PATH']}",
                    KVMQA_STANDIN_ENGINE_SETUP_LOG=str(self.log))
@@ -53,22 +55,26 @@ class LocalContext:
             f.write(data)
 
 
+CTX = ActionContext(host="engine", engine_password=Secret(PASSWORD))
+
+
 def test_non_el_targets_skip_every_action() -> None:
+    assert install.Decision is Decision  # one Decision type: the framework's
     for action in install.engine_actions("engine.example") + install.host_actions():
-        decision = action.plan(DEBIAN)
-        assert decision == install.Decision("unsupported", "not supported on debian 12: oVirt install mode needs "
-                                                           "EL8 or EL9"), action.id
+        decision = action.decide(DEBIAN, CTX)
+        assert decision == skip("not supported on debian 12: oVirt install mode needs EL8 or EL9"), action.id
 
 
 def test_preconditions_read_facts() -> None:
-    plan = {a.id: a.plan(EL9_ENGINE_INSTALLED).state for a in install.engine_actions("engine.example")}
-    assert plan == {"ovirt.release-repo": "done", "ovirt.engine-package": "done", "ovirt.engine-setup": "run"}
-    fresh = {a.id: a.plan(EL9_FRESH).state for a in install.host_actions()}
+    plan = {a.id: a.decide(EL9_ENGINE_INSTALLED, CTX).state for a in install.engine_actions("engine.example")}
+    assert plan == {"ovirt.release-repo": "done", "ovirt.engine-package": "done", "ovirt.engine-setup": "run",
+                    "ovirt.add-hosts": "done"}  # no ovirt-host in this context: nothing to add
+    fresh = {a.id: a.decide(EL9_FRESH, CTX).state for a in install.host_actions()}
     assert fresh == {"ovirt.release-repo": "run", "ovirt.host-package": "run", "ovirt.vdsm-configure": "run"}
     configured = dict(EL9_FRESH, vdsm={"is_configured": {"ok": True}})
-    assert install.host_actions()[2].plan(configured).state == "done"
+    assert install.host_actions()[2].decide(configured, CTX).state == "done"
     healthy = dict(EL9_ENGINE_INSTALLED, engine={"health": {"ok": True}})
-    assert install.engine_actions("e")[2].plan(healthy) == install.Decision("done", "the engine answers health with DB Up")
+    assert install.engine_actions("e")[2].decide(healthy, CTX) == Decision("done", "the engine answers health with DB Up")
 
 
 def test_engine_setup_keeps_the_password_off_command_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

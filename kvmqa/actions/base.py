@@ -1,12 +1,16 @@
 """Install actions as data: each an idempotent step with a precondition read from facts.
 
     action = Action("install.example", "libvirt", "make it so", precondition, commands, timeout=60)
-    action.decide(facts, ctx)   -> Decision("run" | "done" | "unsupported", reason)
+    action.decide(facts, ctx)   -> Decision("run" | "done" | "unsupported" | "skip", reason)
     run_action(action, facts, ctx, done={...})   -> ActionRecord (status done / already-satisfied / planned /
                                                      failed / refused / skipped)
 
 Preconditions and command builders are pure functions of `HostFacts` and the run's `ActionContext`
 (tested over recorded facts); only `run_action` touches the target, and only when `ctx.execute`.
+
+A step's commands are shell strings (`ctx.run(command, timeout)`) or `Call`s: Python that reaches the target
+through the context itself (`ctx.run`, `ctx.put_file`), e.g. engine-setup writing its secret answers to a 0600
+file instead of a command line. A `Call` is shown (plan, records) by its `shown` text, never by its data.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ TAIL = 2000  # characters of output kept per action
 
 @dataclass(frozen=True)
 class Decision:
-    """A precondition's answer: `run` (needed), `done` (already satisfied) or `unsupported` (not possible here)."""
+    """A precondition's answer: `run` (needed), `done` (already satisfied), `unsupported` (needed but not
+    possible here: FAILED) or `skip` (does not apply to this host, e.g. a role's step on a distro that role
+    does not support: SKIPPED with the reason)."""
 
     state: str
     reason: str
@@ -50,6 +56,10 @@ def unsupported(reason: str) -> Decision:
     return Decision("unsupported", reason)
 
 
+def skip(reason: str) -> Decision:
+    return Decision("skip", reason)
+
+
 class ResultLike(Protocol):
     rc: int
     stdout: str
@@ -64,6 +74,10 @@ class ActionContext:
 
     host: str
     run: Callable[[str, float], ResultLike] | None = None  # target.run(command, timeout)
+    put_file: Callable[[str, bytes, int], None] | None = None  # target.put_file(path, data, mode): data never on a command line
+    engine_password: Any = None  # kvmqa.options.Secret or None
+    roles: tuple[str, ...] = ()  # the target's inventory roles
+    ovirt: Any = None  # kvmqa.ovirt.install.OvirtSetup on ovirt-engine / ovirt-host targets
     execute: bool = False  # False: plan only, never call `run`
     libvirt_user: str | None = None
     extra_packages: Mapping[str, list[str]] = field(default_factory=dict)  # family -> names (profile)
@@ -82,12 +96,31 @@ class Retry:
 
 
 @dataclass(frozen=True)
+class Call:
+    """A step command that is Python, not a shell string: `fn(ctx) -> result` (rc, stdout, stderr, ...).
+    `shown` is what the plan and the records show for it."""
+
+    shown: str
+    fn: Callable[[ActionContext], ResultLike]
+
+    def __call__(self, ctx: ActionContext) -> ResultLike:
+        return self.fn(ctx)
+
+
+Command = str | Call
+
+
+def command_text(command: Command) -> str:
+    return command if isinstance(command, str) else command.shown
+
+
+@dataclass(frozen=True)
 class Action:
     id: str
     stage: str  # the verify stage this step belongs to (runs before its gate)
     description: str
     precondition: Callable[[Mapping[str, Any], ActionContext], Decision]
-    commands: Callable[[Mapping[str, Any], ActionContext], list[str]]  # run in order, stop at the first failure
+    commands: Callable[[Mapping[str, Any], ActionContext], list[Command]]  # run in order, stop at the first failure
     timeout: float = 600.0  # per command
     requires: tuple[str, ...] = ()  # ids of steps that must not have failed
     needs_root: bool = True
@@ -96,9 +129,15 @@ class Action:
     explain_failure: Callable[[Mapping[str, Any], str], str] | None = None  # extra context for a failure message
     hint: str = ""
     applies: Callable[[ActionContext], bool] | None = None  # None: always; else only when it says so (an option)
+    # Asked before anything else (dependencies, gathering `facts`): a Decision (e.g. skip: "not supported on
+    # debian 12") is final; None lets the step go on to its precondition.
+    supported: Callable[[Mapping[str, Any]], Decision | None] | None = None
+
+    def unsupported_here(self, facts: Mapping[str, Any]) -> Decision | None:
+        return self.supported(facts) if self.supported is not None else None
 
     def decide(self, facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
-        return self.precondition(facts, ctx)
+        return self.unsupported_here(facts) or self.precondition(facts, ctx)
 
 
 @dataclass
@@ -148,24 +187,38 @@ def _record(action: Action, ctx: ActionContext, status: str, message: str, **kw:
     return rec
 
 
-def plan_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> tuple[ActionRecord | None, str, list[str]]:
+def _final(action: Action, ctx: ActionContext, decision: Decision) -> ActionRecord | None:
+    """The record of a decision that ends the step before any command (done, unsupported, skip), else None."""
+    if decision.state == "done":
+        return _record(action, ctx, SATISFIED, decision.reason, reason=decision.reason)
+    if decision.state == "unsupported":
+        return _record(action, ctx, FAILED, f"not possible: {decision.reason}", reason=decision.reason)
+    if decision.state == "skip":
+        return _record(action, ctx, SKIPPED, f"skipped: {decision.reason}", reason=decision.reason)
+    return None
+
+
+def plan_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> tuple[ActionRecord | None, str, list[Command]]:
     """Decide without running anything: a final record (satisfied, refused, skipped, failed), or None, why and the commands."""
+    gate = action.unsupported_here(facts)
+    final = _final(action, ctx, gate) if gate is not None else None
+    if final is not None:
+        return final, final.reason, []
     blocked = blocker(action, ctx.records)
     if blocked is not None:
         why = f"depends on {blocked.id}, which is {blocked.status}"
         return _record(action, ctx, SKIPPED, f"skipped: {why}: {blocked.message}", reason=why), why, []
     decision = action.decide(facts, ctx)
-    if decision.state == "done":
-        return _record(action, ctx, SATISFIED, decision.reason, reason=decision.reason), decision.reason, []
-    if decision.state == "unsupported":
-        return _record(action, ctx, FAILED, f"not possible: {decision.reason}", reason=decision.reason), decision.reason, []
+    final = _final(action, ctx, decision)
+    if final is not None:
+        return final, decision.reason, []
     commands = action.commands(facts, ctx)
     if action.needs_root and not is_root(facts) and not ctx.sudo:
         probe = facts.get("probe") or {}
         return _record(action, ctx, REFUSED,
                        f"refused: needs root, but commands run as {probe.get('user') or '?'} (uid {probe.get('euid') or '?'}) "
                        f"and --sudo was not given; nothing was changed. Rerun with --sudo (passwordless) or as root",
-                       command="\n".join(commands), reason=decision.reason), decision.reason, commands
+                       command="\n".join(map(command_text, commands)), reason=decision.reason), decision.reason, commands
     return None, decision.reason, commands
 
 
@@ -174,8 +227,8 @@ def run_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> 
     final, reason, commands = plan_action(action, facts, ctx)
     if final is not None:
         return final
-    shown = "\n".join(commands)
-    if not ctx.execute or ctx.run is None:
+    shown = "\n".join(map(command_text, commands))
+    if not ctx.execute or (ctx.run is None and any(isinstance(c, str) for c in commands)):
         return _record(action, ctx, PLANNED, f"would run ({reason})", command=shown, reason=reason)
     started = time.perf_counter()
     ran: list[str] = []
@@ -185,9 +238,10 @@ def run_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> 
     retried = False
     i = 0
     while i < len(commands):
-        cmd = commands[i]
+        step = commands[i]
+        cmd = command_text(step)
         try:
-            res = ctx.run(cmd, action.timeout)
+            res = ctx.run(step, action.timeout) if isinstance(step, str) else step(ctx)
         except Exception as exc:  # noqa: BLE001 - a lost target is a failed step, not a crash
             ran.append(cmd)
             rc, failure = None, f"{type(exc).__name__}: {exc}"
@@ -196,7 +250,7 @@ def run_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> 
         text = (res.stdout + ("\n" if res.stdout and res.stderr else "") + res.stderr).strip()
         outputs.append(f"$ {cmd}\n{text}" if text else f"$ {cmd}")
         rc = res.rc
-        if res.timed_out:
+        if getattr(res, "timed_out", False):
             failure = f"timed out after {action.timeout:g}s: {cmd}"
             break
         if res.rc != 0:

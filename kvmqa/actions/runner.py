@@ -4,6 +4,12 @@ probed again and the step's precondition must hold (else it failed). Plan mode d
     stage cpu      -> install.modules
     stage packages -> install.packages
     stage libvirt  -> install.daemons, install.default-network, install.storage-pool, install.libvirt-user
+    stage ovirt_engine (ovirt-engine targets) -> ovirt.release-repo, ovirt.engine-package, ovirt.engine-setup,
+                                                 ovirt.add-hosts                       (kvmqa.ovirt.install)
+    stage vdsm (ovirt-host targets)           -> ovirt.release-repo, ovirt.host-package, ovirt.vdsm-configure
+
+A step whose `supported` gate answers (oVirt on a non-EL distro: skipped "not supported on debian 12") is
+recorded without gathering its facts or running anything.
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ from kvmqa.actions.gather import gather_install
 from kvmqa.actions.modules import MODULES
 from kvmqa.actions.objects import DEFAULT_NETWORK, STORAGE_POOL
 from kvmqa.actions.packages import PACKAGES
+from kvmqa.ovirt import install as ovirt_install
 
 ACTIONS: tuple[Action, ...] = (MODULES, PACKAGES, DAEMONS, DEFAULT_NETWORK, STORAGE_POOL, LIBVIRT_USER)
+ALL_ACTIONS: tuple[Action, ...] = ACTIONS + ovirt_install.ACTIONS  # the host steps, then oVirt's (role stages)
 STATE_ATTR = "_kvmqa_install"
 
 
 def actions_for(stage: str) -> list[Action]:
-    return [a for a in ACTIONS if a.stage == stage]
+    return [a for a in ALL_ACTIONS if a.stage == stage]
 
 
 @dataclass
@@ -46,23 +54,33 @@ def install_state(session: Any) -> HostInstall:
 def context_for(session: Any, state: HostInstall) -> ActionContext:
     opts = session.options
     secrets = tuple(s.reveal() for s in (getattr(opts, "engine_password", None),) if s)
+    target = session.target
     return ActionContext(
-        host=session.name, run=lambda cmd, timeout: session.target.run(cmd, timeout=timeout), execute=opts.install,
+        host=session.name, run=lambda cmd, timeout: target.run(cmd, timeout=timeout), execute=opts.install,
+        put_file=lambda path, data, mode: target.put_file(path, data, mode),
+        engine_password=getattr(opts, "engine_password", None), roles=tuple(target.roles),
+        ovirt=ovirt_install.ovirt_setup(session),
         libvirt_user=opts.libvirt_user, extra_packages=session.profile.extra_packages,
-        sudo=session.target.sudo and not session.target.is_local,  # Target ignores sudo locally
+        sudo=target.sudo and not target.is_local,  # Target ignores sudo locally
         secrets=secrets, records=state.records,
     )
 
 
 def ensure_facts(session: Any, action: Action, stage_def: Any, ctx: ActionContext) -> None:
-    """Gather the non-probe sections a precondition reads (the stage's own gatherer for 'libvirt')."""
+    """Gather the non-probe sections a precondition reads (the stage's own gatherer for 'libvirt' and others,
+    e.g. 'engine'); nothing when the step's `supported` gate already answered (it will not run here)."""
+    if action.unsupported_here(session.facts) is not None:
+        return
+    gatherers = getattr(stage_def, "gatherers", None) or {}
     for name in action.facts:
         if name == "install":
             session.gather("install", lambda s: gather_install(s, ctx))
         elif name == "libvirt":
             from kvmqa.libvirt_facts import gather_libvirt_for
 
-            session.gather("libvirt", (getattr(stage_def, "gatherers", None) or {}).get("libvirt", gather_libvirt_for))
+            session.gather("libvirt", gatherers.get("libvirt", gather_libvirt_for))
+        elif name in gatherers:
+            session.gather(name, gatherers[name])
 
 
 def run_stage(session: Any, stage_def: Any) -> list[ActionRecord]:
