@@ -1,6 +1,6 @@
 """Fleet runs: many hosts in parallel, each host's stages on one xdist worker, every probe overlapped.
 
-    pytest suites --inventory fleet.yaml -n 8 --dist loadgroup
+    pytest suites --inventory fleet.yaml -n 8          # -n alone means --dist loadgroup for kvmqa's suites
 
 Two things make a fleet fast while each host still costs one probe and one libvirt connection:
 
@@ -86,6 +86,25 @@ def make_scheduler(config: Any, log: Any, hosts: list[str]) -> Any:
                 node.shutdown()
 
     return HostGroupScheduling(config, log)
+
+
+# -- pytest hooks (kvmqa.fleet is listed in kvmqa.plugin's pytest_plugins) -------------------------
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """`-n N` alone means --dist load, which scatters a host's stages: for kvmqa's suites it means loadgroup."""
+    from kvmqa.plugin import RUN_KEY
+
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None and run.suite_run and getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from kvmqa.plugin import RUN_KEY
+
+    return make_scheduler(config, log, [t.name for t in config.stash[RUN_KEY].targets])
 
 
 PREFETCH_KEY = pytest.StashKey[dict[str, "Future[Any]"]]()

@@ -18,7 +18,6 @@ import pytest
 
 from kvmqa.baseline import BaselineError, finish_baseline, load_baseline
 from kvmqa.checks.base import StageChecks
-from kvmqa.fleet import prefetch_facts
 from kvmqa.inventory import InventoryError, load_inventory, targets_from_hosts
 from kvmqa.model import Finding, Verdict
 from kvmqa.options import RunOptions, engine_password_from
@@ -79,7 +78,7 @@ class _LazySessions(dict):  # type: ignore[type-arg]
 STAGE_HOOKS: list[Any] = []
 
 # Install mode (kvmqa/actions): a plugin module that appends its hook to STAGE_HOOKS and reports the actions.
-pytest_plugins = ("kvmqa.actions.hook",)
+pytest_plugins = ("kvmqa.actions.hook", "kvmqa.fleet")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -246,6 +245,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def kvmqa_host(request: pytest.FixtureRequest) -> HostSession:
     run: KvmqaRun = request.config.stash[RUN_KEY]
+    from kvmqa.fleet import prefetch_facts  # (a plugin module: imported by pytest_plugins first)
+
     prefetch_facts(request, run, request.param)  # fleet: this process probes all its hosts at once (kvmqa/fleet.py)
     return run.session(request.param)
 
@@ -262,14 +263,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "kvmqa_host" in callspec.params:
             item.add_marker(pytest.mark.xdist_group(name=f"host-{callspec.params['kvmqa_host']}"))
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """--dist loadgroup: one worker per host, stages in order (kvmqa/fleet.py says why xdist's own grouping fails)."""
-    from kvmqa.fleet import make_scheduler  # imports xdist: only when xdist runs
-
-    return make_scheduler(config, log, [t.name for t in config.stash[RUN_KEY].targets])
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
