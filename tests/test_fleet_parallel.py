@@ -1,4 +1,5 @@
-"""A fleet in parallel (-n 2 --dist loadgroup): three real ssh hosts, one unreachable, one with a wrong host key.
+"""A fleet in parallel (-n 2 --dist loadgroup): three real ssh hosts, one refusing connections, one that never
+answers (the connect timeout), one with a wrong host key.
 
 One run of the suites, then what a person sees: results.json, facts per host, the terminal, and the
 HTML report rendered by headless Chromium (matrix first, links that land, waived cells, a screenshot).
@@ -37,14 +38,15 @@ def fleet_run(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, libvirtd: 
         f"  - {{check: 'cpu.*', hosts: ['{first}'], justification: 'CI VM, tracked in LAB-1', expires: 2099-01-01}}\n"
         f"  - {{check: cpu.host-cpus, hosts: ['127.0.0.1:*'], justification: 'old excuse', expires: 2001-02-03}}\n"
     )
-    return run_suite(work / "reports", "-v", "-v", "-n", "2", "--dist", "loadgroup", "--hosts", fleet.hosts_arg(unreachable=True, wrong_key=True),
+    return run_suite(work / "reports", "-v", "-v", "-n", "2", "--dist", "loadgroup", "--hosts", fleet.hosts_arg(unreachable=True, wrong_key=True, silent=True),
                      *fleet.args(), "--profile", str(work / "profile.yaml"), "--waivers", str(work / "waivers.yaml"),
                      paths=STAGES, timeout=240)
 
 
 def test_every_host_is_in_the_results_and_the_run_fails(fleet: Fleet, fleet_run: SuiteRun) -> None:
     results = fleet_run.results
-    expected = [*fleet.names(), f"127.0.0.1:{fleet.wrong_key_server.port}", f"127.0.0.1:{fleet.closed_port}"]
+    expected = [*fleet.names(), f"127.0.0.1:{fleet.wrong_key_server.port}", f"127.0.0.1:{fleet.closed_port}",
+                fleet.silent_url.rsplit("@", 1)[1]]
     assert sorted(results["matrix"]) == sorted(expected), fleet_run.stdout[-3000:]
     assert sorted(results["hosts"]) == sorted(expected)
     assert fleet_run.rc == 1, fleet_run.stdout[-2000:]
@@ -82,7 +84,8 @@ def test_good_hosts_are_fully_checked_in_two_round_trips(fleet: Fleet, fleet_run
 
 def test_each_bad_host_gets_one_clear_error_and_stops_nobody(fleet: Fleet, fleet_run: SuiteRun) -> None:
     bad = {f"127.0.0.1:{fleet.closed_port}": "Connection refused",
-           f"127.0.0.1:{fleet.wrong_key_server.port}": "host key verification failed"}
+           f"127.0.0.1:{fleet.wrong_key_server.port}": "host key verification failed",
+           fleet.silent_url.rsplit("@", 1)[1]: "timed out"}
     for host, reason in bad.items():
         mine = fleet_run.findings(host)
         failures = [f for f in mine.values() if f["verdict"] in ("fail", "error")]
@@ -114,7 +117,7 @@ def test_the_report_as_a_person_sees_it(fleet: Fleet, fleet_run: SuiteRun) -> No
         assert f"<th>{host}</th>" in matrix.group(0)
     assert "kvmqa-waived" in matrix.group(0) and ">WAIVED<" in matrix.group(0)
     links = re.findall(r'href="#([^"]+)"', matrix.group(0))
-    assert len(links) >= 5 * 4
+    assert len(links) >= 6 * 4
     for target in links:  # every cell lands on its details
         assert f'id="{target}"' in dom, target
     # the matrix comes before pytest-html's environment table (CSS order), and expired waivers are shown

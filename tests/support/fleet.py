@@ -18,6 +18,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.support.sshd import CI_USER, SSHD, Sshd, client_key, free_port, start_sshd
 
@@ -36,6 +37,7 @@ class Fleet:
     servers: list[Sshd] = field(default_factory=list)
     known_hosts: Path | None = None
     closed_port: int = 0
+    _silent: Any = None
 
     def urls(self) -> list[str]:
         return [s.url() for s in self.servers]
@@ -55,12 +57,25 @@ class Fleet:
     def wrong_key_server(self) -> Sshd:
         return self._wrong_key
 
-    def hosts_arg(self, *, unreachable: bool = False, wrong_key: bool = False) -> str:
+    @property
+    def silent_url(self) -> str:
+        """A port that accepts TCP connections and never says a word: ssh waits for its connect timeout."""
+        if self._silent is None:
+            import socket
+
+            self._silent = socket.socket()
+            self._silent.bind(("127.0.0.1", 0))
+            self._silent.listen(64)  # the kernel completes handshakes; nobody ever accepts or answers
+        return f"ssh://{CI_USER}@127.0.0.1:{self._silent.getsockname()[1]}"
+
+    def hosts_arg(self, *, unreachable: bool = False, wrong_key: bool = False, silent: bool = False) -> str:
         urls = self.urls()
         if wrong_key:
             urls.append(self.wrong_key_url)
         if unreachable:
             urls.append(self.unreachable_url)
+        if silent:
+            urls.append(self.silent_url)
         return ",".join(urls)
 
     def args(self) -> list[str]:
@@ -71,6 +86,8 @@ class Fleet:
         for s in [*self.servers, getattr(self, "_wrong_key", None)]:
             if s is not None:
                 s.stop()
+        if self._silent is not None:
+            self._silent.close()
 
 
 def start_fleet(workdir: Path, count: int, *, wrong_key: bool = False) -> Fleet:
