@@ -2,7 +2,7 @@
 
     png = screenshot(Path("reports/report.html"))        # -> reports/report.png
     dom = rendered_dom(Path("reports/report.html"))      # the DOM after scripts ran
-    python -m kvmqa screenshot reports/report.html        # the same from a shell
+    python -m kvmqa.report.screenshot reports/report.html [out.png]   # the same from a shell
 
 Chromium runs with a throw-away profile and every network feature off: it only reads the file.
 """
@@ -67,3 +67,23 @@ def png_size(png: Path) -> tuple[int, int]:
     if head[:8] != b"\x89PNG\r\n\x1a\n":
         raise ScreenshotError(f"{png}: not a PNG")
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m kvmqa.report.screenshot", description="render a report to a PNG")
+    parser.add_argument("html", type=Path)
+    parser.add_argument("png", type=Path, nargs="?")
+    args = parser.parse_args(argv)
+    try:
+        print(screenshot(args.html, args.png))
+    except ScreenshotError as exc:
+        print(f"kvmqa screenshot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
