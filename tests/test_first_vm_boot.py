@@ -224,3 +224,19 @@ def test_remote_target_over_ssh_boots_with_console_stream_and_virt_install(libvi
     assert tcg["markers"]["DISK"]["status"] == "ok" and tcg["markers"]["NET"]["ip"] == tcg["lease"]["ip"]
     assert obs["virt_install"]["ok"], obs["virt_install"].get("error")
     assert obs["leftovers"] == [] and target.round_trips >= 2
+
+
+def test_cleanup_still_runs_when_the_connection_died_under_the_stage(libvirtd: None) -> None:
+    """libvirtd restarted under a run (it happens: other suites stop it): close() reconnects and removes."""
+    conn = libvirt.open("qemu:///system")
+    ws = Workspace(conn)
+    ws.ensure_network()
+    ws.create_disk(f"kvmqa-reconnect-{ws.token}.qcow2", 16)
+    conn.close()  # the stage's connection is gone
+    removed = ws.close()
+    assert f"network kvmqa-net-{ws.token}" in removed
+    fresh = libvirt.open("qemu:///system")
+    try:
+        assert mine(fresh, ws.token) == [] and any("reconnected" in n for n in ws.notes)
+    finally:
+        fresh.close()

@@ -12,6 +12,7 @@ import os
 import secrets
 import signal
 import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,6 +58,13 @@ def sigint_deferred() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if pending:
             raise KeyboardInterrupt
+
+
+def _quiet_bool(fn: Callable[[], Any]) -> bool:
+    try:
+        return bool(fn())
+    except libvirt.libvirtError:
+        return False
 
 
 def _quiet(fn, *args) -> str | None:  # noqa: ANN001 - any libvirt call
@@ -199,6 +207,9 @@ class Workspace:
     notes: list[str] = field(default_factory=list)
     history: list[str] = field(default_factory=list)  # "kind name" of everything created, for leftover checks
 
+    def __post_init__(self) -> None:
+        self.uri = self.conn.getURI()  # kept: a dead connection can no longer tell it
+
     def ensure_pool(self) -> libvirt.virStoragePool:
         """An active dir pool: an existing one, else a new ``kvmqa-pool-<token>``."""
         if self.pool is not None:
@@ -295,19 +306,38 @@ class Workspace:
         return [item for item in leftovers(self.conn) if item in created]
 
     def forget_domain(self, name: str) -> None:
+        self._reconnect()
         remove_domain(self.conn, name)
         if name in self.domains:
             self.domains.remove(name)
 
     def forget_volume(self, name: str) -> None:
+        self._reconnect()
         if name in self.volumes and self.pool is not None:
             remove_volume(self.pool, name)
             self.volumes.remove(name)
+
+    def _reconnect(self, wait: float = 10.0) -> None:
+        """After the daemon went away (restarted under us), reopen so the cleanup can still run."""
+        if _quiet_bool(self.conn.isAlive):
+            return
+        uri, deadline = self.uri, time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                self.conn = libvirt.open(uri)
+            except libvirt.libvirtError:
+                time.sleep(0.5)
+                continue
+            if self.pool is not None:
+                self.pool = _lookup(self.conn.storagePoolLookupByName, self.pool.name())
+            self.notes.append("reconnected to libvirt for the cleanup (the daemon had gone away)")
+            return
 
     def close(self) -> list[str]:
         """Remove everything created here (domains, volumes, network, pool); return what was removed."""
         removed: list[str] = []
         with sigint_deferred():
+            self._reconnect()
             for name in reversed(self.domains):
                 if remove_domain(self.conn, name):
                     removed.append(f"domain {name}")
