@@ -103,13 +103,13 @@ def snapshot(facts: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
 def compare_host(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """What changed on one host between two snapshots."""
     bv, av = versions_of(before.get("facts", {})), versions_of(after.get("facts", {}))
-    versions = [{"component": k, "before": bv[k], "after": av[k]} for k in bv if k in av and bv[k] != av[k]]
+    versions: list[dict[str, Any]] = [{"component": k, "before": bv[k], "after": av[k]} for k in bv if k in av and bv[k] != av[k]]
     versions += [{"component": k, "before": None, "after": av[k]} for k in av if k not in bv and k.startswith("package ")]
     bc, ac = capabilities_of(before.get("facts", {})), capabilities_of(after.get("facts", {}))
     capabilities = []
-    for kind in [k for k in bc if k in ac] + [k for k in ac if k not in bc]:
-        old, new = set(bc.get(kind, [])), set(ac[kind])
-        if kind in bc and old != new:
+    for kind in (k for k in bc if k in ac):  # a kind gathered only once (libvirt down) is a note, not a loss
+        old, new = set(bc[kind]), set(ac[kind])
+        if old != new:
             capabilities.append({"kind": kind, "gained": sorted(new - old), "lost": sorted(old - new)})
     regressions, improvements = [], []
     bverd, averd = before.get("verdicts", {}), after.get("verdicts", {})

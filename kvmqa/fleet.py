@@ -61,14 +61,15 @@ def make_scheduler(config: Any, log: Any, hosts: list[str]) -> Any:
             return f"host-{host}" if host is not None else str(super()._split_scope(nodeid))
 
         def schedule(self) -> None:
-            if self.collection is not None:
+            if getattr(self, "collection", None) is not None:
                 super().schedule()  # a re-schedule (a node was added)
                 return
             if not self._check_nodes_have_same_collection():
                 self.log("**Different tests collected, aborting run**")
                 return
-            self.collection = list(next(iter(self.registered_collections.values())))
-            for nodeid in self.collection:
+            collection = list(next(iter(self.registered_collections.values())))
+            self.collection = collection
+            for nodeid in collection:
                 self.workqueue.setdefault(self._split_scope(nodeid), {})[nodeid] = False
             nodes = sorted(self.nodes, key=lambda n: worker_index(str(n.workerinput["workerid"])))
             if not nodes:

@@ -40,6 +40,16 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str,
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def load_yaml_with_lines(text: str, src: str, error: type[Exception], loader: type[_LineLoader] = _LineLoader) -> Any:
+    """YAML whose mappings carry their '__line__'; a syntax error raises `error` naming the file and the line."""
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise error(f"{src}{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
+
+
 def _strip_lines(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _strip_lines(v) for k, v in value.items() if k != "__line__"}
@@ -61,12 +71,7 @@ def load_inventory(path: Path, *, sudo: bool = False, strict_host_keys: bool = T
         raise InventoryError(f"{src}: cannot read inventory: {exc.strerror}") from None
     if path.suffix in (".ini", ".cfg", "") and not text.lstrip().startswith(("{", "hosts:", "all:", "defaults:", "---")):
         return _ansible_ini(text, src, sudo=sudo, strict_host_keys=strict_host_keys, **common), {}
-    try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise InventoryError(f"{src}{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
+    data = load_yaml_with_lines(text, src, InventoryError)
     if not isinstance(data, dict):
         raise InventoryError(f"{src}: an inventory is a mapping with 'hosts' (kvmqa) or 'all' (Ansible)")
     if "all" in data and "hosts" not in data:

@@ -24,9 +24,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from kvmqa.inventory import _LineLoader, _strip_lines
+from kvmqa.inventory import _LineLoader, _strip_lines, load_yaml_with_lines
 from kvmqa.model import Finding, Verdict
 
 if TYPE_CHECKING:
@@ -117,12 +115,7 @@ def load_waivers(path: Path | None) -> tuple[Waiver, ...]:
         text = Path(path).read_text()
     except OSError as exc:
         raise WaiverError(f"{src}: cannot read waivers file: {exc.strerror or exc}") from None
-    try:
-        data = yaml.load(text, Loader=_WaiverLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise WaiverError(f"{src}{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
+    data = load_yaml_with_lines(text, src, WaiverError, _WaiverLoader)
     if data is None:
         return ()
     if isinstance(data, dict) and set(data) - {"__line__"} == {"waivers"}:
