@@ -1,10 +1,9 @@
 """The kvmqa pytest plugin: options, targets, host sessions, stage tests, and the reports.
 
-Suites stay thin:
+Suites stay thin (the stages' dependencies and gatherers are one table in kvmqa/stages.py):
 
-    from kvmqa.checks.cpu import CHECKS
-    from kvmqa.plugin import stage_suite
-    test_cpu = stage_suite(CHECKS, requires=("reach.probe",))
+    from kvmqa.plugin import stage_test
+    test_cpu = stage_test("cpu")
 """
 
 from __future__ import annotations
@@ -17,14 +16,13 @@ from typing import Any
 import pytest
 
 from kvmqa.baseline import BaselineError, finish_baseline, load_baseline
-from kvmqa.checks.base import StageChecks
 from kvmqa.inventory import InventoryError, load_inventory, targets_from_hosts
 from kvmqa.model import Finding, Verdict
 from kvmqa.options import RunOptions, engine_password_from
 from kvmqa.profile import ProfileError, load_profile
 from kvmqa.report.html import summary_html
 from kvmqa.report.results import RunResults
-from kvmqa.session import Gatherer, HostSession, StageDef
+from kvmqa.session import HostSession
 from kvmqa.targets import Target
 from kvmqa.waivers import WaiverError, finish_waivers, load_waivers
 
@@ -173,10 +171,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RUN_KEY] = KvmqaRun(options, targets, profile, engine, suite_run)
 
 
-def stage_suite(checks: StageChecks, *, requires: tuple[str, ...] = ("reach.probe",), gatherers: dict[str, Gatherer] | None = None,
-                roles: tuple[str, ...] = ()) -> Any:
-    """The test function of one stage: one test per host x check, in the stage's order."""
-    stage = StageDef(checks, tuple(requires), dict(gatherers or {}), tuple(roles))
+def stage_test(name: str) -> Any:
+    """The test function of one stage from kvmqa.stages: one test per host x check, in the stage's order."""
+    from kvmqa.stages import stage_def
+
+    stage = stage_def(name)
+    checks = stage.checks
 
     @pytest.mark.kvmqa_stage(checks.stage)
     @pytest.mark.parametrize("check_id", checks.ids())

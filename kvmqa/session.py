@@ -139,17 +139,20 @@ class HostSession:
         return None
 
     def _evaluate_silently(self, check_id: str) -> Finding | None:
-        from kvmqa.checks import find_check
+        """A required check from a stage that was not selected in this run: gate and gather its stage, evaluate it."""
+        from kvmqa.stages import stage_of_check
 
-        try:
-            check = find_check(check_id)
-        except KeyError:
+        stage = stage_of_check(check_id)
+        if stage is None or check_id not in stage.checks.ids():
             return None
+        check = stage.checks.get(check_id)
+        stop = self.prepare_stage(stage)
+        if stop is not None:
+            return Finding(self.name, stage.name, check.id, check.title, check.level, stop.verdict, stop.message,
+                           details=stop.details)
         blocked = self.blocker(check.requires)
         if blocked is not None:
             return skipped_by(check, self.name, blocked)
-        if self.stage_error(check.stage) is not None:
-            return None
         finding = check.evaluate(self.name, self.facts, self.profile)
         self.findings[check_id] = finding
         return finding

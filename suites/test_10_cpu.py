@@ -1,6 +1,5 @@
 """Stage cpu: CPU, kernel and device support for KVM guests (virt-host-validate's checks and more)."""
 
-from kvmqa.checks.cpu import CHECKS
-from kvmqa.plugin import stage_suite
+from kvmqa.plugin import stage_test
 
-test_cpu = stage_suite(CHECKS)
+test_cpu = stage_test("cpu")

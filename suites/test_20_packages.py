@@ -1,6 +1,5 @@
 """Stage packages: QEMU, libvirt, clients, virt-install and OVMF, distro-aware."""
 
-from kvmqa.checks.packages import CHECKS
-from kvmqa.plugin import stage_suite
+from kvmqa.plugin import stage_test
 
-test_packages = stage_suite(CHECKS)
+test_packages = stage_test("packages")

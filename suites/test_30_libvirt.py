@@ -1,7 +1,5 @@
 """Stage libvirt: daemon, connection, capabilities, default network, storage pool, virt-host-validate side by side."""
 
-from kvmqa.checks.libvirt import CHECKS
-from kvmqa.libvirt_facts import gather_libvirt_for
-from kvmqa.plugin import stage_suite
+from kvmqa.plugin import stage_test
 
-test_libvirt = stage_suite(CHECKS, requires=("reach.probe", "packages.libvirt-daemon"), gatherers={"libvirt": gather_libvirt_for})
+test_libvirt = stage_test("libvirt")

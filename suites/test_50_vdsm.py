@@ -1,6 +1,5 @@
 """vdsm stage (ovirt-host targets): services, port 54321, is-configured, capabilities, CPU model, MOM."""
 
-from kvmqa.checks.vdsm import CHECKS
-from kvmqa.plugin import stage_suite
+from kvmqa.plugin import stage_test
 
-test_vdsm = stage_suite(CHECKS, roles=("ovirt-host",))
+test_vdsm = stage_test("vdsm")

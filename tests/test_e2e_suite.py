@@ -101,3 +101,26 @@ def test_stopping_libvirtd_fails_the_stage_and_skips_dependants_then_recovers(tm
     up = run_suite(tmp_path / "up", paths=BASE_STAGES)
     assert up.verdict("local", "libvirt.daemon") == "pass"
     assert up.verdict("local", "libvirt.connect") == "pass"
+
+
+def test_first_vm_alone_gates_on_libvirt_and_cleanup_removes_leftovers(tmp_path: Path) -> None:
+    """Selecting only the first_vm suite still gathers what it depends on; --cleanup removes a crashed run's objects."""
+    import libvirt
+
+    conn = libvirt.open("qemu:///system")
+    leftover = "kvmqa-leftover-e2e"
+    conn.defineXML(f"<domain type='qemu'><name>{leftover}</name><memory unit='MiB'>64</memory>"
+                   "<os><type arch='x86_64'>hvm</type></os></domain>")
+    try:
+        run = run_suite(tmp_path, "--allow-emulation", "--cleanup", paths=("suites/test_60_first_vm.py",))
+        emulated = run.findings()[("local", "first_vm.emulated-boot")]
+        assert emulated["verdict"] == "pass" and "EMULATED" in emulated["message"], run.stdout[-3000:]
+        cleanup = run.findings()[("local", "first_vm.cleanup")]
+        assert cleanup["verdict"] == "pass" and f"domain {leftover}" in cleanup["message"]
+        assert leftover not in [d.name() for d in conn.listAllDomains()]
+    finally:
+        try:
+            conn.lookupByName(leftover).undefine()
+        except libvirt.libvirtError:
+            pass
+        conn.close()

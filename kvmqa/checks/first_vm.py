@@ -238,7 +238,7 @@ def timings(facts: Any, profile: Any) -> Outcome:
 
 
 @CHECKS.check("first_vm.cleanup", "Nothing the stage created is left (domains, volumes, network, pool)",
-              hint="run kvmqa --cleanup to remove every kvmqa- object from the host")
+              hint="rerun with --cleanup (e.g. ./run suite suites/test_60_first_vm.py --cleanup) to remove every kvmqa- object from the host")
 def cleanup(facts: Any, profile: Any) -> Outcome:
     obs = _obs(facts)
     if "leftovers" not in obs:
@@ -248,4 +248,6 @@ def cleanup(facts: Any, profile: Any) -> Outcome:
     created = (obs.get("workspace") or {}).get("created") or []
     other = obs.get("other_leftovers") or []
     note = f"; other kvmqa- objects on the host (not from this run): {', '.join(other)}" if other else ""
+    if obs.get("cleanup_before"):
+        note += f"; --cleanup removed {len(obs['cleanup_before'])} leftovers first: {', '.join(obs['cleanup_before'])}"
     return passed(f"all {len(created)} objects created by the stage were removed{note}", created=created)

@@ -58,6 +58,11 @@ def gather_first_vm(session: Any) -> dict[str, Any]:
 
     settings = FirstVmSettings.resolve(session.profile, session.options)
     conn = session.libvirt()
+    removed_before: list[str] = []
+    if getattr(session.options, "cleanup", False):  # --cleanup: leftovers of an earlier crashed run go first
+        from kvmqa.vm.resources import cleanup_leftovers
+
+        removed_before = cleanup_leftovers(conn)
     target = getattr(session, "target", None)
     run: Runner = target_runner(target) if target is not None else local_runner
     try:
@@ -67,6 +72,7 @@ def gather_first_vm(session: Any) -> dict[str, Any]:
     guest_image = getattr(session.options, "guest_image", None)
     obs = observe(conn, settings, kit, host=session.name, console_dir=session.host_dir, run=run,
                   guest_image=Path(guest_image) if guest_image else None)
+    obs["cleanup_before"] = removed_before
     if obs.get("error") and not obs["boots"]:
         raise GatherError(f"first_vm: {obs['error']}")
     return obs
