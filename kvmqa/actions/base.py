@@ -132,6 +132,9 @@ class Action:
     # Asked before anything else (dependencies, gathering `facts`): a Decision (e.g. skip: "not supported on
     # debian 12") is final; None lets the step go on to its precondition.
     supported: Callable[[Mapping[str, Any]], Decision | None] | None = None
+    # The level ("fail"/"warn") of a failure of this step, from facts and the profile (default: fail). A step that
+    # only serves warn-level checks (e.g. loading vhost_net) must not fail a run those checks would only warn about.
+    severity: Callable[[Mapping[str, Any], Any], str] | None = None
 
     def unsupported_here(self, facts: Mapping[str, Any]) -> Decision | None:
         return self.supported(facts) if self.supported is not None else None
@@ -156,6 +159,7 @@ class ActionRecord:
     output_tail: str = ""
     reason: str = ""  # the precondition's answer before anything ran
     hint: str = ""
+    level: str = "fail"  # how much a failure matters: as much as the verify checks the step serves
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -41,8 +41,11 @@ if install_hook not in STAGE_HOOKS:
 
 
 def finding_of(record: ActionRecord) -> Finding:
-    return Finding(record.host, "install", record.id, record.description,
-                   Level.WARN if record.status == PLANNED else Level.FAIL, VERDICTS[record.status],
+    level = Level.WARN if record.status == PLANNED or record.level == "warn" else Level.FAIL
+    verdict = VERDICTS[record.status]
+    if verdict == Verdict.FAIL and level == Level.WARN:
+        verdict = Verdict.WARN
+    return Finding(record.host, "install", record.id, record.description, level, verdict,
                    f"{record.status}: {record.message}", hint=record.hint, duration=record.duration,
                    details={"action": record.to_json()})
 

@@ -58,8 +58,20 @@ def explain(facts: Mapping[str, Any], failure: str) -> str:
     return ("; " + "; ".join(notes) + ": loading modules is not possible on this host") if notes else ""
 
 
+def severity(facts: Mapping[str, Any], profile: Any) -> str:
+    """As severe as the cpu checks the missing modules serve: kvm_* -> the profile's kvm level, vhost_net -> warn
+    (cpu.vhost-net), tun -> fail (cpu.tun)."""
+    levels = []
+    for mod in missing_modules(facts):
+        if mod.startswith("kvm"):
+            levels.append(getattr(getattr(profile, "kvm", None), "value", "fail"))
+        else:
+            levels.append("warn" if mod == "vhost_net" else "fail")
+    return "fail" if "fail" in levels or not levels else "warn"
+
+
 MODULES = Action(
     "install.modules", "cpu", "load the KVM, vhost_net and tun kernel modules and persist them in " + MODULES_LOAD,
-    precondition, commands, timeout=60, facts=("install",), explain_failure=explain,
+    precondition, commands, timeout=60, facts=("install",), explain_failure=explain, severity=severity,
     hint="Check dmesg and the firmware's virtualization setting; on a VM, expose VT-x/AMD-V to the guest",
 )

@@ -101,6 +101,8 @@ def run_stage(session: Any, stage_def: Any) -> list[ActionRecord]:
                 session.refresh_facts()
                 ensure_facts(session, action, stage_def, ctx)
                 verify_after(action, record, session.facts, ctx)
+            if action.severity is not None and record.status == FAILED:
+                record.level = action.severity(session.facts, session.profile)
         except Exception as exc:  # noqa: BLE001 - a step's bug or a lost target fails the step, not the run
             record = ActionRecord(session.name, action.stage, action.id, action.description, FAILED,
                                   f"kvmqa could not run the step: {type(exc).__name__}: {exc}", hint=action.hint)
