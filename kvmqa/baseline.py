@@ -256,6 +256,7 @@ def finish_baseline(run: Any, session: Any) -> None:
         run.extra_sections.append(comparison_html(comparison))
         terminal = session.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
+            terminal.write_line("")  # the progress line may still be open
             terminal.write_sep("=", f"kvmqa: compared with baseline {compare_path}")
             for line in comparison_lines(comparison):
                 terminal.write_line(line, red="REGRESSIONS" in line)

@@ -196,6 +196,7 @@ def finish_waivers(run: Any, session: Any) -> None:
     run.extra_sections.append(waivers_html(summary))
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None and summary["warnings"]:
+        terminal.write_line("")  # the progress line may still be open
         terminal.write_sep("=", "kvmqa: expired waivers", yellow=True)
         for line in summary["warnings"]:
             terminal.write_line(f"WARNING: {line}", yellow=True, bold=True)
