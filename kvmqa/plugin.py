@@ -213,7 +213,7 @@ def assert_finding(finding: Finding) -> None:
 
 def host_summary(session: HostSession) -> dict[str, Any]:
     """A digest of a host's facts for the environment table and results.json."""
-    f = session._facts or {}
+    f: dict[str, Any] = session._facts or {}
     session.save_facts()
     lv = f.get("libvirt", {})
     summary = {
@@ -275,9 +275,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     for name, value in report.user_properties:
         if name == FINDING_PROP:
-            run.results.add(Finding.from_json(json.loads(value)))
+            run.results.add(Finding.from_json(json.loads(str(value))))
         elif name == HOST_PROP:
-            data = json.loads(value)
+            data = json.loads(str(value))
             run.results.hosts.setdefault(data.pop("host"), {}).update(data)
     if report.when == "setup" and report.failed:
         run.results.errors.append(f"{report.nodeid}: setup failed: {str(report.longrepr)[-500:]}")

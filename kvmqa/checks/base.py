@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kvmqa.model import Finding, Level, Outcome, Verdict
 
@@ -128,7 +128,3 @@ OK_VERDICTS = frozenset({Verdict.PASS, Verdict.WARN, Verdict.INFO, Verdict.WAIVE
 def skipped_for(c: Check, host: str, blocker: Finding) -> Finding:
     reason = f"skipped: depends on {blocker.check_id}, which is {blocker.verdict.value} on {host}: {blocker.message}"
     return Finding(host, c.stage, c.id, c.title, c.level, Verdict.SKIP, reason, details={"blocked_by": blocker.check_id})
-
-
-def details_of(**kwargs: Any) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if v is not None}
