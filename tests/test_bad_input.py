@@ -18,7 +18,8 @@ def impostor(tmp_path: Path, sshd: Sshd) -> Sshd:
     """A second real sshd whose host key is NOT the one in our known_hosts (a changed or spoofed host)."""
     other = start_sshd(tmp_path / "impostor", sshd.client_key)
     shutil.copy(sshd.known_hosts, tmp_path / "known")
-    line = sshd.known_hosts.read_text().replace(f":{sshd.port}]", f":{other.port}]")
+    line = sshd.known_hosts.read_text().replace(f"]:{sshd.port} ", f"]:{other.port} ")  # the good host's key
+    assert f"]:{other.port} " in line
     (tmp_path / "known").write_text(sshd.known_hosts.read_text() + line)
     other.known_hosts = tmp_path / "known"
     yield other

@@ -23,13 +23,6 @@ from typing import Any
 from tests.support.sshd import CI_USER, SSHD, Sshd, client_key, free_port, start_sshd
 
 
-def unlock_ci_user() -> None:
-    """useradd leaves the account locked ('!'); with UsePAM no, OpenSSH refuses a locked account's key."""
-    shadow = subprocess.run(["getent", "shadow", CI_USER], capture_output=True, text=True).stdout
-    if shadow.split(":")[1:2] and shadow.split(":")[1].startswith("!"):
-        subprocess.run(["usermod", "-p", "*", CI_USER], check=True)
-
-
 @dataclass
 class Fleet:
     workdir: Path
@@ -97,7 +90,6 @@ def start_fleet(workdir: Path, count: int, *, wrong_key: bool = False) -> Fleet:
     fleet = Fleet(workdir, key)
     for _ in range(count):
         fleet.servers.append(start_sshd(workdir, key))
-    unlock_ci_user()
     lines = [s.known_hosts.read_text() for s in fleet.servers]
     if wrong_key:
         bad = start_sshd(workdir, key)

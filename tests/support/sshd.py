@@ -49,6 +49,9 @@ def ensure_ci_user(client_pub: str) -> None:
     """The non-root ssh user: passwordless sudo, in group libvirt; its authorized key is ours."""
     if subprocess.run(["id", CI_USER], capture_output=True).returncode != 0:
         subprocess.run(["useradd", "-m", "-s", "/bin/sh", CI_USER], check=True)
+    # useradd leaves the password locked ('!'), and sshd (without PAM) refuses keys for locked accounts:
+    # '*' means no password can ever match, yet the account is not locked.
+    subprocess.run(["usermod", "-p", "*", CI_USER], check=True)
     for group in ("libvirt", "kvm"):
         if subprocess.run(["getent", "group", group], capture_output=True).returncode == 0:
             subprocess.run(["usermod", "-aG", group, CI_USER], check=True)
