@@ -3,6 +3,7 @@
     python -m kvmqa checks            # every check: id, level, title, hint
     python -m kvmqa probe [URL]       # probe one target and print its facts as JSON
     python -m kvmqa merge OUT a.json b.json ...   # merge per-host results.json into one report
+    python -m kvmqa screenshot reports/report.html  # render the report in headless Chromium -> report.png
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return int(merge.main([args.out, *args.results]))
 
 
+def cmd_screenshot(args: argparse.Namespace) -> int:
+    from kvmqa.report import screenshot
+
+    return int(screenshot.main(args.rest))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kvmqa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.add_argument("results", nargs="+")
     p.set_defaults(fn=cmd_merge)
+    p = sub.add_parser("screenshot", help="render a report.html in headless Chromium and write a PNG beside it")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_screenshot)
     args = parser.parse_args(argv)
     return int(args.fn(args))
 

@@ -52,7 +52,7 @@ def matrix_html(results: RunResults) -> str:
                 cells.append("<td>-</td>")
                 continue
             label = verdict.value.upper()
-            if any(f.details.get("emulated") for f in items):
+            if any(f.details.get("label") == "EMULATED" and f.verdict == Verdict.PASS for f in items):
                 label += " (EMULATED)"
             cells.append(verdict_cell(verdict.value, anchor(host, s), label))
         trips = results.hosts.get(host, {}).get("round_trips", {})

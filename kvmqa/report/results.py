@@ -103,7 +103,10 @@ class RunResults:
         for h in hosts:
             cells = []
             for s in stages:
-                v = self.cell(h, s)[0]
-                cells.append((v.value.upper() if v else "-").ljust(9))
+                v, items = self.cell(h, s)
+                text = v.value.upper() if v else "-"
+                if any(f.details.get("label") == "EMULATED" and f.verdict == Verdict.PASS for f in items):
+                    text += " (EMULATED)"
+                cells.append(text.ljust(9))
             lines.append(h.ljust(width) + "  " + "  ".join(cells))
         return "\n".join(lines)
