@@ -23,12 +23,25 @@ _kq_kvm() { # optional: a user to run as (via runuser)
     fi
     echo "method=none"; echo "reason=no python3, perl or QEMU on the target to open /dev/kvm"
 }
-_kq_sec kvm_probe _kq_kvm
-if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null 2>&1; then
-    # As the login user when the probe runs under sudo: that is the access the user gets.
-    if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then _kq_sec kvm_probe_user _kq_kvm "$SUDO_USER" --no-run; fi
-    # As the user libvirt runs QEMU as (Debian: libvirt-qemu, EL: qemu).
-    for _kq_qu in libvirt-qemu qemu; do
-        if id "$_kq_qu" >/dev/null 2>&1; then _kq_sec kvm_probe_qemu_user _kq_kvm "$_kq_qu" --no-run; break; fi
-    done
+# With python3: one interpreter probes as root, as the sudo login user and as the QEMU user (forked children).
+if [ -e /dev/kvm ] && command -v python3 >/dev/null 2>&1; then
+    set -- kvm_probe
+    if [ "$(id -u)" = 0 ]; then
+        if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then set -- "$@" "kvm_probe_user:$SUDO_USER:norun"; fi
+        for _kq_qu in libvirt-qemu qemu; do
+            if id "$_kq_qu" >/dev/null 2>&1; then set -- "$@" "kvm_probe_qemu_user:$_kq_qu:norun"; break; fi
+        done
+    fi
+    printf '%s\n' "$KVMQA_KVM_PY" | python3 -S -E - "$@" 2>&1
+    set --
+else
+    _kq_sec kvm_probe _kq_kvm
+    if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null 2>&1; then
+        # As the login user when the probe runs under sudo: that is the access the user gets.
+        if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then _kq_sec kvm_probe_user _kq_kvm "$SUDO_USER" --no-run; fi
+        # As the user libvirt runs QEMU as (Debian: libvirt-qemu, EL: qemu).
+        for _kq_qu in libvirt-qemu qemu; do
+            if id "$_kq_qu" >/dev/null 2>&1; then _kq_sec kvm_probe_qemu_user _kq_kvm "$_kq_qu" --no-run; break; fi
+        done
+    fi
 fi

@@ -3,6 +3,11 @@
 Opens /dev/kvm, asks KVM_GET_API_VERSION (must be 12), KVM_CREATE_VM, then creates one vCPU and
 runs three bytes of real-mode code (out 0x10, al; hlt) to see whether the host can actually run a
 guest instruction stream. Prints key=value lines.
+
+    python3 -S -E - SECTION[:USER[:norun]] ...
+
+With section arguments it prints whole probe sections ("@@kvmqa:<name> rc=0" and the lines), each run as
+USER when given (a forked child drops to that user's uid, gid and groups): one interpreter for all of them.
 """
 import fcntl
 import mmap
@@ -27,7 +32,7 @@ def say(key, value):
     print("%s=%s" % (key, value))
 
 
-def main():
+def probe(run_vcpu=True):
     say("user", os.geteuid())
     try:
         kvm = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
@@ -46,7 +51,7 @@ def main():
         say("create_vm", "error:" + (exc.strerror or str(exc)).replace(" ", "_"))
         return
     say("create_vm", "ok")
-    if "--no-run" in sys.argv:
+    if not run_vcpu:
         return
     try:
         mem = mmap.mmap(-1, 0x1000, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -86,4 +91,54 @@ def main():
         say("vcpu_run", "error:" + (exc.strerror or str(exc)).replace(" ", "_"))
 
 
-main()
+def as_user(name, run_vcpu):
+    """Probe in a child that has dropped to `name`; returns its output."""
+    import pwd
+
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        try:
+            entry = pwd.getpwnam(name)
+            os.initgroups(name, entry.pw_gid)
+            os.setgid(entry.pw_gid)
+            os.setuid(entry.pw_uid)
+            os.dup2(write_end, 1)
+            probe(run_vcpu)
+            sys.stdout.flush()
+        except Exception as exc:  # noqa: BLE001 - report, never hang the parent
+            os.write(write_end, ("error=%s\n" % exc).encode())
+        os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while True:
+        data = os.read(read_end, 65536)
+        if not data:
+            break
+        chunks.append(data)
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def main(argv):
+    if not argv or argv == ["--no-run"]:
+        probe(run_vcpu=not argv)
+        return
+    for spec in argv:
+        parts = spec.split(":")
+        name, user, run_vcpu = parts[0], (parts[1] if len(parts) > 1 else ""), "norun" not in parts[2:]
+        print("@@kvmqa:%s rc=0" % name)
+        if user:
+            print("as_user=%s" % user)
+        print("method=python3")
+        sys.stdout.flush()
+        if user:
+            sys.stdout.write(as_user(user, run_vcpu))
+        else:
+            probe(run_vcpu)
+        sys.stdout.flush()
+
+
+main(sys.argv[1:])
