@@ -142,8 +142,6 @@ def break_host(remove_package: bool = True) -> None:
 def restore_host() -> list[str]:
     """Daemons running, default network and pool defined/active/autostarted, the package installed. Returns problems."""
     problems = []
-    # pidof, not pgrep: pgrep counts a killed daemon's zombie (PID 1 here is no init and reaps late)
-    sh("pidof virtlogd >/dev/null || virtlogd -d; pidof libvirtd >/dev/null || libvirtd -d")
     try:
         start_libvirtd()  # waits for the socket and `virsh version`
     except (RuntimeError, subprocess.CalledProcessError) as exc:

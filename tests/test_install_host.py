@@ -51,7 +51,8 @@ def test_take_the_host_back(tmp_path: Path) -> None:
 
     # --plan on the broken host lists exactly what install mode then attempted
     planned = {a["id"] for a in plan["actions"] if a["status"] == "planned"}
-    attempted = {a["id"] for a in first["actions"] if a["status"] in ("done", "failed")}
+    # attempted: ran a command (a step that is "not possible" here fails without running anything, in both modes)
+    attempted = {a["id"] for a in first["actions"] if a["status"] == "done" or (a["status"] == "failed" and a["rc"] is not None)}
     assert planned == attempted, (planned, attempted)
     assert set(HOST_STEPS) <= planned
     assert all(a["rc"] is None for a in plan["actions"])
@@ -67,7 +68,8 @@ def test_take_the_host_back(tmp_path: Path) -> None:
     assert first["matrix"]["local"]["packages"] == "pass" and first["matrix"]["local"]["libvirt"] == "pass"
     mods = _modules_outcome(first)
     if mods["status"] == "failed":  # this machine: the real message, and it blocked nothing
-        assert "modprobe" in mods["message"] and mods["rc"] is not None
+        assert "modprobe" in mods["message"]
+        assert mods["rc"] is not None or mods["message"].startswith("not possible")  # no modprobe: nothing ran
     for a in first["actions"]:
         assert set(a) >= {"host", "stage", "id", "description", "status", "command", "rc", "duration", "output_tail"}
     assert first["matrix"]["local"]["install"] in ("pass", "fail")
@@ -115,7 +117,10 @@ def test_a_failing_step_fails_with_apts_message_and_skips_its_dependents(tmp_pat
 
 def test_refused_without_root_and_sudo(tmp_path: Path, sshd: Sshd) -> None:
     """A non-root ssh target without --sudo: every step that would change something is refused; nothing runs."""
-    args = ["--hosts", sshd.url(), "--ssh-identity-file", str(sshd.client_key), "--known-hosts", str(sshd.known_hosts)]
+    # --libvirt-user nobody: a step that needs root on this otherwise complete host (module loading is not
+    # possible here at all, so it fails as "not possible" before any question of root)
+    args = ["--hosts", sshd.url(), "--ssh-identity-file", str(sshd.client_key), "--known-hosts", str(sshd.known_hosts),
+            "--libvirt-user", "nobody"]
     with host_lock():
         _, res, _ = run_suites(tmp_path / "r", "--mode", "install", *args)
     acts = {a["id"]: a for a in res["actions"]}
@@ -131,4 +136,5 @@ def test_refused_without_root_and_sudo(tmp_path: Path, sshd: Sshd) -> None:
     with host_lock():
         _, plan, _ = run_suites(tmp_path / "p", "--plan", "--sudo", *args)
     assert plan["actions"] and not [a for a in plan["actions"] if a["status"] == "refused"], plan["actions"]
-    assert {a["status"] for a in plan["actions"]} <= {"planned", "already-satisfied"}, plan["actions"]
+    possible = [a for a in plan["actions"] if not a["message"].startswith("not possible")]  # modules: not here
+    assert {a["status"] for a in possible} <= {"planned", "already-satisfied"}, plan["actions"]

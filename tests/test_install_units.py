@@ -39,7 +39,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 @pytest.fixture
 def deb() -> HostFacts:
     facts = HostFacts(json.loads((FIXTURES / "debian12-nosystemd-local.json").read_text()))
-    facts["install"] = {"manager": "dpkg", "apt_lists": 6, "packages": {}, "modules_load": [], "modprobe": "",
+    # modprobe present (a host with kmod): the module step is attempted; see the no-modprobe test below
+    facts["install"] = {"manager": "dpkg", "apt_lists": 6, "packages": {}, "modules_load": [], "modprobe": "/usr/sbin/modprobe",
                         "network_template": "/usr/share/libvirt/networks/default.xml", "user_groups": None}
     return facts
 
@@ -155,10 +156,19 @@ def test_apt_failure_message_is_apts_and_dependents_skip(deb):
 
 
 def test_modules_failure_says_why_not_possible(deb):
-    fake = FakeTarget(("modprobe", Res(127, "", "/bin/sh: 1: modprobe: not found")))
+    fake = FakeTarget(("modprobe", Res(1, "", "modprobe: FATAL: Module kvm_amd not found")))
     rec = run_action(modules.MODULES, deb, ctx(run=fake, execute=True))
-    assert rec.status == FAILED and "modprobe: not found" in rec.message and "no /proc/modules" in rec.message
+    assert rec.status == FAILED and "Module kvm_amd not found" in rec.message and "no /proc/modules" in rec.message
     assert len(fake.ran) == 1  # never persisted what did not load
+
+
+def test_without_modprobe_the_module_step_runs_nothing(deb):
+    """This machine: no /proc/modules and no modprobe. Nothing can load a module, so nothing is run (twice)."""
+    deb["install"]["modprobe"] = ""
+    fake = FakeTarget()
+    rec = run_action(modules.MODULES, deb, ctx(run=fake, execute=True))
+    assert rec.status == FAILED and rec.message.startswith("not possible: kvm_amd not loaded")
+    assert "modprobe is not installed" in rec.message and fake.ran == []
 
 
 def test_timeout_fails_the_step(deb):

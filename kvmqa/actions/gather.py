@@ -35,7 +35,7 @@ fi
 echo "live=$(for p in /proc/[0-9]*; do st=$(sed 's/^.*) //' "$p/stat" 2>/dev/null | cut -c1)
     [ -n "$st" ] && [ "$st" != Z ] && cat "$p/comm" 2>/dev/null; done | grep -xE "$KVMQA_DAEMONS" | sort -u | tr '\n' ' ')"
 echo "modules_load=$(cat __MODULES_LOAD__ 2>/dev/null | tr '\n' ' ')"
-echo "modprobe=$(command -v modprobe 2>/dev/null)"
+echo "modprobe=$(command -v modprobe 2>/dev/null || ls /usr/sbin/modprobe /sbin/modprobe 2>/dev/null | head -n 1)"
 if [ -r /usr/share/libvirt/networks/default.xml ]; then echo "network_template=/usr/share/libvirt/networks/default.xml"; fi
 if [ -n "$KVMQA_USER" ]; then
     if id "$KVMQA_USER" >/dev/null 2>&1; then echo "user_groups=$(id -nG "$KVMQA_USER")"; else echo "user_groups=@absent"; fi

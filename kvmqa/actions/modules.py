@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kvmqa.actions.base import Action, ActionContext, Decision, needed, satisfied
+from kvmqa.actions.base import Action, ActionContext, Decision, needed, satisfied, unsupported
 from kvmqa.actions.gather import MODULES_LOAD
 
 VENDOR_MODULE = {"GenuineIntel": "kvm_intel", "AuthenticAMD": "kvm_amd", "HygonGenuine": "kvm_amd"}
@@ -37,6 +37,9 @@ def missing_modules(facts: Mapping[str, Any]) -> list[str]:
 def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
     states = module_states(facts)
     missing = [why for why in states.values() if why]
+    if missing and "install" in facts and not (facts.get("install") or {}).get("modprobe"):
+        # Nothing to run: say so without running anything (a second install run then changes nothing here either).
+        return unsupported("; ".join(missing) + explain(facts, ""))
     if missing:
         return needed("; ".join(missing))
     return satisfied(f"loaded or built in: {', '.join(states)}")
