@@ -45,7 +45,7 @@ def parse_domcapabilities(xml: str) -> dict[str, Any]:
         "domain": root.findtext("domain", ""),
         "machine": root.findtext("machine", ""),
         "emulator": root.findtext("path", ""),
-        "max_vcpus": int(root.find("vcpu").get("max", "0")) if root.find("vcpu") is not None else 0,
+        "max_vcpus": int(vcpu.get("max", "0")) if (vcpu := root.find("vcpu")) is not None else 0,
         "loader_supported": loader is not None and loader.get("supported") == "yes",
         "loader_values": [v.text for v in root.findall("./os/loader/value")],
         "cpu_modes": modes,
@@ -80,8 +80,9 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
         ip = xml.find("ip")
         networks.append({
             "name": net.name(), "active": bool(net.isActive()), "autostart": bool(net.autostart()),
-            "persistent": bool(net.isPersistent()), "bridge": (xml.find("bridge").get("name") if xml.find("bridge") is not None else ""),
-            "forward": (xml.find("forward").get("mode", "") if xml.find("forward") is not None else "isolated"),
+            "persistent": bool(net.isPersistent()),
+            "bridge": (bridge.get("name") if (bridge := xml.find("bridge")) is not None else ""),
+            "forward": (forward.get("mode", "") if (forward := xml.find("forward")) is not None else "isolated"),
             "address": ip.get("address", "") if ip is not None else "",
         })
     facts["networks"] = networks

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -60,10 +60,15 @@ def skip(reason: str) -> Decision:
     return Decision("skip", reason)
 
 
-class ResultLike(Protocol):
+class StepResult(Protocol):
+    """What `run_action` reads from a step's result (`timed_out` via getattr, when there is one)."""
+
     rc: int
     stdout: str
     stderr: str
+
+
+class ResultLike(StepResult, Protocol):
     duration: float
     timed_out: bool
 
@@ -101,9 +106,11 @@ class Call:
     `shown` is what the plan and the records show for it."""
 
     shown: str
-    fn: Callable[[ActionContext], ResultLike]
+    # Any: called with the run's ActionContext, but written against narrower protocols such as
+    # kvmqa.ovirt.install.InstallContext (whose `run` is not optional), which ActionContext cannot satisfy.
+    fn: Callable[[Any], StepResult]
 
-    def __call__(self, ctx: ActionContext) -> ResultLike:
+    def __call__(self, ctx: ActionContext) -> StepResult:
         return self.fn(ctx)
 
 
@@ -120,7 +127,7 @@ class Action:
     stage: str  # the verify stage this step belongs to (runs before its gate)
     description: str
     precondition: Callable[[Mapping[str, Any], ActionContext], Decision]
-    commands: Callable[[Mapping[str, Any], ActionContext], list[Command]]  # run in order, stop at the first failure
+    commands: Callable[[Mapping[str, Any], ActionContext], Sequence[Command]]  # run in order, stop at the first failure
     timeout: float = 600.0  # per command
     requires: tuple[str, ...] = ()  # ids of steps that must not have failed
     needs_root: bool = True
@@ -216,7 +223,7 @@ def plan_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) ->
     final = _final(action, ctx, decision)
     if final is not None:
         return final, decision.reason, []
-    commands = action.commands(facts, ctx)
+    commands = list(action.commands(facts, ctx))
     if action.needs_root and not is_root(facts) and not ctx.sudo:
         probe = facts.get("probe") or {}
         return _record(action, ctx, REFUSED,
@@ -245,7 +252,13 @@ def run_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> 
         step = commands[i]
         cmd = command_text(step)
         try:
-            res = ctx.run(step, action.timeout) if isinstance(step, str) else step(ctx)
+            res: StepResult
+            if isinstance(step, str):
+                if ctx.run is None:  # planned above unless a retry inserted a shell command among Calls
+                    raise TypeError(f"no ctx.run to run a shell command: {cmd}")
+                res = ctx.run(step, action.timeout)
+            else:
+                res = step(ctx)
         except Exception as exc:  # noqa: BLE001 - a lost target is a failed step, not a crash
             ran.append(cmd)
             rc, failure = None, f"{type(exc).__name__}: {exc}"

@@ -244,7 +244,7 @@ def cpu_compat(obs: dict[str, Any], profile: Profile) -> Outcome:
     table = _settings(profile).get("server_cpu_list")
     hosts = {h["id"]: h for h in obs.get("hosts", [])}
     clusters = {c["id"]: c for c in obs["clusters"]}
-    results: dict[str, list[str]] = {"fail": [], "pass": [], "unknown": []}
+    results: dict[str, Any] = {"fail": [], "pass": [], "unknown": []}  # lists of texts; Any: spread into failed(**)
     for inv in _inventory(obs):
         host = hosts.get(inv.get("engine_host_id"))
         cluster = clusters.get(host.get("cluster_id")) if host else None
@@ -301,7 +301,7 @@ def storage_domains(obs: dict[str, Any], profile: Profile) -> Outcome:
             elif d.get("status") == "maintenance":
                 warnings.append(f"{dc['name']}: {role} {d['name']} is in maintenance")
     unattached = [d["name"] for d in obs.get("storage_domains") or [] if d.get("status") == "unattached"]
-    details = {"datacenters": {dc["name"]: dc.get("storage_domains") for dc in obs["datacenters"]},
+    details: dict[str, Any] = {"datacenters": {dc["name"]: dc.get("storage_domains") for dc in obs["datacenters"]},
                "unattached": unattached}
     if problems:
         return failed("; ".join(problems + warnings), **details)

@@ -61,7 +61,7 @@ def load(path: str | None = None) -> dict[str, tuple[ServerCpu, ...]]:
     }
 
 
-def find(name: str, version: str | None, path: str | None = None) -> CpuLookup:
+def find(name: str | None, version: str | None, path: str | None = None) -> CpuLookup:
     """The entry for `name` at cluster level `version`, else at the nearest level that lists it."""
     table = load(path)
     versions = sorted(table, key=_version_key)
