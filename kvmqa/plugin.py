@@ -166,7 +166,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     options.engine_url = opt.engine_url or engine.get("url")
     options.engine_user = opt.engine_user or engine.get("user") or "admin@internal"
-    options.engine_password = engine_password_from(opt.engine_password_file or engine.get("password_file"))
+    password_file = opt.engine_password_file or engine.get("password_file")
+    try:
+        options.engine_password = engine_password_from(str(Path(password_file).expanduser()) if password_file else None)
+    except OSError as exc:
+        raise pytest.UsageError(f"engine password file {password_file}: {exc.strerror}") from None
     options.engine_ca = _path(opt.engine_ca or engine.get("ca_file"))
     config.stash[RUN_KEY] = KvmqaRun(options, targets, profile, engine, suite_run)
 
