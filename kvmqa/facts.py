@@ -5,6 +5,7 @@ Parsing is pure: `parse_probe(text)` is tested on recorded probe outputs in `fix
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -158,7 +159,7 @@ def _cgroups(body: str) -> dict[str, Any]:
             mounts.append({"type": typ, "path": mnt, "options": opts})
             if typ == "cgroup":
                 v1_controllers.update(o for o in opts.split(",") if o in proc_cgroups or o in KNOWN_CONTROLLERS)
-        elif line.endswith("cgroup.controllers=") or "cgroup.controllers=" in line:
+        elif "cgroup.controllers=" in line:
             k, v = line.split("=", 1)
             if k == "/sys/fs/cgroup/cgroup.controllers" or not v2_controllers:
                 v2_controllers = v.split()
@@ -353,7 +354,5 @@ def parse_probe(text: str) -> HostFacts:
         wanted = {k: v for k, v in sec.items() if k.startswith(name)}
         if wanted:
             module, func = ref.split(":")
-            import importlib
-
             facts[name] = getattr(importlib.import_module(module), func)(wanted)
     return facts

@@ -102,7 +102,7 @@ def kvm_device_access(facts: HostFacts, profile: Profile) -> Outcome:
     if probe.get("sudo_user") and probe.get("sudo_user") != "root":
         user_probe = facts.get("kvm_probe_user", {})
         if user_probe.get("open", "").startswith("error"):
-            return failed(f"login user {probe['sudo_user']} cannot open /dev/kvm: {user_probe['open'][6:].replace('_', ' ')} "
+            return failed(f"login user {probe['sudo_user']} cannot open /dev/kvm: {probe_error(user_probe['open'])} "
                           f"(mode {dev.get('mode')}, {dev.get('owner')}:{dev.get('group')})", level=profile.kvm)
         if user_probe.get("open") == "ok":
             return passed(f"login user {probe['sudo_user']} opened /dev/kvm")
@@ -131,9 +131,14 @@ def kvm_qemu_user_access(facts: HostFacts, profile: Profile) -> Outcome:
     state = probe.get("open", "")
     if state == "ok":
         return passed(f"{probe.get('as_user')} opened /dev/kvm and created a VM ({probe.get('create_vm', '?')})")
-    return failed(f"{probe.get('as_user')} (QEMU's user) cannot open /dev/kvm: {state.removeprefix('error:').replace('_', ' ')} "
+    return failed(f"{probe.get('as_user')} (QEMU's user) cannot open /dev/kvm: {probe_error(state)} "
                   f"(mode {dev.get('mode')}, {dev.get('owner')}:{dev.get('group')}); KVM guests started by libvirt will fail",
                   level=profile.kvm, qemu_user=probe.get("as_user"))
+
+
+def probe_error(state: str) -> str:
+    """The probe's 'error:Permission_denied' as 'Permission denied'."""
+    return state.removeprefix("error:").replace("_", " ")
 
 
 def _kvm_probe_state(facts: HostFacts) -> dict[str, Any]:
@@ -147,7 +152,7 @@ def kvm_api_version(facts: HostFacts, profile: Profile) -> Outcome:
     if not p.get("measured"):
         return not_applicable(f"not measured: {p.get('reason', 'no probe result')}")
     if p.get("open", "").startswith("error"):
-        return failed(f"opening /dev/kvm failed: {p['open'][6:].replace('_', ' ')} (as uid {p.get('user')})", level=profile.kvm)
+        return failed(f"opening /dev/kvm failed: {probe_error(p['open'])} (as uid {p.get('user')})", level=profile.kvm)
     version = p.get("api_version")
     if isinstance(version, int):
         if version == 12:
