@@ -152,21 +152,38 @@ def my_hosts(config: pytest.Config, hosts: list[str]) -> list[str]:
     return hosts_of_worker(hosts, str(workerinput["workerid"]), int(workerinput["workercount"]))
 
 
+def start_prefetch(session: pytest.Session, run: Any) -> None:
+    """Start probing every host of this process in threads, once. Runs when collection is done: on an xdist
+    worker that is before the other workers are up and the tests arrive, so probes overlap worker start-up."""
+    config = session.config
+    if PREFETCH_KEY in config.stash:
+        return
+    futures = config.stash[PREFETCH_KEY] = {}
+    names = my_hosts(config, selected_hosts(session, [t.name for t in run.targets]))
+    if not names:
+        return
+    verify = run.options.mode == "verify" and not run.options.plan
+    stages = [s for s in selected_stages(session) if verify and s.name in PREFETCH_STAGES]
+    pool = ThreadPoolExecutor(min(len(names), MAX_PREFETCH_THREADS), thread_name_prefix="kvmqa-probe")
+    config.add_cleanup(pool.shutdown)
+    for name in names:
+        host = run.session(name)  # created here, in the main thread
+        futures[name] = pool.submit(warm_up, host, stages)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from kvmqa.plugin import RUN_KEY
+
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None or not run.suite_run or session.config.option.collectonly or not session.items:
+        return
+    start_prefetch(session, run)
+
+
 def prefetch_facts(request: pytest.FixtureRequest, run: Any, host: str) -> None:
-    """Start probing every host of this process in threads (once), then wait for `host`'s facts."""
-    config = request.config
-    futures = config.stash.get(PREFETCH_KEY, None)
-    if futures is None:
-        futures = config.stash[PREFETCH_KEY] = {}
-        names = my_hosts(config, selected_hosts(request.session, [t.name for t in run.targets]))
-        if len(names) > 1:
-            verify = run.options.mode == "verify" and not run.options.plan
-            stages = [s for s in selected_stages(request.session) if verify and s.name in PREFETCH_STAGES]
-            pool = ThreadPoolExecutor(min(len(names), MAX_PREFETCH_THREADS), thread_name_prefix="kvmqa-probe")
-            config.add_cleanup(pool.shutdown)
-            for name in names:
-                session = run.session(name)  # created here, in the main thread
-                futures[name] = pool.submit(warm_up, session, stages)
-    future = futures.get(host)
+    """Wait for `host`'s prefetched facts (starting the prefetch if collection did not)."""
+    start_prefetch(request.session, run)
+    future = request.config.stash[PREFETCH_KEY].get(host)
     if future is not None:
         future.result()  # the probe turns an unreachable host into facts; anything else is a real error

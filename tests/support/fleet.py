@@ -233,7 +233,13 @@ class DelayProxy:
             except OSError:
                 client_w.close()
                 return
-            await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w), return_exceptions=True)
+            try:
+                await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w), return_exceptions=True)
+            except asyncio.CancelledError:
+                pass  # close(): end quietly (asyncio logs a traceback for a cancelled connection handler)
+            finally:
+                client_w.close()
+                server_w.close()
 
         async def start() -> int:
             server = await asyncio.start_server(handle, "127.0.0.1", 0)
