@@ -28,6 +28,7 @@ from kvmqa.vm.gather import gather_first_vm
 from kvmqa.vm.guest_image import boot_guest_image
 from kvmqa.vm.kit import build_kit
 from kvmqa.vm.resources import Workspace, cleanup_leftovers, leftovers
+from tests.support.cloud_image import build_standin_image
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not Path("/dev/kvm").exists() and not os.path.exists("/usr/bin/qemu-system-x86_64"),
@@ -43,9 +44,11 @@ def conn(libvirtd: None) -> libvirt.virConnect:
 
 @pytest.fixture(scope="module")
 def stage(libvirtd: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[HostSession, dict[str, Any]]:
-    """One full gather with emulation allowed: the KVM attempt, the EMULATED boot, virt-install."""
+    """One full gather with emulation allowed: the KVM attempt, the EMULATED boot, virt-install, and
+    --guest-image with the stand-in cloud image (tests/support/cloud_image.py)."""
+    image = build_standin_image(tmp_path_factory.mktemp("image") / "standin-cloud.qcow2", agent=True)
     profile = Profile(stages={"first_vm": {"boot_timeout": 60, "silent_timeout": 10}})
-    options = RunOptions(reports_dir=tmp_path_factory.mktemp("reports"), allow_emulation=True)
+    options = RunOptions(reports_dir=tmp_path_factory.mktemp("reports"), allow_emulation=True, guest_image=image)
     session = HostSession(Target.from_url("local"), profile, options)
     try:
         obs = session.gather("first_vm", gather_first_vm)
@@ -169,6 +172,27 @@ def test_sigint_mid_boot_still_removes_every_kvmqa_object(conn: libvirt.virConne
             child.kill()
     assert child.returncode != 0 and "KeyboardInterrupt" in err
     assert mine(conn, token) == [] and mine(conn, f"kvmqa-sigint-{tag}") == []
+
+
+def test_guest_image_boots_with_its_nocloud_seed_and_answers_guest_ping(stage: tuple[HostSession, dict[str, Any]]) -> None:
+    """The stand-in cloud image boots from its own disk (BIOS, syslinux), finds the seed by its cidata label, runs
+    the runcmd script (markers, data disk, DHCP) and starts qemu-ga; the host pings it and releases the guest."""
+    session, obs = stage
+    result = obs["guest_image"]
+    assert result["ok"] is True and result["outcome"] == "done" and result["label"] == "EMULATED"
+    markers = result["markers"]
+    assert markers["BOOT"]["source"] == "cloud-init"
+    assert markers["CLOUDINIT"]["instance"] == result["name"]  # meta-data/user-data of this very boot
+    assert markers["DISK"]["status"] == "ok" and markers["DISK"]["dev"] == "vdb"
+    assert markers["NET"]["status"] == "ok" and markers["NET"]["ip"] == result["lease"]["ip"]
+    assert markers["AGENT"]["present"] == "yes"
+    assert result["agent"]["ok"] is True and result["agent"]["released"] is True
+    assert result["seed"] == {"tool": result["seed"]["tool"], "format": "iso", "label": "cidata"}
+    # released through the agent: the guest stopped waiting at once instead of after its 15 s window
+    assert float(markers["DONE"]["up"]) - float(markers["AGENT"]["up"]) < 10
+    verdicts = {f.check_id: f for f in evaluate_stage(CHECKS, session.name, session.facts, session.profile)}
+    finding = verdicts["first_vm.guest-image"]
+    assert finding.verdict == Verdict.PASS and "guest agent answered guest-ping" in finding.message
 
 
 def test_guest_image_boots_through_an_overlay_and_leaves_the_image_untouched(conn: libvirt.virConnect,

@@ -20,7 +20,7 @@ import libvirt_qemu
 from kvmqa.vm.boot import BootResult, BootSpec, Hook, TailFn, run_domain
 from kvmqa.vm.domain import DiskSpec, DomainSpec, object_name
 from kvmqa.vm.resources import Workspace
-from kvmqa.vm.seed import build_seed
+from kvmqa.vm.seed import AGENT_DONE_FILE, build_seed
 
 QCOW2_MAGIC = b"QFI\xfb"
 IMAGE_MIN_MEMORY_MIB = 1024
@@ -36,7 +36,7 @@ def image_format(path: Path) -> tuple[str, int]:
 
 
 def agent_hook(timeout: int = 5) -> Hook:
-    """Ping the guest agent once the guest says it has one (until it answers)."""
+    """Ping the guest agent once the guest says it has one (until it answers), then let the guest go on."""
     def hook(dom: libvirt.virDomain, text: str, result: BootResult) -> None:
         if "KVMQA-AGENT present=yes" not in text or result.agent.get("ok"):
             return
@@ -46,8 +46,24 @@ def agent_hook(timeout: int = 5) -> Hook:
         except (libvirt.libvirtError, ValueError) as exc:
             result.agent = {"ok": False, "error": str(exc).splitlines()[0][:200],
                             "attempts": int(result.agent.get("attempts", 0)) + 1}
+            return
+        result.agent["released"] = release_guest(dom, timeout)
 
     return hook
+
+
+def release_guest(dom: libvirt.virDomain, timeout: int) -> bool:
+    """Create the file the seed's script waits for (AGENT_DONE_FILE), so the guest stops waiting for the ping.
+    Agents that block guest-file-* (a common policy) make this fail: the guest then waits out its window."""
+    try:
+        opened = libvirt_qemu.qemuAgentCommand(dom, json.dumps(
+            {"execute": "guest-file-open", "arguments": {"path": AGENT_DONE_FILE, "mode": "w"}}), timeout, 0)
+        handle = json.loads(opened)["return"]
+        libvirt_qemu.qemuAgentCommand(dom, json.dumps({"execute": "guest-file-close", "arguments": {"handle": handle}}),
+                                      timeout, 0)
+        return True
+    except (libvirt.libvirtError, ValueError, KeyError):
+        return False
 
 
 def image_domain(ws: Workspace, name: str, spec: BootSpec, overlay: str, data: str, seed: str) -> DomainSpec:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LABEL = "cidata"
+AGENT_DONE_FILE = "/run/kvmqa-agent-pinged"  # the host creates it through the agent after guest-ping
 
 GUEST_SCRIPT = r"""
 say() { echo "$* up=$(cut -d' ' -f1 /proc/uptime)" > /dev/ttyS0; }
@@ -34,7 +35,8 @@ nic=$(ip -4 -o addr show scope global 2>/dev/null | awk '{print $2}' | head -n 1
 if command -v qemu-ga >/dev/null 2>&1; then
   systemctl start qemu-guest-agent 2>/dev/null
   say "KVMQA-AGENT present=yes"
-  sleep {agent_window}
+  i=0
+  while [ $i -lt {agent_window} ] && [ ! -e {agent_done} ]; do sleep 1; i=$((i + 1)); done
 else
   say "KVMQA-AGENT present=no"
 fi
@@ -54,7 +56,8 @@ class Seed:
 
 
 def user_data(instance: str, agent_window: int = 15) -> str:
-    script = GUEST_SCRIPT.replace("{instance}", instance).replace("{agent_window}", str(agent_window))
+    script = (GUEST_SCRIPT.replace("{instance}", instance).replace("{agent_window}", str(agent_window))
+              .replace("{agent_done}", AGENT_DONE_FILE))
     lines = ["#cloud-config", "runcmd:", "  - - sh", "    - -c", "    - |"]
     lines += ["      " + line for line in script.strip().splitlines()]
     lines += ["power_state:", "  mode: poweroff", "  delay: now", "  condition: true", ""]
