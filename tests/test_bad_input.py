@@ -56,6 +56,34 @@ def test_unreachable_and_wrong_key_next_to_a_good_host(tmp_path: Path, sshd: Ssh
     assert run.results["matrix"]["unreachable"]["reach"] == "fail"
 
 
+@pytest.mark.usefixtures("libvirtd")
+def test_unknown_distro_is_a_clear_failure_on_that_host_only(tmp_path: Path, sshd: Sshd) -> None:
+    """A real target whose /etc/os-release names a distro kvmqa has no table for (an sshd in a private mount
+    namespace sees another os-release), next to a normal one."""
+    release = tmp_path / "os-release"
+    release.write_text('PRETTY_NAME="Plan 9 from Bell Labs"\nNAME="Plan 9"\nID=plan9\nVERSION_ID="4"\n')
+    odd = start_sshd(tmp_path / "plan9", sshd.client_key, binds={"/etc/os-release": release})
+    try:
+        known = tmp_path / "known"
+        known.write_text(sshd.known_hosts.read_text() + odd.known_hosts.read_text())
+        run = run_suite(tmp_path / "r", "--hosts", f"{sshd.url()},{odd.url()}", "--sudo", "--ssh-identity-file",
+                        str(sshd.client_key), "--known-hosts", str(known), paths=STAGES)
+    finally:
+        odd.stop()
+    assert run.rc == 1
+    good, plan9 = f"127.0.0.1:{sshd.port}", f"127.0.0.1:{odd.port}"
+    findings = run.findings()
+    distro = findings[(plan9, "packages.distro")]
+    assert distro["verdict"] == "fail" and "unknown distro ID='plan9'" in distro["message"], distro
+    assert findings[(plan9, "reach.probe")]["verdict"] == "pass"
+    assert findings[(good, "packages.distro")]["verdict"] == "pass"
+    assert run.results["matrix"][good]["packages"] == "pass" and run.results["matrix"][plan9]["packages"] == "fail"
+    # no cascade: checks that need the package table are skipped naming packages.distro, not errors
+    assert not [k for k, f in findings.items() if k[0] == plan9 and f["verdict"] == "error"]
+    skipped = [f for k, f in findings.items() if k[0] == plan9 and f["verdict"] == "skip" and k[1].startswith("packages.")]
+    assert skipped and all("packages.distro" in f["message"] for f in skipped), skipped
+
+
 def test_wrong_credentials_are_named(tmp_path: Path, sshd: Sshd) -> None:
     run = run_suite(tmp_path, "--hosts", f"ssh://nobody-here@127.0.0.1:{sshd.port}", "--ssh-identity-file",
                     str(sshd.client_key), "--known-hosts", str(sshd.known_hosts), paths=STAGES[:2])

@@ -7,6 +7,7 @@ non-root user `kvmqa-ci` (passwordless sudo, member of libvirt) are shared.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -77,8 +78,11 @@ def client_key(workdir: Path) -> Path:
 
 
 def start_sshd(workdir: Path, key: Path, *, user: str = CI_USER, port: int | None = None,
-               listen: str = "127.0.0.1", netns: str | None = None) -> Sshd:
-    """Start one sshd (optionally inside a network namespace) and wait until it accepts connections."""
+               listen: str = "127.0.0.1", netns: str | None = None, binds: dict[str, Path] | None = None) -> Sshd:
+    """Start one sshd (optionally inside a network namespace) and wait until it accepts connections.
+
+    `binds` {path on the host: file}: the sshd (and every session it starts) runs in a private mount namespace
+    where those paths show the given files, e.g. another /etc/os-release. Nothing outside it changes."""
     workdir.mkdir(parents=True, exist_ok=True)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     port = port or free_port()
@@ -96,6 +100,10 @@ def start_sshd(workdir: Path, key: Path, *, user: str = CI_USER, port: int | Non
         "MaxSessions 64\nMaxStartups 64:30:128\nLogLevel ERROR\n"
     )
     argv = [SSHD, "-D", "-e", "-f", str(config)]
+    if binds:
+        mounts = " && ".join(f"mount --bind {shlex.quote(str(src))} {shlex.quote(dst)}" for dst, src in binds.items())
+        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                f"{mounts} && exec {' '.join(shlex.quote(a) for a in argv)}"]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     log = open(workdir / f"sshd_{port}.log", "wb")  # noqa: SIM115 - lives as long as the server
