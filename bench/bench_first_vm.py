@@ -76,8 +76,15 @@ def main() -> int:
     parser.add_argument("--memory", type=int, default=256)
     parser.add_argument("--vcpus", type=int, default=1)
     parser.add_argument("--uri", default="qemu:///system")
+    parser.add_argument("--as-is", action="store_true",
+                        help="leave libvirtd as it runs (by default a libvirtd whose QEMUs only the late-reaping "
+                             "PID 1 of this kind of machine would reap is restarted under tini, as on a normal host)")
     args = parser.parse_args()
 
+    if args.uri == "qemu:///system" and not args.as_is:
+        from tests.support.daemons import ensure_prompt_reaping
+
+        print(ensure_prompt_reaping())
     kit = build_kit()
     conn = libvirt.open(args.uri)
     bare_runs, stage_runs = [], []

@@ -50,6 +50,26 @@ def start_libvirtd(timeout: float = 30) -> None:
     raise RuntimeError("libvirtd did not come up")
 
 
+def libvirtd_reaper() -> str | None:
+    """The name of the process that reaps libvirtd's QEMU children (libvirtd's parent), or None if it is not running."""
+    pid = subprocess.run(["pidof", "-s", "libvirtd"], capture_output=True, text=True).stdout.strip()
+    if not pid:
+        return None
+    ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    return Path(f"/proc/{ppid}/comm").read_text().strip()
+
+
+def ensure_prompt_reaping() -> str:
+    """Run libvirtd under tini when nothing but this machine's PID 1 (which reaps late) would reap its QEMUs.
+    A libvirtd started by kvmqa's install mode (`libvirtd -d`, as on any host without systemd) is restarted."""
+    reaper = libvirtd_reaper()
+    if reaper in ("tini", "systemd") or not shutil.which("tini") or os.geteuid() != 0:
+        return f"libvirtd reaped by {reaper}"
+    stop_libvirtd()
+    start_libvirtd()
+    return f"libvirtd restarted under {libvirtd_reaper()} (was reaped by {reaper})"
+
+
 def stop_libvirtd(timeout: float = 15) -> None:
     subprocess.run(["pkill", "-x", "libvirtd"], capture_output=True)
     deadline = time.monotonic() + timeout
