@@ -169,3 +169,14 @@ def test_sigint_to_pytest_mid_boot_leaves_nothing_and_writes_the_report(tmp_path
     assert _kvmqa_objects(conn) - before == set(), out[-2000:]
     assert (tmp_path / "results.json").exists() and (tmp_path / "report.html").exists()
     conn.close()
+
+
+def test_secret_looking_metadata_is_redacted_from_the_html_environment_table(tmp_path: Path) -> None:
+    """pytest-html shows pytest-metadata's environment (CI variables, --metadata): pytest.ini redacts secrets."""
+    run = run_suite(tmp_path, "--metadata", "CI_DEPLOY_PASSWORD", "hunter2-kvmqa", "--metadata", "VAULT_TOKEN",
+                    "s.kvmqa-token", "--metadata", "BUILD_ID", "4242", paths=("suites/test_00_reach.py",))
+    assert run.rc == 0, run.output[-2000:]
+    written = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
+    assert "hunter2-kvmqa" not in written and "s.kvmqa-token" not in written
+    html = (tmp_path / "report.html").read_text()
+    assert "CI_DEPLOY_PASSWORD" in html and "4242" in html  # the names stay, and harmless values are shown
