@@ -175,7 +175,7 @@ def test_secret_looking_metadata_is_redacted_from_the_html_environment_table(tmp
     """pytest-html shows pytest-metadata's environment (CI variables, --metadata): pytest.ini redacts secrets."""
     run = run_suite(tmp_path, "--metadata", "CI_DEPLOY_PASSWORD", "hunter2-kvmqa", "--metadata", "VAULT_TOKEN",
                     "s.kvmqa-token", "--metadata", "BUILD_ID", "4242", paths=("suites/test_00_reach.py",))
-    assert run.rc == 0, run.output[-2000:]
+    assert run.rc == 0, run.stdout[-2000:]
     written = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
     assert "hunter2-kvmqa" not in written and "s.kvmqa-token" not in written
     html = (tmp_path / "report.html").read_text()
