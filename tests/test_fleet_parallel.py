@@ -116,6 +116,7 @@ def test_the_report_as_a_person_sees_it(fleet: Fleet, fleet_run: SuiteRun) -> No
     for host in fleet_run.results["matrix"]:
         assert f"<th>{host}</th>" in matrix.group(0)
     assert "kvmqa-waived" in matrix.group(0) and ">WAIVED<" in matrix.group(0)
+    assert "1 command + 1 libvirt connection" in matrix.group(0)  # what a good host cost
     links = re.findall(r'href="#([^"]+)"', matrix.group(0))
     assert len(links) >= 6 * 4
     for target in links:  # every cell lands on its details

@@ -41,6 +41,18 @@ def verdict_cell(verdict: str, href: str | None = None, label: str | None = None
     return f'<td class="v kvmqa-{verdict}" style="background:{COLOURS.get(verdict, "#999")}">{inner}</td>'
 
 
+def round_trips_text(trips: dict[str, Any] | None) -> str:
+    """'1 command + 1 libvirt connection': what checking the host cost."""
+    if not trips:
+        return "-"
+
+    def count(n: Any, word: str) -> str:
+        return f"{n} {word}" + ("" if n == 1 else "s")
+
+    return (f"{count(trips.get('ssh_commands', '?'), 'command')} + "
+            f"{count(trips.get('libvirt_connections', '?'), 'libvirt connection')}")
+
+
 def matrix_html(results: RunResults) -> str:
     stages = results.stages()
     rows = ["<tr><th>host</th>" + "".join(f"<th>{escape(s)}</th>" for s in stages) + "<th>round trips</th></tr>"]
@@ -56,7 +68,7 @@ def matrix_html(results: RunResults) -> str:
                 label += " (EMULATED)"
             cells.append(verdict_cell(verdict.value, anchor(host, s), label))
         trips = results.hosts.get(host, {}).get("round_trips", {})
-        trip_text = f"{trips.get('ssh_commands', '?')} commands + {trips.get('libvirt_connections', '?')} libvirt" if trips else "-"
+        trip_text = round_trips_text(trips)
         rows.append(f"<tr><th>{escape(host)}</th>{''.join(cells)}<td>{escape(trip_text)}</td></tr>")
     return f'<table id="kvmqa-matrix">{"".join(rows)}</table>'
 
