@@ -20,7 +20,8 @@ import yaml
 from kvmqa.targets import BACKENDS, Target, TargetError
 
 ROLES = ("kvm-host", "ovirt-engine", "ovirt-host")
-HOST_KEYS = {"name", "address", "url", "user", "port", "identity_file", "sudo", "roles", "vars", "backend", "known_hosts"}
+HOST_KEYS = {"name", "address", "url", "user", "port", "identity_file", "sudo", "roles", "vars", "backend", "known_hosts",
+             "ssh_config"}
 
 
 class InventoryError(ValueError):
@@ -124,6 +125,10 @@ def _target(h: dict[str, Any], where: str, *, sudo: bool, strict_host_keys: bool
         kwargs["identity_file"] = Path(str(h["identity_file"])).expanduser()
     if h.get("known_hosts"):
         kwargs["known_hosts"] = Path(str(h["known_hosts"])).expanduser()
+    if h.get("ssh_config"):
+        kwargs["ssh_config"] = Path(str(h["ssh_config"])).expanduser()
+        if not kwargs["ssh_config"].is_file():
+            raise InventoryError(f"{where}: ssh_config {h['ssh_config']}: no such file")
     try:
         if h.get("url"):
             t = Target.from_url(str(h["url"]), **kwargs)

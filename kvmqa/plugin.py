@@ -87,6 +87,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ssh-identity-file", default=None, help="private key for ssh targets")
     g.addoption("--no-strict-host-keys", action="store_true", help="do NOT verify ssh host keys (explicit opt-out)")
     g.addoption("--known-hosts", default=None, help="known_hosts file for ssh targets (default: ~/.ssh/known_hosts)")
+    g.addoption("--ssh-config", default=None,
+                help="OpenSSH config file for ssh targets, instead of ~/.ssh/config (ProxyJump, host aliases)")
     g.addoption("--command-timeout", type=float, default=120.0, help="timeout for each remote command, seconds")
     g.addoption("--connect-timeout", type=float, default=10.0, help="ssh connect timeout, seconds")
     g.addoption("--profile", default=None, help="profile YAML (thresholds, minimum versions, levels)")
@@ -108,6 +110,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _path(value: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
+
+
+def _existing_file(value: str | None, option: str) -> Path | None:
+    path = _path(value)
+    if path is not None and not path.is_file():
+        raise pytest.UsageError(f"{option} {value}: no such file")
+    return path
 
 
 def _is_suite_run(config: pytest.Config) -> bool:
@@ -147,7 +156,8 @@ def pytest_configure(config: pytest.Config) -> None:
         if options.allow_emulation:
             profile.allow_emulation = True
         common = {"command_timeout": options.command_timeout, "connect_timeout": options.connect_timeout,
-                  "known_hosts": _path(opt.known_hosts), "identity_file": options.ssh_identity_file}
+                  "known_hosts": _path(opt.known_hosts), "identity_file": options.ssh_identity_file,
+                  "ssh_config": _existing_file(opt.ssh_config, "--ssh-config")}
         engine: dict[str, Any] = {}
         if options.inventory:
             kw = {k: v for k, v in common.items() if v is not None}

@@ -64,6 +64,7 @@ class Target:
     vars: dict[str, Any] = field(default_factory=dict)
     strict_host_keys: bool = True
     known_hosts: Path | None = None
+    ssh_config: Path | None = None  # ssh -F: the lab's OpenSSH config (ProxyJump to a bastion, aliases, ...)
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
     round_trips: int = 0
@@ -84,6 +85,8 @@ class Target:
             raise TargetError(f"{url!r}: no host name")
         if parsed.password:
             raise TargetError(f"{url!r}: passwords in host URLs are refused (they end up in logs); use a key")
+        if parsed.scheme == "paramiko" and kwargs.get("ssh_config"):
+            raise TargetError(f"{url!r}: an ssh config file applies to ssh:// targets (OpenSSH), not to paramiko://")
         query = urllib.parse.parse_qs(parsed.query)
         if "sudo" in query:
             kwargs.setdefault("sudo", query["sudo"][0].lower() in ("1", "true", "yes"))
@@ -134,7 +137,7 @@ class Target:
         return opts
 
     def ssh_argv(self) -> list[str]:
-        argv = ["ssh"]
+        argv = ["ssh", "-F", str(self.ssh_config)] if self.ssh_config else ["ssh"]
         for o in self.ssh_options():
             argv += ["-o", o]
         if self.port:
@@ -155,6 +158,8 @@ class Target:
                     kwargs["timeout"] = int(self.connect_timeout)
                     if self.identity_file:
                         kwargs["ssh_identity_file"] = str(self.identity_file)
+                    if self.ssh_config:
+                        kwargs["ssh_config"] = str(self.ssh_config)
                 if self.backend == "paramiko":
                     kwargs["timeout"] = int(self.connect_timeout)
                     if self.identity_file:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemons import start_libvirtd, stop_libvirtd
-from tests.support.sshd import Sshd
+from tests.support.sshd import Sshd, start_sshd
 from tests.support.suite import run_suite
 
 BASE_STAGES = ("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_20_packages.py", "suites/test_30_libvirt.py")
@@ -79,6 +79,43 @@ def test_paramiko_backend_with_strict_host_keys(tmp_path: Path, sshd: Sshd) -> N
     run = run_suite(tmp_path, *args, paths=BASE_STAGES[:2])
     assert run.verdict(f"127.0.0.1:{sshd.port}", "reach.probe") == "pass", run.stdout[-2000:]
     assert run.verdict(f"127.0.0.1:{sshd.port}", "cpu.kvm-device") == "pass"
+
+
+def test_a_host_behind_a_bastion_through_the_labs_ssh_config(tmp_path: Path, sshd: Sshd) -> None:
+    """--ssh-config: the target is an alias that only the lab's OpenSSH config knows, reached with ProxyJump
+    through a second real sshd (the bastion); the probe and the libvirt connection both go through it."""
+    bastion = start_sshd(tmp_path / "bastion", sshd.client_key, log_level="VERBOSE")
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(sshd.known_hosts.read_text() + bastion.known_hosts.read_text())
+        config = tmp_path / "ssh_config"
+        config.write_text(
+            f"Host kvmqa-bastion\n  HostName 127.0.0.1\n  Port {bastion.port}\n  User kvmqa-ci\n"
+            f"  IdentityFile {sshd.client_key}\n  UserKnownHostsFile {known}\n  BatchMode yes\n"
+            f"Host kvmqa-behind-bastion\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User kvmqa-ci\n"
+            f"  IdentityFile {sshd.client_key}\n  ProxyJump kvmqa-bastion\n"
+        )
+        run = run_suite(tmp_path / "r", "--hosts", "ssh://kvmqa-behind-bastion", "--sudo", "--ssh-config", str(config),
+                        "--known-hosts", str(known), paths=BASE_STAGES)
+        bastion_log = (bastion.workdir / f"sshd_{bastion.port}.log").read_text()
+    finally:
+        bastion.stop()
+    host = "kvmqa-behind-bastion"
+    assert run.results["matrix"][host] == {"reach": "pass", "cpu": "fail", "packages": "pass", "libvirt": "pass"}, \
+        run.stdout[-2000:]
+    assert "qemu+ext" in run.findings()[(host, "libvirt.connect")]["message"]
+    assert run.results["hosts"][host]["round_trips"] == {"ssh_commands": 1, "libvirt_connections": 1}
+    assert "Accepted publickey for kvmqa-ci" in bastion_log  # the jump really went through the bastion
+
+
+def test_ssh_config_errors_are_named(tmp_path: Path, sshd: Sshd) -> None:
+    missing = run_suite(tmp_path / "a", "--hosts", sshd.url(), "--ssh-config", str(tmp_path / "nope"), paths=BASE_STAGES[:1])
+    assert missing.rc == 4 and f"--ssh-config {tmp_path / 'nope'}: no such file" in missing.stdout
+    config = tmp_path / "ssh_config"
+    config.write_text("Host *\n  BatchMode yes\n")
+    para = run_suite(tmp_path / "b", "--hosts", sshd.url(backend="paramiko"), "--ssh-config", str(config),
+                     paths=BASE_STAGES[:1])
+    assert para.rc == 4 and "applies to ssh:// targets (OpenSSH), not to paramiko://" in para.stdout
 
 
 def test_stopping_libvirtd_fails_the_stage_and_skips_dependants_then_recovers(tmp_path: Path) -> None:

@@ -72,3 +72,16 @@ def test_example_inventories_load() -> None:
     for path in sorted(Path("fixtures/inventories").glob("*")):
         targets, _ = load_inventory(path)
         assert targets, path
+
+
+def test_ssh_config_per_inventory_and_on_the_ssh_command_line(tmp_path: Path) -> None:
+    config = tmp_path / "lab_ssh_config"
+    config.write_text("Host hv*\n  ProxyJump bastion.lab\n")
+    inv = tmp_path / "i.yaml"
+    inv.write_text(f"defaults: {{user: qa, ssh_config: {config}}}\nhosts:\n  - {{name: hv1, address: hv1.lab}}\n")
+    (target,), _ = load_inventory(inv)
+    assert target.ssh_config == config
+    assert target.ssh_argv()[:3] == ["ssh", "-F", str(config)]  # the libvirt connection and uploads use it too
+    inv.write_text(f"hosts:\n  - {{name: hv1, address: hv1.lab, ssh_config: {tmp_path / 'missing'}}}\n")
+    with pytest.raises(InventoryError, match=r"i.yaml:2: ssh_config .*missing: no such file"):
+        load_inventory(inv)

@@ -78,8 +78,10 @@ def client_key(workdir: Path) -> Path:
 
 
 def start_sshd(workdir: Path, key: Path, *, user: str = CI_USER, port: int | None = None,
-               listen: str = "127.0.0.1", netns: str | None = None, binds: dict[str, Path] | None = None) -> Sshd:
+               listen: str = "127.0.0.1", netns: str | None = None, binds: dict[str, Path] | None = None,
+               log_level: str = "ERROR") -> Sshd:
     """Start one sshd (optionally inside a network namespace) and wait until it accepts connections.
+    Its log is `workdir/sshd_<port>.log` (log_level VERBOSE logs every accepted login).
 
     `binds` {path on the host: file}: the sshd (and every session it starts) runs in a private mount namespace
     where those paths show the given files, e.g. another /etc/os-release. Nothing outside it changes."""
@@ -97,7 +99,7 @@ def start_sshd(workdir: Path, key: Path, *, user: str = CI_USER, port: int | Non
         f"Port {port}\nListenAddress {listen}\nHostKey {host_key}\nPidFile {workdir}/sshd_{port}.pid\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         f"PermitRootLogin prohibit-password\nAuthorizedKeysFile .ssh/authorized_keys {root_keys}\n"
-        "MaxSessions 64\nMaxStartups 64:30:128\nLogLevel ERROR\n"
+        f"MaxSessions 64\nMaxStartups 64:30:128\nLogLevel {log_level}\n"
     )
     argv = [SSHD, "-D", "-e", "-f", str(config)]
     if binds:
