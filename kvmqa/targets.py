@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 import stat
@@ -114,10 +115,29 @@ class Target:
         return f"{self.backend}://{user}{self.host}{port}"
 
     # -- transport -------------------------------------------------------------------------
-    def ssh_options(self) -> list[str]:
-        """OpenSSH options for every connection kvmqa makes (probe, libvirt, actions)."""
+    @property
+    def control_path(self) -> str:
+        """The OpenSSH ControlPath of this target's shared connection (ControlPersist keeps it 60 s).
+
+        %C names user, host and port only, so the path also carries a tag of what decides how the host is
+        reached and trusted: the ssh config (its path and content: a ProxyJump), host-key checking and the
+        known_hosts file. A connection opened without host-key checking, or directly instead of through the
+        lab's bastion, is never reused by a run that asks for them.
+        """
         control_dir = Path(tempfile.gettempdir()) / f"kvmqa-ssh-{os.getuid()}"
         control_dir.mkdir(mode=0o700, exist_ok=True)
+        config = b""
+        if self.ssh_config:
+            try:
+                config = self.ssh_config.read_bytes()
+            except OSError:
+                config = b"unreadable"
+        tag = hashlib.sha256(repr((str(self.ssh_config), config, self.strict_host_keys, str(self.known_hosts)))
+                             .encode()).hexdigest()[:10]
+        return f"{control_dir}/{tag}-%C"
+
+    def ssh_options(self) -> list[str]:
+        """OpenSSH options for every connection kvmqa makes (probe, libvirt, actions)."""
         opts = [
             "BatchMode=yes",  # never prompt for a password or a host key
             f"ConnectTimeout={int(self.connect_timeout)}",
@@ -125,7 +145,7 @@ class Target:
             "ServerAliveCountMax=3",
             "ControlMaster=auto",
             "ControlPersist=60s",
-            f"ControlPath={control_dir}/%C",
+            f"ControlPath={self.control_path}",
             "LogLevel=ERROR",
         ]
         if self.strict_host_keys:

@@ -88,6 +88,11 @@ def test_a_host_behind_a_bastion_through_the_labs_ssh_config(tmp_path: Path, ssh
     try:
         known = tmp_path / "known_hosts"
         known.write_text(sshd.known_hosts.read_text() + bastion.known_hosts.read_text())
+        # A direct connection to the same user@127.0.0.1:port first, same known_hosts: its shared master
+        # (ControlPersist) must not be reused by the run that has to go through the bastion
+        direct = run_suite(tmp_path / "direct", "--hosts", sshd.url(), "--sudo", "--ssh-identity-file",
+                           str(sshd.client_key), "--known-hosts", str(known), paths=BASE_STAGES[:1])
+        assert direct.verdict(f"127.0.0.1:{sshd.port}", "reach.probe") == "pass"
         config = tmp_path / "ssh_config"
         config.write_text(
             f"Host kvmqa-bastion\n  HostName 127.0.0.1\n  Port {bastion.port}\n  User kvmqa-ci\n"

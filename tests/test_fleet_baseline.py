@@ -41,12 +41,12 @@ def test_upgrade_changes_and_regressions_are_reported(tmp_path: Path, two_hosts:
 
     server, view = start_changed_sshd(two_hosts.servers[0], tmp_path / "changed")
     try:
-        drop_ssh_master(server)
+        drop_ssh_master(server, two_hosts.known_hosts)
         after = run_suite(tmp_path / "after", *hosts, "-n", "2", "--dist", "loadgroup", "--compare-baseline", str(baseline),
                           paths=STAGES)
     finally:
         server.stop()
-        drop_ssh_master(server)
+        drop_ssh_master(server, two_hosts.known_hosts)
         two_hosts.servers[0] = restart_plain_sshd(server)
 
     comparison = after.results["baseline_comparison"]

@@ -85,3 +85,14 @@ def test_ssh_config_per_inventory_and_on_the_ssh_command_line(tmp_path: Path) ->
     inv.write_text(f"hosts:\n  - {{name: hv1, address: hv1.lab, ssh_config: {tmp_path / 'missing'}}}\n")
     with pytest.raises(InventoryError, match=r"i.yaml:2: ssh_config .*missing: no such file"):
         load_inventory(inv)
+
+
+def test_shared_ssh_connections_are_not_reused_across_trust_or_route() -> None:
+    """kvmqa's ControlPath: a master opened without host-key checks, with another known_hosts or another ssh
+    config (a ProxyJump) is never the one a run with other settings reuses."""
+    base = Target.from_url("ssh://qa@hv1")
+    paths = {base.control_path, Target.from_url("ssh://qa@hv1", strict_host_keys=False).control_path,
+             Target.from_url("ssh://qa@hv1", known_hosts=Path("/tmp/other_known_hosts")).control_path,
+             Target.from_url("ssh://qa@hv1", ssh_config=Path("/tmp/kvmqa-no-such-config")).control_path}
+    assert len(paths) == 4 and all(p.endswith("-%C") for p in paths)
+    assert Target.from_url("ssh://qa@hv1").control_path == base.control_path  # the same settings share it

@@ -174,14 +174,14 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
     raise RuntimeError(f"sshd on port {port} did not come up")
 
 
-def drop_ssh_master(server: Sshd) -> None:
-    """Close kvmqa's multiplexed connection (ControlPersist) to one server, so a restarted server is reached anew."""
-    import os
-    import tempfile
+def drop_ssh_master(server: Sshd, known_hosts: Path | None) -> None:
+    """Close kvmqa's multiplexed connection (ControlPersist) to one server, so a restarted server is reached anew.
+    `known_hosts`: the file the runs used (it is part of kvmqa's ControlPath)."""
+    from kvmqa.targets import Target
 
-    control = Path(tempfile.gettempdir()) / f"kvmqa-ssh-{os.getuid()}" / "%C"
-    subprocess.run(["ssh", "-o", f"ControlPath={control}", "-p", str(server.port), f"{server.user}@127.0.0.1", "-O", "exit"],
-                   capture_output=True, timeout=10)
+    target = Target.from_url(server.url(), known_hosts=known_hosts)
+    subprocess.run(["ssh", "-o", f"ControlPath={target.control_path}", "-p", str(server.port), f"{server.user}@127.0.0.1",
+                    "-O", "exit"], capture_output=True, timeout=10)
 
 
 class DelayProxy:
