@@ -29,6 +29,12 @@ sys.path.insert(0, str(ROOT))
 STAGES = ("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_20_packages.py", "suites/test_30_libvirt.py")
 
 
+def busy_cpu_s() -> float:
+    """CPU time this machine has spent busy (all processes: controller, ssh, the targets' sshd and probes)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
 def run(hosts: list[str], fleet_args: list[str], workers: int, reports: Path) -> tuple[float, dict]:
     tmp = tempfile.mkdtemp(prefix="kf-", dir="/tmp")  # fresh ControlPath directory
     cmd = [sys.executable, "-m", "pytest", *STAGES, "-q", "-p", "no:randomly", "--reports-dir", str(reports),
@@ -65,9 +71,14 @@ def main() -> int:
             configs = [("1 host", urls[:1], 0), (f"1 host, -n {args.workers}", urls[:1], args.workers),
                        (f"{args.hosts} hosts, -n {args.workers}", urls, args.workers), (f"{args.hosts} hosts, serial", urls, 0)]
             times: dict[str, float] = {}
+            cpus: dict[str, float] = {}
             for name, hosts, workers in configs:
-                walls = [run(hosts, fleet.args(), workers, Path(work) / f"r{i}")[0] for i in range(args.repeat)]
-                times[name] = statistics.median(walls)
+                walls, used = [], []
+                for i in range(args.repeat):
+                    before = busy_cpu_s()
+                    walls.append(run(hosts, fleet.args(), workers, Path(work) / f"r{i}")[0])
+                    used.append(busy_cpu_s() - before)
+                times[name], cpus[name] = statistics.median(walls), statistics.median(used)
         finally:
             fleet.stop()
             if proxy is not None:
@@ -75,9 +86,14 @@ def main() -> int:
     one = times["1 host"]
     place = f"on loopback behind a {args.rtt_ms:g} ms RTT proxy" if args.rtt_ms else "on loopback"
     print(f"{args.hosts} sshd targets {place}, stages reach/cpu/packages/libvirt, {os.cpu_count()} CPUs, median of {args.repeat}")
-    print(f"{'configuration':<26}{'wall s':>8}{'vs 1 host':>11}")
+    ncpu = os.cpu_count() or 1
+    print(f"{'configuration':<26}{'wall s':>8}{'vs 1 host':>11}{'busy CPU s':>12}{'CPU floor s':>13}")
     for name, wall in times.items():
-        print(f"{name:<26}{wall:>8.2f}{wall / one:>10.1f}x")
+        print(f"{name:<26}{wall:>8.2f}{wall / one:>10.1f}x{cpus[name]:>12.2f}{cpus[name] / ncpu:>13.2f}")
+    per_host = (cpus[f"{args.hosts} hosts, -n {args.workers}"] - cpus[f"1 host, -n {args.workers}"]) / (args.hosts - 1)
+    print(f"busy CPU is the whole machine's (controller, ssh, and the targets' sshd, sudo, probes, libvirtd); "
+          f"CPU floor = busy CPU / {ncpu} CPUs, the least wall time this machine could take. Each extra host costs "
+          f"{per_host:.2f} CPU-s here; 3x one host allows {3 * one:.2f} s")
     fleet = times[f"{args.hosts} hosts, -n {args.workers}"]
     same_n = fleet / times[f"1 host, -n {args.workers}"]
     print(f"goal: {args.hosts} hosts with -n {args.workers} in <= 3x the time of one host: {fleet / one:.1f}x "
