@@ -73,6 +73,10 @@ def test_a_working_kvm_host_passes_and_decides_on_the_kvm_boot() -> None:
     assert v["first_vm.kvm-boot"][0] == Verdict.PASS
     assert v["first_vm.emulated-boot"][0] == Verdict.SKIP
     assert v["first_vm.accelerator"][0] == Verdict.PASS and "KVM: enabled=true" in v["first_vm.accelerator"][1]
+    # with emulation allowed, a host whose KVM guest booted gets no emulated boot (the gatherer skips it)
+    obs["settings"]["allow_emulation"] = True
+    verdict, message = verdicts(obs)["first_vm.emulated-boot"]
+    assert verdict == Verdict.SKIP and "the KVM guest booted: no emulated boot needed" in message
 
 
 def test_silent_tcg_fallback_under_a_kvm_label_is_caught() -> None:

@@ -91,7 +91,10 @@ def kvm_boot(facts: Any, profile: Any) -> Outcome:
 
 @CHECKS.check("first_vm.emulated-boot", "An EMULATED (TCG) guest boots, when emulation is allowed")
 def emulated_boot(facts: Any, profile: Any) -> Outcome:
-    boot = _boots(facts).get("emulated")
+    boots = _boots(facts)
+    boot = boots.get("emulated")
+    if boot is None and (boots.get("kvm") or {}).get("ok"):
+        return not_applicable("the KVM guest booted: no emulated boot needed")
     if boot is None:
         return not_applicable("emulation not allowed (use --allow-emulation or first_vm.allow_emulation: true)")
     if boot.get("ok"):

@@ -100,7 +100,8 @@ def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, consol
         if settings.attempt_kvm:
             obs["boots"]["kvm"] = boot(ws, volumes, spec("kvm", "kvm"), read_tail=read_tail,
                                        save_console=save_console).to_json()
-        if settings.allow_emulation:
+        kvm_ok = bool(obs["boots"].get("kvm", {}).get("ok"))
+        if settings.allow_emulation and not kvm_ok:  # emulation stands in for KVM only when KVM did not boot
             obs["boots"]["emulated"] = boot(ws, volumes, spec("tcg", "qemu"), read_tail=read_tail,
                                             save_console=save_console).to_json()
         working = next((b["virt_type"] for b in obs["boots"].values() if b["ok"]), None)
