@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from kvmqa.vm.cpio import CpioWriter
-from kvmqa.vm.kit import GUEST_MODULES, build_kit
+from kvmqa.vm.kit import GUEST_MODULES, Source, _run, build_kit
 
 INIT = Path(__file__).resolve().parents[1] / "standins" / "cloud_image" / "init.sh"
 # What a cloud image's kernel needs for kvmqa's domain: the seed is an IDE cdrom (ata_piix, sr_mod, isofs),
@@ -44,19 +43,12 @@ def missing_tools() -> list[str]:
     return [t for t in TOOLS if shutil.which(t) is None]
 
 
-def _run(argv: list[str], cwd: Path | None = None) -> str:
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed (rc={proc.returncode}): {proc.stderr.strip()[-400:]}")
-    return proc.stdout
-
-
 def agent_archive(work: Path) -> bytes:
-    """A cpio archive with qemu-ga from Debian's package and every library it links, at their paths."""
-    _run(["apt-get", "-q", "-o", "APT::Sandbox::User=root", "download", "qemu-guest-agent"], cwd=work)
-    deb = next(work.glob("qemu-guest-agent_*.deb"))
+    """A cpio archive with qemu-ga from Debian's package and every library it links, at their paths.
+    The package is fetched the way the kit fetches its own (kept in ~/.cache/kvmqa/debs)."""
+    source = Source("deb")
     root = work / "qga"
-    _run(["dpkg-deb", "-x", str(deb), str(root)])
+    source.fetch_and_unpack(source._deb_version("qemu-guest-agent"), work, root)
     binary = root / "usr" / "sbin" / "qemu-ga"
     cpio = CpioWriter()
     cpio.file("usr/sbin/qemu-ga", binary.read_bytes(), 0o755)
