@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shlex
@@ -115,14 +116,14 @@ class Target:
         return f"{self.backend}://{user}{self.host}{port}"
 
     # -- transport -------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def control_path(self) -> str:
         """The OpenSSH ControlPath of this target's shared connection (ControlPersist keeps it 60 s).
 
         %C names user, host and port only, so the path also carries a tag of what decides how the host is
         reached and trusted: the ssh config (its path and content: a ProxyJump), host-key checking and the
         known_hosts file. A connection opened without host-key checking, or directly instead of through the
-        lab's bastion, is never reused by a run that asks for them.
+        lab's bastion, is never reused by a run that asks for them. Computed once per target (it reads the config).
         """
         control_dir = Path(tempfile.gettempdir()) / f"kvmqa-ssh-{os.getuid()}"
         control_dir.mkdir(mode=0o700, exist_ok=True)
