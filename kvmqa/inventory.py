@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from kvmqa.targets import BACKENDS, Target, TargetError
+from kvmqa.yamlerrors import yaml_error_text
 
 ROLES = ("kvm-host", "ovirt-engine", "ovirt-host")
 HOST_KEYS = {"name", "address", "url", "user", "port", "identity_file", "sudo", "roles", "vars", "backend", "known_hosts",
@@ -46,9 +47,8 @@ def load_yaml_with_lines(text: str, src: str, error: type[Exception], loader: ty
     try:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise error(f"{src}{where}: malformed YAML: {getattr(exc, 'problem', None) or exc}") from None
+        raise error(yaml_error_text(exc, src)) from None
+
 
 
 def _strip_lines(value: Any) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from kvmqa.model import Level
+from kvmqa.yamlerrors import yaml_error_text
 
 LEVELS = {"fail": Level.FAIL, "warn": Level.WARN, "info": Level.INFO}
 STAGES = ("cpu", "packages", "libvirt", "first_vm", "ovirt_engine", "vdsm", "install")
@@ -56,9 +57,7 @@ def load_profile(path: Path | None) -> Profile:
     except FileNotFoundError:
         raise ProfileError(f"{src}: profile file not found") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ProfileError(f"{src}:{where} malformed YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ProfileError(yaml_error_text(exc, src)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
