@@ -20,6 +20,7 @@ from tests.install_support import (
     statuses,
     wait_quiet,
 )
+from tests.support import libvirt_state
 from tests.support.sshd import Sshd
 
 pytestmark = requires_host
@@ -38,6 +39,7 @@ def test_take_the_host_back(tmp_path: Path) -> None:
     with host_lock():
         sh(f"id {TEST_USER} >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin {TEST_USER}", check=True)
         wait_quiet()
+        saved = libvirt_state.capture()
         try:
             break_host()
             assert not sh("pidof libvirtd").stdout.strip()
@@ -45,7 +47,7 @@ def test_take_the_host_back(tmp_path: Path) -> None:
             _, first, first_s = run_suites(tmp_path / "install-1", "--mode", "install", *user)
             _, second, second_s = run_suites(tmp_path / "install-2", "--mode", "install", "-n", "2", *user)
         finally:
-            problems = restore_host()
+            problems = restore_host(saved)
             sh(f"userdel {TEST_USER}")
         assert problems == [], problems
 
@@ -96,10 +98,11 @@ def test_a_failing_step_fails_with_apts_message_and_skips_its_dependents(tmp_pat
     profile = tmp_path / "profile.yaml"
     profile.write_text(f"name: bogus-extra\nextra_packages:\n  debian: [{bogus}]\n")
     with host_lock():
+        saved = libvirt_state.capture()
         try:
             proc, res, took = run_suites(tmp_path / "r", "--mode", "install", "--profile", str(profile))
         finally:
-            problems = restore_host()
+            problems = restore_host(saved)
         assert problems == [], problems
     got = statuses(res)
     pkg = next(a for a in res["actions"] if a["id"] == "install.packages")
