@@ -292,12 +292,14 @@ class Target:
             try:
                 done = subprocess.run([*self.ssh_argv(), remote], input=data, capture_output=True, timeout=limit + 10)
             except subprocess.TimeoutExpired as exc:
-                raise CommandTimeout(self._failure("writing", f"{path} timed out after the upload timeout of {limit} s", "upload")) from exc
+                raise CommandTimeout(f"{self.name}: upload over {self.backend} to {self.url}: writing {path} timed out "
+                                     f"(upload timeout {limit} s)") from exc
             rc, err = done.returncode, done.stderr.decode(errors="replace")
             if rc == 255:
                 raise classify_ssh_error(self, err, role="upload")
         if rc != 0:
-            raise TargetError(self._failure("writing", f"{path} failed: {first_meaningful_line(err) or 'no message'} (exit {rc})", "upload"), err)
+            raise TargetError(f"{self.name}: upload over {self.backend} to {self.url}: writing {path} failed: "
+                              f"{first_meaningful_line(err) or 'no message'} (exit {rc})", err)
 
     def _paramiko_put(self, remote: str, data: bytes, limit: int) -> tuple[int, str]:
         client = self.testinfra_host("upload").backend.client
@@ -315,7 +317,8 @@ class Target:
                 err += chunk
             return channel.recv_exit_status(), err.decode(errors="replace")
         except OSError as exc:  # socket.timeout included
-            raise TargetUnreachable(self._failure("writing a file to", f"{exc or type(exc).__name__} (upload timeout {limit} s)", "upload")) from exc
+            raise TargetUnreachable(f"{self.name}: upload over {self.backend} to {self.url}: writing a file failed: "
+                                    f"{exc or type(exc).__name__} (upload timeout {limit} s)") from exc
         finally:
             channel.close()
 

@@ -27,8 +27,9 @@ class LibvirtObject:
     autostart: bool
 
 
-def _objects(kind: str) -> dict[str, LibvirtObject]:
-    names = [n for n in _virsh(f"{kind}-list", "--all", "--name").stdout.split() if not n.startswith("kvmqa-")]
+def _objects(kind: str, only: str | None) -> dict[str, LibvirtObject]:
+    listed = _virsh(f"{kind}-list", "--all", "--name").stdout.split()
+    names = [n for n in listed if n.startswith(only)] if only else [n for n in listed if not n.startswith("kvmqa-")]
     found = {}
     for name in names:
         info = " ".join(_virsh(f"{kind}-info", name).stdout.split())
@@ -38,15 +39,15 @@ def _objects(kind: str) -> dict[str, LibvirtObject]:
     return found
 
 
-def capture() -> dict[str, LibvirtObject]:
-    """Every persistent network and pool not named kvmqa-*, keyed 'net:NAME' / 'pool:NAME'."""
-    return {f"{o.kind}:{o.name}": o for kind in ("net", "pool") for o in _objects(kind).values()}
+def capture(only: str | None = None) -> dict[str, LibvirtObject]:
+    """Every persistent network and pool not named kvmqa-* (or only those named `only`*), keyed 'net:NAME' / 'pool:NAME'."""
+    return {f"{o.kind}:{o.name}": o for kind in ("net", "pool") for o in _objects(kind, only).values()}
 
 
-def restore(saved: dict[str, LibvirtObject]) -> list[str]:
+def restore(saved: dict[str, LibvirtObject], only: str | None = None) -> list[str]:
     """Put networks and pools back as `saved` had them; remove the ones it did not have. Returns problems."""
     problems = []
-    now = capture()
+    now = capture(only)
     for key, obj in now.items():
         if key not in saved:
             _virsh(f"{obj.kind}-destroy", obj.name)
@@ -54,8 +55,9 @@ def restore(saved: dict[str, LibvirtObject]) -> list[str]:
     for key, obj in saved.items():
         current = now.get(key)
         if current is None or current.xml != obj.xml:
-            if current is not None and current.active:
+            if current is not None:  # redefined meanwhile (another UUID): libvirt refuses a define over it
                 _virsh(f"{obj.kind}-destroy", obj.name)
+                _virsh(f"{obj.kind}-undefine", obj.name)
             with tempfile.NamedTemporaryFile("w", suffix=".xml") as f:
                 f.write(obj.xml)
                 f.flush()
@@ -71,7 +73,7 @@ def restore(saved: dict[str, LibvirtObject]) -> list[str]:
         elif not obj.active and active:
             _virsh(f"{obj.kind}-destroy", obj.name)
         _virsh(f"{obj.kind}-autostart", *([] if obj.autostart else ["--disable"]), obj.name)
-    after = capture()
+    after = capture(only)
     for key, obj in saved.items():
         got = after.get(key)
         if got is None or (got.active, got.autostart) != (obj.active, obj.autostart):
