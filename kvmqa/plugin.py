@@ -164,13 +164,13 @@ def pytest_configure(config: pytest.Config) -> None:
                   "ssh_config": _existing_file(opt.ssh_config, "--ssh-config")}
         engine: dict[str, Any] = {}
         ansible: dict[str, Any] = {"limit": options.limit, "vault_password_file": options.vault_password_file}
+        kw: dict[str, Any] = {k: v for k, v in common.items() if v is not None}
         if options.inventory:
-            kw: dict[str, Any] = {k: v for k, v in common.items() if v is not None}
             targets, engine = load_inventory(options.inventory, sudo=options.sudo, strict_host_keys=options.strict_host_keys,
                                              **ansible, **kw)
         elif options.hosts:
             targets = targets_from_hosts(",".join(options.hosts), sudo=options.sudo, strict_host_keys=options.strict_host_keys,
-                                         **ansible, **{k: v for k, v in common.items() if v is not None})
+                                         **ansible, **kw)
         else:
             targets = [Target.from_url("local://", **{k: v for k, v in common.items() if v is not None and k != "identity_file"})]
         load_waivers(options.waivers)  # read once per process; malformed -> UsageError naming file and field
