@@ -62,7 +62,11 @@ def ansible_inventory_cli(where: str) -> list[str]:
     """The `ansible-inventory` of this Python's ansible-core (next to the interpreter, else on PATH)."""
     beside = Path(sys.executable).parent / "ansible-inventory"
     found = str(beside) if beside.exists() else shutil.which("ansible-inventory")
-    if importlib.util.find_spec("ansible") is None or not found:
+    try:
+        installed = importlib.util.find_spec("ansible") is not None
+    except ImportError:  # a broken or shadowed installation
+        installed = False
+    if not installed or not found:
         raise InventoryError(f"{where}: reading an Ansible inventory needs ansible-core, which is not installed: "
                              f"pip install '{EXTRA}' (./run installs it)")
     return [found]
@@ -128,7 +132,10 @@ def ansible_reason(stderr: str) -> str:
     if any("no vault secrets found" in m for m in failures.values()):
         return "it is vaulted and no vault password was given: pass --vault-password-file"
     telling = {p: m for p, m in failures.items() if not any(n in m for n in _NOT_THIS_FORMAT)} or failures
-    parts = [f"{p} plugin: {m}" for p, m in telling.items()]
+    by_message: dict[str, list[str]] = {}
+    for plugin, msg in telling.items():
+        by_message.setdefault(re.sub(r"^Failed to parse inventory: ", "", msg), []).append(plugin)
+    parts = [f"{' and '.join(ps)} plugin{'s' if len(ps) > 1 else ''}: {m}" for m, ps in by_message.items()]
     if error and not parts:
         parts.append(error)
     if not parts:
