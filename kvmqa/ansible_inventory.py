@@ -178,6 +178,14 @@ class _Resolver:
         self.where = where
         self._vault: Any = None
         self._loader: Any = None
+        self._templar_obj: Any = None
+        self._trust: Any = None
+        self._groups: Any = None  # `groups`, trusted once for every host
+
+    def groups(self, all_groups: dict[str, list[str]]) -> Any:
+        if self._groups is None:
+            self._groups = self.trusted(all_groups)
+        return self._groups
 
     def loader(self) -> Any:
         if self._loader is None:
@@ -212,18 +220,31 @@ class _Resolver:
             return [self.unvault(v, host, var) for v in value]
         return value
 
-    def render(self, value: str, variables: dict[str, Any], host: str, var: str) -> Any:
-        from ansible.errors import AnsibleError
-        from ansible.template import Templar
+    def _templar(self) -> Any:
+        if self._templar_obj is None:
+            from ansible.template import Templar
 
+            try:
+                from ansible.template import trust_as_template  # ansible-core >= 2.19: inventory text is trusted
+            except ImportError:  # pragma: no cover - older ansible-core renders any string
+                def trust_as_template(v: Any) -> Any:
+                    return v
+            self._trust = trust_as_template
+            self._templar_obj = Templar(loader=self.loader())
+        return self._templar_obj
+
+    def trusted(self, value: Any) -> Any:
+        self._templar()
+        return _deep_map(value, self._trust)
+
+    def render(self, value: str, variables: dict[str, Any], host: str, var: str) -> Any:
+        """`value` rendered with the host's variables (already trusted: see trusted())."""
+        from ansible.errors import AnsibleError
+
+        templar = self._templar()
         try:
-            from ansible.template import trust_as_template  # ansible-core >= 2.19: inventory text is trusted
-        except ImportError:  # pragma: no cover - older ansible-core renders any string
-            def trust_as_template(v: Any) -> Any:
-                return v
-        trusted = _deep_map(variables, trust_as_template)
-        try:
-            return Templar(loader=self.loader(), variables=trusted).template(trust_as_template(value))
+            templar.available_variables = variables
+            return templar.template(self._trust(value))
         except AnsibleError as exc:
             raise InventoryError(f"{self.where}: host {host}: {var}: template {value!r} cannot be rendered: "
                                  f"{_first_line(exc)}") from None
@@ -268,9 +289,9 @@ def connection_settings(name: str, hostvars: dict[str, Any], groups: list[str], 
     needs_vars = any(_is_template(v) or _has_vault(v) for _, v in picked.values())
     variables: dict[str, Any] = {}
     if needs_vars:
-        variables = {k: resolver.unvault(v, name, k) for k, v in hostvars.items()}
-        variables.update(inventory_hostname=name, inventory_hostname_short=name.split(".")[0], group_names=groups,
-                         groups=all_groups)
+        variables = resolver.trusted({k: resolver.unvault(v, name, k) for k, v in hostvars.items()})
+        variables.update(inventory_hostname=name, inventory_hostname_short=name.split(".")[0], group_names=list(groups),
+                         groups=resolver.groups(all_groups))
     out: dict[str, Any] = {}
     for field_name, (var, value) in picked.items():
         if needs_vars:
