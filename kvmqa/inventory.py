@@ -192,8 +192,11 @@ def check_unique(targets: list[Target], src: str) -> None:
 def targets_from_hosts(spec: str, *, limit: str | None = None, vault_password_file: Path | None = None,
                       **kwargs: Any) -> list[Target]:
     """Targets from `--hosts`: URLs (local://, ssh://, paramiko://) and testinfra's `ansible://PATTERN?ansible_inventory=FILE`."""
+    urls = [s.strip() for s in spec.split(",") if s.strip()]
+    if limit and not any(u.startswith("ansible://") for u in urls):
+        raise InventoryError(f"--limit {limit}: applies to Ansible inventories (--inventory, or --hosts ansible://...)")
     targets = []
-    for url in [s.strip() for s in spec.split(",") if s.strip()]:
+    for url in urls:
         if url.startswith("ansible://"):
             from kvmqa.ansible_inventory import targets_from_ansible_url
 

@@ -77,3 +77,8 @@ def test_shared_ssh_connections_are_not_reused_across_trust_or_route() -> None:
              Target.from_url("ssh://qa@hv1", ssh_config=Path("/tmp/kvmqa-no-such-config")).control_path}
     assert len(paths) == 4 and all(p.endswith("-%C") for p in paths)
     assert Target.from_url("ssh://qa@hv1").control_path == base.control_path  # the same settings share it
+
+
+def test_limit_without_an_ansible_source_is_refused() -> None:
+    with pytest.raises(InventoryError, match=r"--limit hv1: applies to Ansible inventories"):
+        targets_from_hosts("ssh://qa@hv1", limit="hv1")
