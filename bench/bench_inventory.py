@@ -65,8 +65,8 @@ KVMQA_LOAD = ("import sys; from pathlib import Path; from kvmqa.inventory import
 
 def bench_loading(sizes: list[int], repeat: int, work: Path) -> None:
     print(f"\n== loading generated inventories (median of {repeat}) ==")
-    print(f"{'hosts':>6} {'variant':10} {'ansible-inventory --list':>26} {'kvmqa load_inventory':>24} {'kvmqa/ansible':>14}"
-          f" {'kvmqa ms/host':>14}")
+    print(f"{'hosts':>6} {'variant':10} {'ansible-inventory --list':>26} {'kvmqa load_inventory':>24} {'kvmqa/ansible':>20}"
+          f" {'kvmqa CPU ms/host':>18} {'of which kvmqa':>15}")
     for n in sizes:
         for templated in (False, True):
             inv = generate_inventory(work / f"inv-{n}-{int(templated)}", n, templated)
@@ -83,7 +83,8 @@ def bench_loading(sizes: list[int], repeat: int, work: Path) -> None:
                 k_cpu.append(c)
             aw, ac, kw, kc = (statistics.median(x) for x in (a_wall, a_cpu, k_wall, k_cpu))
             print(f"{n:>6} {'templated' if templated else 'plain':10} {aw:>8.2f} s wall {ac:>6.2f} s CPU "
-                  f"{kw:>6.2f} s wall {kc:>6.2f} s CPU {kw / aw:>8.2f}x wall {1000 * kw / n:>10.2f}")
+                  f"{kw:>6.2f} s wall {kc:>6.2f} s CPU {kw / aw:>6.2f}x wall {kc / ac:>5.2f}x CPU {1000 * kc / n:>12.2f}"
+                  f" {1000 * (kc - ac) / n:>15.2f}")
 
 
 def write_fleet(work: Path, count: int) -> tuple[Path, list]:
@@ -135,8 +136,12 @@ def bench_fleet(count: int, workers: int, repeat: int, work: Path) -> None:
             base = (wall, cpu)
         else:
             print(f"{'playbook / pytest':24} {wall / base[0]:>7.2f}x {'':>10} {cpu / base[1]:>13.2f}x")
-    same = all(r[2] == rows[suite_run][0][2] for runs in rows.values() for r in runs)
-    print(f"same host x stage matrix from both: {same}")
+    for i, (ours, theirs) in enumerate(zip(rows[suite_run], rows[play_run], strict=True)):
+        diff = {(h, st): (v, theirs[2].get(h, {}).get(st)) for h, m in ours[2].items() for st, v in m.items()
+                if theirs[2].get(h, {}).get(st) != v}
+        # on a shared machine another run may change libvirt's networks and pools between the two runs
+        print(f"run {i + 1}: the same host x stage matrix from both: {not diff and ours[2].keys() == theirs[2].keys()}"
+              + (f" (differs: {diff})" if diff else ""))
 
 
 def main() -> int:
@@ -146,6 +151,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="pytest -n and ansible-playbook -f")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs "
+          "(a shared machine: wall times include waiting for a CPU; CPU seconds do not)")
     with tempfile.TemporaryDirectory(prefix="kvmqa-bench-inv-") as d:
         work = Path(d)
         sizes = [int(s) for s in args.sizes.split(",") if int(s)]

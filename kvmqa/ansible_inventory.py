@@ -73,9 +73,11 @@ def ansible_inventory_cli(where: str) -> list[str]:
 
 
 def ansible_env() -> dict[str, str]:
-    """Ansible's settings for reading inventories: a source no plugin can parse is an error, never a warning."""
-    return {**os.environ, "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True",
-            "ANSIBLE_NOCOLOR": "True", "ANSIBLE_FORCE_COLOR": "False", "ANSIBLE_DEPRECATION_WARNINGS": "False"}
+    """Ansible's settings for reading inventories: a source (or a file of a directory source) that no plugin can parse
+    is an error, not a warning that leaves hosts out (a lab's own ANSIBLE_INVENTORY_* environment still wins)."""
+    strict = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "True", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"}
+    return {**strict, **os.environ, "ANSIBLE_NOCOLOR": "True", "ANSIBLE_FORCE_COLOR": "False",
+            "ANSIBLE_DEPRECATION_WARNINGS": "False"}
 
 
 def ansible_list(sources: list[str], *, limit: str | None = None, vault_password_file: Path | None = None,
@@ -98,7 +100,7 @@ def ansible_list(sources: list[str], *, limit: str | None = None, vault_password
     except OSError as exc:
         raise InventoryError(f"{where}: cannot run ansible-inventory: {exc.strerror or exc}") from None
     if done.returncode != 0:
-        raise InventoryError(f"{where}: Ansible cannot read this inventory: {ansible_reason(done.stderr)}")
+        raise InventoryError(f"{where}: Ansible cannot read this inventory: {ansible_reason(done.stderr, sources)}")
     try:
         data = json.loads(done.stdout)
     except ValueError as exc:
@@ -113,35 +115,95 @@ _NOT_THIS_FORMAT = ("Did not find expected <document start>", "Plugin configurat
                     "YAML inventory has invalid structure")
 
 
-def ansible_reason(stderr: str) -> str:
-    """Ansible's stderr, several screens in 2.19, as one line: what each inventory plugin said, and the error."""
+_ORIGIN = re.compile(r"^Origin: (?:<inventory plugin '[\w.]+' with source '(?P<source>[^']+)'>|(?P<path>\S+?))\s*$")
+
+
+def _looks_like_ini(path: Path) -> bool | None:
+    """INI (a `[group]` line) or not, for a file; None for anything else."""
+    try:
+        text = path.read_text(errors="replace") if path.is_file() else None
+    except OSError:
+        return None
+    return None if text is None else bool(re.search(r"^\s*\[[^\]]+\]\s*$", text, re.M))
+
+
+def ansible_reason(stderr: str, sources: list[str] | None = None) -> str:
+    """Ansible's stderr (several screens in 2.19) as one line: what the plugins that fit the file said, where."""
     lines = stderr.splitlines()
-    failures: dict[str, str] = {}
+    failures: dict[str, tuple[str, str]] = {}  # plugin -> (message, origin)
     script_stderr = ""
     error = ""
     for i, line in enumerate(lines):
         m = _PLUGIN_FAILED.match(line.strip())
         if m:
-            failures.setdefault(m.group("plugin"), m.group("msg").strip())
+            origin = ""
+            for later in lines[i + 1:]:
+                if _PLUGIN_FAILED.match(later.strip()):
+                    break
+                o = _ORIGIN.match(later.strip())
+                if o:
+                    origin = o.group("source") or o.group("path") or ""
+                    if re.search(r":\d+(:\d+)?$", origin):  # a line number: the most telling origin
+                        break
+            failures.setdefault(m.group("plugin"), (m.group("msg").strip(), origin))
         elif line.strip() == "Standard error from inventory script:":
             script_stderr = next((x.strip() for x in lines[i + 1:] if x.strip()), "")
         elif line.startswith(("[ERROR]:", "ERROR!")) and not error:
             error = line.split(":", 1)[1].strip() if line.startswith("[ERROR]") else line[len("ERROR!"):].strip()
     if "script" in failures:  # an executable file: what the other plugins say about its text is noise
-        failures = {"script": failures["script"] + (f" (stderr: {script_stderr})" if script_stderr else "")}
-    if any("no vault secrets found" in m for m in failures.values()):
+        msg, origin = failures["script"]
+        failures = {"script": (msg + (f" (stderr: {script_stderr})" if script_stderr else ""), origin)}
+    if any("no vault secrets found" in m for m, _ in failures.values()):
         return "it is vaulted and no vault password was given: pass --vault-password-file"
-    telling = {p: m for p, m in failures.items() if not any(n in m for n in _NOT_THIS_FORMAT)} or failures
-    by_message: dict[str, list[str]] = {}
-    for plugin, msg in telling.items():
-        by_message.setdefault(re.sub(r"^Failed to parse inventory: ", "", msg), []).append(plugin)
-    parts = [f"{' and '.join(ps)} plugin{'s' if len(ps) > 1 else ''}: {m}" for m, ps in by_message.items()]
+    telling = {p: mo for p, mo in failures.items() if not any(n in mo[0] for n in _NOT_THIS_FORMAT)} or failures
+    origins = {Path(o.rsplit(":", 2)[0] if re.search(r":\d+(:\d+)?$", o) else o) for _, o in telling.values() if o}
+    kind = _looks_like_ini(next(iter(origins))) if len(origins) == 1 else None
+    if kind is not None:  # the plugin that fits the file's content: the others' complaints are noise
+        fitting = {p: mo for p, mo in telling.items() if (p == "ini") == kind}
+        telling = fitting or telling
+    by_message: dict[str, tuple[list[str], str]] = {}
+    for plugin, (msg, origin) in telling.items():
+        entry = by_message.setdefault(re.sub(r"^Failed to parse inventory: ", "", msg), ([], origin))
+        entry[0].append(plugin)
+    given = {str(Path(x)) for x in sources or []}
+    parts = []
+    for msg, (plugins, origin) in by_message.items():
+        where = f" (at {origin})" if origin and origin not in given else ""
+        parts.append(f"{' and '.join(plugins)} plugin{'s' if len(plugins) > 1 else ''}: {msg}{where}")
     if error and not parts:
-        parts.append(error)
+        broken = broken_vars_file(sources or [])
+        parts.append(broken or error)
     if not parts:
         tail = [x.strip() for x in lines if x.strip()]
         parts.append(tail[-1] if tail else "ansible-inventory failed without a message")
     return "; ".join(parts)
+
+
+def broken_vars_file(sources: list[str]) -> str | None:
+    """Ansible names no file for a broken group_vars/host_vars YAML: find it, and its line, with kvmqa's parser."""
+    import yaml
+
+    from kvmqa.yamlerrors import yaml_error_text
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)  # !vault, !unsafe: not our business
+    for source in sources:
+        base = Path(source) if Path(source).is_dir() else Path(source).parent
+        for folder in ("group_vars", "host_vars"):
+            for path in sorted((base / folder).rglob("*")) if (base / folder).is_dir() else []:
+                if not path.is_file() or path.suffix not in ("", ".yml", ".yaml", ".json"):
+                    continue
+                try:
+                    text = path.read_text(errors="replace")
+                    if not text.startswith("$ANSIBLE_VAULT"):
+                        yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+                except yaml.YAMLError as exc:
+                    return yaml_error_text(exc, str(path))
+                except OSError:
+                    continue
+    return None
 
 
 def host_groups(data: dict[str, Any]) -> dict[str, list[str]]:

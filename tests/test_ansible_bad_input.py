@@ -61,6 +61,19 @@ def _bad_inventory(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
     elif kind == "undefined-template":
         src = tmp_path / "hosts.yml"
         src.write_text("kvm_hosts:\n  hosts:\n    hv1:\n      ansible_user: '{{ lab_user }}'\n")
+    elif kind == "broken-group_vars-file":
+        src = tmp_path / "lab"
+        (src / "group_vars").mkdir(parents=True)
+        (src / "hosts").write_text("[kvm_hosts]\nhv1\n")
+        (src / "group_vars" / "kvm_hosts.yml").write_text("ansible_user: qa\nansible_port: [2222\n")
+    elif kind == "broken-file-in-a-directory":
+        src = tmp_path / "lab"
+        src.mkdir()
+        (src / "hosts").write_text("[kvm_hosts]\nhv1\n")
+        (src / "more").write_text("[kvm_hosts]\nhv[1:x]\n")
+    elif kind == "yaml-syntax-error":
+        src = tmp_path / "hosts.yml"
+        src.write_text("all:\n  hosts:\n    a: {x: [}\n")
     return src, extra
 
 
@@ -77,6 +90,11 @@ BAD = {
     "connection-docker": "host hv1: ansible_connection 'docker' is not supported by kvmqa (use one of ssh, smart, paramiko",
     "bad-port": "host hv1: ansible_port must be a port number 1-65535, got 'ssh'",
     "undefined-template": "host hv1: ansible_user: template '{{ lab_user }}' cannot be rendered:",
+    # Ansible names no file here: kvmqa finds the broken vars file and its line
+    "broken-group_vars-file": "Ansible cannot read this inventory: @/lab/group_vars/kvm_hosts.yml:2: malformed YAML:",
+    "broken-file-in-a-directory": "ini plugin: invalid literal for int() with base 10: 'x' (at @/lab/more)",
+    "yaml-syntax-error": "auto and yaml plugins: YAML parsing failed: Colons in unquoted values must be followed by a "
+                         "non-space character. (at @/hosts.yml:3:10)",
 }
 
 
@@ -87,7 +105,8 @@ def test_a_bad_ansible_inventory_is_one_usage_error(kind: str, tmp_path: Path) -
     assert run.rc == 4, run.stdout[-2000:]
     assert "Traceback" not in run.stdout and "INTERNALERROR" not in run.stdout, run.stdout[-3000:]
     errors = [line for line in run.stdout.splitlines() if line.startswith("ERROR: ")]
-    assert len(errors) == 1 and str(src) in errors[0] and BAD[kind] in errors[0], run.stdout[-2000:]
+    expected = BAD[kind].replace("@", str(tmp_path))
+    assert len(errors) == 1 and str(src) in errors[0] and expected in errors[0], run.stdout[-2000:]
     assert run.results["errors"] == [errors[0][len("ERROR: "):]]
     print(errors[0])  # the message as a user reads it (pytest -s shows the table)
 
