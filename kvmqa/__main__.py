@@ -98,10 +98,9 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
     return int(screenshot.main(args.rest))
 
 
-EVALUATED_STAGES = ("reach", "cpu", "packages", "libvirt", "vdsm")  # what a probe output alone can decide
-
-
 def main(argv: list[str] | None = None) -> int:
+    from kvmqa.ansible_fleet import EVALUATED_STAGES  # what a probe output alone can decide
+
     parser = argparse.ArgumentParser(prog="kvmqa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("checks", help="list every check")
