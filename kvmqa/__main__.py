@@ -67,6 +67,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         results = evaluate(text, args.host, Path(args.out), groups=[g for g in args.groups.split(",") if g],
                            roles=tuple(r for r in args.roles.split(",") if r) or None, unreachable=args.unreachable,
+                           error=args.error,
                            rc=args.rc, duration=args.duration, profile_path=Path(args.profile) if args.profile else None,
                            waivers=Path(args.waivers) if args.waivers else None,
                            stages=tuple(s for s in args.stages.split(",") if s))
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--groups", default="", help="the host's Ansible groups, comma-separated (they give its roles)")
     p.add_argument("--roles", default="", help="or its kvmqa roles, comma-separated (default: from --groups, else kvm-host)")
     p.add_argument("--unreachable", default=None, help="the host was unreachable: this message (no probe output)")
+    p.add_argument("--error", default=None, help="running the probe failed (a timeout, ...): this message")
     p.add_argument("--rc", type=int, default=None, help="the probe's exit status")
     p.add_argument("--duration", type=float, default=None, help="how long the probe took, seconds")
     p.add_argument("--profile", default=None)

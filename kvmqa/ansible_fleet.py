@@ -158,17 +158,17 @@ def parse_libvirt_sections(text: str, uri_note: str) -> dict[str, Any] | None:
 
 
 # --- evaluate ---------------------------------------------------------------------------------------------------
-def facts_from_probe_output(text: str, host: str, *, unreachable: str | None = None, rc: int | None = None,
-                            via: str = "ansible") -> HostFacts:
+def facts_from_probe_output(text: str, host: str, *, unreachable: str | None = None, error: str | None = None,
+                            rc: int | None = None, via: str = "ansible") -> HostFacts:
     """Facts as kvmqa's own run builds them (kvmqa.probe.run_probe, HostSession.probe), from Ansible's output."""
     text = text.replace("\r\n", "\n")  # Ansible runs a script under a pty when it becomes root
     if unreachable:
         return HostFacts(reach={"error": f"{host}: cannot reach {host} (Ansible: {unreachable.strip()})"},
                          probe={"target": via})
     if "@@kvmqa:probe_env" not in text:
-        detail = text.strip()[-500:]
-        return HostFacts(reach={"error": f"{host}: the probe did not run (rc={rc if rc is not None else '?'}): "
-                                         f"{detail or 'no output'}"}, probe={"target": via})
+        detail = text.strip()[-500:] or (f"Ansible: {error.strip()}" if error else "no output")
+        return HostFacts(reach={"error": f"{host}: the probe did not run (rc={rc if rc is not None else '?'}): {detail}"},
+                         probe={"target": via})
     facts = parse_probe(text)
     facts["probe"].setdefault("duration_s", 0.0)
     facts["probe"]["target"] = via
@@ -184,7 +184,7 @@ def facts_from_probe_output(text: str, host: str, *, unreachable: str | None = N
 
 
 def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = None, roles: tuple[str, ...] | None = None,
-             unreachable: str | None = None, rc: int | None = None, duration: float | None = None,
+             unreachable: str | None = None, error: str | None = None, rc: int | None = None, duration: float | None = None,
              profile_path: Path | None = None, waivers: Path | None = None, stages: tuple[str, ...] = EVALUATED_STAGES) -> Any:
     """One host's raw probe output -> out_dir/results.json (+ out_dir/HOST/facts.json and probe.txt), as a run writes them."""
     from kvmqa.options import RunOptions
@@ -205,7 +205,7 @@ def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = 
     session = HostSession(target, profile, options, all_targets=[target])
     if text.strip():
         (session.host_dir / "probe.txt").write_text(text)  # the raw output, as kvmqa's own run keeps it
-    facts = facts_from_probe_output(text, host, unreachable=unreachable, rc=rc)
+    facts = facts_from_probe_output(text, host, unreachable=unreachable, error=error, rc=rc)
     if duration is not None and "duration_s" in facts.get("probe", {}):
         facts["probe"]["duration_s"] = round(duration, 3)
     facts["target"] = {"name": host, "url": "ansible", "roles": list(roles), "sudo": bool(facts.get("probe", {}).get("euid") == "0")}
