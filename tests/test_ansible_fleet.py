@@ -99,3 +99,20 @@ def test_evaluate_a_saved_probe_output_gives_the_runs_verdicts(tmp_path: Path, s
     assert evaluated["matrix"] == run.results["matrix"]
     assert ({r["check_id"]: r["verdict"] for r in evaluated["results"]}
             == {r["check_id"]: r["verdict"] for r in run.results["results"]})
+
+
+def test_a_probe_that_did_not_run_is_a_reach_failure(tmp_path: Path) -> None:
+    """The playbook's path for a probe that timed out or failed under Ansible: one reach.probe FAIL with Ansible's
+    message, every other check skipped naming it."""
+    done = subprocess.run([sys.executable, "-m", "kvmqa", "evaluate", "-", "--host", "hv9", "--groups", "ovirt_hosts",
+                           "--rc", "-1", "--error", "Task failed: Timed out after 180 second(s).", "--out", str(tmp_path)],
+                          input="", capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "results.json").read_text())
+    findings = {r["check_id"]: r for r in results["results"]}
+    reach = findings.pop("reach.probe")
+    assert reach["verdict"] == "fail" and "Ansible: Task failed: Timed out after 180 second(s)." in reach["message"]
+    assert findings and all(f["verdict"] == "skip" and f["details"].get("blocked_by") == "reach.probe"
+                            for f in findings.values())
+    assert {f["stage"] for f in findings.values()} == {"cpu", "packages", "libvirt", "vdsm"}  # ovirt_hosts: vdsm too
+    assert results["hosts"]["hv9"]["roles"] == ["ovirt-host"]
