@@ -52,7 +52,9 @@ EVALUATED_STAGES = ("reach", "cpu", "packages", "libvirt", "vdsm")
 def probe_script(roles: tuple[str, ...]) -> str:
     from kvmqa.probe import build_script
 
-    return build_script(roles) + LIBVIRT_SH
+    started = "KVMQA_T0=$(date +%s%N 2>/dev/null); export KVMQA_T0\n"  # how long the probe ran on the host (GNU date)
+    elapsed = "_kq_sec probe_elapsed_ns sh -c 'echo $(( $(date +%s%N) - KVMQA_T0 ))'\n"
+    return started + build_script(roles) + LIBVIRT_SH + elapsed
 
 
 def write_probe_scripts(out_dir: Path, hosts_groups: dict[str, list[str]]) -> dict[str, str]:
@@ -170,7 +172,8 @@ def facts_from_probe_output(text: str, host: str, *, unreachable: str | None = N
         return HostFacts(reach={"error": f"{host}: the probe did not run (rc={rc if rc is not None else '?'}): {detail}"},
                          probe={"target": via})
     facts = parse_probe(text)
-    facts["probe"].setdefault("duration_s", 0.0)
+    rc_elapsed, elapsed = split_sections(text).get("probe_elapsed_ns", (1, ""))
+    facts["probe"]["duration_s"] = round(int(elapsed.strip()) / 1e9, 3) if rc_elapsed == 0 and elapsed.strip().isdigit() else 0.0
     facts["probe"]["target"] = via
     facts["probe"]["timed_out"] = rc in (124, 137)
     where = f"(on {host}, read with virsh through Ansible)"
