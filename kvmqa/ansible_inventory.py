@@ -467,8 +467,9 @@ def load_ansible_inventory(sources: list[str], *, limit: str | None = None, vaul
 
 def _ordered(data: dict[str, Any], groups_of: dict[str, list[str]]) -> Iterable[str]:
     """Hosts in the order Ansible lists them (hostvars order), then any only named in a group."""
-    seen = list(data.get("_meta", {}).get("hostvars", {}))
-    return seen + [h for h in groups_of if h not in set(seen)]
+    listed = list(data.get("_meta", {}).get("hostvars", {}))
+    known = set(listed)
+    return listed + [h for h in groups_of if h not in known]
 
 
 def targets_from_ansible_url(url: str, *, inventory: Path | None = None, limit: str | None = None, **kwargs: Any) -> list[Target]:
