@@ -484,5 +484,12 @@ def targets_from_ansible_url(url: str, *, inventory: Path | None = None, limit: 
         raise InventoryError(f"--hosts {url}: unknown parameter {unknown[0]!r} (known: ansible_inventory)")
     source = params.get("ansible_inventory", [str(inventory)] if inventory else [])
     pattern = urllib.parse.unquote(pattern) or "all"
-    selection = pattern if not limit else f"{pattern}:&{limit}"
-    return load_ansible_inventory(source, limit=selection, where=f"--hosts {url}", **kwargs)
+    where = f"--hosts {url}"
+    targets = load_ansible_inventory(source, limit=pattern, where=where, **kwargs)
+    if limit:  # both select: Ansible's own answer for each pattern, intersected (`a:&b` would reorder a limit's terms)
+        vault = kwargs.get("vault_password_file")
+        chosen = set(host_groups(ansible_list(source, limit=limit, vault_password_file=vault, where=where)))
+        targets = [t for t in targets if t.name in chosen]
+        if not targets:
+            raise InventoryError(f"{where}: no hosts match both {pattern!r} and --limit {limit!r}")
+    return targets

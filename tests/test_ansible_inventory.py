@@ -266,3 +266,11 @@ def _plain(tmp_path: Path) -> Path:
     inv = tmp_path / "plain"
     inv.write_text("[kvm_hosts]\nhv1 ansible_host=10.1.0.1 ansible_user=qa\n")
     return inv
+
+
+def test_an_ansible_url_and_limit_select_together(tmp_path: Path) -> None:
+    src, _ = write_case(CASES[0], tmp_path)
+    limit = "compute01.domain.tld:db-*:engine.lab"  # a union: kvm_hosts & (...) leaves out engine.lab
+    targets = targets_from_hosts(f"ansible://kvm_hosts?ansible_inventory={src}", limit=limit)
+    theirs = set(ansible_view(src, "kvm_hosts", None, False)) & set(ansible_view(src, limit, None, False))
+    assert sorted(t.name for t in targets) == sorted(theirs) and len(theirs) == 4
