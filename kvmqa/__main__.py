@@ -3,6 +3,8 @@
     python -m kvmqa checks            # every check: id, level, title, hint
     python -m kvmqa probe [URL]       # probe one target and print its facts as JSON
     python -m kvmqa merge OUT a.json b.json ...   # merge per-host results.json into one report
+    python -m kvmqa evaluate probe.txt --host NAME [--groups kvm_hosts] --out DIR   # raw probe output -> DIR/results.json
+    python -m kvmqa probe-script --out-dir DIR --hosts-groups JSON   # the probe scripts ansible/kvmqa.yml runs
     python -m kvmqa screenshot reports/report.html  # render the report in headless Chromium -> report.png
 """
 
@@ -49,6 +51,48 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return int(merge.main([args.out, *args.results]))
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """A raw probe output (from Ansible, or a saved reports/HOST/probe.txt) -> results.json, the same checks as a run."""
+    from pathlib import Path
+
+    from kvmqa.ansible_fleet import evaluate
+    from kvmqa.profile import ProfileError
+    from kvmqa.waivers import WaiverError
+
+    try:
+        text = sys.stdin.read() if args.probe == "-" else Path(args.probe).read_text(errors="replace")
+    except OSError as exc:
+        print(f"kvmqa: {args.probe}: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    try:
+        results = evaluate(text, args.host, Path(args.out), groups=[g for g in args.groups.split(",") if g],
+                           roles=tuple(r for r in args.roles.split(",") if r) or None, unreachable=args.unreachable,
+                           error=args.error,
+                           rc=args.rc, duration=args.duration, profile_path=Path(args.profile) if args.profile else None,
+                           waivers=Path(args.waivers) if args.waivers else None,
+                           stages=tuple(s for s in args.stages.split(",") if s))
+    except (ProfileError, WaiverError, KeyError) as exc:  # KeyError: an unknown stage
+        print(f"kvmqa: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.host}: " + ", ".join(f"{s} {v}" for s, v in results.matrix().get(args.host, {}).items()))
+    return 0
+
+
+def cmd_probe_script(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kvmqa.ansible_fleet import hosts_groups_arg, write_probe_scripts
+
+    try:
+        hosts = hosts_groups_arg(args.hosts_groups)
+    except (ValueError, OSError) as exc:
+        print(f"kvmqa: --hosts-groups: {exc}", file=sys.stderr)
+        return 2
+    json.dump(write_probe_scripts(Path(args.out_dir), hosts), sys.stdout)
+    print()
+    return 0
+
+
 def cmd_screenshot(args: argparse.Namespace) -> int:
     from kvmqa.report import screenshot
 
@@ -56,6 +100,8 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from kvmqa.ansible_fleet import EVALUATED_STAGES  # what a probe output alone can decide
+
     parser = argparse.ArgumentParser(prog="kvmqa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("checks", help="list every check")
@@ -70,6 +116,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out")
     p.add_argument("results", nargs="+")
     p.set_defaults(fn=cmd_merge)
+    p = sub.add_parser("evaluate", help="evaluate a raw probe output into results.json (the checks of a run)")
+    p.add_argument("probe", help="the probe's raw output ('-': stdin)")
+    p.add_argument("--host", required=True, help="the host's name in the report (its inventory name)")
+    p.add_argument("--groups", default="", help="the host's Ansible groups, comma-separated (they give its roles)")
+    p.add_argument("--roles", default="", help="or its kvmqa roles, comma-separated (default: from --groups, else kvm-host)")
+    p.add_argument("--unreachable", default=None, help="the host was unreachable: this message (no probe output)")
+    p.add_argument("--error", default=None, help="running the probe failed (a timeout, ...): this message")
+    p.add_argument("--rc", type=int, default=None, help="the probe's exit status")
+    p.add_argument("--duration", type=float, default=None, help="how long the probe took, seconds")
+    p.add_argument("--profile", default=None)
+    p.add_argument("--waivers", default=None)
+    p.add_argument("--stages", default=",".join(EVALUATED_STAGES), help="stages to evaluate, comma-separated")
+    p.add_argument("--out", required=True, help="reports directory: OUT/results.json, OUT/HOST/facts.json")
+    p.set_defaults(fn=cmd_evaluate)
+    p = sub.add_parser("probe-script", help="write the probe scripts ansible/kvmqa.yml runs, one per role set")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--hosts-groups", required=True, help="JSON {host: [groups]} (or @FILE); prints {host: script}")
+    p.set_defaults(fn=cmd_probe_script)
     p = sub.add_parser("screenshot", help="render a report.html in headless Chromium and write a PNG beside it")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_screenshot)

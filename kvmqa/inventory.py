@@ -1,4 +1,6 @@
-"""Inventories: `--hosts` URLs, kvmqa YAML, Ansible YAML and INI -> Targets. Errors name the file and line.
+"""Inventories: `--hosts` URLs, kvmqa's YAML, and Ansible inventories (read by ansible-core) -> Targets.
+
+Errors name the file (and the line, where kvmqa parsed it). Ansible inventories: kvmqa/ansible_inventory.py.
 
 kvmqa YAML:
 
@@ -11,6 +13,7 @@ kvmqa YAML:
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -59,26 +62,57 @@ def _strip_lines(value: Any) -> Any:
     return value
 
 
-def _normalise_role(name: str) -> str:
-    return name.replace("_", "-").lower().rstrip("s") if name.replace("_", "-").lower().rstrip("s") in ROLES else name
+def role_of_group(group: str) -> str | None:
+    """An Ansible group's kvmqa role: kvm_hosts -> kvm-host, ovirt_hosts -> ovirt-host, ovirt_engine -> ovirt-engine."""
+    role = group.replace("_", "-").lower().rstrip("s")
+    return role if role in ROLES else None
 
 
-def load_inventory(path: Path, *, sudo: bool = False, strict_host_keys: bool = True, **common: Any) -> tuple[list[Target], dict[str, Any]]:
-    """Targets and the inventory-level settings (e.g. `engine`) from a kvmqa or Ansible inventory file."""
+def roles_of_groups(groups: list[str]) -> tuple[str, ...]:
+    """The roles of a host in these groups; a host in none of the role groups is a KVM host."""
+    return tuple(sorted({r for g in groups if (r := role_of_group(g))})) or ("kvm-host",)
+
+
+_KVMQA_KEYS = re.compile(r"^(hosts|defaults|engine):", re.M)
+
+
+def is_kvmqa_inventory(path: Path) -> bool:
+    """kvmqa's own format, by content: a YAML file with a top-level `hosts:` list. Anything else (a directory, an
+    executable script, INI whatever its name, Ansible YAML with or without `all:`, a plugin's YAML) is Ansible's."""
+    if path.is_dir() or (path.is_file() and os.access(path, os.X_OK)):
+        return False
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        # a broken kvmqa file (its own parser names the line) versus INI and friends, which are no YAML at all
+        return bool(_KVMQA_KEYS.search(text)) and not re.search(r"^\[[^\]]+\]\s*$", text, re.M)
+    return isinstance(data, dict) and "hosts" in data and (data["hosts"] is None or isinstance(data["hosts"], list))
+
+
+def load_inventory(path: Path, *, sudo: bool = False, strict_host_keys: bool = True, limit: str | None = None,
+                   vault_password_file: Path | None = None, **common: Any) -> tuple[list[Target], dict[str, Any]]:
+    """Targets and the inventory-level settings (e.g. `engine`) from kvmqa's YAML inventory or any Ansible inventory."""
     src = str(path)
+    if not path.exists():
+        raise InventoryError(f"{src}: cannot read inventory: no such file or directory")
+    if not is_kvmqa_inventory(path):
+        from kvmqa.ansible_inventory import load_ansible_inventory
+
+        return load_ansible_inventory([src], limit=limit, vault_password_file=vault_password_file, sudo=sudo,
+                                      strict_host_keys=strict_host_keys, where=src, **common), {}
+    if limit:
+        raise InventoryError(f"--limit {limit}: applies to Ansible inventories; {src} is a kvmqa inventory")
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise InventoryError(f"{src}: cannot read inventory: {exc.strerror}") from None
-    if path.suffix in (".ini", ".cfg", "") and not text.lstrip().startswith(("{", "hosts:", "all:", "defaults:", "---")):
-        return _ansible_ini(text, src, sudo=sudo, strict_host_keys=strict_host_keys, **common), {}
     data = load_yaml_with_lines(text, src, InventoryError)
-    if not isinstance(data, dict):
-        raise InventoryError(f"{src}: an inventory is a mapping with 'hosts' (kvmqa) or 'all' (Ansible)")
-    if "all" in data and "hosts" not in data:
-        return _ansible_yaml(data, src, sudo=sudo, strict_host_keys=strict_host_keys, **common), {}
-    if "hosts" not in data:
-        raise InventoryError(f"{src}:{data.get('__line__', 1)}: no 'hosts' list (kvmqa) or 'all' group (Ansible)")
+    if not isinstance(data, dict) or "hosts" not in data:
+        raise InventoryError(f"{src}: a kvmqa inventory is a mapping with a 'hosts' list")
     return _kvmqa_yaml(data, src, sudo=sudo, strict_host_keys=strict_host_keys, **common), _strip_lines(data.get("engine") or {})
 
 
@@ -101,7 +135,7 @@ def _kvmqa_yaml(data: dict[str, Any], src: str, **common: Any) -> list[Target]:
         if unknown:
             raise InventoryError(f"{src}:{line}: host entry has unknown key {unknown[0]!r} (known: {', '.join(sorted(HOST_KEYS))})")
         targets.append(_target(merged, f"{src}:{line}", **common))
-    _check_unique(targets, src)
+    check_unique(targets, src)
     return targets
 
 
@@ -147,7 +181,7 @@ def _target(h: dict[str, Any], where: str, *, sudo: bool, strict_host_keys: bool
     return t
 
 
-def _check_unique(targets: list[Target], src: str) -> None:
+def check_unique(targets: list[Target], src: str) -> None:
     seen: set[str] = set()
     for t in targets:
         if t.name in seen:
@@ -155,105 +189,24 @@ def _check_unique(targets: list[Target], src: str) -> None:
         seen.add(t.name)
 
 
-ANSIBLE_VARS = {"ansible_host": "address", "ansible_user": "user", "ansible_port": "port",
-                "ansible_ssh_private_key_file": "identity_file", "ansible_become": "sudo", "ansible_connection": "backend"}
-
-
-def _from_ansible_vars(name: str, hostvars: dict[str, Any], roles: list[str], where: str, **common: Any) -> Target:
-    h: dict[str, Any] = {"name": name, "address": name, "roles": roles or ["kvm-host"]}
-    other = {}
-    for k, v in hostvars.items():
-        if k in ANSIBLE_VARS:
-            h[ANSIBLE_VARS[k]] = v
-        elif k != "__line__":
-            other[k] = v
-    if h.get("backend") == "local":
-        h["url"] = "local://"
-    elif h.get("backend") not in (None, "ssh", "paramiko"):
-        raise InventoryError(f"{where}: ansible_connection {h['backend']!r} is not supported (use ssh, paramiko or local)")
-    if isinstance(h.get("port"), str) and h["port"].isdigit():
-        h["port"] = int(h["port"])
-    if isinstance(h.get("sudo"), str):
-        h["sudo"] = h["sudo"].lower() in ("true", "yes", "1")
-    h["vars"] = other
-    return _target(h, where, **common)
-
-
-def _ansible_yaml(data: dict[str, Any], src: str, **common: Any) -> list[Target]:
-    hosts: dict[str, dict[str, Any]] = {}
-    roles: dict[str, set[str]] = {}
-    lines: dict[str, Any] = {}
-
-    def walk(group_name: str, group: dict[str, Any], inherited: dict[str, Any]) -> None:
-        if group is None:
-            return
-        if not isinstance(group, dict):
-            raise InventoryError(f"{src}: group {group_name!r} must be a mapping")
-        gvars = {**inherited, **{k: v for k, v in (group.get("vars") or {}).items() if k != "__line__"}}
-        for hname, hvars in (group.get("hosts") or {}).items():
-            if hname == "__line__":
-                continue
-            hvars = hvars or {}
-            lines.setdefault(hname, hvars.get("__line__", group.get("__line__", "?")))
-            hosts[hname] = {**gvars, **hosts.get(hname, {}), **hvars}
-            role = _normalise_role(group_name)
-            roles.setdefault(hname, set())
-            if role in ROLES:
-                roles[hname].add(role)
-        for cname, child in (group.get("children") or {}).items():
-            if cname != "__line__":
-                walk(cname, child, gvars)
-
-    walk("all", data["all"], {})
-    if not hosts:
-        raise InventoryError(f"{src}: the Ansible inventory has no hosts")
-    return [_from_ansible_vars(n, v, sorted(roles[n]), f"{src}:{lines[n]}", **common) for n, v in hosts.items()]
-
-
-def _ansible_ini(text: str, src: str, **common: Any) -> list[Target]:
-    hosts: dict[str, dict[str, Any]] = {}
-    roles: dict[str, set[str]] = {}
-    lines: dict[str, int] = {}
-    group = "ungrouped"
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        m = re.match(r"^\[([^\]]+)\]$", line)
-        if m:
-            group = m.group(1)
-            if ":" in group and not group.endswith(":children"):
-                group = "#vars"  # [group:vars] blocks are not host lines
-            continue
-        if group.endswith(":children") or group == "#vars":
-            continue
-        parts = line.split()
-        name, assigns = parts[0], parts[1:]
-        hv: dict[str, Any] = {}
-        for a in assigns:
-            if "=" not in a:
-                raise InventoryError(f"{src}:{n}: expected key=value after the host name, got {a!r}")
-            k, v = a.split("=", 1)
-            hv[k] = v
-        hosts[name] = {**hosts.get(name, {}), **hv}
-        lines.setdefault(name, n)
-        role = _normalise_role(group)
-        roles.setdefault(name, set())
-        if role in ROLES:
-            roles[name].add(role)
-    if not hosts:
-        raise InventoryError(f"{src}: no hosts found (Ansible INI)")
-    return [_from_ansible_vars(n, v, sorted(roles[n]), f"{src}:{lines[n]}", **common) for n, v in hosts.items()]
-
-
-def targets_from_hosts(spec: str, **kwargs: Any) -> list[Target]:
+def targets_from_hosts(spec: str, *, limit: str | None = None, vault_password_file: Path | None = None,
+                      **kwargs: Any) -> list[Target]:
+    """Targets from `--hosts`: URLs (local://, ssh://, paramiko://) and testinfra's `ansible://PATTERN?ansible_inventory=FILE`."""
+    urls = [s.strip() for s in spec.split(",") if s.strip()]
+    if limit and not any(u.startswith("ansible://") for u in urls):
+        raise InventoryError(f"--limit {limit}: applies to Ansible inventories (--inventory, or --hosts ansible://...)")
     targets = []
-    for url in [s for s in spec.split(",") if s.strip()]:
+    for url in urls:
+        if url.startswith("ansible://"):
+            from kvmqa.ansible_inventory import targets_from_ansible_url
+
+            targets += targets_from_ansible_url(url, limit=limit, vault_password_file=vault_password_file, **kwargs)
+            continue
         try:
             targets.append(Target.from_url(url, **kwargs))
-        except TargetError as exc:
+        except (TargetError, ValueError) as exc:
             raise InventoryError(f"--hosts: {exc}") from None
     if not targets:
         raise InventoryError("--hosts is empty")
-    _check_unique(targets, "--hosts")
+    check_unique(targets, "--hosts")
     return targets

@@ -31,6 +31,8 @@ class Secret:
 class RunOptions:
     hosts: list[str] = field(default_factory=list)
     inventory: Path | None = None
+    limit: str | None = None  # Ansible host pattern (--limit), for Ansible inventories
+    vault_password_file: Path | None = None  # decrypts vaulted values of an Ansible inventory
     sudo: bool = False
     ssh_identity_file: Path | None = None
     strict_host_keys: bool = True

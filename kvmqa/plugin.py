@@ -82,7 +82,10 @@ pytest_plugins = ("kvmqa.actions.hook", "kvmqa.fleet")
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("kvmqa", "kvmqa: KVM host conformance")
     g.addoption("--hosts", default=None, help="comma-separated targets: local://, ssh://user@host:port, paramiko://...")
-    g.addoption("--inventory", default=None, help="kvmqa YAML inventory, or an Ansible YAML/INI inventory")
+    g.addoption("--inventory", default=None,
+                help="kvmqa YAML inventory, or any Ansible inventory (file, directory, script, plugin YAML; needs kvmqa[ansible])")
+    g.addoption("--limit", default=None, help="Ansible inventories: only the hosts matching this Ansible host pattern")
+    g.addoption("--vault-password-file", default=None, help="Ansible inventories: the vault password file for !vault values")
     g.addoption("--sudo", action="store_true", help="run target commands through passwordless sudo")
     g.addoption("--ssh-identity-file", default=None, help="private key for ssh targets")
     g.addoption("--no-strict-host-keys", action="store_true", help="do NOT verify ssh host keys (explicit opt-out)")
@@ -138,6 +141,7 @@ def pytest_configure(config: pytest.Config) -> None:
     reports = Path(opt.reports_dir or "reports")
     options = RunOptions(
         hosts=[h for h in (opt.hosts or "").split(",") if h], inventory=_path(opt.inventory), sudo=opt.sudo,
+        limit=opt.limit, vault_password_file=_path(opt.vault_password_file),
         ssh_identity_file=_path(opt.ssh_identity_file), strict_host_keys=not opt.no_strict_host_keys,
         command_timeout=opt.command_timeout, connect_timeout=opt.connect_timeout, profile_path=_path(opt.profile),
         mode=opt.mode, plan=opt.plan, allow_emulation=opt.allow_emulation, guest_image=_path(opt.guest_image),
@@ -159,12 +163,14 @@ def pytest_configure(config: pytest.Config) -> None:
                   "known_hosts": _path(opt.known_hosts), "identity_file": options.ssh_identity_file,
                   "ssh_config": _existing_file(opt.ssh_config, "--ssh-config")}
         engine: dict[str, Any] = {}
+        ansible: dict[str, Any] = {"limit": options.limit, "vault_password_file": options.vault_password_file}
+        kw: dict[str, Any] = {k: v for k, v in common.items() if v is not None}
         if options.inventory:
-            kw = {k: v for k, v in common.items() if v is not None}
-            targets, engine = load_inventory(options.inventory, sudo=options.sudo, strict_host_keys=options.strict_host_keys, **kw)
+            targets, engine = load_inventory(options.inventory, sudo=options.sudo, strict_host_keys=options.strict_host_keys,
+                                             **ansible, **kw)
         elif options.hosts:
             targets = targets_from_hosts(",".join(options.hosts), sudo=options.sudo, strict_host_keys=options.strict_host_keys,
-                                         **{k: v for k, v in common.items() if v is not None})
+                                         **ansible, **kw)
         else:
             targets = [Target.from_url("local://", **{k: v for k, v in common.items() if v is not None and k != "identity_file"})]
         load_waivers(options.waivers)  # read once per process; malformed -> UsageError naming file and field

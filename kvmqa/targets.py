@@ -75,6 +75,7 @@ class Target:
     strict_host_keys: bool = True
     known_hosts: Path | None = None
     ssh_config: Path | None = None  # ssh -F: the lab's OpenSSH config (ProxyJump to a bastion, aliases, ...)
+    ssh_args: tuple[str, ...] = ()  # more OpenSSH arguments (an Ansible inventory's ansible_ssh_common_args)
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
     round_trips: int = 0
@@ -141,7 +142,7 @@ class Target:
                 config = self.ssh_config.read_bytes()
             except OSError:
                 config = b"unreadable"
-        tag = hashlib.sha256(repr((str(self.ssh_config), config, self.strict_host_keys, str(self.known_hosts)))
+        tag = hashlib.sha256(repr((str(self.ssh_config), config, self.strict_host_keys, str(self.known_hosts), self.ssh_args))
                              .encode()).hexdigest()[:10]
         return f"{control_dir}/{tag}-%C"
 
@@ -169,6 +170,7 @@ class Target:
         argv = ["ssh", "-F", str(self.ssh_config)] if self.ssh_config else ["ssh"]
         for o in self.ssh_options():
             argv += ["-o", o]
+        argv += self.ssh_args  # after kvmqa's own options: for an option given twice OpenSSH keeps the first
         if self.port:
             argv += ["-p", str(self.port)]
         if self.identity_file:
@@ -184,7 +186,8 @@ class Target:
 
                 kwargs: dict[str, Any] = {"sudo": self.sudo and not self.is_local}
                 if self.backend == "ssh":
-                    kwargs["ssh_extra_args"] = " ".join(f"-o {o}" for o in self.ssh_options())
+                    kwargs["ssh_extra_args"] = " ".join([*(f"-o {o}" for o in self.ssh_options()),
+                                                         *(shlex.quote(a) for a in self.ssh_args)])
                     kwargs["timeout"] = int(self.connect_timeout)
                     if self.identity_file:
                         kwargs["ssh_identity_file"] = str(self.identity_file)

@@ -1,4 +1,4 @@
-"""Inventories: --hosts, kvmqa YAML, Ansible YAML and INI; errors name file and line."""
+"""Inventories: --hosts and kvmqa's YAML; errors name file and line (Ansible inventories: test_ansible_inventory.py)."""
 
 from __future__ import annotations
 
@@ -42,30 +42,11 @@ def test_unknown_role_and_duplicate_names(tmp_path: Path) -> None:
         load_inventory(inv)
 
 
-def test_ansible_yaml_groups_become_roles(tmp_path: Path) -> None:
-    inv = tmp_path / "hosts.yml"
-    inv.write_text("all:\n  vars: {ansible_user: ops, ansible_become: true}\n  children:\n"
-                   "    ovirt_hosts:\n      hosts:\n        hv1: {ansible_host: 10.0.0.5, ansible_port: 2201}\n"
-                   "    ovirt_engine:\n      hosts:\n        engine1: {ansible_host: 10.0.0.9}\n")
-    targets, _ = load_inventory(inv)
-    by = {t.name: t for t in targets}
-    assert by["hv1"].roles == ("ovirt-host",) and by["hv1"].port == 2201 and by["hv1"].user == "ops" and by["hv1"].sudo
-    assert by["engine1"].roles == ("ovirt-engine",) and by["engine1"].host == "10.0.0.9"
-
-
-def test_ansible_ini(tmp_path: Path) -> None:
-    inv = tmp_path / "hosts"
-    inv.write_text("[kvm_hosts]\nhv1 ansible_host=10.0.0.5 ansible_user=qa ansible_port=2222\n"
-                   "[kvm_hosts:vars]\nfoo=bar\n[ovirt_engine]\nengine ansible_host=10.0.0.9\n")
-    targets, _ = load_inventory(inv)
-    assert [(t.name, t.roles, t.port) for t in targets] == [("hv1", ("kvm-host",), 2222), ("engine", ("ovirt-engine",), None)]
-
-
-def test_ansible_ini_bad_line(tmp_path: Path) -> None:
-    inv = tmp_path / "hosts"
-    inv.write_text("[kvm_hosts]\nhv1 ansible_host\n")
-    with pytest.raises(InventoryError, match=r"hosts:2: expected key=value"):
-        load_inventory(inv)
+def test_limit_is_for_ansible_inventories(tmp_path: Path) -> None:
+    inv = tmp_path / "i.yaml"
+    inv.write_text("hosts:\n  - {name: a, address: h}\n")
+    with pytest.raises(InventoryError, match=r"--limit a: applies to Ansible inventories; .*i.yaml is a kvmqa inventory"):
+        load_inventory(inv, limit="a")
 
 
 def test_example_inventories_load() -> None:
@@ -96,3 +77,8 @@ def test_shared_ssh_connections_are_not_reused_across_trust_or_route() -> None:
              Target.from_url("ssh://qa@hv1", ssh_config=Path("/tmp/kvmqa-no-such-config")).control_path}
     assert len(paths) == 4 and all(p.endswith("-%C") for p in paths)
     assert Target.from_url("ssh://qa@hv1").control_path == base.control_path  # the same settings share it
+
+
+def test_limit_without_an_ansible_source_is_refused() -> None:
+    with pytest.raises(InventoryError, match=r"--limit hv1: applies to Ansible inventories"):
+        targets_from_hosts("ssh://qa@hv1", limit="hv1")
