@@ -32,7 +32,7 @@ def run(stage, f, profile=None):
 def test_debian_packages_recorded_versions() -> None:
     v = run(PACKAGES, facts("debian12-pvm"))
     assert v["packages.distro"][0] == "pass"
-    assert v["packages.qemu"] == ("pass", "qemu-system-x86 1:7.2+dfsg-7+deb12u18+b3")
+    assert v["packages.qemu"] == ("pass", "qemu-system-x86 1:7.2+dfsg-7+deb12u18+b3 (minimum 6.2.0)")
     assert v["packages.libvirt-daemon"][0] == "pass"
 
 
