@@ -204,7 +204,7 @@ def test_intel_msr_unlocked_and_enabled_pass() -> None:
 
 
 def test_amd_vm_cr_svmdis_fails_and_clear_passes() -> None:
-    amd = dict(cpuinfo=facts_text_cpuinfo_amd())
+    amd = {"cpuinfo": facts_text_cpuinfo_amd()}
     off = verdicts(without_flags("constructed-el9-intel", "svm", firmware=firmware("0000000000000018", register="0xc0010114"),
                                  **amd))
     assert off["cpu.virt-firmware-lock"][0] == "fail" and "SVMDIS bit 4 set, lock bit 3 set" in off["cpu.virt-firmware-lock"][1]
@@ -283,7 +283,7 @@ def test_guest_features_missing_flags_and_intel_parameters() -> None:
 def test_microcode_missing_on_bare_metal_warns() -> None:
     f = facts("constructed-el9-intel", host_packages="manager=rpm\nkernel-core|5.14.0-427.13.1.el9_4.x86_64|ii ")
     v = verdicts(f)["cpu.microcode"]
-    assert v[0] == "warn" and "microcode_ctl is not installed (running revision 0x1000065)" == v[1]
+    assert v[0] == "warn" and v[1] == "microcode_ctl is not installed (running revision 0x1000065)"
     debian = facts("debian12-pvm-hostchecks")
     debian["cpu"]["flags"] = [x for x in debian["cpu"]["flags"] if x != "hypervisor"]
     assert verdicts(debian)["cpu.microcode"][1].startswith("amd64-microcode is not installed")
