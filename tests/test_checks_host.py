@@ -264,3 +264,28 @@ def test_host_stage_runs_between_packages_and_libvirt_and_gates_the_first_vm(tmp
             if comm in ("libvirtd", "virtqemud", "virtlogd") and exe.endswith(" (deleted)"):
                 stale.append(comm)
     assert run.verdict("local", "host.stale-binaries") == ("fail" if stale else "pass")
+
+
+@pytest.mark.parametrize("shell", [["dash"], ["busybox", "sh"]], ids=["dash", "busybox-sh"])
+def test_the_probe_stays_posix_sh_and_its_new_sections_parse(shell: list[str]) -> None:
+    """The whole probe (one script) under dash and busybox sh on this machine; the new sections are read as data."""
+    import subprocess
+
+    from kvmqa.facts import parse_probe, split_sections
+    from kvmqa.probe import build_script
+
+    if not shutil.which(shell[0]):
+        pytest.skip(f"{shell[0]} is not installed")
+    done = subprocess.run([*shell, "-s"], input=build_script(), capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-1000:]
+    sections = split_sections(done.stdout)
+    for name in ("firmware", "vulnerabilities", "ksm", "host_packages", "stale_binaries", "hostname", "time_sync"):
+        assert name in sections, name
+    f = parse_probe(done.stdout)
+    assert f["firmware"]["msr"] in ("ok", "no-device", "read-error", "not-root", "not-x86")
+    assert f["hostname"]["hostname"] == socket.gethostname()
+    assert f["storage"]["available_kib"] > 0
+    assert set(f["vulnerabilities"]) == set(os.listdir("/sys/devices/system/cpu/vulnerabilities"))
+    running_daemons = {p["comm"] for p in f["stale_binaries"]["processes"]} & {"libvirtd", "virtlogd"}
+    assert running_daemons, "the shared libvirtd and virtlogd run on this machine"
+    assert f["time_sync"]["adjtimex"] == _adjtimex_state()
