@@ -266,6 +266,7 @@ def test_host_stage_runs_between_packages_and_libvirt_and_gates_the_first_vm(tmp
     assert run.verdict("local", "host.stale-binaries") == ("fail" if stale else "pass")
 
 
+@pytest.mark.usefixtures("libvirtd")
 @pytest.mark.parametrize("shell", [["dash"], ["busybox", "sh"]], ids=["dash", "busybox-sh"])
 def test_the_probe_stays_posix_sh_and_its_new_sections_parse(shell: list[str]) -> None:
     """The whole probe (one script) under dash and busybox sh on this machine; the new sections are read as data."""
