@@ -593,7 +593,8 @@ def secure_guest_state(facts: HostFacts) -> dict[str, dict[str, Any]]:
     sg = facts.get("secure_guest", {})
     misc_known = "misc_file" in sg
     sev_dev = facts.device("/dev/sev").get("exists") or sg.get("dev_sev") == "present"
-    spec = {  # type: (cpu flag, kernel parameter, misc capacity key, extra requirement)
+    # per confidential-guest type: the CPU flag, the kernel parameter, the misc capacity key, one more requirement
+    spec = {
         "sev": ("sev", "kvm_amd.sev", "misc.sev", ("/dev/sev", sev_dev)),
         "sev-es": ("sev_es", "kvm_amd.sev_es", "misc.sev_es", ("/dev/sev", sev_dev)),
         "sev-snp": ("sev_snp", "kvm_amd.sev_snp", "misc.sev_es", ("/dev/sev", sev_dev)),  # SNP guests use SEV-ES ASIDs
