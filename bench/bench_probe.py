@@ -3,6 +3,8 @@
     .venv/bin/python bench/bench_probe.py                 # 10 runs each, starts its own sshd on loopback (root)
     .venv/bin/python bench/bench_probe.py --repeat 20 --no-ssh
     .venv/bin/python bench/bench_probe.py --ref main      # the probe as a git ref had it, for before/after
+    .venv/bin/python bench/bench_probe.py --url ssh://qa@127.0.0.1:PORT --identity KEY --known-hosts FILE --repeat 3
+                                                          # an ssh target that already runs (a lab host), with sudo
 
 Prints the median, min and max wall time per way, the script's size and its section count. With --ref the
 script is built from that ref's kvmqa/probe/ (git show), so one tree measures both the old and the new probe.
@@ -70,10 +72,18 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--ref", help="measure the probe of this git ref instead of the working tree")
     parser.add_argument("--no-ssh", action="store_true", help="local runs only")
+    parser.add_argument("--url", help="time only this ssh target (with sudo), e.g. a lab host")
+    parser.add_argument("--identity", help="the ssh key for --url")
+    parser.add_argument("--known-hosts", help="the known_hosts file for --url")
     args = parser.parse_args()
     script = script_at(args.ref)
     print(f"probe of {args.ref or 'the working tree'}: {len(script)} bytes; median of {args.repeat} runs")
     print(f"{'way':<34}{'runs':>5}{'median s':>10}{'min s':>9}{'max s':>9}{'sections':>10}")
+    if args.url:
+        target = Target.from_url(args.url, sudo=True, identity_file=args.identity, known_hosts=args.known_hosts)
+        walls, sections = time_runs(target, script, args.repeat)
+        print(row(f"{args.url} (sudo)", walls, sections))
+        return 0
     walls, sections = time_runs(Target.from_url("local://"), script, args.repeat)
     print(row("local:// (root, sh -s)", walls, sections))
     if not args.no_ssh:

@@ -334,8 +334,14 @@ def _firmware(body: str) -> dict[str, Any]:
 
 
 def _sysfs_names(body: str) -> dict[str, str]:
-    """`/sys/.../vulnerabilities/mds=Not affected` lines as {"mds": "Not affected"}."""
-    return {k.rsplit("/", 1)[-1]: v for k, v in _kv(body).items()}
+    """`grep -H` lines `/sys/.../vulnerabilities/mds:Not affected` (or an earlier probe's `path=value`) as
+    {"mds": "Not affected"}: sysfs paths hold neither ':' nor '='."""
+    out: dict[str, str] = {}
+    for line in body.splitlines():
+        match = re.match(r"^(/sys/[^:=]+)[:=](.*)$", line)
+        if match:
+            out[match.group(1).rsplit("/", 1)[-1]] = match.group(2).strip()
+    return out
 
 
 def _host_packages(body: str) -> dict[str, Any]:
@@ -392,9 +398,13 @@ def _hostname(body: str) -> dict[str, Any]:
             target = local
         elif target is resolved and line.strip():
             resolved.append(line.strip())
-        elif target is local and "|" in line:
-            dev, addr = line.split("|", 1)
-            local.append({"device": dev, "address": addr.split("/")[0], "cidr": addr})
+        elif target is local:  # `ip -o addr`: "2: eth0    inet 192.0.2.2/24 brd ... scope global eth0"
+            parts = line.split()
+            if len(parts) >= 4 and parts[2] in ("inet", "inet6"):
+                local.append({"device": parts[1], "address": parts[3].split("/")[0], "cidr": parts[3]})
+            elif "|" in line:  # an earlier probe's "eth0|192.0.2.2/24"
+                dev, addr = line.split("|", 1)
+                local.append({"device": dev, "address": addr.split("/")[0], "cidr": addr})
         elif "=" in line and target is None:
             k, v = line.split("=", 1)
             kv[k] = v.strip()
@@ -406,7 +416,8 @@ def _time_sync(body: str, clock: str) -> dict[str, Any]:
     kv = {**_kv(body), **_kv(clock)}
     adj = kv.get("adjtimex", "")
     return {"adjtimex": int(adj) if adj.lstrip("-").isdigit() else None, "adjtimex_raw": adj,
-            "ntp_synchronized": kv.get("ntp_synchronized"), "ntp_enabled": kv.get("ntp_enabled"),
+            "ntp_synchronized": kv.get("NTPSynchronized", kv.get("ntp_synchronized")),
+            "ntp_enabled": kv.get("NTP", kv.get("ntp_enabled")),
             "chrony_leap": kv.get("chrony_leap")}
 
 

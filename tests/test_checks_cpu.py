@@ -235,13 +235,17 @@ def test_without_msr_the_kernel_log_decides_and_the_message_says_why() -> None:
 
 def test_non_root_without_a_readable_log_uses_cpuinfo_or_says_it_cannot_tell() -> None:
     not_root = "msr=not-root:uid 1000 cannot read /dev/cpu/0/msr"
-    with_vmx_flags = facts("constructed-el9-intel", firmware=firmware(not_root, dmesg="unreadable"))
+    with_vmx_flags = facts("constructed-el9-intel", firmware=firmware(not_root, dmesg="unreadable"),
+                           modules="source=/proc/modules\nkvm\n@sysmodule\nkvm")
     with_vmx_flags["cpu"]["vmx_flags"] = "vnmi preemption_timer invvpid ept_x_only ept_ad"
     lock = verdicts(with_vmx_flags)["cpu.virt-firmware-lock"]
     assert lock[0] == "pass"
     assert "MSR not read (not-root: uid 1000 cannot read /dev/cpu/0/msr)" in lock[1]
     assert "used /proc/cpuinfo instead: the kernel lists 'vmx flags'" in lock[1]
-    unknown = verdicts(without_flags("constructed-el9-intel", "vmx", firmware=firmware(not_root, dmesg="unreadable")))
+    loaded = verdicts(facts("constructed-el9-intel", firmware=firmware(not_root, dmesg="unreadable")))
+    assert "used the loaded kvm_intel instead" in loaded["cpu.virt-firmware-lock"][1]
+    unknown = verdicts(without_flags("constructed-el9-intel", "vmx", firmware=firmware(not_root, dmesg="unreadable"),
+                                     modules="source=/proc/modules\nkvm\n@sysmodule\nkvm"))
     assert unknown["cpu.virt-firmware-lock"][0] == "skip" and "could not tell" in unknown["cpu.virt-firmware-lock"][1]
     assert "could not tell: see cpu.virt-firmware-lock" in unknown["cpu.hw-virt"][1]
 
@@ -361,3 +365,21 @@ def test_s390x_needs_the_sie_facility() -> None:
     assert v["cpu.iommu-acpi"][0] == "pass" and "zPCI" in v["cpu.iommu-acpi"][1]
     f["cpu"]["flags"].remove("sie")
     assert verdicts(f)["cpu.hw-virt"][0] == "fail"
+
+
+def test_lab_host_recorded_real_msr_read_and_non_root() -> None:
+    """Recorded on a real lab host (tests/lab bookworm under TCG -cpu max: AMD-V emulated, kvm_amd loaded):
+    as root after `modprobe msr` the probe read VM_CR; as the non-root user qa it could not, and said why."""
+    root = verdicts(facts("lab-bookworm-tcg-msr"))
+    assert root["cpu.virt-firmware-lock"] == ("pass", "read VM_CR (MSR 0xc0010114) = 0x0: SVMDIS bit 4 clear, lock bit 3 "
+                                                      "clear: AMD-V not disabled")
+    assert root["cpu.hw-virt"] == ("pass", "/proc/cpuinfo flags include svm (AMD-V)")
+    no_module = verdicts(facts("lab-bookworm-tcg"))["cpu.virt-firmware-lock"]  # before modprobe msr
+    assert no_module[0] == "pass" and "MSR not read (no-device" in no_module[1] and "kernel's log" in no_module[1]
+    user = verdicts(facts("lab-bookworm-tcg-nonroot"))["cpu.virt-firmware-lock"]
+    assert user[0] == "pass"
+    assert user[1].startswith("MSR not read (not-root: uid 1000 cannot read /dev/cpu/0/msr); the kernel log is unreadable")
+    assert "used the loaded kvm_amd instead" in user[1]
+    v = verdicts(facts("lab-bookworm-tcg"))
+    assert v["cpu.kvm-module"] == ("pass", "kvm_amd loaded")
+    assert v["cpu.guest-features"][0] == "pass" and v["cpu.vulnerabilities"][0] == "pass"

@@ -61,6 +61,29 @@ def test_this_machine_recorded() -> None:
     assert v["host.images-disk"][0] == "pass"
 
 
+def test_lab_host_recorded_through_an_upgrade_and_a_fix() -> None:
+    """Recorded on a real lab host (tests/lab bookworm, TCG): its real states, one probe each."""
+    fresh = verdicts(with_roles(facts("lab-bookworm-tcg"), "ovirt-host"))
+    assert fresh["host.reboot-pending"] == ("pass", "booted kernel 6.1.0-57-cloud-amd64 (6.1.192-3) is the newest of 1 "
+                                                    "installed")
+    assert fresh["host.hostname"] == ("fail", "kvmqa-lab-bookworm does not resolve (required on ovirt-host targets)")
+    assert fresh["host.time-sync"][0] == "fail" and "timedatectl NTPSynchronized=no" in fresh["host.time-sync"][1]
+    assert fresh["host.images-disk"][0] == "fail" and "4.9 GiB free, the profile requires 5 GiB" in fresh["host.images-disk"][1]
+    assert verdicts(facts("lab-bookworm-tcg"))["host.hostname"][0] == "warn"  # a plain kvm-host: advice only
+    # /etc/hosts gained "10.0.2.15 kvmqa-lab-bookworm"
+    fixed = verdicts(with_roles(facts("lab-bookworm-tcg-hosts-entry"), "ovirt-host"))["host.hostname"]
+    assert fixed == ("pass", "kvmqa-lab-bookworm resolves to 10.0.2.15, an address of this host")
+    # /usr/sbin/libvirtd replaced the way dpkg does (new file renamed over the old) while libvirtd ran
+    stale = verdicts(facts("lab-bookworm-tcg-stale-libvirtd"))["host.stale-binaries"]
+    assert stale[0] == "fail" and "libvirtd (pid 1047): /usr/sbin/libvirtd (the binary)" in stale[1]
+    restarted = verdicts(facts("lab-bookworm-tcg-restarted"))["host.stale-binaries"]
+    assert restarted == ("pass", "1 process (libvirtd) runs the installed binaries and libraries")
+    # a newer linux-image package (a test .deb installed with dpkg) next to the booted kernel
+    newer = verdicts(facts("lab-bookworm-tcg-newer-kernel"))["host.reboot-pending"]
+    assert newer == ("fail", "booted kernel 6.1.0-57-cloud-amd64 (6.1.192-3) is older than the newest installed "
+                             "6.99.0-1-amd64 (6.99.1-1): reboot")
+
+
 # --- host.reboot-pending ---
 DEB_KERNELS = ("manager=dpkg\nlinux-image-6.1.0-28-amd64|6.1.119-1|ii \nlinux-image-6.12.12+bpo-amd64|6.12.12-1~bpo12+1|ii \n"
                "linux-image-amd64|6.1.119-1|ii ")
@@ -112,7 +135,7 @@ def test_libvirtd_running_a_replaced_binary_fails_naming_it_then_passes_after_re
               "proc=902|virtlogd|/usr/sbin/virtlogd||maps|")
     v = verdicts(f)["host.stale-binaries"]
     assert v[0] == "fail"
-    assert "libvirtd (pid 901): /usr/sbin/libvirtd (deleted), /usr/lib/x86_64-linux-gnu/libvirt.so.0.9000.0" in v[1]
+    assert "libvirtd (pid 901): /usr/sbin/libvirtd (the binary), /usr/lib/x86_64-linux-gnu/libvirt.so.0.9000.0" in v[1]
     restarted = stale("proc=1901|libvirtd|/usr/sbin/libvirtd||maps|\nproc=902|virtlogd|/usr/sbin/virtlogd||maps|")
     assert verdicts(restarted)["host.stale-binaries"][0] == "pass"
 
@@ -132,8 +155,10 @@ def test_stale_binaries_not_root_and_nothing_running() -> None:
 
 # --- host.hostname ---
 def named(resolved: str, *roles: str) -> HostFacts:
-    body = ("hostname=kvm01\nfqdn=kvm01.lab.example\n@resolved\n" + resolved +
-            "\n@local\nlo|127.0.0.1/8\neno1|192.0.2.21/24\neno1|2001:db8::21/64")
+    body = ("hostname=kvm01\nfqdn=kvm01.lab.example\n@resolved\n" + resolved + "\n@local\n"  # `ip -o addr` lines
+            "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n"
+            "2: eno1    inet 192.0.2.21/24 brd 192.0.2.255 scope global eno1\\       valid_lft forever\n"
+            "2: eno1    inet6 2001:db8::21/64 scope global \\       valid_lft forever preferred_lft forever")
     return with_roles(facts(EL9, hostname=body), *roles)
 
 
@@ -290,3 +315,16 @@ def test_the_probe_stays_posix_sh_and_its_new_sections_parse(shell: list[str]) -
     running_daemons = {p["comm"] for p in f["stale_binaries"]["processes"]} & {"libvirtd", "virtlogd"}
     assert running_daemons, "the shared libvirtd and virtlogd run on this machine"
     assert f["time_sync"]["adjtimex"] == _adjtimex_state()
+
+
+def test_lab_host_recorded_with_the_final_probe() -> None:
+    """The same lab host later, recorded with this branch's final probe (grep -H sysfs lines, `ip -o addr` lines,
+    one timedatectl call): msr loaded, the host name in /etc/hosts, the test kernel package still installed."""
+    f = with_roles(facts("lab-bookworm-tcg-final"), "ovirt-host")
+    v = verdicts(f)
+    assert v["host.hostname"] == ("pass", "kvmqa-lab-bookworm resolves to 10.0.2.15, an address of this host")
+    assert v["host.reboot-pending"][0] == "fail" and "6.99.0-1-amd64" in v["host.reboot-pending"][1]
+    assert v["host.time-sync"][0] == "fail" and "NTPSynchronized=no" in v["host.time-sync"][1]
+    assert (f["time_sync"]["ntp_enabled"], f["time_sync"]["ntp_synchronized"]) == ("no", "no")
+    assert "spectre_v2" in f["vulnerabilities"] and f["ksm"]["run"] == "0"
+    assert {a["address"] for a in f["hostname"]["local"]} >= {"127.0.0.1", "10.0.2.15"}

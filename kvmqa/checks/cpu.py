@@ -96,6 +96,10 @@ def firmware_lock(facts: HostFacts) -> FirmwareLock:
         tail = "" if has_flag else "; the CPU lists no vmx/svm flag"
         return FirmwareLock("enabled", f"{why}; used the kernel's log instead: no 'disabled by BIOS' message{tail}",
                             "kernel")
+    module = {"intel": "kvm_intel", "amd": "kvm_amd"}.get(vendor, "")
+    if module and module in kvm_backend_modules(facts):
+        return FirmwareLock("enabled", f"{why}; the kernel log is unreadable; used the loaded {module} instead: the kernel "
+                                       "refuses to load it when the firmware disabled virtualization", "kernel")
     if vendor == "intel" and "vmx" in flags and facts.get("cpu", {}).get("vmx_flags"):
         return FirmwareLock("enabled", f"{why}; the kernel log is unreadable; used /proc/cpuinfo instead: the kernel "
                                        "lists 'vmx flags', so VMX is usable", "kernel")

@@ -73,8 +73,9 @@ def reboot_pending(facts: HostFacts, profile: Profile) -> Outcome:
 
 # --- daemons that still run replaced code ---------------------------------------------------------------------
 def _stale_text(p: dict[str, Any]) -> str:
-    what = [p["exe"]] if p.get("exe_deleted") else []
-    what += p.get("deleted_libs", [])
+    exe = str(p.get("exe", "")).removesuffix(" (deleted)")
+    what = [f"{exe} (the binary)"] if p.get("exe_deleted") else []
+    what += [lib for lib in p.get("deleted_libs", []) if lib != exe]
     name = f"{p['comm']} (pid {p['pid']}" + (f", guest {p['guest']}" if p.get("guest") else "") + ")"
     return f"{name}: {', '.join(what)}"
 
@@ -96,8 +97,9 @@ def stale_binaries(facts: HostFacts, profile: Profile) -> Outcome:
     unread = [p for p in procs if not p.get("maps_readable")]
     if not stale:
         extra = f" ({len(unread)} with unreadable maps)" if unread else ""
-        return passed(f"{len(procs)} processes ({', '.join(sorted({p['comm'] for p in procs}))}) run the installed "
-                      f"binaries and libraries{extra}")
+        many = len(procs) > 1
+        return passed(f"{len(procs)} process{'es' if many else ''} ({', '.join(sorted({p['comm'] for p in procs}))}) "
+                      f"run{'' if many else 's'} the installed binaries and libraries{extra}")
     daemons = [p for p in stale if p["comm"] in LIBVIRT_DAEMONS]
     text = "; ".join(_stale_text(p) for p in stale)
     if daemons:

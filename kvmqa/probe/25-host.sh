@@ -15,7 +15,7 @@ _kq_host_pkgs() {
 # Daemons and guests still running code an upgrade replaced: "(deleted)" on /proc/PID/exe or a mapped library.
 # `read` is a builtin: no fork per process; only the few matching processes cost a readlink and a grep.
 _kq_stale() {
-    [ "$(id -u)" = 0 ] && echo "root=yes" || echo "root=no"
+    [ "$_kq_uid" = 0 ] && echo "root=yes" || echo "root=no"
     for _kq_p in /proc/[0-9]*; do
         { read -r _kq_c < "$_kq_p/comm"; } 2>/dev/null || continue
         case $_kq_c in libvirtd|virtqemud|virtlogd|qemu-system-*|qemu-kvm) ;; *) continue ;; esac
@@ -34,13 +34,13 @@ _kq_stale() {
 }
 # The host name and what it resolves to (files first: nsswitch), against the host's own addresses.
 _kq_hostname() {
-    _kq_n=$(hostname 2>/dev/null || cat /proc/sys/kernel/hostname)
+    read -r _kq_n < /proc/sys/kernel/hostname
     _kq_f=$(timeout 5 hostname -f 2>/dev/null) || _kq_f=
     echo "hostname=$_kq_n"; echo "fqdn=$_kq_f"
-    echo "@resolved"; timeout 5 getent ahosts "${_kq_f:-$_kq_n}" 2>/dev/null | awk '{print $1}' | sort -u
-    echo "@local"
-    if command -v ip >/dev/null 2>&1; then ip -o addr show 2>/dev/null | awk '{print $2 "|" $4}'
-    else hostname -I 2>/dev/null | tr ' ' '\n' | sed -n 's/^\(..*\)$/?|\1/p'
+    echo "@resolved"; timeout 5 getent ahosts "${_kq_f:-$_kq_n}" 2>/dev/null | awk '!seen[$1]++ {print $1}'
+    echo "@local"  # `ip -o addr` lines as they are (parsed by the controller), else hostname -I
+    if command -v ip >/dev/null 2>&1; then ip -o addr show 2>/dev/null
+    else for _kq_a in $(hostname -I 2>/dev/null); do echo "0: ? inet $_kq_a"; done
     fi
     return 0
 }
@@ -53,8 +53,7 @@ b = ctypes.create_string_buffer(512)
 print(ctypes.CDLL(None, use_errno=True).adjtimex(b))' 2>/dev/null)"
     fi
     if [ -d /run/systemd/system ] && command -v timedatectl >/dev/null 2>&1; then
-        echo "ntp_synchronized=$(timeout 5 timedatectl show -p NTPSynchronized --value 2>/dev/null)"
-        echo "ntp_enabled=$(timeout 5 timedatectl show -p NTP --value 2>/dev/null)"
+        timeout 5 timedatectl show -p NTPSynchronized -p NTP 2>/dev/null  # NTP=yes, NTPSynchronized=no
     fi
     if command -v chronyc >/dev/null 2>&1; then timeout 5 chronyc -n tracking 2>/dev/null | sed -n 's/^Leap status *: */chrony_leap=/p'; fi
     return 0
