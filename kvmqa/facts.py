@@ -370,20 +370,35 @@ def _host_packages(body: str) -> dict[str, Any]:
 
 
 def _stale_binaries(body: str) -> dict[str, Any]:
-    procs = []
+    """proc=PID|comm, exe=PID|target, maps=PID (read), deleted=PID|path, guest=PID|name lines (and an earlier
+    probe's one-line proc=PID|comm|exe|libs|maps|guest)."""
+    procs: dict[str, dict[str, Any]] = {}
+    guests: dict[str, str] = {}
     root = None
     for line in body.splitlines():
-        if line.startswith("root="):
-            root = line.split("=", 1)[1] == "yes"
-        elif line.startswith("proc="):
-            parts = line.split("=", 1)[1].split("|")
-            if len(parts) >= 6:
-                pid, comm, exe, libs, maps, guest = parts[:6]
-                procs.append({"pid": int(pid) if pid.isdigit() else pid, "comm": comm, "exe": exe,
-                              "exe_deleted": exe.endswith(" (deleted)"),
-                              "deleted_libs": [x.removesuffix(" (deleted)") for x in libs.split(";") if x],
-                              "maps_readable": maps == "maps", "guest": guest})
-    return {"root": root, "processes": procs, "measured": root is not None}
+        key, _, value = line.partition("=")
+        parts = value.split("|")
+        if key == "root":
+            root = value == "yes"
+        elif key == "proc" and len(parts) >= 6:  # the earlier one-line format
+            pid, comm, exe, libs, maps, guest = parts[:6]
+            procs[pid] = {"comm": comm, "exe": exe, "deleted_libs": [x.removesuffix(" (deleted)") for x in libs.split(";") if x],
+                          "maps_readable": maps == "maps", "guest": guest}
+        elif key == "proc" and len(parts) == 2:
+            procs.setdefault(parts[0], {"comm": parts[1], "exe": "", "deleted_libs": [], "maps_readable": False, "guest": ""})
+        elif key == "exe" and len(parts) >= 2 and parts[0] in procs:
+            procs[parts[0]]["exe"] = "|".join(parts[1:])
+        elif key == "maps" and value in procs:
+            procs[value]["maps_readable"] = True
+        elif key == "deleted" and len(parts) >= 2 and parts[0] in procs:
+            procs[parts[0]]["deleted_libs"].append("|".join(parts[1:]))
+        elif key == "guest" and len(parts) >= 2:
+            guests[parts[0]] = "|".join(parts[1:])
+    out = []
+    for pid, p in procs.items():
+        p["guest"] = p.get("guest") or guests.get(pid, "")
+        out.append({"pid": int(pid) if pid.isdigit() else pid, **p, "exe_deleted": p["exe"].endswith(" (deleted)")})
+    return {"root": root, "processes": out, "measured": root is not None}
 
 
 def _hostname(body: str) -> dict[str, Any]:

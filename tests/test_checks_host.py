@@ -140,6 +140,17 @@ def test_libvirtd_running_a_replaced_binary_fails_naming_it_then_passes_after_re
     assert verdicts(restarted)["host.stale-binaries"][0] == "pass"
 
 
+def test_the_probe_s_per_file_lines_name_libraries_and_guests() -> None:
+    f = stale("proc=901|libvirtd\nproc=4410|qemu-system-x86\nguest=4410|web01\n"
+              "exe=901|/usr/sbin/libvirtd\nexe=4410|/usr/bin/qemu-system-x86_64\nmaps=901\nmaps=4410\n"
+              "deleted=901|/usr/lib/x86_64-linux-gnu/libvirt.so.0.9000.0\n"
+              "deleted=4410|/usr/lib/x86_64-linux-gnu/libglib-2.0.so.0.7400.6")
+    v = verdicts(f)["host.stale-binaries"]
+    assert v[0] == "fail"
+    assert "libvirtd (pid 901): /usr/lib/x86_64-linux-gnu/libvirt.so.0.9000.0" in v[1]
+    assert "qemu-system-x86 (pid 4410, guest web01): /usr/lib/x86_64-linux-gnu/libglib-2.0.so.0.7400.6" in v[1]
+
+
 def test_only_guests_on_old_qemu_warn_with_the_guest_names() -> None:
     f = stale("proc=901|virtqemud|/usr/sbin/virtqemud||maps|\n"
               "proc=4410|qemu-kvm|/usr/libexec/qemu-kvm (deleted)||maps|web01")
@@ -328,3 +339,32 @@ def test_lab_host_recorded_with_the_final_probe() -> None:
     assert (f["time_sync"]["ntp_enabled"], f["time_sync"]["ntp_synchronized"]) == ("no", "no")
     assert "spectre_v2" in f["vulnerabilities"] and f["ksm"]["run"] == "0"
     assert {a["address"] for a in f["hostname"]["local"]} >= {"127.0.0.1", "10.0.2.15"}
+
+
+def test_a_process_running_a_deleted_binary_is_found_for_real(tmp_path: Path) -> None:
+    """On this machine: a process named like a QEMU (a copy of sleep) whose binary is then removed, as an upgrade
+    removes the old one; the real probe finds it through /proc and the check names it."""
+    import subprocess
+
+    from kvmqa.facts import parse_probe
+    from kvmqa.probe import build_script
+    from kvmqa.targets import Target
+
+    binary = tmp_path / "qemu-system-kvmqa"
+    shutil.copy2(shutil.which("sleep") or "/bin/sleep", binary)
+    proc = subprocess.Popen([str(binary), "300"])
+    try:
+        binary.unlink()
+        assert os.readlink(f"/proc/{proc.pid}/exe").endswith(" (deleted)")  # the state, read here
+        f = parse_probe(Target.from_url("local://").run(build_script(), timeout=180).stdout)
+        mine = next(p for p in f["stale_binaries"]["processes"] if p["pid"] == proc.pid)
+        assert mine["comm"] == "qemu-system-kvm" and mine["exe_deleted"] and mine["maps_readable"]
+        v = verdicts(f)["host.stale-binaries"]
+        assert f"qemu-system-kvm (pid {proc.pid}): {binary} (the binary)" in v[1]
+        daemons_stale = any(p["comm"] in ("libvirtd", "virtqemud", "virtlogd") and
+                            os.readlink(f"/proc/{p['pid']}/exe").endswith(" (deleted)")
+                            for p in f["stale_binaries"]["processes"] if os.path.exists(f"/proc/{p['pid']}"))
+        assert v[0] == ("fail" if daemons_stale else "warn")  # QEMU alone is a warning
+    finally:
+        proc.kill()
+        proc.wait()

@@ -13,24 +13,29 @@ _kq_host_pkgs() {
     return 0
 }
 # Daemons and guests still running code an upgrade replaced: "(deleted)" on /proc/PID/exe or a mapped library.
-# `read` is a builtin: no fork per process; only the few matching processes cost a readlink and a grep.
+# A few forks in all, however many guests run: `read` finds the processes, one ls reads every exe link, one awk
+# every maps file (as root: nobody else may read them), libvirt's pid files name the guests.
 _kq_stale() {
     [ "$_kq_uid" = 0 ] && echo "root=yes" || echo "root=no"
+    _kq_pids=
     for _kq_p in /proc/[0-9]*; do
         { read -r _kq_c < "$_kq_p/comm"; } 2>/dev/null || continue
-        case $_kq_c in libvirtd|virtqemud|virtlogd|qemu-system-*|qemu-kvm) ;; *) continue ;; esac
-        _kq_e=$(readlink "$_kq_p/exe" 2>/dev/null)
-        if [ -r "$_kq_p/maps" ]; then
-            _kq_l=$(grep -F '(deleted)' "$_kq_p/maps" 2>/dev/null | awk '{ $1 = $2 = $3 = $4 = $5 = ""; sub(/^ +/, ""); print }' \
-                | grep -E '^/(usr|lib|lib64|bin|sbin|opt)/' | sort -u | head -n 5 | tr '\n' ';')
-            _kq_m=maps
-        else
-            _kq_l=; _kq_m=no-maps
-        fi
-        _kq_g=
-        case $_kq_c in qemu*) _kq_g=$(tr '\000' ' ' < "$_kq_p/cmdline" 2>/dev/null | sed -n 's/.*-name guest=\([^, ]*\).*/\1/p') ;; esac
-        echo "proc=${_kq_p#/proc/}|$_kq_c|$_kq_e|$_kq_l|$_kq_m|$_kq_g"
+        case $_kq_c in libvirtd|virtqemud|virtlogd|qemu-system-*|qemu-kvm) _kq_pids="$_kq_pids ${_kq_p#/proc/}:$_kq_c" ;; esac
     done
+    [ -n "$_kq_pids" ] || return 0
+    for _kq_f in /run/libvirt/qemu/*.pid; do
+        [ -r "$_kq_f" ] && { read -r _kq_x < "$_kq_f"; } 2>/dev/null && { _kq_g=${_kq_f##*/}; echo "guest=$_kq_x|${_kq_g%.pid}"; }
+    done
+    set --
+    for _kq_e in $_kq_pids; do echo "proc=${_kq_e%%:*}|${_kq_e#*:}"; set -- "$@" "/proc/${_kq_e%%:*}/exe"; done
+    ls -l "$@" 2>/dev/null | sed -n 's|^.* /proc/\([0-9]*\)/exe -> |exe=\1\||p'
+    [ "$_kq_uid" = 0 ] || return 0
+    set --
+    for _kq_e in $_kq_pids; do set -- "$@" "/proc/${_kq_e%%:*}/maps"; done
+    awk 'FNR == 1 { split(FILENAME, p, "/"); print "maps=" p[3] }
+        / \(deleted\)$/ { path = $0; sub(/^([^ ]+ +){5}/, "", path); sub(/ \(deleted\)$/, "", path)
+            if (path ~ /^\/(usr|lib|lib64|bin|sbin|opt)\// && !seen[p[3] "|" path]++) print "deleted=" p[3] "|" path }' "$@" 2>/dev/null
+    return 0
 }
 # The host name and what it resolves to (files first: nsswitch), against the host's own addresses.
 _kq_hostname() {
