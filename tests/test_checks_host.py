@@ -368,3 +368,13 @@ def test_a_process_running_a_deleted_binary_is_found_for_real(tmp_path: Path) ->
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_fresh_lab_host_recorded_with_the_final_probe() -> None:
+    """A fresh boot of the lab host (no /etc/hosts entry, no time source, libvirtd socket-activated and idle)."""
+    v = verdicts(facts("lab-bookworm-tcg-fresh"))
+    assert v["host.reboot-pending"][0] == "pass"
+    assert v["host.stale-binaries"] == ("pass", "no libvirtd, virtqemud, virtlogd or QEMU process is running")
+    assert v["host.hostname"] == ("warn", "kvmqa-lab-bookworm does not resolve")
+    assert v["host.time-sync"][0] == "warn" and "NTPSynchronized=no" in v["host.time-sync"][1]
+    assert v["host.images-disk"][0] == "fail"  # the lab image's root has 4.9 GiB free, below the default 5 GiB
