@@ -378,3 +378,22 @@ def test_fresh_lab_host_recorded_with_the_final_probe() -> None:
     assert v["host.hostname"] == ("warn", "kvmqa-lab-bookworm does not resolve")
     assert v["host.time-sync"][0] == "warn" and "NTPSynchronized=no" in v["host.time-sync"][1]
     assert v["host.images-disk"][0] == "fail"  # the lab image's root has 4.9 GiB free, below the default 5 GiB
+
+
+ISSUE_13_IDS = ("cpu.virt-firmware-lock", "cpu.hw-virt", "cpu.guest-features", "cpu.microcode", "cpu.vulnerabilities",
+                "cpu.ksm", "cpu.secure-guest-capacity", "host.reboot-pending", "host.stale-binaries", "host.hostname",
+                "host.time-sync", "host.images-disk", "vdsm.is-configured", "ovirt_engine.health", "ovirt_engine.hosts-up",
+                "cpu.kvm-module", "libvirt.kvm-guest", "libvirt.domcapabilities", "cpu.iommu-acpi", "libvirt.versions")
+
+
+def test_the_cli_lists_every_check_of_issue_13_with_a_hint() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "kvmqa", "checks", "--hints"], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for cid in ISSUE_13_IDS:
+        at = next(i for i, line in enumerate(lines) if line.startswith(cid + " "))
+        assert lines[at + 1].strip().startswith("hint: "), cid  # the hint line under it
