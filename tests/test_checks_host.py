@@ -4,6 +4,7 @@ stage's place in the real suite on this machine: after packages, before libvirt,
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import socket
@@ -263,6 +264,9 @@ def test_host_stage_runs_between_packages_and_libvirt_and_gates_the_first_vm(tmp
     first_host, last_host = stages.index("host"), max(i for i, s in enumerate(stages) if s == "host")
     first_libvirt = stages.index("libvirt")
     assert last_packages < first_host <= last_host < first_libvirt, stages
+    saved = json.loads((tmp_path / "reports" / "local" / "facts.json").read_text())
+    assert saved["libvirt"]["domcapabilities_arch"] == {"kvm": os.uname().machine, "qemu": "x86_64"}
+    assert saved["libvirt"]["domcapabilities"]["qemu"]["launch_security"] == []  # libvirt 9.0 here: no launchSecurity
     disk = run.findings()[("local", "host.images-disk")]
     assert disk["verdict"] == "fail" and f"{int(free) + 1000} GiB" in disk["message"]
     first_vm = [r for r in results if r["stage"] == "first_vm"]
