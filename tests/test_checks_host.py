@@ -264,6 +264,7 @@ def test_host_stage_runs_between_packages_and_libvirt_and_gates_the_first_vm(tmp
     first_host, last_host = stages.index("host"), max(i for i, s in enumerate(stages) if s == "host")
     first_libvirt = stages.index("libvirt")
     assert last_packages < first_host <= last_host < first_libvirt, stages
+    assert run.results["hosts"]["local"]["round_trips"] == {"ssh_commands": 1, "libvirt_connections": 1}  # one probe
     saved = json.loads((tmp_path / "reports" / "local" / "facts.json").read_text())
     assert saved["libvirt"]["domcapabilities_arch"] == {"kvm": os.uname().machine, "qemu": "x86_64"}
     assert saved["libvirt"]["domcapabilities"]["qemu"]["launch_security"] == []  # libvirt 9.0 here: no launchSecurity
