@@ -95,6 +95,9 @@ def _cpuinfo(body: str) -> dict[str, Any]:
         "model": fields.get("model", ""),
         "flags": sorted(set(flags)),
         "count": int(fields.get("processor_count", "0") or 0),
+        # Linux >= 5.6 lists the VMX features it can use; the line is missing when the firmware locked VMX off
+        "vmx_flags": fields.get("vmx flags"),
+        "microcode": fields.get("microcode", ""),
     }
 
 
@@ -185,6 +188,7 @@ def _iommu(body: str) -> dict[str, Any]:
         "acpi_tables": kv.get("acpi_tables", "").split(),
         "iommu_groups": None if groups == "absent" else int(groups or 0),
         "pci_devices": int(kv.get("pci_devices", "0") or 0),
+        "class_iommu": kv.get("class_iommu", "").split(),  # dmar0, ivhd0, smmu3.0x..., ...
     }
 
 
@@ -295,10 +299,141 @@ def _libvirt_conf(body: str) -> dict[str, Any]:
 
 def _storage(body: str) -> dict[str, Any]:
     lines = body.strip().splitlines()
+    asked = lines[0].split("=", 1)[1] if lines and lines[0].startswith("dir=") else "/var/lib/libvirt/images"
     parts = lines[-1].split() if lines else []
     if len(parts) >= 6 and parts[3].isdigit():
-        return {"path": parts[5], "available_kib": int(parts[3]), "size_kib": int(parts[1])}
-    return {"path": None, "error": body.strip()[:200]}
+        return {"path": parts[5], "dir": asked, "available_kib": int(parts[3]), "size_kib": int(parts[1])}
+    return {"path": None, "dir": asked, "error": body.strip()[:200]}
+
+
+def _firmware(body: str) -> dict[str, Any]:
+    """Xen underneath, the MSR read (or why not) and the kernel's own words about the firmware lock."""
+    out: dict[str, Any] = {"dmesg_lines": []}
+    for line in body.splitlines():
+        key, _, value = line.partition("=")
+        if key == "dmesg_line":
+            out["dmesg_lines"].append(value.strip())
+        elif key == "xen_capabilities":
+            out["xen_capabilities"] = value.rsplit("|", 1)[0].strip()
+        elif key == "/sys/hypervisor/type":
+            out["hypervisor_type"] = value.strip()
+        elif key == "/sys/hypervisor/guest_type":
+            out["hypervisor_guest_type"] = value.strip()
+        elif key in ("msr_register", "msr_module", "msr_value", "dmesg"):
+            out[key] = value.strip()
+        elif key == "msr":
+            state, _, why = value.partition(":")
+            out["msr"] = state
+            out["msr_reason"] = why.strip()
+    if "msr_value" in out:
+        try:
+            out["msr_int"] = int(out["msr_value"], 16)
+        except ValueError:
+            out["msr"], out["msr_reason"] = "read-error", f"unparsable value {out['msr_value']!r}"
+    return out
+
+
+def _sysfs_names(body: str) -> dict[str, str]:
+    """`grep -H` lines `/sys/.../vulnerabilities/mds:Not affected` (or an earlier probe's `path=value`) as
+    {"mds": "Not affected"}: sysfs paths hold neither ':' nor '='."""
+    out: dict[str, str] = {}
+    for line in body.splitlines():
+        match = re.match(r"^(/sys/[^:=]+)[:=](.*)$", line)
+        if match:
+            out[match.group(1).rsplit("/", 1)[-1]] = match.group(2).strip()
+    return out
+
+
+def _host_packages(body: str) -> dict[str, Any]:
+    """Microcode packages and every installed kernel package, with the release `uname -r` would show."""
+    kv_lines = [line for line in body.splitlines() if "|" not in line]
+    meta = _kv("\n".join(kv_lines))
+    installed: dict[str, str] = {}
+    kernels: list[dict[str, str]] = []
+    for line in body.splitlines():
+        parts = line.split("|")
+        if len(parts) != 3 or not parts[2].strip().startswith("ii"):
+            continue
+        name, version = parts[0].strip(), parts[1].strip()
+        if name.startswith("linux-image-") and name[len("linux-image-"):][:1].isdigit():
+            release = name[len("linux-image-"):].removesuffix("-unsigned")
+            if not release.endswith("-dbg"):
+                kernels.append({"package": name, "release": release, "version": version})
+        elif name in ("kernel-core", "kernel"):
+            kernels.append({"package": name, "release": version, "version": version})
+        else:
+            installed[name] = version
+    if any(k["package"] == "kernel-core" for k in kernels):  # EL8+: kernel is a meta package over kernel-core
+        kernels = [k for k in kernels if k["package"] != "kernel"]
+    return {"manager": meta.get("manager", "none"), "installed": installed, "kernels": kernels,
+            "reboot_required_file": meta.get("reboot_required_file") == "present"}
+
+
+def _stale_binaries(body: str) -> dict[str, Any]:
+    """proc=PID|comm, exe=PID|target, maps=PID (read), deleted=PID|path, guest=PID|name lines (and an earlier
+    probe's one-line proc=PID|comm|exe|libs|maps|guest)."""
+    procs: dict[str, dict[str, Any]] = {}
+    guests: dict[str, str] = {}
+    root = None
+    for line in body.splitlines():
+        key, _, value = line.partition("=")
+        parts = value.split("|")
+        if key == "root":
+            root = value == "yes"
+        elif key == "proc" and len(parts) >= 6:  # the earlier one-line format
+            pid, comm, exe, libs, maps, guest = parts[:6]
+            procs[pid] = {"comm": comm, "exe": exe, "deleted_libs": [x.removesuffix(" (deleted)") for x in libs.split(";") if x],
+                          "maps_readable": maps == "maps", "guest": guest}
+        elif key == "proc" and len(parts) == 2:
+            procs.setdefault(parts[0], {"comm": parts[1], "exe": "", "deleted_libs": [], "maps_readable": False, "guest": ""})
+        elif key == "exe" and len(parts) >= 2 and parts[0] in procs:
+            procs[parts[0]]["exe"] = "|".join(parts[1:])
+        elif key == "maps" and value in procs:
+            procs[value]["maps_readable"] = True
+        elif key == "deleted" and len(parts) >= 2 and parts[0] in procs:
+            procs[parts[0]]["deleted_libs"].append("|".join(parts[1:]))
+        elif key == "guest" and len(parts) >= 2:
+            guests[parts[0]] = "|".join(parts[1:])
+    out = []
+    for pid, p in procs.items():
+        p["guest"] = p.get("guest") or guests.get(pid, "")
+        out.append({"pid": int(pid) if pid.isdigit() else pid, **p, "exe_deleted": p["exe"].endswith(" (deleted)")})
+    return {"root": root, "processes": out, "measured": root is not None}
+
+
+def _hostname(body: str) -> dict[str, Any]:
+    resolved: list[str] = []
+    local: list[dict[str, str]] = []
+    kv: dict[str, str] = {}
+    target: list[Any] | None = None
+    for line in body.splitlines():
+        if line == "@resolved":
+            target = resolved
+        elif line == "@local":
+            target = local
+        elif target is resolved and line.strip():
+            resolved.append(line.strip())
+        elif target is local:  # `ip -o addr`: "2: eth0    inet 192.0.2.2/24 brd ... scope global eth0"
+            parts = line.split()
+            if len(parts) >= 4 and parts[2] in ("inet", "inet6"):
+                local.append({"device": parts[1], "address": parts[3].split("/")[0], "cidr": parts[3]})
+            elif "|" in line:  # an earlier probe's "eth0|192.0.2.2/24"
+                dev, addr = line.split("|", 1)
+                local.append({"device": dev, "address": addr.split("/")[0], "cidr": addr})
+        elif "=" in line and target is None:
+            k, v = line.split("=", 1)
+            kv[k] = v.strip()
+    return {"hostname": kv.get("hostname", ""), "fqdn": kv.get("fqdn", ""), "resolved": sorted(set(resolved)),
+            "local": local, "measured": bool(body.strip())}
+
+
+def _time_sync(body: str, clock: str) -> dict[str, Any]:
+    kv = {**_kv(body), **_kv(clock)}
+    adj = kv.get("adjtimex", "")
+    return {"adjtimex": int(adj) if adj.lstrip("-").isdigit() else None, "adjtimex_raw": adj,
+            "ntp_synchronized": kv.get("NTPSynchronized", kv.get("ntp_synchronized")),
+            "ntp_enabled": kv.get("NTP", kv.get("ntp_enabled")),
+            "chrony_leap": kv.get("chrony_leap")}
 
 
 def parse_virt_host_validate(rc: int, body: str) -> dict[str, Any]:
@@ -346,6 +481,13 @@ def parse_probe(text: str) -> HostFacts:
         packages=_packages(*sec.get("packages", (3, "manager=none"))),
         kvm_probe=_kvm_probe(body("kvm_probe")),
         virt_host_validate=parse_virt_host_validate(*sec.get("virt_host_validate", (127, ""))),
+        firmware=_firmware(body("firmware")),
+        vulnerabilities=_sysfs_names(body("vulnerabilities")),
+        ksm=_sysfs_names(body("ksm")),
+        host_packages=_host_packages(body("host_packages")),
+        stale_binaries=_stale_binaries(body("stale_binaries")),
+        hostname=_hostname(body("hostname")),
+        time_sync=_time_sync(body("time_sync"), body("clock")),
     )
     for extra in ("kvm_probe_user", "kvm_probe_qemu_user"):
         if extra in sec:

@@ -41,6 +41,7 @@ def parse_domcapabilities(xml: str) -> dict[str, Any]:
     for mode in root.findall("./cpu/mode"):
         modes[mode.get("name", "")] = mode.get("supported") == "yes"
     models = sorted({m.text or "" for m in root.findall("./cpu/mode[@name='custom']/model") if m.get("usable") == "yes"})
+    sectypes = launch_security_types(root)
     return {
         "domain": root.findtext("domain", ""),
         "machine": root.findtext("machine", ""),
@@ -51,8 +52,22 @@ def parse_domcapabilities(xml: str) -> dict[str, Any]:
         "cpu_modes": modes,
         "usable_cpu_models": models,
         "devices": sorted(d.tag for d in root.findall("./devices/*") if d.get("supported") == "yes"),
-        "features": sorted(f.tag for f in root.findall("./features/*") if f.get("supported") == "yes"),
+        # launchSecurity.<sectype> entries make e.g. sev-snp visible to baselines, which compare this list
+        "features": sorted({f.tag for f in root.findall("./features/*") if f.get("supported") == "yes"}
+                           | {f"launchSecurity.{t}" for t in sectypes}),
+        "launch_security": sectypes,
     }
+
+
+def launch_security_types(root: ET.Element) -> list[str]:
+    """Confidential-guest types libvirt offers: `<launchSecurity>`'s sectype enum (sev, sev-snp, tdx, s390-pv),
+    and on older libvirt the `<sev supported='yes'>` / `<s390-pv supported='yes'>` features."""
+    types = {v.text or "" for v in root.findall("./features/launchSecurity[@supported='yes']/enum[@name='sectype']/value")}
+    for tag in ("sev", "s390-pv", "tdx"):
+        feature = root.find(f"./features/{tag}")
+        if feature is not None and feature.get("supported") == "yes":
+            types.add(tag)
+    return sorted(t for t in types if t)
 
 
 def gather_libvirt(conn: Any) -> dict[str, Any]:
@@ -68,9 +83,12 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
     facts["hostname"] = conn.getHostname()
     facts["capabilities"] = parse_capabilities(conn.getCapabilities())
     domcaps: dict[str, Any] = {}
+    # KVM guests are of the host's own architecture (aarch64, s390x, ...); the emulated first VM is x86_64
+    arches = {"kvm": facts["capabilities"].get("host_arch") or "x86_64", "qemu": "x86_64"}
+    facts["domcapabilities_arch"] = arches
     for virttype in ("kvm", "qemu"):
         try:
-            domcaps[virttype] = parse_domcapabilities(conn.getDomainCapabilities(None, "x86_64", None, virttype, 0))
+            domcaps[virttype] = parse_domcapabilities(conn.getDomainCapabilities(None, arches[virttype], None, virttype, 0))
         except libvirt.libvirtError as exc:
             domcaps[virttype] = {"error": exc.get_error_message()}
     facts["domcapabilities"] = domcaps

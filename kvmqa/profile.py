@@ -15,7 +15,12 @@ from kvmqa.model import Level
 from kvmqa.yamlerrors import yaml_error_text
 
 LEVELS = {"fail": Level.FAIL, "warn": Level.WARN, "info": Level.INFO}
-STAGES = ("cpu", "packages", "libvirt", "first_vm", "ovirt_engine", "vdsm", "install")
+STAGES = ("cpu", "packages", "host", "libvirt", "first_vm", "ovirt_engine", "vdsm", "install")
+# Version floors as OpenStack nova uses them (libvirt driver init_host): below MIN fails, below WARN warns.
+DEFAULT_MIN_VERSIONS = {"libvirt": "8.0.0", "qemu": "6.2.0"}
+DEFAULT_WARN_VERSIONS = {"libvirt": "10.0.0", "qemu": "8.2.2"}
+SECURE_GUEST_TYPES = ("sev", "sev-es", "sev-snp", "tdx")
+KSM_POLICIES = ("any", "on", "off")
 
 
 class ProfileError(ValueError):
@@ -38,7 +43,11 @@ class Profile:
     iommu: str = "optional"  # required | optional
     hugepages_min: int = 0  # required pre-allocated hugepages (0: not required)
     ovmf: Level = Level.WARN
-    min_versions: dict[str, str] = field(default_factory=dict)  # qemu / libvirt / libvirt-clients / ...
+    # qemu / libvirt / libvirt-clients / ...: a profile's entries replace these defaults one by one ("0" drops one)
+    min_versions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MIN_VERSIONS))
+    warn_versions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_WARN_VERSIONS))
+    ksm: str = "any"  # any | on | off: the lab's KSM policy (cpu.ksm)
+    secure_guests: list[str] = field(default_factory=list)  # confidential-guest types a host must offer
     extra_packages: dict[str, list[str]] = field(default_factory=dict)  # family -> extra names (install mode)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -98,11 +107,21 @@ def profile_from_dict(data: dict[str, Any], src: str = "<profile>") -> Profile:
             if data[key] not in ("required", "optional"):
                 raise _err(src, key, f"must be 'required' or 'optional', got {data[key]!r}")
             setattr(p, key, data[key])
-    if "min_versions" in data:
-        mv = data["min_versions"]
-        if not isinstance(mv, dict) or not all(isinstance(v, (str, int, float)) for v in mv.values()):
-            raise _err(src, "min_versions", "must map component names to version strings")
-        p.min_versions = {str(k): str(v) for k, v in mv.items()}
+    for key in ("min_versions", "warn_versions"):
+        if key in data:
+            mv = data[key]
+            if not isinstance(mv, dict) or not all(isinstance(v, (str, int, float)) for v in mv.values()):
+                raise _err(src, key, "must map component names to version strings")
+            getattr(p, key).update({str(k): str(v) for k, v in mv.items()})
+    if "ksm" in data:
+        if data["ksm"] not in KSM_POLICIES:
+            raise _err(src, "ksm", f"must be one of {', '.join(KSM_POLICIES)}, got {data['ksm']!r}")
+        p.ksm = data["ksm"]
+    if "secure_guests" in data:
+        sg = data["secure_guests"]
+        if not isinstance(sg, list) or any(t not in SECURE_GUEST_TYPES for t in sg):
+            raise _err(src, "secure_guests", f"must be a list of {', '.join(SECURE_GUEST_TYPES)}, got {sg!r}")
+        p.secure_guests = [str(t) for t in sg]
     if "extra_packages" in data:
         ep = data["extra_packages"]
         if not isinstance(ep, dict) or not all(isinstance(v, list) for v in ep.values()):

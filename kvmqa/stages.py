@@ -16,12 +16,14 @@ TABLE: dict[str, tuple[str, tuple[str, ...], dict[str, str], tuple[str, ...]]] =
     "reach": ("kvmqa.checks.reach", (), {}, ()),
     "cpu": ("kvmqa.checks.cpu", ("reach.probe",), {}, ()),
     "packages": ("kvmqa.checks.packages", ("reach.probe",), {}, ()),
+    "host": ("kvmqa.checks.host", ("reach.probe",), {}, ()),
     "libvirt": ("kvmqa.checks.libvirt", ("reach.probe", "packages.libvirt-daemon"),
                 {"libvirt": "kvmqa.libvirt_facts:gather_libvirt_for"}, ()),
     "ovirt_engine": ("kvmqa.checks.ovirt_engine", ("reach.probe",), {"engine": "kvmqa.ovirt.engine:gather_engine"},
                      ("ovirt-engine",)),
     "vdsm": ("kvmqa.checks.vdsm", ("reach.probe",), {}, ("ovirt-host",)),
-    "first_vm": ("kvmqa.checks.first_vm", ("libvirt.connect",), {"first_vm": "kvmqa.vm.gather:gather_first_vm"}, ()),
+    # the first VM's disk image goes where host.images-disk measured the free space
+    "first_vm": ("kvmqa.checks.first_vm", ("libvirt.connect", "host.images-disk"), {"first_vm": "kvmqa.vm.gather:gather_first_vm"}, ()),
 }
 ORDER = tuple(TABLE)
 

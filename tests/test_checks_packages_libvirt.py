@@ -32,7 +32,7 @@ def run(stage, f, profile=None):
 def test_debian_packages_recorded_versions() -> None:
     v = run(PACKAGES, facts("debian12-pvm"))
     assert v["packages.distro"][0] == "pass"
-    assert v["packages.qemu"] == ("pass", "qemu-system-x86 1:7.2+dfsg-7+deb12u18+b3")
+    assert v["packages.qemu"] == ("pass", "qemu-system-x86 1:7.2+dfsg-7+deb12u18+b3 (minimum 6.2.0)")
     assert v["packages.libvirt-daemon"][0] == "pass"
 
 
@@ -137,3 +137,64 @@ def test_lab_host_daemon_names_systemd_and_socket_activation_and_vhv_access_is_e
     rows = {r["vhv_check"]: r for r in v["libvirt.virt-host-validate"].details["rows"]}
     access = next(r for k, r in rows.items() if "/dev/kvm is accessible" in k)
     assert access["vhv"] == "PASS" and access["kvmqa"] == "warn" and "qemu:///session" in access["reason"]
+
+
+# --- issue 13: nova's version floors, the host's own architecture, launchSecurity -------------------------------
+def test_default_floors_are_novas_and_a_profile_overrides_them() -> None:
+    f = facts("debian12-pvm")
+    f["libvirt"] = LIBVIRT_FACTS  # libvirt 9.0.0, QEMU 7.2.22 (Debian 12, recorded here)
+    v = run(LIBVIRT, f)["libvirt.versions"]
+    assert v[0] == "warn"
+    assert "meets the minimum (libvirt >= 8.0.0, qemu >= 6.2.0) but is below the recommended libvirt 9.0.0 < 10.0.0; " \
+           "qemu 7.2.22 < 8.2.2" in v[1]
+    old = json.loads(json.dumps(LIBVIRT_FACTS))
+    old.update(lib_version="7.0.0", hypervisor_version="5.2.0")
+    f["libvirt"] = old
+    low = run(LIBVIRT, f)["libvirt.versions"]
+    assert low[0] == "fail" and "libvirt 7.0.0 < 8.0.0; qemu 5.2.0 < 6.2.0" in low[1]
+    f["libvirt"] = LIBVIRT_FACTS
+    from kvmqa.profile import profile_from_dict
+
+    relaxed = profile_from_dict({"warn_versions": {"libvirt": "0", "qemu": "7.0"}})
+    assert relaxed.min_versions == {"libvirt": "8.0.0", "qemu": "6.2.0"}
+    assert run(LIBVIRT, f, relaxed)["libvirt.versions"] == ("pass", "libvirt 9.0.0, QEMU 7.2.22 (minimum libvirt >= 8.0.0, "
+                                                                    "qemu >= 6.2.0)")
+    stricter = profile_from_dict({"min_versions": {"qemu": "8.0"}})
+    assert run(LIBVIRT, f, stricter)["libvirt.versions"][0] == "fail"
+
+
+def test_kvm_guest_is_looked_for_in_the_host_architecture() -> None:
+    f = facts("constructed-debian12-aarch64", processes="libvirtd\nvirtlogd")
+    lv = json.loads(json.dumps(LIBVIRT_FACTS))
+    lv["capabilities"] = {"host_arch": "aarch64", "guests": [
+        {"os_type": "hvm", "arch": "aarch64", "domain_types": ["kvm", "qemu"], "machines": ["virt"]},
+        {"os_type": "hvm", "arch": "x86_64", "domain_types": ["qemu"], "machines": ["pc"]}]}
+    f["libvirt"] = lv
+    v = run(LIBVIRT, f)["libvirt.kvm-guest"]
+    assert v[0] == "pass" and v[1].startswith("aarch64 hvm guests: domain types kvm, qemu")
+    assert "the first_vm stage boots x86_64 guests only" in v[1]
+    lv["capabilities"]["guests"][0]["domain_types"] = ["qemu"]
+    v = run(LIBVIRT, f)["libvirt.kvm-guest"]
+    assert v[0] == "fail" and "arch=aarch64 domaintype=kvm" in v[1]
+
+
+def test_domcapabilities_of_this_machine_and_launch_security_sectypes() -> None:
+    from pathlib import Path
+
+    from kvmqa.libvirt_facts import parse_domcapabilities
+    from tests.support.facts import FACTS_DIR
+
+    xml = Path(FACTS_DIR / "debian12-domcapabilities-qemu-x86_64.xml").read_text()  # recorded here, libvirt 9.0.0
+    here = parse_domcapabilities(xml)
+    assert here["launch_security"] == [] and "sev" not in here["features"]  # <sev supported='no'/>
+    snp = xml.replace("<sev supported='no'/>", "<sev supported='yes'><cbitpos>51</cbitpos></sev>"
+                      "<launchSecurity supported='yes'><enum name='sectype'><value>sev</value><value>sev-snp</value>"
+                      "</enum></launchSecurity>")
+    caps = parse_domcapabilities(snp)  # constructed: the shape libvirt >= 10.x documents (formatdomaincaps)
+    assert caps["launch_security"] == ["sev", "sev-snp"]
+    assert {"launchSecurity.sev-snp", "launchSecurity.sev"} <= set(caps["features"])  # what baselines compare
+    f = facts("constructed-el9-intel")
+    lv = json.loads(json.dumps(LIBVIRT_FACTS))
+    lv["domcapabilities"]["kvm"]["launch_security"] = caps["launch_security"]
+    f["libvirt"] = lv
+    assert "launch security: sev, sev-snp" in run(LIBVIRT, f)["libvirt.domcapabilities"][1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,12 @@ def _write_host_facts(reports: Path, name: str, facts: dict[str, Any]) -> None:
     (reports / name / "facts.json").write_text(json.dumps(facts))
 
 
+def with_standin_settings(profile: Profile, engine: StandinEngine) -> Profile:
+    """The stand-in's plain-HTTP port, and a short settling window (3 host listings 50 ms apart)."""
+    settings = {"http_url": engine.http_url, "settle_polls": 3, "settle_interval": 0.05, **profile.stage("ovirt_engine")}
+    return replace(profile, stages={**profile.stages, "ovirt_engine": settings})
+
+
 def run_stage(
     scenario: Scenario,
     pki: Pki,
@@ -74,9 +80,10 @@ def run_stage(
         )
         me = Target(name="engine", host="127.0.0.1", roles=("ovirt-engine",))
         hosts = [Target(name="host1", host="192.0.2.11", roles=("ovirt-host",))]
-        session = Session(options, profile or Profile(), me, [me, *hosts], facts={"cpu": {"flags": []}})
+        profile = with_standin_settings(profile or Profile(), engine)
+        session = Session(options, profile, me, [me, *hosts], facts={"cpu": {"flags": []}})
         obs = gather_engine(session)
-    findings = evaluate_stage(CHECKS, "engine", HostFacts(engine=obs), profile or Profile())
+    findings = evaluate_stage(CHECKS, "engine", HostFacts(engine=obs), profile)
     return Run(obs, {f.check_id: f for f in findings}, engine, options)
 
 
@@ -242,3 +249,52 @@ def test_password_and_token_never_leak(pki: Pki, tmp_path: Path, caplog: pytest.
         assert secret not in caplog.text
         assert secret not in repr(run.options) and secret not in str(run.options)
     assert "SSO token issued" in caplog.text  # the log did record the step, without the token
+
+
+# --- issue 13: exact health over HTTPS and HTTP, flapping hosts -------------------------------------------------
+def test_health_is_asked_over_https_and_plain_http(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.healthy(), pki, tmp_path)
+    assert run.obs["health"]["http"] == {"ok": True, "url": run.engine.http_url + "/ovirt-engine/services/health",
+                                         "status": 200, "body": "DB Up!Welcome to Health Status!"}
+    assert "over HTTPS and HTTP" in run.message("health")
+    health_calls = [s for s in run.engine.seen if s.path == "/ovirt-engine/services/health"]
+    assert len(health_calls) == 2  # one per scheme, each served by its own listener
+
+
+def test_http_health_body_that_is_not_exact_fails_though_https_is_fine(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.http_health_wrong(), pki, tmp_path)
+    assert run.verdict("health") == Verdict.FAIL
+    msg = run.message("health")
+    assert msg.startswith("HTTP http://127.0.0.1:") and "'DB Up!Welcome to Health Status!\\n'" in msg
+    assert "HTTPS" not in msg  # the HTTPS side was exact
+    assert run.verdict("sso-login") == Verdict.SKIP and "ovirt_engine.health" in run.message("sso-login")
+
+
+def test_http_side_unreachable_fails_health_naming_the_url(pki: Pki, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port on 127.0.0.1 nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    profile = Profile(stages={"ovirt_engine": {"http_url": f"http://127.0.0.1:{port}"}})
+    run = run_stage(standin.healthy(), pki, tmp_path, profile=profile)
+    assert run.verdict("health") == Verdict.FAIL
+    assert f"HTTP http://127.0.0.1:{port}/ovirt-engine/services/health: request failed" in run.message("health")
+
+
+def test_a_host_that_changes_state_in_the_settling_window_is_flapping(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.host_flapping(), pki, tmp_path)
+    host1 = next(h for h in run.obs["hosts"] if h["name"] == "host1")
+    assert host1["status_history"] == ["up", "non_responsive", "up"] and host1["status"] == "up"
+    assert run.verdict("hosts-up") == Verdict.FAIL
+    assert run.message("hosts-up").startswith("host1 is flapping: up -> non_responsive -> up within 3 polls 0.05 s apart")
+    listings = [s for s in run.engine.seen if s.path.split("?")[0] == "/ovirt-engine/api/hosts"]
+    assert len(listings) == 3
+
+
+def test_a_steady_host_passes_and_one_poll_cannot_see_flapping(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(standin.healthy(), pki, tmp_path)
+    assert run.message("hosts-up") == "up and stable (3 polls 0.05 s apart): host1"
+    one = Profile(stages={"ovirt_engine": {"settle_polls": 1}})
+    single = run_stage(standin.host_flapping(), pki, tmp_path, profile=one)
+    assert single.verdict("hosts-up") == Verdict.PASS  # what a one-shot read (the old behaviour) concluded

@@ -28,7 +28,10 @@ from tests.ovirt_support import exclusive_host as host_lock
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPET = ROOT / "kvmqa" / "probe" / "60-vdsm.sh"
 STANDINS = VDSM_STANDINS
-HASWELL = Profile(stages={"vdsm": {"cluster_cpu_type": "Intel Haswell Family", "cluster_level": "4.8"}})
+# accept_maybe: the stand-in's healthy vdsm-tool answers MAYBE for libvirt, as real vdsm's libvirt module always does
+HASWELL = Profile(stages={"vdsm": {"cluster_cpu_type": "Intel Haswell Family", "cluster_level": "4.8",
+                                   "accept_maybe": True}})
+STRICT = Profile(stages={"vdsm": {"cluster_cpu_type": "Intel Haswell Family", "cluster_level": "4.8"}})
 
 
 @pytest.fixture
@@ -82,6 +85,18 @@ def test_healthy_vdsm_host(listener: socket.socket, daemons: None) -> None:
     assert findings["vdsm.version"].message == "vdsm 4.50.3.4-1.el9"
     assert "model_Haswell-noTSX" in findings["vdsm.cpu-model"].message
     assert vdsm["port"]["method"] == "ss" and "127.0.0.1:54321" in vdsm["port"]["lines"][0]
+
+
+def test_maybe_is_not_configured_unless_the_profile_relaxes_it() -> None:
+    output = run_snippet("healthy")
+    vdsm, findings = evaluate(output, STRICT)
+    assert vdsm["is_configured"]["rc"] == 0  # vdsm-tool itself says yes
+    strict = findings["vdsm.is-configured"]
+    assert strict.verdict == Verdict.FAIL
+    assert "libvirt answered MAYBE" in strict.message and "accept_maybe" in strict.hint
+    _, findings = evaluate(output, HASWELL)
+    relaxed = findings["vdsm.is-configured"]
+    assert relaxed.verdict == Verdict.PASS and "MAYBE accepted by the profile: libvirt" in relaxed.message
 
 
 @pytest.mark.parametrize("daemons", [["vdsmd", "supervdsmd", "ovirt-imageio"]], indirect=True)

@@ -6,7 +6,7 @@ import importlib
 
 from kvmqa.checks.base import Check, StageChecks
 
-STAGE_MODULES = ("reach", "cpu", "packages", "libvirt", "ovirt_engine", "vdsm", "first_vm")
+STAGE_MODULES = ("reach", "cpu", "packages", "host", "libvirt", "ovirt_engine", "vdsm", "first_vm")
 
 
 def all_stages() -> list[StageChecks]:

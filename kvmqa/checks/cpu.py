@@ -7,6 +7,8 @@ access for the QEMU user, nested state, hugepages, TDX and host size against the
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from kvmqa.checks.base import StageChecks
@@ -36,30 +38,154 @@ def kvm_backend_modules(facts: HostFacts) -> list[str]:
     return sorted(m for m in present if m.startswith("kvm_") or m == "kvm")
 
 
-@CHECKS.check("cpu.hw-virt", "CPU has hardware virtualization (vmx/svm)",
+NON_X86_KVM_BUILTIN = ("aarch64", "s390x")  # KVM is usually built in there: no kvm_intel/kvm_amd to load
+
+
+def host_arch(facts: HostFacts) -> str:
+    return str(facts.get("host", {}).get("arch", "") or "")
+
+
+def is_x86(facts: HostFacts) -> bool:
+    return host_arch(facts) in ("", "x86_64", "i686", "i386")
+
+
+def is_vm(facts: HostFacts) -> bool:
+    """The CPU says it runs under a hypervisor (the `hypervisor` cpuinfo flag)."""
+    return "hypervisor" in facts.cpu_flags
+
+
+def xen_role(facts: HostFacts) -> str | None:
+    """'dom0' or 'PV guest' when Xen is underneath in a way KVM cannot use; None otherwise (virt-what's test)."""
+    fw = facts.get("firmware", {})
+    caps = fw.get("xen_capabilities")
+    if caps is not None and "control_d" in caps:
+        return "dom0"
+    guest_type = fw.get("hypervisor_guest_type", "")
+    if caps is not None and guest_type not in ("HVM", "PVH"):
+        return "PV guest"
+    if fw.get("hypervisor_type") == "xen" and guest_type == "PV":
+        return "PV guest"
+    return None
+
+
+@dataclass(frozen=True)
+class FirmwareLock:
+    state: str  # locked | enabled | unknown | n/a
+    text: str  # what was read and what it means
+    source: str  # msr | kernel | none
+
+
+def firmware_lock(facts: HostFacts) -> FirmwareLock:
+    """Whether the firmware turned virtualization off and locked it: the MSR as root, else the kernel's report."""
+    if not is_x86(facts):
+        return FirmwareLock("n/a", f"architecture {host_arch(facts)} has no VT-x/AMD-V lock", "none")
+    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(facts.get("cpu", {}).get("vendor_id", ""), "")
+    fw = facts.get("firmware", {})
+    if not fw:
+        return FirmwareLock("unknown", "the probe did not report firmware facts (an older probe)", "none")
+    if fw.get("msr") == "ok" and isinstance(fw.get("msr_int"), int) and vendor:
+        return _lock_from_msr(vendor, fw["msr_int"])
+    why = f"MSR not read ({fw.get('msr', 'not attempted')}: {fw.get('msr_reason') or 'no reason given'})"
+    lines = fw.get("dmesg_lines", [])
+    bad = [x for x in lines if re.search(r"disabled by bios|vmx \(outside txt\) disabled|svm disabled", x, re.I)]
+    if bad:
+        return FirmwareLock("locked", f"{why}; the kernel's log says: {bad[-1]}", "kernel")
+    flags = facts.cpu_flags
+    has_flag = bool(flags & set(HW_VIRT_FLAGS))
+    if fw.get("dmesg") == "ok":
+        tail = "" if has_flag else "; the CPU lists no vmx/svm flag"
+        return FirmwareLock("enabled", f"{why}; used the kernel's log instead: no 'disabled by BIOS' message{tail}",
+                            "kernel")
+    module = {"intel": "kvm_intel", "amd": "kvm_amd"}.get(vendor, "")
+    if module and module in kvm_backend_modules(facts):
+        return FirmwareLock("enabled", f"{why}; the kernel log is unreadable; used the loaded {module} instead: the kernel "
+                                       "refuses to load it when the firmware disabled virtualization", "kernel")
+    if vendor == "intel" and "vmx" in flags and facts.get("cpu", {}).get("vmx_flags"):
+        return FirmwareLock("enabled", f"{why}; the kernel log is unreadable; used /proc/cpuinfo instead: the kernel "
+                                       "lists 'vmx flags', so VMX is usable", "kernel")
+    return FirmwareLock("unknown", f"{why}; the kernel log is unreadable (dmesg_restrict? run as root) and /proc/cpuinfo "
+                                   "does not settle it", "none")
+
+
+def _lock_from_msr(vendor: str, value: int) -> FirmwareLock:
+    if vendor == "intel":
+        locked, outside_smx = bool(value & 0x1), bool(value & 0x4)
+        desc = (f"read IA32_FEATURE_CONTROL (MSR 0x3a) = {value:#x}: lock bit 0 {'set' if locked else 'clear'}, "
+                f"VMX-outside-SMX bit 2 {'set' if outside_smx else 'clear'}")
+        if locked and not outside_smx:
+            return FirmwareLock("locked", f"{desc}: VT-x is disabled and locked by the firmware", "msr")
+        return FirmwareLock("enabled", desc + (": VT-x enabled" if locked else ": unlocked, the kernel enables VT-x"), "msr")
+    svmdis, lock = bool(value & 0x10), bool(value & 0x8)
+    desc = (f"read VM_CR (MSR 0xc0010114) = {value:#x}: SVMDIS bit 4 {'set' if svmdis else 'clear'}, "
+            f"lock bit 3 {'set' if lock else 'clear'}")
+    if svmdis:
+        return FirmwareLock("locked", f"{desc}: AMD-V is disabled by the firmware", "msr")
+    return FirmwareLock("enabled", desc + ": AMD-V not disabled", "msr")
+
+
+@CHECKS.check("cpu.hw-virt", "CPU has hardware virtualization (vmx/svm) that KVM can use",
               hint="Enable VT-x/AMD-V in the BIOS/firmware; on a VM, expose it to the guest (nested virtualization, CPU mode host-passthrough)")
 def hw_virt(facts: HostFacts, profile: Profile) -> Outcome:
     flags = facts.cpu_flags
     found = [f"{f} ({HW_VIRT_FLAGS[f]})" for f in HW_VIRT_FLAGS if f in flags]
-    arch = facts.get("host", {}).get("arch", "")
-    if arch and arch not in ("x86_64", "i686"):
-        return not_applicable(f"architecture {arch}: no vmx/svm flag to look for")
+    arch = host_arch(facts)
+    if arch == "s390x":
+        if "sie" in flags:
+            return passed("s390x: the CPU lists the SIE facility (sie)")
+        return failed("s390x: no 'sie' facility in /proc/cpuinfo features: this machine cannot run KVM guests",
+                      level=profile.kvm)
+    if not is_x86(facts):
+        return not_applicable(f"architecture {arch}: no vmx/svm flag to look for (KVM is judged by cpu.kvm-module and "
+                              "the /dev/kvm probe)")
+    xen = xen_role(facts)
+    if xen:
+        return failed(f"this host is a Xen {xen}: {', '.join(found) or 'no vmx/svm'} in /proc/cpuinfo, but KVM cannot "
+                      "use hardware virtualization under Xen", level=profile.kvm,
+                      hint="Run KVM on bare metal or in an HVM guest with nested virtualization, not in a Xen dom0/PV guest")
     if found:
         return passed(f"/proc/cpuinfo flags include {', '.join(found)}", flags=found)
-    guest = " The 'hypervisor' flag is set: this host is itself a virtual machine without nested virtualization exposed." \
-        if "hypervisor" in flags else ""
-    return failed(
-        f"no vmx or svm flag in /proc/cpuinfo (CPU: {facts.get('cpu', {}).get('model_name') or '?'}).{guest}",
-        level=profile.kvm,
-    )
+    lock = firmware_lock(facts)
+    model = facts.get("cpu", {}).get("model_name") or "?"
+    hint: str | None
+    if lock.state == "locked":
+        why, hint = "turn it on in the firmware", "Enable VT-x/AMD-V in the BIOS/UEFI setup (it is disabled and locked)"
+    elif is_vm(facts):
+        why = "this is a VM without nested virtualization (the 'hypervisor' flag is set: this host is itself a virtual machine)"
+        hint = "Expose VT-x/AMD-V to this VM: nested=1 on its host and CPU mode host-passthrough"
+    elif lock.state == "enabled":
+        why, hint = "this CPU has none", "Use a CPU with VT-x or AMD-V"
+    else:
+        why, hint = "this CPU has none, or the firmware turned it off (could not tell: see cpu.virt-firmware-lock)", None
+    return failed(f"no vmx or svm flag in /proc/cpuinfo (CPU: {model}): {why}", level=profile.kvm, hint=hint,
+                  firmware_lock=lock.state)
 
 
-@CHECKS.check("cpu.kvm-module", "A hardware KVM module (kvm_intel or kvm_amd) is loaded",
+@CHECKS.check("cpu.virt-firmware-lock", "Virtualization is not disabled and locked by the firmware",
+              hint="Enable Intel VT-x / AMD SVM in the BIOS/UEFI setup and power-cycle; the kernel cannot undo the lock")
+def virt_firmware_lock(facts: HostFacts, profile: Profile) -> Outcome:
+    lock = firmware_lock(facts)
+    if lock.state == "n/a":
+        return not_applicable(lock.text)
+    if lock.state == "locked":
+        return failed(lock.text, level=profile.kvm, source=lock.source)
+    if lock.state == "unknown":
+        return not_applicable(f"could not tell: {lock.text}", source=lock.source)
+    return passed(lock.text, source=lock.source)
+
+
+@CHECKS.check("cpu.kvm-module", "A KVM module for this CPU is loaded (kvm_intel/kvm_amd; kvm on aarch64/s390x)",
               hint="modprobe kvm_intel (Intel) or kvm_amd (AMD); if it fails, check dmesg and the BIOS virtualization setting")
 def kvm_module(facts: HostFacts, profile: Profile) -> Outcome:
     modules = kvm_backend_modules(facts)
     hw = [m for m in modules if m in ("kvm_intel", "kvm_amd")]
     source = facts.get("modules", {}).get("source", "none")
+    arch = host_arch(facts)
+    if arch in NON_X86_KVM_BUILTIN:
+        if "kvm" in modules or facts.device("/dev/kvm").get("exists"):
+            how = "listed in /sys/module" if "kvm" in modules else "/dev/kvm exists"
+            return passed(f"{arch}: KVM is present ({how}; built in or loaded, no vendor module needed)", modules=modules)
+        return failed(f"{arch}: no kvm in /sys/module and no /dev/kvm", level=profile.kvm, modules=modules,
+                      hint="modprobe kvm, or use a kernel built with CONFIG_KVM")
     if hw:
         return passed(f"{', '.join(hw)} loaded", modules=modules)
     others = [m for m in modules if m != "kvm"]
@@ -280,11 +406,30 @@ def cgroups(facts: HostFacts, profile: Profile) -> Outcome:
     return passed(f"cgroup {version} with {', '.join(V1_CONTROLLERS)} mounted")
 
 
-@CHECKS.check("cpu.iommu-acpi", "Firmware exposes an IOMMU (ACPI DMAR/IVRS) for device assignment", level=Level.WARN,
-              hint="Enable VT-d / AMD-Vi (IOMMU) in the BIOS/firmware")
+@CHECKS.check("cpu.iommu-acpi", "Firmware exposes an IOMMU (ACPI DMAR/IVRS; IORT with an SMMU on ARM) for device assignment",
+              level=Level.WARN, hint="Enable VT-d / AMD-Vi (IOMMU) in the BIOS/firmware")
 def iommu_acpi(facts: HostFacts, profile: Profile) -> Outcome:
     level = Level.FAIL if profile.iommu == "required" else Level.WARN
-    tables = set(facts.get("iommu", {}).get("acpi_tables", []))
+    iommu = facts.get("iommu", {})
+    tables = set(iommu.get("acpi_tables", []))
+    arch = host_arch(facts)
+    if arch == "aarch64":
+        smmus = [d for d in iommu.get("class_iommu", []) if "smmu" in d.lower()]
+        if "IORT" in tables and smmus:
+            return passed(f"ACPI IORT table present, SMMU: {', '.join(smmus)}")
+        if "IORT" in tables:
+            return failed("ACPI IORT table present but no SMMU found (/sys/class/iommu has no smmu)", level=level,
+                          hint="Enable the SMMU in the firmware and load arm-smmu / arm-smmu-v3")
+        if smmus:
+            return passed(f"no ACPI IORT table (device-tree platform); SMMU: {', '.join(smmus)}")
+        return failed("No ACPI IORT table found and no SMMU in /sys/class/iommu", level=level,
+                      hint="Enable the SMMU (IOMMU) in the firmware")
+    if arch == "s390x":
+        if iommu.get("pci_devices", 0) > 0:
+            return passed(f"s390x: {iommu['pci_devices']} PCI devices online (zPCI)")
+        return not_applicable("s390x: no PCI devices are online")
+    if arch.startswith("ppc64"):
+        return passed(f"{arch}: the platform provides the IOMMU")
     vendor = cpu_vendor(facts)
     table = {"intel": "DMAR", "amd": "IVRS"}.get(vendor)
     if table is None:
@@ -362,3 +507,157 @@ def host_memory(facts: HostFacts, profile: Profile) -> Outcome:
     if gib >= profile.min_memory_gib:
         return passed(f"{gib:.1f} GiB memory (profile minimum {profile.min_memory_gib:g} GiB)")
     return failed(f"{gib:.1f} GiB memory, the profile requires at least {profile.min_memory_gib:g} GiB")
+
+
+def _param_on(value: str | None) -> bool:
+    return value in ("Y", "y", "1")
+
+
+@CHECKS.check("cpu.guest-features", "CPU features KVM guests need (lm, sse4_1; on Intel EPT and unrestricted guest)",
+              hint="Use a CPU with these features; on Intel load kvm_intel with ept=1 unrestricted_guest=1 (on a VM, "
+                   "give it CPU mode host-passthrough)")
+def guest_features(facts: HostFacts, profile: Profile) -> Outcome:
+    if not is_x86(facts):
+        return not_applicable(f"architecture {host_arch(facts)}: the x86 feature list does not apply")
+    flags = facts.cpu_flags
+    missing = [f for f in ("lm", "sse4_1") if f not in flags]
+    if missing:
+        return failed(f"the CPU lacks {', '.join(missing)} (64-bit mode / SSE4.1): modern guests will not run", missing=missing)
+    notes = ["lm and sse4_1 present"]
+    if cpu_vendor(facts) == "intel":
+        params = facts.get("kvm_params", {})
+        if "kvm_intel.ept" not in params and "kvm_intel.unrestricted_guest" not in params:
+            notes.append("kvm_intel not loaded: EPT and unrestricted guest not measured")
+            return passed("; ".join(notes))
+        off = [p for p in ("ept", "unrestricted_guest") if not _param_on(params.get(f"kvm_intel.{p}"))]
+        if off:
+            where = "a VM host (warning: the hypervisor above does not pass them)" if is_vm(facts) else "bare metal"
+            desc = ", ".join(f"kvm_intel.{p}={params.get(f'kvm_intel.{p}', 'absent')}" for p in off)
+            return failed(f"{desc} on {where}: guests run slowly or not at all", level=Level.WARN if is_vm(facts) else None,
+                          off=off)
+        notes.append("kvm_intel ept=Y unrestricted_guest=Y")
+    return passed("; ".join(notes))
+
+
+MICROCODE_PACKAGES = {("debian", "intel"): ("intel-microcode",), ("debian", "amd"): ("amd64-microcode",),
+                      ("el", "intel"): ("microcode_ctl",), ("el", "amd"): ("linux-firmware",)}
+
+
+@CHECKS.check("cpu.microcode", "The CPU microcode package is installed", level=Level.WARN,
+              hint="Install intel-microcode / amd64-microcode (Debian, non-free-firmware) or microcode_ctl / "
+                   "linux-firmware (EL) and reboot")
+def microcode(facts: HostFacts, profile: Profile) -> Outcome:
+    if not is_x86(facts):
+        return not_applicable(f"architecture {host_arch(facts)}: no x86 microcode package")
+    revision = facts.get("cpu", {}).get("microcode") or "unknown"
+    if is_vm(facts):
+        return not_applicable(f"a virtual machine: microcode is loaded by the hypervisor's host (revision {revision})")
+    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(facts.get("cpu", {}).get("vendor_id", ""))
+    pk = facts.get("host_packages", {})
+    names = MICROCODE_PACKAGES.get((facts.family or "", vendor or ""))
+    if not names or pk.get("manager", "none") == "none":
+        return not_applicable(f"no microcode package known for {facts.family or '?'} on {vendor or 'this CPU'}")
+    found = {n: pk.get("installed", {})[n] for n in names if n in pk.get("installed", {})}
+    if found:
+        return passed(", ".join(f"{n} {v}" for n, v in found.items()) + f" (running revision {revision})")
+    return failed(f"{' or '.join(names)} is not installed (running revision {revision})")
+
+
+@CHECKS.check("cpu.vulnerabilities", "The kernel reports no CPU vulnerability as Vulnerable", level=Level.WARN,
+              hint="Update the CPU microcode and the kernel; check the mitigations= kernel argument")
+def vulnerabilities(facts: HostFacts, profile: Profile) -> Outcome:
+    vulns = facts.get("vulnerabilities", {})
+    if not vulns:
+        return not_applicable("no /sys/devices/system/cpu/vulnerabilities (an older kernel or an older probe)")
+    bad = {k: v for k, v in sorted(vulns.items()) if v.startswith("Vulnerable")}
+    if bad:
+        return failed(f"{len(bad)} of {len(vulns)} vulnerable: " + "; ".join(f"{k}: {v}" for k, v in bad.items()),
+                      vulnerable=bad)
+    return passed(f"none of {len(vulns)} is Vulnerable (mitigated or not affected)")
+
+
+KSM_STATES = {"0": "stopped", "1": "merging", "2": "stopped and unmerged"}
+
+
+@CHECKS.check("cpu.ksm", "KSM (kernel same-page merging) state against the lab's policy", level=Level.INFO,
+              hint="The profile's ksm policy: echo 0 > /sys/kernel/mm/ksm/run (off: no cross-guest side channel) or "
+                   "echo 1 (on: memory density); persist it with ksmtuned or a tmpfiles.d entry")
+def ksm(facts: HostFacts, profile: Profile) -> Outcome:
+    k = facts.get("ksm", {})
+    if "run" not in k:
+        return not_applicable("no /sys/kernel/mm/ksm (kernel built without CONFIG_KSM, or an older probe)")
+    state = KSM_STATES.get(k["run"], f"run={k['run']}")
+    desc = f"KSM {state} (run={k['run']}, pages_sharing={k.get('pages_sharing', '?')})"
+    if profile.ksm == "any":
+        return info(desc + "; the profile sets no ksm policy")
+    on = k["run"] == "1"
+    if on == (profile.ksm == "on"):
+        return Outcome(True, f"{desc}, as the profile's ksm: {profile.ksm} wants", level=Level.FAIL)
+    return failed(f"{desc}, but the profile's ksm policy is {profile.ksm}", level=Level.FAIL)
+
+
+SECURE_TYPES = {"amd": ("sev", "sev-es", "sev-snp"), "intel": ("tdx",)}
+
+
+def secure_guest_state(facts: HostFacts) -> dict[str, dict[str, Any]]:
+    """Per type: usable (CPU + firmware + kernel) and capacity (misc cgroup ASIDs / keys), with the reasons."""
+    flags = facts.cpu_flags
+    params = facts.get("kvm_params", {})
+    sg = facts.get("secure_guest", {})
+    misc_known = "misc_file" in sg
+    sev_dev = facts.device("/dev/sev").get("exists") or sg.get("dev_sev") == "present"
+    # per confidential-guest type: the CPU flag, the kernel parameter, the misc capacity key, one more requirement
+    spec = {
+        "sev": ("sev", "kvm_amd.sev", "misc.sev", ("/dev/sev", sev_dev)),
+        "sev-es": ("sev_es", "kvm_amd.sev_es", "misc.sev_es", ("/dev/sev", sev_dev)),
+        "sev-snp": ("sev_snp", "kvm_amd.sev_snp", "misc.sev_es", ("/dev/sev", sev_dev)),  # SNP guests use SEV-ES ASIDs
+        "tdx": ("tdx_host_platform", "kvm_intel.tdx", "misc.tdx", ("/sys/firmware/tdx", sg.get("tdx_firmware") == "present")),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for name, (flag, param, misc, (extra_name, extra_ok)) in spec.items():
+        why = []
+        if flag not in flags:
+            why.append(f"no CPU flag {flag}")
+        if not _param_on(params.get(param)):
+            why.append(f"{param}={params.get(param, 'absent')}")
+        if not extra_ok:
+            why.append(f"no {extra_name}")
+        capacity: int | None = None
+        if misc_known:
+            raw = sg.get(misc, "")
+            capacity = int(raw) if raw.isdigit() else 0
+            if capacity == 0:
+                why.append(f"misc.capacity {misc.split('.', 1)[1]} is {raw or 'absent'}: no ASIDs/keys left for guests")
+        out[name] = {"usable": not why, "capacity": capacity, "why": why, "capacity_known": misc_known}
+    return out
+
+
+@CHECKS.check("cpu.secure-guest-capacity", "Confidential guests (SEV / SEV-ES / SEV-SNP / TDX): usable and with capacity",
+              level=Level.INFO,
+              hint="Enable SEV/SNP or TDX in the firmware (and its ASID/key split), load kvm_amd sev=1 sev_es=1 sev_snp=1 "
+                   "or kvm_intel tdx=1; /sys/fs/cgroup/misc.capacity shows how many guests fit")
+def secure_guest_capacity(facts: HostFacts, profile: Profile) -> Outcome:
+    vendor = cpu_vendor(facts)
+    wanted = list(profile.secure_guests)
+    types = SECURE_TYPES.get(vendor, ())
+    if not types and not wanted:
+        return not_applicable(f"{vendor} CPU: no SEV/TDX to look for")
+    state = secure_guest_state(facts)
+    parts = []
+    if types and all(any(w.startswith("no CPU flag") for w in state[t]["why"]) for t in types):
+        parts.append(f"this CPU offers none of {', '.join(types)} (no CPU flags)")
+    for t in () if parts else (types or tuple(wanted)):
+        s = state[t]
+        cap = f", capacity {s['capacity']}" if s["capacity"] is not None else ", capacity not known (no misc cgroup)"
+        parts.append(f"{t}: usable{cap}" if s["usable"] else f"{t}: not usable ({'; '.join(s['why'])})")
+    dom = facts.get("libvirt", {}).get("domcapabilities", {}).get("kvm", {})
+    if dom.get("launch_security") is not None:
+        parts.append(f"libvirt launchSecurity: {', '.join(dom['launch_security']) or 'none'}")
+    text = "; ".join(parts)
+    if not wanted:
+        return info(text, state=state)
+    missing = [t for t in wanted if not state[t]["usable"]]
+    if missing:
+        return failed(f"the profile requires {', '.join(wanted)}; not usable: {', '.join(missing)}. {text}",
+                      level=Level.FAIL, state=state)
+    return Outcome(True, f"the profile requires {', '.join(wanted)}: {text}", {"state": state}, level=Level.FAIL)

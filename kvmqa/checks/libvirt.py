@@ -85,17 +85,34 @@ def connect(facts: HostFacts, profile: Profile) -> Outcome:
                   f"in {lv.get('connect_s', 0):.2f} s")
 
 
-@CHECKS.check("libvirt.versions", "libvirt and QEMU versions meet the profile", hint="Upgrade libvirt/QEMU",
+@CHECKS.check("libvirt.versions", "libvirt and QEMU versions meet the profile's floors (default: nova's)",
+              hint="Upgrade libvirt/QEMU (the default floors are OpenStack nova's: libvirt >= 8.0.0 and QEMU >= 6.2.0 "
+                   "required, >= 10.0.0 / 8.2.2 recommended); a profile's min_versions / warn_versions override them",
               requires=("libvirt.connect",))
 def versions(facts: HostFacts, profile: Profile) -> Outcome:
     lv = facts.get("libvirt", {})
     have = {"libvirt": lv.get("lib_version", ""), "qemu": lv.get("hypervisor_version", "")}
-    low = [f"{k} {have[k]} < {profile.min_versions[k]}" for k in have
-           if k in profile.min_versions and have[k] and not version_at_least(have[k], profile.min_versions[k])]
+
+    def below(floors: dict[str, str]) -> list[str]:
+        return [f"{k} {have[k]} < {floors[k]}" for k in have
+                if floors.get(k) and have[k] and not version_at_least(have[k], floors[k])]
+
     desc = f"libvirt {have['libvirt']}, QEMU {have['qemu'] or 'unknown'}"
+    floors = ", ".join(f"{k} >= {v}" for k, v in sorted(profile.min_versions.items()) if k in have)
+    low = below(profile.min_versions)
     if low:
-        return failed(f"{desc}: below the profile's minimum: {'; '.join(low)}")
-    return passed(desc)
+        return failed(f"{desc}: below the profile's minimum: {'; '.join(low)}", level=Level.FAIL)
+    soon = below(profile.warn_versions)
+    if soon:
+        return failed(f"{desc}: meets the minimum ({floors or 'none'}) but is below the recommended "
+                      f"{'; '.join(soon)}", level=Level.WARN)
+    return passed(f"{desc} (minimum {floors or 'none'})")
+
+
+def kvm_arch(facts: HostFacts) -> str:
+    """The architecture KVM guests have on this host: its own (libvirt's host arch, else uname -m)."""
+    arch = facts.get("libvirt", {}).get("capabilities", {}).get("host_arch") or facts.get("host", {}).get("arch")
+    return str(arch or "x86_64")
 
 
 def _guest_types(facts: HostFacts, arch: str = "x86_64") -> list[str]:
@@ -105,15 +122,21 @@ def _guest_types(facts: HostFacts, arch: str = "x86_64") -> list[str]:
     return []
 
 
-@CHECKS.check("libvirt.kvm-guest", "Capabilities offer <domain type='kvm'> for x86_64 guests",
+FIRST_VM_ARCH_NOTE = ("; note: the first_vm stage boots x86_64 guests only, so on this {arch} host it cannot prove "
+                      "a KVM boot (an x86_64 guest here runs emulated at best)")
+
+
+@CHECKS.check("libvirt.kvm-guest", "Capabilities offer <domain type='kvm'> for guests of the host's architecture",
               hint="libvirt sees no usable KVM: check the cpu stage (/dev/kvm, modules) and restart the daemon after fixing it",
               requires=("libvirt.connect",))
 def kvm_guest(facts: HostFacts, profile: Profile) -> Outcome:
-    types = _guest_types(facts)
+    arch = kvm_arch(facts)
+    types = _guest_types(facts, arch)
+    note = FIRST_VM_ARCH_NOTE.format(arch=arch) if arch != "x86_64" else ""
     if "kvm" in types:
-        return passed(f"x86_64 hvm guests: domain types {', '.join(types)}")
-    return failed(f"no <domain type='kvm'> for x86_64 (domain types: {', '.join(types) or 'none'}): "
-                  "could not find capabilities for domaintype=kvm", level=profile.kvm)
+        return passed(f"{arch} hvm guests: domain types {', '.join(types)}{note}")
+    return failed(f"no <domain type='kvm'> for {arch} (domain types: {', '.join(types) or 'none'}): "
+                  f"could not find capabilities for arch={arch} domaintype=kvm{note}", level=profile.kvm)
 
 
 @CHECKS.check("libvirt.qemu-guest", "Capabilities offer emulated (TCG) x86_64 guests",
@@ -141,8 +164,11 @@ def domcapabilities(facts: HostFacts, profile: Profile) -> Outcome:
                       level=profile.kvm)
     modes = [m for m, ok in kvm.get("cpu_modes", {}).items() if ok]
     uefi = "UEFI loader available" if kvm.get("loader_supported") and kvm.get("loader_values") else "no UEFI loader"
-    return passed(f"kvm: machine {kvm.get('machine')}, max {kvm.get('max_vcpus')} vCPUs, CPU modes {', '.join(modes)}, {uefi}",
-                  cpu_modes=modes, usable_cpu_models=len(kvm.get("usable_cpu_models", [])))
+    arch = facts.get("libvirt", {}).get("domcapabilities_arch", {}).get("kvm", "x86_64")
+    secure = kvm.get("launch_security") or []
+    return passed(f"kvm ({arch}): machine {kvm.get('machine')}, max {kvm.get('max_vcpus')} vCPUs, CPU modes "
+                  f"{', '.join(modes)}, {uefi}, launch security: {', '.join(secure) or 'none'}",
+                  cpu_modes=modes, usable_cpu_models=len(kvm.get("usable_cpu_models", [])), launch_security=secure)
 
 
 @CHECKS.check("libvirt.default-network", "The default network is defined and active",

@@ -104,18 +104,30 @@ def ca(obs: dict[str, Any], profile: Profile) -> Outcome:
     return passed(f"engine CA {cert.get('subject')} is a CA certificate{match}", **c)
 
 
-@CHECKS.check("ovirt_engine.health", "Engine health status is DB Up", requires=("ovirt_engine.tls",),
-              hint="on the engine: systemctl status ovirt-engine postgresql; see /var/log/ovirt-engine/server.log")
+def _health_problem(scheme: str, h: dict[str, Any]) -> str | None:
+    if h.get("ok") if scheme == "HTTP" else h.get("https_ok", h.get("ok")):
+        return None
+    if "status" not in h:
+        return f"{scheme} {h.get('url')}: request failed: {h.get('error')}"
+    return f"{scheme} {h.get('url')}: HTTP {h['status']} {h.get('body')!r} (expected 200 and exactly {HEALTHY_BODY!r})"
+
+
+@CHECKS.check("ovirt_engine.health", "Engine health status is exactly DB Up over HTTPS and HTTP",
+              requires=("ovirt_engine.tls",),
+              hint="on the engine: systemctl status ovirt-engine postgresql httpd; see /var/log/ovirt-engine/server.log; "
+                   "for plain HTTP check apache's ovirt-engine proxy config (or set ovirt_engine.http_url in the profile)")
 @on_engine()
 def health(obs: dict[str, Any], profile: Profile) -> Outcome:
     h = obs.get("health")
     if h is None:
         return failed("the health servlet was not called (an earlier step failed)")
-    if h.get("ok"):
-        return passed(f"health: {h['body']!r}", **h)
-    if "status" not in h:
-        return failed(f"health request failed: {h.get('error')}", **h)
-    return failed(f"health: HTTP {h['status']} {h.get('body')!r} (expected 200 {HEALTHY_BODY!r})", **h)
+    http = h.get("http")
+    problems = [p for p in (_health_problem("HTTPS", h), _health_problem("HTTP", http) if http is not None else None) if p]
+    if http is None:
+        problems.append("plain HTTP was not asked (an older observation)")
+    if problems:
+        return failed("; ".join(problems), **h)
+    return passed(f"health: {h['body']!r} over HTTPS and HTTP ({http['url']})", **h)
 
 
 # An engine whose health servlet does not say "DB Up" cannot authenticate (aaa-jdbc reads the database) nor
@@ -196,12 +208,19 @@ def hosts_up(obs: dict[str, Any], profile: Profile) -> Outcome:
     matched = [by_id[i["engine_host_id"]] for i in _inventory(obs) if i.get("engine_host_id") in by_id]
     if not matched:
         return not_applicable("no inventory ovirt-host is known to the engine (see ovirt_engine.hosts-known)")
-    down = [h for h in matched if h["status"] != "up"]
+    settle = obs.get("settle") or {}
+    window = f"{settle.get('polls', 1)} polls {settle.get('interval_s', 0):g} s apart"
+    flapping = [h for h in matched if len(set(h.get("status_history") or [h["status"]])) > 1]
+    down = [h for h in matched if h["status"] != "up" and h not in flapping]
     statuses = {h["name"]: h["status"] for h in matched}
-    if down:
-        text = " | ".join(f"{h['name']} is {h['status']}{_quote_events(h)}" for h in down)
-        return failed(text, statuses=statuses, events={h["name"]: h.get("events", []) for h in down})
-    return passed(f"up: {', '.join(statuses)}", statuses=statuses)
+    history = {h["name"]: h.get("status_history") or [h["status"]] for h in matched}
+    if down or flapping:
+        text = [f"{h['name']} is flapping: {' -> '.join(history[h['name']])} within {window}{_quote_events(h)}"
+                for h in flapping]
+        text += [f"{h['name']} is {h['status']}{_quote_events(h)}" for h in down]
+        return failed(" | ".join(text), statuses=statuses, history=history,
+                      events={h["name"]: h.get("events", []) for h in down + flapping})
+    return passed(f"up and stable ({window}): {', '.join(statuses)}", statuses=statuses, history=history)
 
 
 def _host_flags(inv: dict[str, Any]) -> tuple[set[str] | None, bool]:

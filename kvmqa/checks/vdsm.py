@@ -8,6 +8,7 @@ cluster from `facts["engine"]` is used when this host's facts hold one (all-in-o
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -69,17 +70,35 @@ def port(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     return failed(f"nothing listens on {p['port']} ({p.get('method') or p.get('error')})", **p)
 
 
-@CHECKS.check("vdsm.is-configured", "vdsm-tool is-configured",
-              hint="vdsm-tool configure --force (restarts the modules' services)")
+# vdsm's configurators print "<module> is already configured for vdsm" when they answer MAYBE (configured
+# before, validity not determined: e.g. libvirt's, whose files may have been edited since); YES modules say
+# "<module> is configured for vdsm". vdsm-tool exits 0 for MAYBE; a strict acceptance does not.
+MAYBE_LINE = re.compile(r"^(?P<module>\S+) is already configured for vdsm\s*$", re.M)
+
+
+def maybe_modules(output: str) -> list[str]:
+    return sorted({m.group("module") for m in MAYBE_LINE.finditer(output or "")})
+
+
+@CHECKS.check("vdsm.is-configured", "vdsm-tool is-configured (a module in state MAYBE counts as not configured)",
+              hint="vdsm-tool configure --force (restarts the modules' services); to accept modules vdsm reports as "
+                   "MAYBE after checking their files, set `vdsm: {accept_maybe: true}` in the profile")
 @on_vdsm
 def is_configured(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     c = v["is_configured"]
     if c.get("ok") is None:
         return failed(f"vdsm-tool is-configured did not run: {c.get('error')}", hint="install vdsm (ovirt-host)", **c)
+    maybe = maybe_modules(c.get("output", ""))
+    accept = bool(dict(profile.stage("vdsm") or {}).get("accept_maybe", False)) if profile is not None else False
+    if c["ok"] and (not maybe or accept):
+        note = f" (MAYBE accepted by the profile: {', '.join(maybe)})" if maybe else ""
+        return passed(f"all vdsm modules are configured{note}", maybe=maybe, **c)
     if c["ok"]:
-        return passed("all vdsm modules are configured", **c)
+        return failed(f"vdsm-tool is-configured exits 0, but {', '.join(maybe)} answered MAYBE (\"is already configured "
+                      "for vdsm\": configured before, validity not determined); a strict acceptance treats that as not "
+                      "configured", maybe=maybe, **c)
     modules = ", ".join(c.get("not_configured") or []) or "some modules"
-    return failed(f"not configured for vdsm: {modules} (rc={c.get('rc')})", **c)
+    return failed(f"not configured for vdsm: {modules} (rc={c.get('rc')})", maybe=maybe, **c)
 
 
 @CHECKS.check("vdsm.api", "vdsm-client answers Host getCapabilities and getStats",

@@ -7,11 +7,13 @@ Order of calls, each over TLS verified against one trust anchor:
    (only if the profile says `ca_trust_on_first_use: true`) nothing, recorded as `trust: "tofu"`.
    The PEM must parse as a CA certificate; with `--engine-ca` the two must be the same certificate.
 2. Every later call verifies against `--engine-ca` or the downloaded CA.
-3. `GET /ovirt-engine/services/health`: 200 with exactly `DB Up!Welcome to Health Status!`.
+3. `GET /ovirt-engine/services/health` over HTTPS and over plain HTTP (OST checks both): 200 with exactly
+   `DB Up!Welcome to Health Status!` on each. The HTTP URL is the profile's `http_url`, else `http://<engine host>`.
 4. `POST /ovirt-engine/sso/oauth/token` (`scope=ovirt-app-api`) for a bearer token.
 5. `ovirtsdk4.Connection(url=.../ovirt-engine/api, token=..., ca_file=...)`: API root, hosts,
    events of unhealthy hosts, clusters, cluster levels (`cpu_types`), data centers and their
-   attached storage domains, and all storage domains.
+   attached storage domains, and all storage domains. The host list is read `settle_polls` times,
+   `settle_interval` seconds apart: a host whose status changes in that window is flapping (OST's wait).
 
 The password (`RunOptions.engine_password`, a `Secret`) and the token never enter the
 observation, a log record or an exception message kept in it.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +66,9 @@ class Settings:
     timeout: float = 30.0
     events_max: int = 20
     server_cpu_list: str | None = None
+    http_url: str | None = None  # where the plain-HTTP health servlet is (default http://<engine host>)
+    settle_polls: int = 3  # host list reads in the settling window (OST: 12 polls of 10 s)
+    settle_interval: float = 2.0
 
     @classmethod
     def from_profile(cls, profile: Any) -> Settings:
@@ -190,14 +196,30 @@ def _ca_step(obs: dict[str, Any], session: EngineSession, settings: Settings, tm
 
 def _health_step(obs: dict[str, Any], anchor: _Anchor, settings: Settings) -> None:
     url = obs["url"] + HEALTH_PATH
+    http = _http_health(obs, anchor, settings)
     try:
         reply = web.request(url, anchor.context(), timeout=settings.timeout, trust_label=anchor.label)
     except (web.TlsError, web.TransportError) as exc:
-        obs["health"] = {"ok": False, "url": url, "error": str(exc)}
+        obs["health"] = {"ok": False, "url": url, "error": str(exc), "http": http}
         _tls_failed_later(obs, exc)
         return
-    ok = reply.status == 200 and reply.body == HEALTHY_BODY
-    obs["health"] = {"ok": ok, "url": url, "status": reply.status, "body": reply.body[:500]}
+    https_ok = reply.status == 200 and reply.body == HEALTHY_BODY
+    obs["health"] = {"ok": https_ok and bool(http.get("ok")), "https_ok": https_ok, "url": url, "status": reply.status,
+                     "body": reply.body[:500], "http": http}
+
+
+def _http_health(obs: dict[str, Any], anchor: _Anchor, settings: Settings) -> dict[str, Any]:
+    """The same servlet over plain HTTP (no credentials are sent; a redirect to https verifies as the rest)."""
+    base = settings.http_url or f"http://{urllib.parse.urlsplit(obs['url']).hostname}"
+    url = base.rstrip("/") + HEALTH_PATH
+    if not url.startswith("http://"):
+        return {"ok": False, "url": url, "error": f"http_url {base} is not an http:// URL"}
+    try:
+        reply = web.request(url, anchor.context(), timeout=settings.timeout, trust_label=anchor.label)
+    except (web.TlsError, web.TransportError) as exc:
+        return {"ok": False, "url": url, "error": str(exc)}
+    return {"ok": reply.status == 200 and reply.body == HEALTHY_BODY, "url": url, "status": reply.status,
+            "body": reply.body[:500]}
 
 
 def _tls_failed_later(obs: dict[str, Any], exc: Exception) -> None:
@@ -311,6 +333,27 @@ def _system(obs: dict[str, Any], conn: Any, session: EngineSession, settings: Se
 
 
 def _hosts(obs: dict[str, Any], conn: Any, session: EngineSession, settings: Settings) -> None:
+    hosts = _host_list(conn)
+    polls = max(1, int(settings.settle_polls))
+    for h in hosts:
+        h["status_history"] = [h["status"]]
+    for _ in range(polls - 1):  # the settling window: a host that changes state in it is flapping
+        time.sleep(max(0.0, float(settings.settle_interval)))
+        now = {h["id"]: h for h in _host_list(conn)}
+        for h in hosts:
+            if h["id"] in now:
+                h["status_history"].append(now[h["id"]]["status"])
+                h["status"] = now[h["id"]]["status"]
+    obs["settle"] = {"polls": polls, "interval_s": float(settings.settle_interval)}
+    obs["hosts"] = hosts
+    obs["inventory_hosts"] = [_match_inventory(t, hosts, session) for t in _ovirt_host_targets(session)]
+    events = conn.system_service().events_service()
+    for h in hosts:
+        if h["status"] in EXPLAIN_STATUSES or len(set(h["status_history"])) > 1:
+            h["events"] = _host_events(events, h, settings)
+
+
+def _host_list(conn: Any) -> list[dict[str, Any]]:
     hosts = []
     for h in conn.system_service().hosts_service().list():
         hosts.append({
@@ -323,12 +366,7 @@ def _hosts(obs: dict[str, Any], conn: Any, session: EngineSession, settings: Set
             "cpu_name": h.cpu.name if h.cpu else None,
             "cpu_type": h.cpu.type if h.cpu else None,
         })
-    obs["hosts"] = hosts
-    obs["inventory_hosts"] = [_match_inventory(t, hosts, session) for t in _ovirt_host_targets(session)]
-    events = conn.system_service().events_service()
-    for h in hosts:
-        if h["status"] in EXPLAIN_STATUSES:
-            h["events"] = _host_events(events, h, settings)
+    return hosts
 
 
 def _ovirt_host_targets(session: EngineSession) -> list[Any]:

@@ -21,7 +21,7 @@ _kq_devices() {
 }
 _kq_kvm_params() {
     for m in kvm kvm_intel kvm_amd; do
-        for p in nested sev sev_es sev_snp tdx; do _kq_kv "/sys/module/$m/parameters/$p"; done
+        for p in nested sev sev_es sev_snp tdx ept unrestricted_guest; do _kq_kv "/sys/module/$m/parameters/$p"; done
     done
 }
 _kq_cgroups() {
@@ -34,12 +34,17 @@ _kq_iommu() {
     echo "acpi_tables=$(ls /sys/firmware/acpi/tables 2>/dev/null | tr '\n' ' ')"
     if [ -d /sys/kernel/iommu_groups ]; then echo "iommu_groups=$(ls /sys/kernel/iommu_groups | wc -l)"; else echo "iommu_groups=absent"; fi
     echo "pci_devices=$(ls /sys/bus/pci/devices 2>/dev/null | wc -l)"
+    echo "class_iommu=$(ls /sys/class/iommu 2>/dev/null | tr '\n' ' ')"
 }
 _kq_secure() {
     _kq_kv /sys/firmware/tdx/version
     [ -d /sys/firmware/tdx ] && echo "tdx_firmware=present"
     [ -e /dev/sev ] && echo "dev_sev=present"
     [ -e /dev/tdx_guest ] && echo "dev_tdx_guest=present"
+    # Secure-guest capacity (ASIDs / TDX keys) the misc cgroup controller hands out: "sev 509" -> misc.sev=509
+    for f in /sys/fs/cgroup/misc.capacity /sys/fs/cgroup/misc/misc.capacity; do
+        [ -r "$f" ] && { echo "misc_file=$f"; sed -n 's/^\([a-z_]*\) \([0-9]*\)$/misc.\1=\2/p' "$f"; break; }
+    done
     return 0
 }
 _kq_hugepages() { for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/mm/hugepages/*/nr_hugepages; do _kq_kv "$f"; done; }
@@ -92,5 +97,7 @@ _kq_sec processes _kq_processes
 _kq_sec sockets _kq_sockets
 _kq_sec units _kq_units
 _kq_sec libvirt_conf _kq_libvirt_conf
-_kq_sec storage df -Pk /var/lib/libvirt/images
+# Where libvirt keeps images (or the nearest existing parent, where they will go).
+_kq_storage() { for d in /var/lib/libvirt/images /var/lib/libvirt /var/lib /var /; do [ -d "$d" ] && { echo "dir=$d"; df -Pk "$d"; return; }; done; }
+_kq_sec storage _kq_storage
 _kq_sec security _kq_security

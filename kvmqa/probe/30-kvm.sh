@@ -25,7 +25,7 @@ _kq_kvm() { # optional: a user to run as (via runuser)
 }
 # With python3: one interpreter probes as root, as the sudo login user and as the QEMU user (forked children).
 if [ -e /dev/kvm ] && command -v python3 >/dev/null 2>&1; then
-    set -- kvm_probe
+    set -- kvm_probe clock
     if [ "$(id -u)" = 0 ]; then
         if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then set -- "$@" "kvm_probe_user:$SUDO_USER:norun"; fi
         for _kq_qu in libvirt-qemu qemu; do

@@ -4,7 +4,7 @@ Opens /dev/kvm, asks KVM_GET_API_VERSION (must be 12), KVM_CREATE_VM, then creat
 runs three bytes of real-mode code (out 0x10, al; hlt) to see whether the host can actually run a
 guest instruction stream. Prints key=value lines.
 
-    python3 -S -E - SECTION[:USER[:norun]] ...
+    python3 -S -E - SECTION[:USER[:norun]] ... [clock]
 
 With section arguments it prints whole probe sections ("@@kvmqa:<name> rc=0" and the lines), each run as
 USER when given (a forked child drops to that user's uid, gid and groups): one interpreter for all of them.
@@ -122,11 +122,27 @@ def as_user(name, run_vcpu):
     return b"".join(chunks).decode(errors="replace")
 
 
+def clock():
+    """The kernel's clock state, read-only (modes 0): 5 (TIME_ERROR) means not synchronised (STA_UNSYNC)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    say("adjtimex", libc.adjtimex(ctypes.create_string_buffer(512)))
+
+
 def main(argv):
     if not argv or argv == ["--no-run"]:
         probe(run_vcpu=not argv)
         return
     for spec in argv:
+        if spec == "clock":  # the time_sync section's kernel half, here to save the host a second interpreter
+            print("@@kvmqa:clock rc=0")
+            try:
+                clock()
+            except Exception as exc:  # noqa: BLE001 - a libc without adjtimex is a fact
+                say("adjtimex", "error:%s" % exc)
+            sys.stdout.flush()
+            continue
         parts = spec.split(":")
         name, user, run_vcpu = parts[0], (parts[1] if len(parts) > 1 else ""), "norun" not in parts[2:]
         print("@@kvmqa:%s rc=0" % name)

@@ -3,7 +3,9 @@
 It serves what kvmqa's engine stage calls, in the documented shapes
 (/work/shared/reference/ovirt-engine-and-vdsm.md sections 1 and 4, ovirt-engine-api-model types):
 
-- `GET  /ovirt-engine/services/health` -> 200 `DB Up!Welcome to Health Status!` (text/html) or 500 `DB Down!`
+- `GET  /ovirt-engine/services/health` -> 200 `DB Up!Welcome to Health Status!` (text/html) or 500 `DB Down!`;
+  also over plain HTTP on a second port (`http_url`), which serves nothing else
+- `GET /ovirt-engine/api/hosts`: a host named in `status_walks` reports its next status on each listing (flapping)
 - `GET  /ovirt-engine/services/pki-resource?resource=ca-certificate&format=X509-PEM-CA` -> the CA PEM; bad values 400
 - `POST /ovirt-engine/sso/oauth/token` (form, `scope=ovirt-app-api` mandatory) -> JSON bearer token
 - `POST /ovirt-engine/services/sso-logout` -> JSON (the SDK revokes its token on close)
@@ -39,6 +41,9 @@ class Scenario:
 
     name: str = "healthy"
     health: tuple[int, str] = HEALTHY
+    http_health: tuple[int, str] | None = None  # the plain-HTTP servlet's answer (None: the same as `health`)
+    # host name -> statuses successive GET /hosts listings report (the last one sticks): a flapping host
+    status_walks: dict[str, list[str]] = field(default_factory=dict)
     user: str = "admin@internal"
     password: str = "s3cret-Engine-pw!"
     token_expired: bool = False  # every API call answers 401, as an expired token does
@@ -134,8 +139,21 @@ def storage_down() -> Scenario:
     return s
 
 
+def http_health_wrong() -> Scenario:
+    """HTTPS answers DB Up; plain HTTP answers with a trailing newline (not the exact body OST requires)."""
+    return replace(healthy(), name="http-health-wrong", http_health=(200, HEALTHY[1] + "\n"))
+
+
+def host_flapping() -> Scenario:
+    """host1 reports up, non_responsive, up on three successive host listings, then stays up."""
+    s = healthy()
+    s.name = "host-flapping"
+    s.status_walks = {"host1": ["up", "non_responsive", "up"]}
+    return s
+
+
 SCENARIOS = {f.__name__: f for f in (healthy, db_down, token_expired, host_non_operational, cpu_type_skylake,
-                                     storage_down)}
+                                     storage_down, http_health_wrong, host_flapping)}
 
 
 def _el(parent: ET.Element, tag: str, text: Any = None, **attrs: str) -> ET.Element:
@@ -186,6 +204,9 @@ class Renderer:
     def hosts(self) -> ET.Element:
         root = ET.Element("hosts")
         for h in self.s.hosts:
+            walk = self.s.status_walks.get(h["name"])
+            if walk:
+                h["status"] = walk.pop(0) if len(walk) > 1 else walk[0]
             root.append(self.host(h))
         return root
 
@@ -304,11 +325,19 @@ class StandinEngine:
         self.seen: list[Seen] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self._http_thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
         return f"https://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def http_url(self) -> str:
+        """The plain-HTTP side (health only), as apache serves it on port 80 of a real engine."""
+        assert self._http is not None
+        return f"http://127.0.0.1:{self._http.server_address[1]}"
 
     def __enter__(self) -> StandinEngine:
         engine = self
@@ -322,13 +351,22 @@ class StandinEngine:
         self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, name="standin-engine", daemon=True)
         self._thread.start()
+
+        class PlainHandler(_PlainHandler):
+            standin = engine
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), PlainHandler)
+        self._http_thread = threading.Thread(target=self._http.serve_forever, name="standin-engine-http", daemon=True)
+        self._http_thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        assert self._http is not None and self._http_thread is not None
+        for server, thread in ((self._server, self._thread), (self._http, self._http_thread)):
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -477,3 +515,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: dict[str, Any]) -> None:
         self._send(status, json.dumps(payload), "application/json")
 
+
+class _PlainHandler(_Handler):
+    """Plain HTTP: the health servlet only (a real engine's apache redirects the rest to https)."""
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        self._record("")
+        if urllib.parse.urlsplit(self.path).path == "/ovirt-engine/services/health":
+            s = self.standin.scenario
+            status, body = s.http_health or s.health
+            self._send(status, body, "text/html")
+        else:
+            self._send(404, "Not Found", "text/html")
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        self._send(404, "Not Found", "text/html")
