@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 import libvirt
 
 MARKER = re.compile(r"KVMQA-([A-Z]+)([^\r\n]*)")
+KERNEL_TIME = re.compile(r"^\[\s*(\d+\.\d+)\]", re.M)
+BANNER = "Linux version "  # the first line a booting kernel prints (replayed when the serial console registers)
+RESTART = "reboot: Restarting system"  # the kernel's own last line before a reset it asked for
 
 
 def parse_markers(text: str) -> dict[str, dict[str, str]]:
@@ -34,6 +37,34 @@ def parse_markers(text: str) -> dict[str, dict[str, str]]:
     return markers
 
 
+@dataclass(frozen=True)
+class ConsoleReading:
+    """What the console text alone says about a boot: how far the kernel got, and whether it reset."""
+
+    kernel_s: float | None  # the last kernel timestamp printed, ``[   28.104] ...`` -> 28.104
+    boots: int  # kernel banners seen: 2 or more means the guest reset and booted again
+    restart_requested: bool  # the kernel printed "reboot: Restarting system"
+    reset_at_kernel_s: float | None  # the kernel time reached before the (first) reset
+    last_line: str
+
+    @property
+    def reset(self) -> bool:
+        return self.boots > 1 or self.restart_requested
+
+
+def read_console(text: str) -> ConsoleReading:
+    """Kernel time reached, kernel banners and reset signs in a serial console's text."""
+    text = text.replace("\r", "")
+    banners = [m.start() for m in re.finditer(re.escape(BANNER), text)]
+    restart = text.find(RESTART)
+    cut = min([p for p in (banners[1] if len(banners) > 1 else -1, restart) if p >= 0], default=-1)
+    before = [float(m.group(1)) for m in KERNEL_TIME.finditer(text, 0, cut)] if cut >= 0 else []
+    times = [float(m.group(1)) for m in KERNEL_TIME.finditer(text)]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return ConsoleReading(kernel_s=times[-1] if times else None, boots=len(banners), restart_requested=restart >= 0,
+                          reset_at_kernel_s=max(before) if before else None, last_line=lines[-1][:160] if lines else "")
+
+
 def tail(text: str, lines: int = 25) -> str:
     return "\n".join(text.replace("\r", "").splitlines()[-lines:])
 
@@ -46,6 +77,7 @@ class ConsoleTap:
     dom_uuid: bytes
     data: bytearray = field(default_factory=bytearray)
     first_byte_at: float | None = None
+    last_byte_at: float | None = None
     closed: bool = False
     error: str | None = None
 
@@ -69,8 +101,9 @@ class ConsoleTap:
                 if not isinstance(chunk, bytes) or not chunk:
                     break
                 with self._cond:
+                    self.last_byte_at = time.monotonic()
                     if self.first_byte_at is None:
-                        self.first_byte_at = time.monotonic()
+                        self.first_byte_at = self.last_byte_at
                     self.data += chunk
                     self._cond.notify_all()
         except libvirt.libvirtError as exc:
