@@ -30,6 +30,9 @@ class Profile:
     min_memory_gib: float = 2.0
     min_free_disk_gib: float = 5.0
     kvm: Level = Level.FAIL  # level when KVM is not usable (hw flag, /dev/kvm, KVM guest type)
+    # level when the login user itself cannot open /dev/kvm: only qemu:///session (guests run as that user) needs it;
+    # libvirt's system guests run as the QEMU user, whose access stays at the `kvm` level
+    session_kvm_access: Level = Level.WARN
     allow_emulation: bool = False  # boot the first VM under TCG when KVM is not usable
     nested: str = "optional"  # required | optional
     iommu: str = "optional"  # required | optional
@@ -81,7 +84,7 @@ def profile_from_dict(data: dict[str, Any], src: str = "<profile>") -> Profile:
             if not isinstance(data[key], (int, float)) or isinstance(data[key], bool) or data[key] < 0:
                 raise _err(src, key, f"must be a non-negative number, got {data[key]!r}")
             setattr(p, key, float(data[key]))
-    for key in ("kvm", "ovmf"):
+    for key in ("kvm", "ovmf", "session_kvm_access"):
         if key in data:
             if data[key] not in LEVELS:
                 raise _err(src, key, f"must be one of fail, warn, info, got {data[key]!r}")

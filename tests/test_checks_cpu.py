@@ -106,9 +106,38 @@ def test_vcpu_emulation_failure_is_reported() -> None:
 
 
 def test_non_root_user_without_kvm_group_cannot_access() -> None:
+    """Without the kvm group the login user cannot open /dev/kvm: a warning by default (only qemu:///session needs
+    it), a failure when the profile says so."""
     f = facts("debian12-pvm", probe_env="euid=1000\nuser=alice\ngroups=alice\nsudo_user=\nhostname=h\narch=x86_64\nkernel=6.1")
     v = verdicts(f)
-    assert v["cpu.kvm-device-access"][0] == "fail" and "alice" in v["cpu.kvm-device-access"][1]
+    assert v["cpu.kvm-device-access"][0] == "warn" and "alice" in v["cpu.kvm-device-access"][1]
+    assert "qemu:///session" in v["cpu.kvm-device-access"][1]
+    assert verdicts(f, Profile(session_kvm_access=Level.FAIL))["cpu.kvm-device-access"][0] == "fail"
+
+
+def test_good_lab_host_over_ssh_sudo_login_user_outside_kvm_is_a_warning_not_a_fail() -> None:
+    """Recorded on the bookworm lab host (tests/lab), reached as qa with --sudo: qa is not in group kvm, the QEMU
+    user is. Everything KVM needs passes; the login user's own access is a warning naming qemu:///session."""
+    f = facts("lab-bookworm-ssh-sudo")
+    v = verdicts(f)
+    assert f["probe"]["sudo_user"] == "qa" and f["probe"]["user"] == "root"
+    for cid in ("cpu.hw-virt", "cpu.kvm-module", "cpu.kvm-device", "cpu.kvm-api-version", "cpu.kvm-create-vm",
+                "cpu.kvm-vcpu-run", "cpu.kvm-qemu-user-access"):
+        assert v[cid][0] == "pass", (cid, v[cid])
+    assert v["cpu.kvm-device-access"][0] == "warn"
+    assert v["cpu.kvm-device-access"][1].startswith("login user qa cannot open /dev/kvm: Permission denied")
+    assert v["cpu.nested"][0] == "info" and "kvm_amd.nested=1" in v["cpu.nested"][1]
+    assert not [cid for cid, (verdict, _) in v.items() if verdict == "fail"]
+    strict = verdicts(f, Profile(session_kvm_access=Level.FAIL))
+    assert strict["cpu.kvm-device-access"][0] == "fail"
+
+
+def test_login_user_access_level_never_softens_the_qemu_user_check() -> None:
+    f = facts("lab-bookworm-ssh-sudo", devices="/dev/kvm|character special file|600|root|root\n/dev/net/tun|character special file|666|root|root",
+              kvm_probe_qemu_user="as_user=libvirt-qemu\nmethod=python3\nuser=64055\nopen=error:Permission_denied")
+    v = verdicts(f, Profile(session_kvm_access=Level.INFO))
+    assert v["cpu.kvm-qemu-user-access"][0] == "fail" and "libvirt-qemu" in v["cpu.kvm-qemu-user-access"][1]
+    assert v["cpu.kvm-device-access"][0] == "info"
 
 
 def test_nested_required_by_profile() -> None:

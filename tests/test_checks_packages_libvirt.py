@@ -126,3 +126,14 @@ def test_vhv_mapping_on_this_machine_agrees_on_hw_virt() -> None:
     hw = next(r for r in rows if "hardware virtualization" in r["vhv_check"])
     assert hw["agree"] == "yes"
     assert next(r for r in rows if "/dev/net/tun" in r["vhv_check"])["agree"] == "yes"
+
+
+def test_lab_host_daemon_names_systemd_and_socket_activation_and_vhv_access_is_explained() -> None:
+    """Recorded on the bookworm lab host (systemd, libvirtd.socket active), reached as qa with --sudo."""
+    f = facts("lab-bookworm-ssh-sudo")
+    v = {x.check_id: x for x in evaluate_stage(LIBVIRT, "h", f, Profile())}
+    assert v["libvirt.daemon"].verdict.value == "pass"
+    assert "(systemd, socket activation: libvirtd.socket)" in v["libvirt.daemon"].message
+    rows = {r["vhv_check"]: r for r in v["libvirt.virt-host-validate"].details["rows"]}
+    access = next(r for k, r in rows.items() if "/dev/kvm is accessible" in k)
+    assert access["vhv"] == "PASS" and access["kvmqa"] == "warn" and "qemu:///session" in access["reason"]

@@ -92,25 +92,34 @@ def _can_access(dev: dict[str, Any], uid_name: str, groups: list[str]) -> bool:
     return mode & 0o006 == 0o006
 
 
-@CHECKS.check("cpu.kvm-device-access", "/dev/kvm is readable and writable by the target user",
-              hint="Add the user to the group owning /dev/kvm (usually kvm) or make /dev/kvm mode 0666 via udev",
+SESSION_ONLY = ("; only qemu:///session guests run as the login user: libvirt's system guests run as the QEMU user "
+                "(cpu.kvm-qemu-user-access)")
+
+
+@CHECKS.check("cpu.kvm-device-access", "/dev/kvm is readable and writable by the login user (qemu:///session)",
+              hint="Needed only for qemu:///session guests: add the login user to the group owning /dev/kvm "
+                   "(usermod -aG kvm USER) or make /dev/kvm mode 0666 via udev; the profile's session_kvm_access sets "
+                   "how much it matters",
               requires=("cpu.kvm-device",))
 def kvm_device_access(facts: HostFacts, profile: Profile) -> Outcome:
+    """The login user's own access (the QEMU user's is cpu.kvm-qemu-user-access), at the profile's
+    session_kvm_access level: reached as root it always holds."""
     dev = facts.device("/dev/kvm")
+    where = f"mode {dev.get('mode')}, {dev.get('owner')}:{dev.get('group')}"
     probe = facts.get("probe", {})
-    checks = [(probe.get("user", ""), probe.get("groups", []))]
-    if probe.get("sudo_user") and probe.get("sudo_user") != "root":
+    login = probe.get("sudo_user")
+    if login and login != "root":
         user_probe = facts.get("kvm_probe_user", {})
         if user_probe.get("open", "").startswith("error"):
-            return failed(f"login user {probe['sudo_user']} cannot open /dev/kvm: {probe_error(user_probe['open'])} "
-                          f"(mode {dev.get('mode')}, {dev.get('owner')}:{dev.get('group')})", level=profile.kvm)
+            return failed(f"login user {login} cannot open /dev/kvm: {probe_error(user_probe['open'])} ({where}){SESSION_ONLY}",
+                          level=profile.session_kvm_access, user=login)
         if user_probe.get("open") == "ok":
-            return passed(f"login user {probe['sudo_user']} opened /dev/kvm")
-    user, groups = checks[0]
+            return passed(f"login user {login} opened /dev/kvm")
+    user, groups = probe.get("user", ""), probe.get("groups", [])
     if _can_access(dev, user, groups):
-        return passed(f"{user} can read and write /dev/kvm (mode {dev.get('mode')}, {dev.get('owner')}:{dev.get('group')})")
-    return failed(f"{user} cannot read and write /dev/kvm (mode {dev.get('mode')}, {dev.get('owner')}:{dev.get('group')}, "
-                  f"groups {' '.join(groups) or '-'})", level=profile.kvm)
+        return passed(f"{user} can read and write /dev/kvm ({where})")
+    return failed(f"{user} cannot read and write /dev/kvm ({where}, groups {' '.join(groups) or '-'}){SESSION_ONLY}",
+                  level=profile.session_kvm_access, user=user)
 
 
 @CHECKS.check("cpu.kvm-qemu-user-access", "The QEMU user libvirt runs guests as can open /dev/kvm",

@@ -37,6 +37,9 @@ def daemon(facts: HostFacts, profile: Profile) -> Outcome:
     layout = daemon_layout(facts)
     init = layout["init"]
     how = "systemd" if facts.get("init", {}).get("systemd") else f"no systemd (PID 1 is {init}): started by hand"
+    if facts.get("init", {}).get("systemd"):
+        daemon_sockets = [u for u in layout["active_units"] if u.endswith(".socket") and u.startswith(("libvirtd", "virtqemud"))]
+        how += f", socket activation: {', '.join(daemon_sockets)}" if daemon_sockets else ", no socket activation"
     if layout["monolithic"]:
         return passed(f"monolithic libvirtd running ({how})", **layout)
     if layout["modular"]:
@@ -173,12 +176,15 @@ def storage_pool(facts: HostFacts, profile: Profile) -> Outcome:
 
 
 # --- side by side with virt-host-validate ---------------------------------------------------------------------
+KVM_ACCESS_WHY = ("virt-host-validate checks the user it runs as (root through sudo here); kvmqa's check is the login "
+                  "user's own access, which only qemu:///session needs, at the profile's session_kvm_access level; "
+                  "libvirt's system guests need the QEMU user's access (cpu.kvm-qemu-user-access)")
 VHV_MAP = (  # (substring of the virt-host-validate line, our check id, why we may differ)
     ("hardware virtualization", "cpu.hw-virt", ""),
     ("'/dev/kvm' exists", "cpu.kvm-device", ""),
     ("/dev/kvm exists", "cpu.kvm-device", ""),
-    ("'/dev/kvm' is accessible", "cpu.kvm-device-access", ""),
-    ("/dev/kvm is accessible", "cpu.kvm-device-access", ""),
+    ("'/dev/kvm' is accessible", "cpu.kvm-device-access", KVM_ACCESS_WHY),
+    ("/dev/kvm is accessible", "cpu.kvm-device-access", KVM_ACCESS_WHY),
     ("/dev/vhost-net", "cpu.vhost-net", ""),
     ("/dev/net/tun", "cpu.tun", ""),
     ("cgroup '", "cpu.cgroups", "on cgroup v2 virt-host-validate flags devices/freezer/blkio, which v2 does not have as "
