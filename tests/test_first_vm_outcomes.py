@@ -4,7 +4,10 @@ from outside, and the progress lines a long boot writes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -19,6 +22,8 @@ from kvmqa.vm.boot import BootResult, BootSpec, KitVolumes, boot, stage_kit
 from kvmqa.vm.kit import build_kit
 from kvmqa.vm.progress import BootProgress
 from kvmqa.vm.resources import Workspace, leftovers
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +108,25 @@ def test_a_guest_destroyed_from_outside_is_not_called_a_power_off_or_kvmqa_s_doi
     assert "destroyed from outside this boot" in result.error and "by itself" not in result.error
     verdict, message, hint = verdict_of(result)
     assert verdict == Verdict.FAIL and "destroyed from outside" in message and "destroyed the guest" in hint
+
+
+PROBE_TEST = '''
+from kvmqa.vm.progress import terminal_writer
+
+def test_boot_progress():
+    terminal_writer()("kvmqa first_vm [h] guest KVM: 15 s, kernel at 9.1 s, console: 'x'")
+    print("captured, not shown")
+'''
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["plain", "xdist"])
+def test_progress_lines_reach_the_terminal_past_capturing_also_under_xdist(tmp_path: Path, xdist: list[str]) -> None:
+    """pytest captures output by default, and an xdist worker has no terminal: the line must still be seen."""
+    (tmp_path / "test_probe.py").write_text(PROBE_TEST)
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_probe.py"), "-q", "-c", str(ROOT / "pytest.ini"), "-p", "kvmqa.plugin",
+                           "-p", "no:randomly", "--rootdir", str(tmp_path), "--reports-dir", str(tmp_path / "r"), *xdist],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = [line for line in (proc.stdout + proc.stderr).splitlines() if "kvmqa first_vm [h] guest KVM" in line]
+    assert len(seen) == 1 and "captured, not shown" not in proc.stdout
+    assert seen[0].startswith("[gw") if xdist else seen[0].startswith("kvmqa first_vm")
