@@ -129,3 +129,31 @@ def test_an_err_line_in_the_kernel_log_while_the_guest_runs_fails_the_stage(libv
     verdict, message = finding(log)
     assert verdict == Verdict.FAIL and f"{tag}: written while the first VM ran" in message
     assert "written before the first VM started" not in message
+
+
+LAB_HOST_DMESG = """\
+<6>[  300.441983] kvmqa-lab: port 1(vnet11) entered blocking state
+<3>[  303.068842] kvm [854]: vcpu0, guest rIP: 0xffffffff90473744 Unhandled WRMSR(0xc0010007) = 0xffff
+<6>[  320.579785] kvmqa-lab: port 1(vnet11) entered disabled state
+"""  # recorded on a bookworm lab host (tests/lab) while kvmqa's KVM guest booted: once per nested boot
+
+
+def test_kvm_s_unhandled_msr_line_on_every_nested_boot_is_known_harmless_not_a_failure() -> None:
+    seen = new_dmesg_lines(LAB_HOST_DMESG, mark_s=300.0)
+    assert seen["errors"] == ["<err> [303.069] kvm [854]: vcpu0, guest rIP: 0xffffffff90473744 Unhandled "
+                              "WRMSR(0xc0010007) = 0xffff"]
+    verdict, message = finding({"source": "dmesg", "mark_s": 300.0, **seen})
+    assert verdict == Verdict.PASS
+    assert "known-harmless ones: KVM: the guest touched an MSR KVM does not handle (x1)" in message
+    both = {"source": "dmesg", "mark_s": 0.0, "new": 3, "errors": seen["errors"] + ["<err> [310.000] vhost: oops"]}
+    verdict, message = finding(both)
+    assert verdict == Verdict.FAIL and message.startswith("1 new host kernel message(s)") and "vhost: oops" in message
+
+
+def test_a_profile_can_declare_its_lab_s_own_harmless_lines() -> None:
+    log = {"source": "dmesg", "mark_s": 0.0, "new": 1, "errors": ["<err> [1.000] ACPI BIOS Error (bug): Could not resolve"]}
+    facts = HostFacts(first_vm={"host_kernel_log": log})
+    profile = Profile(stages={"first_vm": {"dmesg_ignore": [r"ACPI BIOS Error \(bug\)"]}})
+    f = {f.check_id: f for f in evaluate_stage(CHECKS, "h", facts, profile)}["first_vm.host-dmesg"]
+    assert f.verdict == Verdict.PASS and "profile first_vm.dmesg_ignore" in f.message
+    assert finding(log)[0] == Verdict.FAIL  # without the profile's line it fails

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from kvmqa.checks.first_vm import HARMLESS_KERNEL_ERRORS
 from tests.support.suite import run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,4 +79,7 @@ def test_the_host_kernel_log_verdict_matches_the_lab_host_dmesg(first_vm_run: tu
         if match and float(match.group(2)) > log["mark_s"] and int(match.group(1)) & 7 <= 3:
             truth.append(match.group(3).strip())
     assert [e.split("] ", 1)[1] for e in log["errors"]] == truth[:len(log["errors"])]
-    assert run.verdict(lab.address, "first_vm.host-dmesg") == ("fail" if log["errors"] else "pass")
+    # KVM's "Unhandled WRMSR(0xc0010007)" comes with every nested boot here: known-harmless, so not a failure
+    real = [line for line in truth[:len(log["errors"])]
+            if not any(re.search(p, line) for p in HARMLESS_KERNEL_ERRORS.values())]
+    assert run.verdict(lab.address, "first_vm.host-dmesg") == ("fail" if real else "pass")

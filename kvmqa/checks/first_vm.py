@@ -10,6 +10,7 @@ allowed; then it is a WARN that still quotes the evidence and the EMULATED (TCG)
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kvmqa.checks.base import StageChecks
@@ -255,9 +256,27 @@ def timings(facts: Any, profile: Any) -> Outcome:
                 duration_s=_obs(facts).get("duration_s"))
 
 
+# Kernel lines at level err that say nothing about the host's health; a profile adds its own with
+# `first_vm: {dmesg_ignore: [regex, ...]}`.
+HARMLESS_KERNEL_ERRORS = {
+    # KVM refused (and told the guest with #GP) an MSR the guest probed: guests' perf and PM drivers do it on
+    # every boot, e.g. MSR 0xc0010007 (AMD PERFCTR3) with a qemu64 CPU
+    "KVM: the guest touched an MSR KVM does not handle":
+        r"kvm(_amd|_intel)?( \[\d+\])?: vcpu\d+, guest rIP: 0x[0-9a-f]+ (Unhandled|Ignored) (WRMSR|RDMSR)\(0x[0-9a-f]+\)",
+}
+
+
+def _harmless(line: str, extra: list[str]) -> str | None:
+    for why, pattern in HARMLESS_KERNEL_ERRORS.items():
+        if re.search(pattern, line):
+            return why
+    return next((f"profile first_vm.dmesg_ignore {p!r}" for p in extra if re.search(p, line)), None)
+
+
 @CHECKS.check("first_vm.host-dmesg", "No new host kernel messages at level err or worse while the first VM ran",
               hint="read the host's kernel messages quoted in the details (dmesg -l emerg,alert,crit,err): a KVM, "
-                   "virtio, vhost, bridge or hardware error logged while a guest ran is a host problem")
+                   "virtio, vhost, bridge or hardware error logged while a guest ran is a host problem; a line known "
+                   "to be harmless in your lab goes in the profile's first_vm.dmesg_ignore (regular expressions)")
 def host_dmesg(facts: Any, profile: Any) -> Outcome:
     obs = _obs(facts)
     log = obs.get("host_kernel_log")
@@ -265,14 +284,24 @@ def host_dmesg(facts: Any, profile: Any) -> Outcome:
         return not_applicable("no guest was started (the host's kernel log was not marked)")
     if log.get("error"):
         return info(f"not checked: the host's kernel log cannot be read ({log['error']})", kernel_log=log)
-    errors = list(log.get("errors") or [])
+    extra = [str(p) for p in ((profile.stage("first_vm") if profile is not None else {}).get("dmesg_ignore") or [])]
+    errors, harmless = [], {}
+    for line in log.get("errors") or []:
+        why = _harmless(line, extra)
+        if why is None:
+            errors.append(line)
+        else:
+            harmless[why] = harmless.get(why, 0) + 1
     source = "dmesg" if log.get("source") == "dmesg" else "journalctl -k"
+    known = "; ".join(f"{why} (x{n})" for why, n in harmless.items())
+    details = {"messages": errors, "harmless": harmless, "kernel_log": log}
     if errors:
         shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
         return failed(f"{len(errors)} new host kernel message(s) at level err or worse while the first VM ran "
-                      f"({source}): {shown}", messages=errors, kernel_log=log)
+                      f"({source}): {shown}" + (f"; also known-harmless: {known}" if known else ""), **details)
     count = f"{log['new']} new kernel message(s), none" if log.get("new") is not None else "no new message"
-    return passed(f"{count} at level err or worse while the first VM ran ({source})", kernel_log=log)
+    return passed(f"{count} at level err or worse while the first VM ran ({source})"
+                  + (f" but known-harmless ones: {known}" if known else ""), **details)
 
 
 @CHECKS.check("first_vm.cleanup", "Nothing the stage created is left (domains, volumes, network, pool)",
