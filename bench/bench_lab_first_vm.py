@@ -87,9 +87,10 @@ class Lab:
         return proc.stdout.decode()
 
 
-def lab_bare_boot(lab: Lab, kit: Kit, memory: int, vcpus: int) -> dict[str, float]:
+def lab_bare_boot(lab: Lab, kit: Kit, memory: int, vcpus: int, extra: str) -> dict[str, float]:
     where = "/tmp/kvmqa-bench-kit"
-    args = [f"{where}/vmlinuz", f"{where}/initrd.img", f"{where}/data.qcow2", kit.cmdline(), str(memory), str(vcpus), "600"]
+    args = [f"{where}/vmlinuz", f"{where}/initrd.img", f"{where}/data.qcow2", kit.cmdline(extra), str(memory),
+            str(vcpus), "600"]
     out = lab.run(f"sudo python3 - {shlex.join(args)}", stdin=BARE.encode())
     marks = json.loads(out.strip().splitlines()[-1])
     if "done_marker_s" not in marks:
@@ -97,9 +98,10 @@ def lab_bare_boot(lab: Lab, kit: Kit, memory: int, vcpus: int) -> dict[str, floa
     return marks  # type: ignore[no-any-return]
 
 
-def lab_stage_boot(ws: Workspace, volumes: Any, memory: int, vcpus: int, timeout: float) -> dict[str, float]:
+def lab_stage_boot(ws: Workspace, volumes: Any, memory: int, vcpus: int, timeout: float, extra: str) -> dict[str, float]:
     t0 = time.monotonic()
-    result = boot(ws, volumes, BootSpec("bench", "kvm", memory, vcpus, timeout=timeout, silent_timeout=timeout))
+    result = boot(ws, volumes, BootSpec("bench", "kvm", memory, vcpus, timeout=timeout, silent_timeout=timeout,
+                                        cmdline_extra=extra))
     if not result.ok:
         raise RuntimeError(f"stage boot under nested KVM failed: {result.outcome}: {result.error}")
     if not (result.accelerator.get("kvm") or {}).get("enabled"):
@@ -114,7 +116,8 @@ def median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def measure_lab(lab: Lab, kit: Kit, runs: int, memory: int, vcpus: int, timeout: float) -> tuple[list, list, float]:
+def measure_lab(lab: Lab, kit: Kit, runs: int, memory: int, vcpus: int, timeout: float,
+                extra: str) -> tuple[list, list, float]:
     lab.run("mkdir -p /tmp/kvmqa-bench-kit")
     for src, name in ((kit.kernel, "vmlinuz"), (kit.initrd, "initrd.img")):
         lab.run(f"cat > /tmp/kvmqa-bench-kit/{name}", stdin=Path(src).read_bytes())
@@ -127,8 +130,8 @@ def measure_lab(lab: Lab, kit: Kit, runs: int, memory: int, vcpus: int, timeout:
                 volumes = stage_kit(ws, kit)
                 setup_s = time.monotonic() - t_setup
                 for i in range(runs):  # interleaved, so load changes hit both sides alike
-                    bare_runs.append(lab_bare_boot(lab, kit, memory, vcpus))
-                    stage_runs.append(lab_stage_boot(ws, volumes, memory, vcpus, timeout))
+                    bare_runs.append(lab_bare_boot(lab, kit, memory, vcpus, extra))
+                    stage_runs.append(lab_stage_boot(ws, volumes, memory, vcpus, timeout, extra))
                     print(f"  run {i + 1}: bare {bare_runs[-1]['total_s']:.1f} s, stage {stage_runs[-1]['total_s']:.1f} s",
                           flush=True)
         finally:
@@ -144,6 +147,8 @@ def main() -> int:
     parser.add_argument("--memory", type=int, default=256)
     parser.add_argument("--vcpus", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600, help="deadline of one nested boot")
+    parser.add_argument("--cmdline-extra", default="",
+                        help="guest kernel arguments for both sides of the lab runs (e.g. loglevel=6, as nested-lab.yaml)")
     parser.add_argument("--image", default="bookworm", help="tests/lab image to build/boot (without --lab)")
     parser.add_argument("--smp", type=int, default=1, help="vCPUs of the lab host (without --lab)")
     parser.add_argument("--lab", help="ssh://USER@127.0.0.1:PORT of a running lab host (sudo without password)")
@@ -175,13 +180,14 @@ def main() -> int:
         lab = Lab(host.url(), host.key, host.known_hosts)
         where = f"tests/lab {args.image}, -smp {args.smp}"
     try:
-        bare, stage, setup_s = measure_lab(lab, kit, args.runs, args.memory, args.vcpus, args.timeout)
+        bare, stage, setup_s = measure_lab(lab, kit, args.runs, args.memory, args.vcpus, args.timeout, args.cmdline_extra)
     finally:
         if host is not None:
             host.stop()
 
     print(f"kit {kit.key} kernel {kit.kernel_release}; median seconds; {args.memory} MiB, {args.vcpus} vCPU")
-    print(f"nested KVM on the lab host ({where}), {args.runs} runs; TCG on this machine, {args.tcg_runs} runs")
+    print(f"nested KVM on the lab host ({where}), {args.runs} runs, guest cmdline extra {args.cmdline_extra!r}; "
+          f"TCG on this machine, {args.tcg_runs} runs, default cmdline")
     print(f"{'':22}{'KVM bare':>11}{'KVM stage':>11}{'TCG bare':>11}{'TCG stage':>11}")
     for key in KEYS:
         print(f"{key:22}{median(bare, key):11.2f}{median(stage, key):11.2f}"

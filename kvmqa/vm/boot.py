@@ -255,7 +255,7 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
                               "crashed" if reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED else
                               "destroyed" if reason == libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED else "stopped")
             break
-        if panic or reading.reset:  # a reset guest boots again (on_reboot=restart): stop it at once
+        if reading.reset:  # a reset guest boots again (on_reboot=restart): stop it at once (a panic wins the name)
             result.outcome = "panic" if panic else "reset"
             break
         if state == libvirt.VIR_DOMAIN_CRASHED or (
