@@ -33,7 +33,7 @@ def sshd(ssh_workdir: Path) -> Iterator[Sshd]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     report = yield
-    record_lab_test(report, item.config)
+    record_lab_test(report, item)
     return report
 
 

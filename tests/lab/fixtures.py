@@ -86,9 +86,9 @@ def lab_any(request: pytest.FixtureRequest) -> LabHost:
     return request.getfixturevalue(f"lab_{request.param}")  # type: ignore[no-any-return]
 
 
-def record_lab_test(report: pytest.TestReport, config: pytest.Config) -> None:
-    if report.when == "call" and "lab" in report.keywords:
-        _timings(config).tests.append((report.nodeid, report.duration, report.outcome))
+def record_lab_test(report: pytest.TestReport, item: pytest.Item) -> None:
+    if report.when == "call" and item.get_closest_marker("lab") is not None:
+        _timings(item.config).tests.append((report.nodeid, report.duration, report.outcome))
 
 
 def lab_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
