@@ -30,6 +30,7 @@ PACKAGE_CHECKS = {"packages.qemu": "qemu-system-x86", "packages.qemu-img": "qemu
                   "packages.libvirt-daemon": "libvirt-daemon-system", "packages.libvirt-clients": "libvirt-clients",
                   "packages.virt-install": "virtinst", "packages.ovmf": "ovmf"}
 LIBVIRT_SOCKETS = "libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket"
+LAB_PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "profiles" / "lab-host.yaml"  # min_cpus: 1 (-smp 1)
 
 # Ground truth in one ssh round trip, as root: plain commands, nothing of kvmqa's.
 TRUTH_SCRIPT = r"""
@@ -109,7 +110,7 @@ def test_good_bookworm_host_verify_verdicts_match_its_real_state(lab_bookworm: L
 
 
 def good_host_verify_matches_truth(host: LabHost, tmp_path: Path) -> None:
-    run = suite(host, tmp_path, *VERIFY_STAGES)
+    run = suite(host, tmp_path, *VERIFY_STAGES, args=("--profile", str(LAB_PROFILE)))
     truth = read_truth(host)
     f = findings(run, host)
     v = {cid: x["verdict"] for cid, x in f.items()}
@@ -142,12 +143,12 @@ def good_host_verify_matches_truth(host: LabHost, tmp_path: Path) -> None:
     assert v["cpu.cgroups"] == ("pass" if cgroup_ok else "warn")
     if truth["cgroupfs"] == "cgroup2fs":
         assert "cgroup v2" in f["cpu.cgroups"]["message"]
-    # Host size against the default profile (2 CPUs, 2 GiB): lab hosts boot with -smp 1.
-    assert v["cpu.host-cpus"] == ("pass" if int(truth["nproc"]) >= 2 else "fail")
-    assert f"{truth['nproc']} CPU" in f["cpu.host-cpus"]["message"]
+    # Host size against the lab profile (1 CPU, 2 GiB: lab hosts boot with -smp 1 -m 3072).
+    assert v["cpu.host-cpus"] == ("pass" if int(truth["nproc"]) >= 1 else "fail")
+    assert f["cpu.host-cpus"]["message"].startswith(f"{truth['nproc']} CPUs")
     assert v["cpu.host-memory"] == ("pass" if int(truth["mem_kib"]) / 1024 / 1024 >= 2 else "fail")
-    if kvm_amd and dev_kvm and truth["qemu_rw"] == "yes":  # a good KVM host: no other cpu check fails
-        assert not [cid for cid, x in v.items() if cid.startswith("cpu.") and x == "fail" and cid != "cpu.host-cpus"], v
+    if kvm_amd and dev_kvm and truth["qemu_rw"] == "yes":  # a good KVM host: no cpu check fails
+        assert not [cid for cid, x in v.items() if cid.startswith("cpu.") and x == "fail"], v
 
     # Packages: installed per dpkg-query, with dpkg-query's version in the message.
     for cid, pkg in PACKAGE_CHECKS.items():
@@ -281,13 +282,11 @@ def test_two_lab_hosts_and_a_dead_one_in_one_run(lab_bookworm: LabHost, lab_trix
               "known_hosts": str(h.known_hosts)} for h in (lab_bookworm, lab_trixie)]
     hosts.append({"name": "dead", "address": "127.0.0.1", "port": dead_port, "identity_file": str(lab_bookworm.key),
                   "known_hosts": str(lab_bookworm.known_hosts)})
-    profile = tmp_path / "lab-profile.yaml"
-    profile.write_text("name: lab-smp1\nmin_cpus: 1\n")  # the lab hosts run -smp 1 here
     inventory = tmp_path / "lab.yaml"
     inventory.write_text(yaml.safe_dump({"defaults": {"user": "qa", "sudo": True, "roles": ["kvm-host"]}, "hosts": hosts}))
     try:
         run = run_suite(tmp_path / "reports", "--inventory", str(inventory), "-n", "2", "--connect-timeout", "20",
-                        "--profile", str(profile),
+                        "--profile", str(LAB_PROFILE),
                         paths=VERIFY_STAGES, timeout=900)
     finally:
         dead.close()
