@@ -227,16 +227,18 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
     """
     timeout, silent = spec.timeout, min(spec.silent_timeout, spec.timeout)
     deadline = t_run + timeout
+    reading, read_len = read_console(""), -1
     while True:
         now = time.monotonic()
         if "first_byte_s" not in result.timings and tap.first_byte_at is not None:
             result.timings["first_byte_s"] = tap.first_byte_at - t_run
         text = tap.text
+        if len(text) != read_len:  # read the console again only when it grew
+            reading, read_len = read_console(text), len(text)
         for marker, key in (("KVMQA-BOOT", "boot_marker_s"), ("KVMQA-DONE", "done_marker_s"),
                             ("reboot: Power down", "guest_off_s")):
             if key not in result.timings and marker in text:
                 result.timings[key] = now - t_run
-        reading = read_console(text)
         _note_console(result, reading, tap, t_run)
         state, reason = dom.state()
         result.state = state_text(state, reason)
