@@ -188,7 +188,9 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
         except libvirt.libvirtError as exc:
             result.outcome, result.error = "start-failed", str(exc)
             return result
+        result.timings["qemu_started_s"] = time.monotonic() - t0  # QEMU up, paused
         tap = ConsoleTap(ws.conn.getURI(), dom.UUID())
+        result.timings["console_open_s"] = time.monotonic() - t0
         result.accelerator = query_accelerator(dom)
         dom.resume()
         t_run = time.monotonic()
@@ -207,7 +209,9 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
             if _destroy_if_active(ws.conn, name):
                 result.stopped_by, result.stop_reason = "kvmqa", STOP_REASONS.get(result.outcome, result.outcome)
             tap.close()
-            result.console_tail = tail(tap.text)
+            text = tap.text.replace("\r", "")
+            reading = read_console(text)  # after a reset the lines before it are the evidence, not the new boot
+            result.console_tail = tail(text[:reading.reset_pos] if reading.reset_pos is not None else text)
             result.markers = parse_markers(tap.text)
             panic = PANIC.search(tap.text)
             result.panic = panic.group(0).strip() if panic else None
@@ -229,7 +233,9 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
     deadline = t_run + timeout
     reading, read_len = read_console(""), -1
     while True:
-        now = time.monotonic()
+        state, reason = dom.state()  # first the state, then the text: what the guest printed before it
+        now = time.monotonic()       # switched off is in the text read in the same poll
+        result.state = state_text(state, reason)
         if "first_byte_s" not in result.timings and tap.first_byte_at is not None:
             result.timings["first_byte_s"] = tap.first_byte_at - t_run
         text = tap.text
@@ -240,8 +246,6 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
             if key not in result.timings and marker in text:
                 result.timings[key] = now - t_run
         _note_console(result, reading, tap, t_run)
-        state, reason = dom.state()
-        result.state = state_text(state, reason)
         if spec.progress is not None:
             spec.progress(result, now - t_run, reading)
         if hook is not None and state == libvirt.VIR_DOMAIN_RUNNING:

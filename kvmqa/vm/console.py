@@ -47,6 +47,7 @@ class ConsoleReading:
     restart_requested: bool  # the kernel printed "reboot: Restarting system"
     reset_at_kernel_s: float | None  # the kernel time reached before the (first) reset
     last_line: str
+    reset_pos: int | None = None  # where in the (\r-free) text the first reset shows: the second boot or the restart
 
     @property
     def reset(self) -> bool:
@@ -67,7 +68,15 @@ def read_console(text: str) -> ConsoleReading:
     times = _times(text, len(text))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return ConsoleReading(kernel_s=times[-1] if times else None, boots=len(starts), restart_requested=restart >= 0,
-                          reset_at_kernel_s=max(before) if before else None, last_line=lines[-1][:160] if lines else "")
+                          reset_at_kernel_s=max(before) if before else None, last_line=lines[-1][:160] if lines else "",
+                          reset_pos=None if cut < 0 else _line_end(text, cut) if cut == restart else
+                          text.rfind("\n", 0, cut) + 1)
+
+
+def _line_end(text: str, pos: int) -> int:
+    """The end of the line holding `pos` (a restart line stays in the tail before the reset)."""
+    end = text.find("\n", pos)
+    return len(text) if end < 0 else end + 1
 
 
 def _boot_starts(text: str) -> list[int]:
