@@ -285,7 +285,8 @@ def host_dmesg(facts: Any, profile: Any) -> Outcome:
     if log.get("error"):
         return info(f"not checked: the host's kernel log cannot be read ({log['error']})", kernel_log=log)
     extra = [str(p) for p in ((profile.stage("first_vm") if profile is not None else {}).get("dmesg_ignore") or [])]
-    errors, harmless = [], {}
+    errors: list[str] = []
+    harmless: dict[str, int] = {}
     for line in log.get("errors") or []:
         why = _harmless(line, extra)
         if why is None:
