@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 # Lab hosts (tests/lab): real KVM hosts booted under TCG, for tests marked `lab`.
-from tests.lab.fixtures import lab_any, lab_bookworm, lab_summary, lab_trixie, record_lab_test  # noqa: F401
+from tests.lab.fixtures import lab_bookworm, lab_summary, lab_trixie, record_lab_test  # noqa: F401
 from tests.support.daemons import start_libvirtd
 from tests.support.sshd import Sshd, client_key, start_sshd
 

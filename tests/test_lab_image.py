@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab.boot import LabBootError, start
 from tests.lab.image import FILES, LAB_IMAGES, LabBuildError, build_image, cached_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,3 +66,23 @@ def test_a_failed_build_names_the_step_and_leaves_no_image(tmp_path: Path) -> No
     assert "mmdebstrap failed" in str(err.value) and "kvmqa-no-such-suite" in str(err.value)
     assert cached_image(spec, tmp_path) is None
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == []
+
+
+@pytest.mark.lab
+def test_a_boot_that_does_not_answer_in_time_names_the_timeout_shows_the_console_and_leaves_nothing(tmp_path: Path) -> None:
+    """A deadline no TCG boot can meet: the error names it and ends with the console's tail; QEMU and the overlay
+    are gone afterwards; the base image was not written."""
+    try:
+        image = build_image(LAB_IMAGES["bookworm"], log=lambda _: None)
+    except LabBuildError as exc:
+        pytest.fail(f"lab image bookworm cannot be built here: {exc}", pytrace=False)
+    before = image.disk.stat().st_mtime_ns
+    with pytest.raises(LabBootError) as err:
+        start(image, tmp_path, timeout=8)
+    text = str(err.value)
+    assert "did not answer within the boot timeout of 8 s (KVMQA_LAB_BOOT_TIMEOUT)" in text
+    assert "console tail" in text and "Linux version" in (tmp_path / "console.log").read_text(errors="replace")
+    assert not (tmp_path / "overlay.qcow2").exists()
+    pid = int((tmp_path / "qemu.pid").read_text())
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    assert image.disk.stat().st_mtime_ns == before

@@ -69,9 +69,9 @@ def read_truth(host: LabHost) -> dict[str, Any]:
     return truth
 
 
-def suite(host: LabHost, tmp: Path, *paths: str, args: tuple[str, ...] = (), user: str | None = None,
+def suite(host: LabHost, tmp: Path, *paths: str, profile: Path = LAB_PROFILE, user: str | None = None,
           sudo: bool = True, timeout: float = 600) -> SuiteRun:
-    return run_suite(tmp, *host.suite_args(user, sudo=sudo), *args, paths=paths, timeout=timeout)
+    return run_suite(tmp, *host.suite_args(user, sudo=sudo), "--profile", str(profile), paths=paths, timeout=timeout)
 
 
 def findings(run: SuiteRun, host: LabHost) -> dict[str, dict[str, Any]]:
@@ -82,6 +82,10 @@ def findings(run: SuiteRun, host: LabHost) -> dict[str, dict[str, Any]]:
 
 def verdicts(run: SuiteRun, host: LabHost) -> dict[str, str]:
     return {cid: f["verdict"] for cid, f in findings(run, host).items()}
+
+
+def failing(run: SuiteRun, host: LabHost) -> set[str]:
+    return {cid for cid, x in verdicts(run, host).items() if x in ("fail", "error")}
 
 
 def upstream(version: str) -> str:
@@ -110,7 +114,7 @@ def test_good_bookworm_host_verify_verdicts_match_its_real_state(lab_bookworm: L
 
 
 def good_host_verify_matches_truth(host: LabHost, tmp_path: Path) -> None:
-    run = suite(host, tmp_path, *VERIFY_STAGES, args=("--profile", str(LAB_PROFILE)))
+    run = suite(host, tmp_path, *VERIFY_STAGES)
     truth = read_truth(host)
     f = findings(run, host)
     v = {cid: x["verdict"] for cid, x in f.items()}
@@ -204,6 +208,8 @@ def test_libvirtd_and_its_sockets_stopped_fail_libvirt_and_skip_first_vm(lab_boo
     down = truth["active.libvirtd.service"] != "active" and truth["active.libvirtd.socket"] != "active"
     assert f["libvirt.daemon"]["verdict"] == ("fail" if down else "pass")
     assert down and "neither libvirtd nor virtqemud" in f["libvirt.daemon"]["message"]
+    virtlogd_up = "active" in (truth["active.virtlogd.socket"], truth["active.virtlogd.service"])
+    assert failing(run, host) == {"libvirt.daemon"} | (set() if virtlogd_up else {"libvirt.virtlogd"})
     first_vm = {cid: x for cid, x in f.items() if cid.startswith("first_vm.")}
     assert first_vm
     for cid, x in first_vm.items():
@@ -219,25 +225,28 @@ def test_kvm_amd_unloaded_fails_kvm_module_naming_it_and_passes_after_modprobe(l
     f = findings(run, host)
     assert truth["module.kvm_amd"] == "absent"
     assert f["cpu.kvm-module"]["verdict"] == "fail"
-    expected = "neither kvm_intel nor kvm_amd is loaded" if truth["module.kvm"] == "loaded" else "the kvm module is not loaded"
-    assert expected in f["cpu.kvm-module"]["message"]
+    expected = ("kvm_amd (this CPU has svm) is not loaded (kvm is)" if truth["module.kvm"] == "loaded"
+                else "the kvm module is not loaded, nor kvm_amd (this CPU has svm)")
+    assert int(truth["svm"]) > 0 and f["cpu.kvm-module"]["message"].startswith(expected)
     assert f["cpu.kvm-device"]["verdict"] == ("pass" if truth["devkvm"] else "fail")
+    assert failing(run, host) == {"cpu.kvm-module"} | (set() if truth["devkvm"] else {"cpu.kvm-device"})
     after_truth = read_truth(host)
     after = suite(host, tmp_path / "reloaded", REACH, CPU)
     g = findings(after, host)
     assert after_truth["module.kvm_amd"] == "loaded"
     assert g["cpu.kvm-module"]["verdict"] == "pass" and "kvm_amd loaded" in g["cpu.kvm-module"]["message"]
     assert g["cpu.kvm-vcpu-run"]["verdict"] == "pass"
+    assert failing(after, host) == set()
 
 
 def test_dev_kvm_0600_fails_access_for_the_user_and_qemu_user_and_passes_as_root(lab_bookworm: LabHost, tmp_path: Path) -> None:
     host = lab_bookworm
     strict = tmp_path / "strict.yaml"
-    strict.write_text("name: strict-session\nsession_kvm_access: fail\n")
+    strict.write_text(LAB_PROFILE.read_text() + "session_kvm_access: fail\n")
     with changed(host, "chmod 0600 /dev/kvm", "chmod 0660 /dev/kvm",
                  "test \"$(stat -c %a:%G /dev/kvm)\" = 660:kvm"):
         truth = read_truth(host)
-        as_qa = suite(host, tmp_path / "qa", REACH, CPU, args=("--profile", str(strict)))
+        as_qa = suite(host, tmp_path / "qa", REACH, CPU, profile=strict)
         as_root = suite(host, tmp_path / "root", REACH, CPU, user="root", sudo=False)
     assert truth["devkvm"].split("|")[1] == "600" and truth["qa_rw"] == "no" and truth["qemu_rw"] == "no"
     qa = findings(as_qa, host)
@@ -245,11 +254,13 @@ def test_dev_kvm_0600_fails_access_for_the_user_and_qemu_user_and_passes_as_root
     assert "login user qa cannot open /dev/kvm" in qa["cpu.kvm-device-access"]["message"]
     assert qa["cpu.kvm-qemu-user-access"]["verdict"] == "fail"
     assert "libvirt-qemu (QEMU's user) cannot open /dev/kvm" in qa["cpu.kvm-qemu-user-access"]["message"]
+    assert failing(as_qa, host) == {"cpu.kvm-device-access", "cpu.kvm-qemu-user-access"}
     root = findings(as_root, host)
     assert root["reach.probe"]["verdict"] == "pass" and "sudo" not in root["reach.probe"]["message"]
     assert root["cpu.kvm-device-access"]["verdict"] == "pass" and root["cpu.kvm-device-access"]["message"].startswith("root can")
     assert root["cpu.kvm-api-version"]["verdict"] == "pass"
     assert root["cpu.kvm-qemu-user-access"]["verdict"] == "fail"  # who logs in does not change what QEMU may open
+    assert failing(as_root, host) == {"cpu.kvm-qemu-user-access"}
 
 
 def test_default_network_destroyed_fails_its_check_with_the_hint(lab_bookworm: LabHost, tmp_path: Path) -> None:
@@ -265,6 +276,7 @@ def test_default_network_destroyed_fails_its_check_with_the_hint(lab_bookworm: L
     assert net["message"].endswith(", inactive")
     assert "virsh net-start default" in net["hint"], net["hint"]
     assert f["libvirt.daemon"]["verdict"] == "pass"
+    assert failing(run, host) == {"libvirt.default-network"}
 
 
 def test_good_trixie_host_verify_verdicts_match_its_real_state(lab_trixie: LabHost, tmp_path: Path) -> None:

@@ -80,12 +80,6 @@ def lab_trixie(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     yield from lab_host(request, tmp_path_factory, "trixie")
 
 
-@pytest.fixture(scope="session", params=sorted(LAB_IMAGES))
-def lab_any(request: pytest.FixtureRequest) -> LabHost:
-    """Each lab image in turn (for tests that must hold on both)."""
-    return request.getfixturevalue(f"lab_{request.param}")  # type: ignore[no-any-return]
-
-
 def record_lab_test(report: pytest.TestReport, item: pytest.Item) -> None:
     if report.when == "call" and item.get_closest_marker("lab") is not None:
         _timings(item.config).tests.append((report.nodeid, report.duration, report.outcome))
