@@ -14,7 +14,9 @@ from kvmqa.checks.first_vm import CHECKS, deciding_boot
 from kvmqa.facts import HostFacts
 from kvmqa.model import Verdict
 from kvmqa.profile import Profile
+from kvmqa.vm.boot import BootResult
 from kvmqa.vm.console import read_console
+from kvmqa.vm.progress import BootProgress
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "first_vm"
 
@@ -214,3 +216,20 @@ def test_the_recorded_nested_kvm_boots_on_a_lab_host_pass(name: str) -> None:
     if "host_kernel_log" in obs:  # KVM's unhandled-MSR line, recorded there, is known-harmless
         assert any("Unhandled WRMSR" in e for e in obs["host_kernel_log"]["errors"])
         assert v["first_vm.host-dmesg"][0] == Verdict.PASS and "known-harmless" in v["first_vm.host-dmesg"][1]
+
+
+def test_progress_lines_start_after_a_few_seconds_then_come_every_ten() -> None:
+    lines: list[str] = []
+    progress = BootProgress("lab1", lines.append)  # after 5 s, then every 10 s
+    result = BootResult("kvmqa-kvm-lab1-abc123", "kvm", "KVM")
+    reading = read_console("[    9.312000] virtio_net virtio1 enp0s2: renamed from eth0\n")
+    for elapsed in (0.5, 4.9, 5.0, 5.1, 14.9, 15.2, 40.0, 41.0):
+        progress(result, elapsed, reading)
+    assert lines == [
+        "kvmqa first_vm [lab1] kvmqa-kvm-lab1-abc123 KVM: 5 s, kernel at 9.3 s, "
+        "console: '[    9.312000] virtio_net virtio1 enp0s2: renamed from eth0'",
+        *[f"kvmqa first_vm [lab1] kvmqa-kvm-lab1-abc123 KVM: {s} s, kernel at 9.3 s, "
+          "console: '[    9.312000] virtio_net virtio1 enp0s2: renamed from eth0'" for s in (15, 40)]]
+    silent = BootProgress("h", lines.append, after=0, every=1)
+    silent(BootResult("g", "qemu", "EMULATED"), 0.0, read_console(""))
+    assert lines[-1] == "kvmqa first_vm [h] g EMULATED: 0 s, no kernel output yet, console: (nothing yet)"
