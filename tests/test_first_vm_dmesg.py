@@ -18,7 +18,7 @@ from kvmqa.checks.base import evaluate_stage
 from kvmqa.checks.first_vm import CHECKS
 from kvmqa.facts import HostFacts
 from kvmqa.model import Verdict
-from kvmqa.profile import Profile
+from kvmqa.profile import Profile, ProfileError, load_profile
 from kvmqa.vm.gather import FirstVmSettings, observe
 from kvmqa.vm.hostlog import RAW, kernel_log_mark, kernel_log_since, new_dmesg_lines
 from kvmqa.vm.kit import build_kit
@@ -157,3 +157,16 @@ def test_a_profile_can_declare_its_lab_s_own_harmless_lines() -> None:
     f = {f.check_id: f for f in evaluate_stage(CHECKS, "h", facts, profile)}["first_vm.host-dmesg"]
     assert f.verdict == Verdict.PASS and "profile first_vm.dmesg_ignore" in f.message
     assert finding(log)[0] == Verdict.FAIL  # without the profile's line it fails
+
+
+def test_a_profile_s_broken_dmesg_ignore_is_one_clear_error_naming_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "lab.yaml"
+    bad.write_text("first_vm:\n  dmesg_ignore: ['ACPI (BIOS']\n")
+    with pytest.raises(ProfileError) as err:
+        load_profile(bad)
+    assert str(err.value).startswith(f"{bad}: field 'first_vm.dmesg_ignore': 'ACPI (BIOS' is not a regular expression")
+    bad.write_text("first_vm:\n  dmesg_ignore: ACPI\n")
+    with pytest.raises(ProfileError, match="must be a list of regular expressions"):
+        load_profile(bad)
+    nested = load_profile(Path(__file__).resolve().parents[1] / "fixtures" / "profiles" / "nested-lab.yaml")
+    assert nested.stage("first_vm")["cmdline_extra"] == "loglevel=6" and nested.min_cpus == 1
