@@ -5,6 +5,7 @@ Malformed profiles are clear errors naming the file and the field.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -132,4 +133,18 @@ def profile_from_dict(data: dict[str, Any], src: str = "<profile>") -> Profile:
             if not isinstance(data[stage], dict):
                 raise _err(src, stage, "stage settings must be a mapping")
             p.stages[stage] = data[stage]
+    _check_patterns(src, "first_vm.dmesg_ignore", p.stage("first_vm").get("dmesg_ignore"))
     return p
+
+
+def _check_patterns(src: str, key: str, value: Any) -> None:
+    """A list of regular expressions (e.g. first_vm.dmesg_ignore), each one compiling."""
+    if value is None:
+        return
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _err(src, key, f"must be a list of regular expressions, got {value!r}")
+    for pattern in value:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _err(src, key, f"{pattern!r} is not a regular expression: {exc}") from None

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+# Lab hosts (tests/lab): real KVM hosts booted under TCG, for tests marked `lab`.
+from tests.lab.fixtures import lab_bookworm, lab_summary, lab_trixie, record_lab_test  # noqa: F401
 from tests.support.daemons import start_libvirtd
 from tests.support.sshd import Sshd, client_key, start_sshd
 
@@ -26,3 +28,14 @@ def sshd(ssh_workdir: Path) -> Iterator[Sshd]:
     server = start_sshd(ssh_workdir, client_key(ssh_workdir))
     yield server
     server.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    report = yield
+    record_lab_test(report, item)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    lab_summary(terminalreporter, config)

@@ -115,11 +115,12 @@ def test_non_root_user_without_kvm_group_cannot_access() -> None:
     assert verdicts(f, Profile(session_kvm_access=Level.FAIL))["cpu.kvm-device-access"][0] == "fail"
 
 
-def test_good_lab_host_over_ssh_sudo_login_user_outside_kvm_is_a_warning_not_a_fail() -> None:
-    """Recorded on the bookworm lab host (tests/lab), reached as qa with --sudo: qa is not in group kvm, the QEMU
-    user is. Everything KVM needs passes; the login user's own access is a warning naming qemu:///session."""
-    f = facts("lab-bookworm-ssh-sudo")
-    v = verdicts(f)
+@pytest.mark.parametrize("recorded", ["lab-bookworm-ssh-sudo", "lab-trixie-ssh-sudo"])
+def test_good_lab_host_over_ssh_sudo_login_user_outside_kvm_is_a_warning_not_a_fail(recorded: str) -> None:
+    """Recorded on the lab hosts (tests/lab), reached as qa with --sudo: qa is not in group kvm, the QEMU user is.
+    Everything KVM needs passes; the login user's own access is a warning naming qemu:///session."""
+    f = facts(recorded)
+    v = verdicts(f, Profile(min_cpus=1))  # lab hosts may run with -smp 1 (fixtures/profiles/lab-host.yaml)
     assert f["probe"]["sudo_user"] == "qa" and f["probe"]["user"] == "root"
     for cid in ("cpu.hw-virt", "cpu.kvm-module", "cpu.kvm-device", "cpu.kvm-api-version", "cpu.kvm-create-vm",
                 "cpu.kvm-vcpu-run", "cpu.kvm-qemu-user-access"):
@@ -128,7 +129,7 @@ def test_good_lab_host_over_ssh_sudo_login_user_outside_kvm_is_a_warning_not_a_f
     assert v["cpu.kvm-device-access"][1].startswith("login user qa cannot open /dev/kvm: Permission denied")
     assert v["cpu.nested"][0] == "info" and "kvm_amd.nested=1" in v["cpu.nested"][1]
     assert not [cid for cid, (verdict, _) in v.items() if verdict == "fail"]
-    strict = verdicts(f, Profile(session_kvm_access=Level.FAIL))
+    strict = verdicts(f, Profile(min_cpus=1, session_kvm_access=Level.FAIL))
     assert strict["cpu.kvm-device-access"][0] == "fail"
 
 
@@ -412,3 +413,15 @@ def test_lab_host_recorded_real_msr_read_and_non_root() -> None:
     v = verdicts(facts("lab-bookworm-tcg"))
     assert v["cpu.kvm-module"] == ("pass", "kvm_amd loaded")
     assert v["cpu.guest-features"][0] == "pass" and v["cpu.vulnerabilities"][0] == "pass"
+
+
+def test_kvm_module_failure_names_what_is_missing() -> None:
+    """Recorded on the bookworm lab host (an AMD-V CPU), with `modprobe -r kvm_amd` (which also unloads kvm) and
+    with only kvm_amd gone."""
+    neither = facts("lab-bookworm-ssh-sudo", modules="source=/proc/modules\nirqbypass")
+    v = verdicts(neither)
+    assert v["cpu.kvm-module"] == ("fail", "the kvm module is not loaded, nor kvm_amd (this CPU has svm)")
+    only_kvm = verdicts(facts("lab-bookworm-ssh-sudo", modules="source=/proc/modules\nkvm\nirqbypass"))
+    assert only_kvm["cpu.kvm-module"] == ("fail", "kvm_amd (this CPU has svm) is not loaded (kvm is)")
+    no_flag = verdicts(facts("debian12-pvm", modules="source=/proc/modules\nkvm"))
+    assert no_flag["cpu.kvm-module"][1].startswith("neither kvm_intel nor kvm_amd is loaded")

@@ -7,11 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kvmqa.checks.base import evaluate_stage
 from kvmqa.checks.first_vm import CHECKS, deciding_boot
 from kvmqa.facts import HostFacts
 from kvmqa.model import Verdict
 from kvmqa.profile import Profile
+from kvmqa.vm.boot import BootResult
+from kvmqa.vm.console import read_console
+from kvmqa.vm.progress import BootProgress
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "first_vm"
 
@@ -143,3 +148,88 @@ def test_guest_image_agent_answer_and_silence() -> None:
 def test_a_check_never_crashes_on_an_empty_observation() -> None:
     v = verdicts({})
     assert all(verdict in (Verdict.SKIP, Verdict.INFO) for verdict, _ in v.values()), v
+
+
+def recorded_boot(name: str, key: str = "emulated") -> dict[str, Any]:
+    """A BootResult recorded from a real boot on this machine (tests/test_first_vm_outcomes.py makes them happen)."""
+    return {"boots": {key: sample(name)}, "settings": {"allow_emulation": True, "boot_timeout": 3}}
+
+
+def test_recorded_still_booting_guest_is_not_called_dead_and_the_hint_says_raise_the_timeout() -> None:
+    facts = HostFacts(first_vm=recorded_boot("tcg-still-booting"))
+    finding = {f.check_id: f for f in evaluate_stage(CHECKS, "h", facts, Profile())}["first_vm.emulated-boot"]
+    assert finding.verdict == Verdict.FAIL
+    assert "still booting at the 3.0 s deadline (console advancing, kernel at 1.0 s" in finding.message
+    assert "kvmqa destroyed it (at the deadline)" in finding.message
+    assert "stopped" not in finding.message and "no console output" not in finding.message
+    assert "raise first_vm.boot_timeout" in finding.hint and "now 3 s" in finding.hint
+
+
+def test_recorded_resets_name_the_kernel_time_and_how_the_reset_showed() -> None:
+    for name, how in (("tcg-reset-sysrq", "the console shows 2 kernel boots"),
+                      ("tcg-reset-reboot", "the kernel printed 'reboot: Restarting system'")):
+        v = verdicts(recorded_boot(name))
+        verdict, message = v["first_vm.emulated-boot"]
+        reached = sample(name)["reset_at_kernel_s"]
+        assert verdict == Verdict.FAIL and f"guest reset at kernel time {reached:.1f} s ({how})" in message
+        assert "without the KVMQA-DONE marker" not in message and "outcome=reset" in message
+
+
+def test_kvmqa_s_own_destroy_and_a_destroy_from_outside_are_told_apart() -> None:
+    mine = sample("tcg-still-booting")
+    assert mine["stopped_by"] == "kvmqa"
+    assert "kvmqa destroyed it" in verdicts(recorded_boot("tcg-still-booting"))["first_vm.emulated-boot"][1]
+    silent = copy.deepcopy(mine)  # the same guest, had its console stopped 2 s after start
+    silent.update(outcome="timeout", error=None)
+    silent["timings"]["last_byte_s"] = 2.0
+    message = verdicts({"boots": {"emulated": silent}, "settings": {}})["first_vm.emulated-boot"][1]
+    assert "no power-off within the 3.0 s deadline and the console stopped advancing (console silent since 2.0 s" in message
+    assert "kvmqa destroyed it (at the deadline)" in message and "still booting" not in message
+    outside = copy.deepcopy(mine)
+    outside.update(outcome="destroyed", state="shutoff/destroyed", stopped_by="", stop_reason="", kernel_s=2.5)
+    obs = {"boots": {"emulated": outside}, "settings": {"allow_emulation": True}}
+    message = verdicts(obs)["first_vm.emulated-boot"][1]
+    assert "destroyed from outside this boot (shutoff/destroyed, kernel at 2.5 s)" in message
+    assert "kvmqa destroyed it" not in message and "by itself" not in message
+    stopped = dict(outside, outcome="stopped", state="shutoff/shutdown")
+    message = verdicts({"boots": {"emulated": stopped}, "settings": {}})["first_vm.emulated-boot"][1]
+    assert "guest powered off by itself without the KVMQA-DONE marker (shutoff/shutdown, kernel at 2.5 s)" in message
+
+
+def test_console_reading_counts_boots_and_the_time_reached_before_a_reset() -> None:
+    text = sample("tcg-reset-sysrq")["console_tail"]
+    reading = read_console(text)
+    assert reading.reset and not reading.restart_requested
+    quiet = "KVMQA-BOOT kernel=k cpus=1 mem_kb=1 up=4.20\nKVMQA-RESET requested up=4.30\nKVMQA-BOOT kernel=k up=1.10\n"
+    reading = read_console(quiet)
+    assert reading.boots == 2 and reading.reset_at_kernel_s == 4.3 and reading.kernel_s == 1.1
+    assert read_console("[    1.250000] x\n[    9.500000] reboot: Restarting system\n").reset_at_kernel_s == 9.5
+    assert read_console("").kernel_s is None and not read_console("").reset
+
+
+@pytest.mark.parametrize("name", ["lab-bookworm-nested-kvm-pass", "lab-bookworm-smp1-nested-lab-profile-pass"])
+def test_the_recorded_nested_kvm_boots_on_a_lab_host_pass(name: str) -> None:
+    obs = sample(name)
+    v = verdicts(obs)
+    assert v["first_vm.kvm-boot"][0] == Verdict.PASS and v["first_vm.accelerator"][0] == Verdict.PASS
+    assert "KVM: enabled=true" in v["first_vm.accelerator"][1]
+    if "host_kernel_log" in obs:  # KVM's unhandled-MSR line, recorded there, is known-harmless
+        assert any("Unhandled WRMSR" in e for e in obs["host_kernel_log"]["errors"])
+        assert v["first_vm.host-dmesg"][0] == Verdict.PASS and "known-harmless" in v["first_vm.host-dmesg"][1]
+
+
+def test_progress_lines_start_after_a_few_seconds_then_come_every_ten() -> None:
+    lines: list[str] = []
+    progress = BootProgress("lab1", lines.append)  # after 5 s, then every 10 s
+    result = BootResult("kvmqa-kvm-lab1-abc123", "kvm", "KVM")
+    reading = read_console("[    9.312000] virtio_net virtio1 enp0s2: renamed from eth0\n")
+    for elapsed in (0.5, 4.9, 5.0, 5.1, 14.9, 15.2, 40.0, 41.0):
+        progress(result, elapsed, reading)
+    assert lines == [
+        "kvmqa first_vm [lab1] kvmqa-kvm-lab1-abc123 KVM: 5 s, kernel at 9.3 s, "
+        "console: '[    9.312000] virtio_net virtio1 enp0s2: renamed from eth0'",
+        *[f"kvmqa first_vm [lab1] kvmqa-kvm-lab1-abc123 KVM: {s} s, kernel at 9.3 s, "
+          "console: '[    9.312000] virtio_net virtio1 enp0s2: renamed from eth0'" for s in (15, 40)]]
+    silent = BootProgress("h", lines.append, after=0, every=1)
+    silent(BootResult("g", "qemu", "EMULATED"), 0.0, read_console(""))
+    assert lines[-1] == "kvmqa first_vm [h] g EMULATED: 0 s, no kernel output yet, console: (nothing yet)"

@@ -62,7 +62,7 @@ def test_cpio_newc_is_what_the_kernel_reads(tmp_path: Path) -> None:
         assert out.stdout.decode().split() == ["etc", "etc/x", "etc/x/hello", "bin", "bin/sh"]
 
 
-def test_domain_xml_is_direct_kernel_boot_with_destroy_lifecycle_and_no_qemu_commandline() -> None:
+def test_domain_xml_is_direct_kernel_boot_restart_on_reset_and_no_qemu_commandline() -> None:
     name = object_name("tcg", "Host.Example.COM:2222")
     assert name.startswith("kvmqa-tcg-host-example-com-") and len(name) < 45 and name == name.lower()
     spec = DomainSpec(name=name, virt_type="qemu", memory_mib=256, vcpus=2, kernel="/p/k", initrd="/p/i",
@@ -71,7 +71,7 @@ def test_domain_xml_is_direct_kernel_boot_with_destroy_lifecycle_and_no_qemu_com
     assert root.get("type") == "qemu" and root.findtext("name") == name
     assert root.find("memory").get("unit") == "MiB" and root.findtext("vcpu") == "2"
     assert root.findtext("os/kernel") == "/p/k" and root.findtext("os/cmdline") == "console=ttyS0"
-    assert {root.findtext(t) for t in ("on_poweroff", "on_reboot", "on_crash")} == {"destroy"}
+    assert [root.findtext(t) for t in ("on_poweroff", "on_reboot", "on_crash")] == ["destroy", "restart", "destroy"]
     assert root.find("devices/disk/source").attrib == {"pool": "kvmqa-pool-x", "volume": "d.qcow2"}
     assert root.find("devices/interface/model").get("type") == "virtio"
     assert root.find("devices/serial/log").get("file").endswith(f"{name}-console.log")

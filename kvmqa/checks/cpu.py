@@ -191,8 +191,15 @@ def kvm_module(facts: HostFacts, profile: Profile) -> Outcome:
     others = [m for m in modules if m != "kvm"]
     extra = f"; the KVM backend present is {', '.join(others)}" if others else ""
     extra += "" if source != "none" else " (no /proc/modules: module loading is disabled or not visible, read /sys/module)"
+    # Name what is missing: the vendor's module when the CPU flag says which, else both.
+    wanted = next((VENDOR_MODULE[f] for f in VENDOR_MODULE if f in facts.cpu_flags), "")
+    vendor = f"{wanted} (this CPU has {next(f for f in VENDOR_MODULE if VENDOR_MODULE[f] == wanted)})" if wanted \
+        else "neither kvm_intel nor kvm_amd"
     if "kvm" not in modules:
-        return failed("the kvm module is not loaded" + extra, level=profile.kvm, modules=modules)
+        return failed(f"the kvm module is not loaded, nor {vendor}" + extra, level=profile.kvm, modules=modules,
+                      missing=["kvm", wanted] if wanted else ["kvm"])
+    if wanted:
+        return failed(f"{vendor} is not loaded (kvm is)" + extra, level=profile.kvm, modules=modules, missing=[wanted])
     return failed("neither kvm_intel nor kvm_amd is loaded" + extra, level=profile.kvm, modules=modules)
 
 

@@ -10,10 +10,12 @@ allowed; then it is a WARN that still quotes the evidence and the EMULATED (TCG)
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kvmqa.checks.base import StageChecks
 from kvmqa.model import Level, Outcome, failed, info, not_applicable, passed
+from kvmqa.vm.outcome import describe
 
 CHECKS = StageChecks("first_vm")
 
@@ -46,11 +48,9 @@ def booted(facts: Any) -> dict[str, Any] | None:
 
 
 def evidence(boot: dict[str, Any]) -> str:
-    """One line of why a boot failed: outcome, error, state, vCPU, logs."""
-    parts = [f"outcome={boot.get('outcome')}"]
-    if boot.get("error"):
-        parts.append(f"error: {boot['error']}")
-    if boot.get("state"):
+    """One line of why a boot failed: what happened (`describe`), state, vCPU, logs."""
+    parts = [f"outcome={boot.get('outcome')}", describe(boot) if boot.get("outcome") else str(boot.get("error"))]
+    if boot.get("state") and str(boot.get("state")) not in parts[1]:
         parts.append(f"state={boot['state']}")
     cpu = boot.get("guest_cpu") or {}
     if cpu.get("rip"):
@@ -67,9 +67,24 @@ def evidence(boot: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def failure_hint(boot: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    """A hint for what the boot showed, where the check's own hint would send the user the wrong way."""
+    outcome = boot.get("outcome")
+    if outcome == "still-booting":
+        return (f"the guest was still making progress: raise first_vm.boot_timeout in the profile (now "
+                f"{float(settings.get('boot_timeout') or 0):.0f} s); slow and nested hosts need longer")
+    if outcome == "reset":
+        return ("the guest reset itself during boot: see the console log around the kernel time given; on a nested "
+                "host compare with a plain qemu-system-x86_64 -accel kvm boot of the same kernel")
+    if outcome == "destroyed":
+        return "something else destroyed the guest while it booted: rerun without concurrent cleanups or virsh destroy"
+    return None
+
+
 def _boot_details(boot: dict[str, Any]) -> dict[str, Any]:
-    keys = ("name", "label", "outcome", "error", "state", "timings", "accelerator", "guest_cpu",
-            "console_tail", "qemu_log_tail", "console_file", "markers")
+    keys = ("name", "label", "outcome", "error", "state", "timings", "accelerator", "guest_cpu", "kernel_s",
+            "boots", "reset_at_kernel_s", "stopped_by", "stop_reason", "console_tail", "qemu_log_tail",
+            "console_file", "markers")
     return {k: boot.get(k) for k in keys if boot.get(k) not in (None, "", {}, [])}
 
 
@@ -86,7 +101,7 @@ def kvm_boot(facts: Any, profile: Any) -> Outcome:
                       **_boot_details(boot))
     soft = settings.get("allow_emulation") or settings.get("kvm") == "warn"
     return failed(f"KVM guest did not boot: {evidence(boot)}", level=Level.WARN if soft else None,
-                  **_boot_details(boot))
+                  hint=failure_hint(boot, settings), **_boot_details(boot))
 
 
 @CHECKS.check("first_vm.emulated-boot", "An EMULATED (TCG) guest boots, when emulation is allowed")
@@ -101,7 +116,8 @@ def emulated_boot(facts: Any, profile: Any) -> Outcome:
         secs = (boot.get("timings") or {}).get("poweroff_s", 0.0)
         return passed(f"EMULATED (TCG, no KVM) guest {boot['name']} booted and powered off in {secs:.1f}s",
                       **_boot_details(boot))
-    return failed(f"EMULATED (TCG) guest did not boot: {evidence(boot)}", **_boot_details(boot))
+    return failed(f"EMULATED (TCG) guest did not boot: {evidence(boot)}",
+                  hint=failure_hint(boot, _obs(facts).get("settings") or {}), **_boot_details(boot))
 
 
 @CHECKS.check("first_vm.boot-marker", "The guest's init reports kernel, vCPUs and memory on the console",
@@ -238,6 +254,55 @@ def timings(facts: Any, profile: Any) -> Outcome:
         parts.append(f"{boot.get('label')}: " + (" ".join(steps) or f"no timings ({boot.get('outcome')})"))
     return info("; ".join(parts), timings={k: b.get("timings") for k, b in boots.items()},
                 duration_s=_obs(facts).get("duration_s"))
+
+
+# Kernel lines at level err that say nothing about the host's health; a profile adds its own with
+# `first_vm: {dmesg_ignore: [regex, ...]}`.
+HARMLESS_KERNEL_ERRORS = {
+    # KVM refused (and told the guest with #GP) an MSR the guest probed: guests' perf and PM drivers do it on
+    # every boot, e.g. MSR 0xc0010007 (AMD PERFCTR3) with a qemu64 CPU
+    "KVM: the guest touched an MSR KVM does not handle":
+        r"kvm(_amd|_intel)?( \[\d+\])?: vcpu\d+, guest rIP: 0x[0-9a-f]+ (Unhandled|Ignored) (WRMSR|RDMSR)\(0x[0-9a-f]+\)",
+}
+
+
+def _harmless(line: str, extra: list[str]) -> str | None:
+    for why, pattern in HARMLESS_KERNEL_ERRORS.items():
+        if re.search(pattern, line):
+            return why
+    return next((f"profile first_vm.dmesg_ignore {p!r}" for p in extra if re.search(p, line)), None)
+
+
+@CHECKS.check("first_vm.host-dmesg", "No new host kernel messages at level err or worse while the first VM ran",
+              hint="read the host's kernel messages quoted in the details (dmesg -l emerg,alert,crit,err): a KVM, "
+                   "virtio, vhost, bridge or hardware error logged while a guest ran is a host problem; a line known "
+                   "to be harmless in your lab goes in the profile's first_vm.dmesg_ignore (regular expressions)")
+def host_dmesg(facts: Any, profile: Any) -> Outcome:
+    obs = _obs(facts)
+    log = obs.get("host_kernel_log")
+    if not log:
+        return not_applicable("no guest was started (the host's kernel log was not marked)")
+    if log.get("error"):
+        return info(f"not checked: the host's kernel log cannot be read ({log['error']})", kernel_log=log)
+    extra = [str(p) for p in ((profile.stage("first_vm") if profile is not None else {}).get("dmesg_ignore") or [])]
+    errors: list[str] = []
+    harmless: dict[str, int] = {}
+    for line in log.get("errors") or []:
+        why = _harmless(line, extra)
+        if why is None:
+            errors.append(line)
+        else:
+            harmless[why] = harmless.get(why, 0) + 1
+    source = "dmesg" if log.get("source") == "dmesg" else "journalctl -k"
+    known = "; ".join(f"{why} (x{n})" for why, n in harmless.items())
+    details = {"messages": errors, "harmless": harmless, "kernel_log": log}
+    if errors:
+        shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+        return failed(f"{len(errors)} new host kernel message(s) at level err or worse while the first VM ran "
+                      f"({source}): {shown}" + (f"; also known-harmless: {known}" if known else ""), **details)
+    count = f"{log['new']} new kernel message(s), none" if log.get("new") is not None else "no new message"
+    return passed(f"{count} at level err or worse while the first VM ran ({source})"
+                  + (f" but known-harmless ones: {known}" if known else ""), **details)
 
 
 @CHECKS.check("first_vm.cleanup", "Nothing the stage created is left (domains, volumes, network, pool)",

@@ -17,11 +17,13 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
-from kvmqa.vm.console import ConsoleTap, parse_markers, tail
+from kvmqa.vm.console import ConsoleReading, ConsoleTap, parse_markers, read_console, tail
 from kvmqa.vm.domain import CONSOLE_LOG_DIR, DiskSpec, DomainSpec, object_name
 from kvmqa.vm.kit import Kit
+from kvmqa.vm.outcome import describe
 from kvmqa.vm.resources import Workspace, lease_for
 
+PANIC = re.compile(r"Kernel panic[^\r\n]*")
 TailFn = Callable[[str, int], "str | None"]  # (host path, lines) -> last lines, None if unreadable
 
 STATES = {
@@ -68,6 +70,7 @@ class BootSpec:
     disk_mib: int = 64
     network: bool = True
     host: str = ""
+    progress: Progress | None = field(default=None, repr=False, compare=False)  # called on every poll
 
     @property
     def label(self) -> str:
@@ -82,7 +85,9 @@ class BootResult:
     virt_type: str
     label: str
     ok: bool = False
-    outcome: str = "not-started"  # done | timeout | start-failed | crashed | stopped | paused | interrupted
+    # done | still-booting | timeout | no-output | reset | panic | crashed | paused | stopped | destroyed |
+    # start-failed | libvirt-error | interrupted
+    outcome: str = "not-started"
     markers: dict[str, dict[str, str]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     accelerator: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +103,13 @@ class BootResult:
     agent: dict[str, Any] = field(default_factory=dict)
     memory_mib: int = 0
     vcpus: int = 0
+    kernel_s: float | None = None  # the last kernel timestamp on the console
+    boots: int = 0  # kernel banners on the console (2+: the guest reset)
+    reset_at_kernel_s: float | None = None
+    restart_requested: bool = False
+    panic: str | None = None
+    stopped_by: str = ""  # "kvmqa" when this boot destroyed the guest (deadline, silence, reset, Ctrl-C)
+    stop_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +161,7 @@ def boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, *, read_tail: TailFn | 
 
 
 Hook = Callable[[libvirt.virDomain, str, BootResult], None]
+Progress = Callable[[BootResult, float, ConsoleReading], None]  # (result so far, seconds since resume, console)
 
 
 def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dict[str, int] | None = None,
@@ -175,7 +188,9 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
         except libvirt.libvirtError as exc:
             result.outcome, result.error = "start-failed", str(exc)
             return result
+        result.timings["qemu_started_s"] = time.monotonic() - t0  # QEMU up, paused
         tap = ConsoleTap(ws.conn.getURI(), dom.UUID())
+        result.timings["console_open_s"] = time.monotonic() - t0
         result.accelerator = query_accelerator(dom)
         dom.resume()
         t_run = time.monotonic()
@@ -191,10 +206,17 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
         if not result.ok and read_tail is not None:  # before destroy: the log's last lines say why
             result.qemu_log_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}.log", 15)
         if tap is not None:
-            _destroy_if_active(ws.conn, name)
+            if _destroy_if_active(ws.conn, name):
+                result.stopped_by, result.stop_reason = "kvmqa", STOP_REASONS.get(result.outcome, result.outcome)
             tap.close()
-            result.console_tail = tail(tap.text)
+            text = tap.text.replace("\r", "")
+            reading = read_console(text)  # after a reset the lines before it are the evidence, not the new boot
+            result.console_tail = tail(text[:reading.reset_pos] if reading.reset_pos is not None else text)
             result.markers = parse_markers(tap.text)
+            panic = PANIC.search(tap.text)
+            result.panic = panic.group(0).strip() if panic else None
+            if not result.ok and result.outcome != "libvirt-error":
+                result.error = describe(result.to_json())
             if save_console is not None:
                 result.console_file = save_console(name, tap.text)
         _finish(ws, result, name, read_tail, list(volumes or {}))
@@ -203,54 +225,76 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
 
 def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float, result: BootResult,
            hook: Hook | None = None) -> None:
-    """Poll the domain until it powers off, stops, crashes, stays silent or the deadline passes."""
+    """Poll the domain until it powers off, stops, resets, crashes, stays silent or the deadline passes.
+
+    Only records what was seen (outcome, state, kernel time, resets); the words come from `describe`.
+    """
     timeout, silent = spec.timeout, min(spec.silent_timeout, spec.timeout)
     deadline = t_run + timeout
+    reading, read_len = read_console(""), -1
     while True:
+        state, reason = dom.state()  # first the state, then the text: what the guest printed before it
+        now = time.monotonic()       # switched off is in the text read in the same poll
+        result.state = state_text(state, reason)
         if "first_byte_s" not in result.timings and tap.first_byte_at is not None:
             result.timings["first_byte_s"] = tap.first_byte_at - t_run
+        text = tap.text
+        if len(text) != read_len:  # read the console again only when it grew
+            reading, read_len = read_console(text), len(text)
         for marker, key in (("KVMQA-BOOT", "boot_marker_s"), ("KVMQA-DONE", "done_marker_s"),
                             ("reboot: Power down", "guest_off_s")):
-            if key not in result.timings and marker in tap.text:
-                result.timings[key] = time.monotonic() - t_run
-        state, reason = dom.state()
-        result.state = state_text(state, reason)
+            if key not in result.timings and marker in text:
+                result.timings[key] = now - t_run
+        _note_console(result, reading, tap, t_run)
+        if spec.progress is not None:
+            spec.progress(result, now - t_run, reading)
         if hook is not None and state == libvirt.VIR_DOMAIN_RUNNING:
-            hook(dom, tap.text, result)
+            hook(dom, text, result)
+        panic = PANIC.search(text)
         if state in (libvirt.VIR_DOMAIN_SHUTDOWN, libvirt.VIR_DOMAIN_SHUTOFF) or (
                 state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_SHUTTING_DOWN):
-            result.timings.setdefault("poweroff_s", time.monotonic() - t_run)  # the guest switched off
+            result.timings.setdefault("poweroff_s", now - t_run)  # the guest switched off
         if state == libvirt.VIR_DOMAIN_SHUTOFF:
-            result.timings["shutoff_s"] = time.monotonic() - t_run  # libvirt finished tearing QEMU down
-            text = tap.text
-            result.ok = "KVMQA-DONE" in text and reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN
-            if result.ok:
-                result.outcome = "done"
-            else:
-                panic = re.search(r"Kernel panic[^\r\n]*", text)
-                result.outcome = "panic" if panic else (
-                    "crashed" if reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED else "stopped")
-                result.error = (panic.group(0).strip() if panic else
-                                f"guest stopped ({result.state}) without the KVMQA-DONE marker")
-            return
+            result.timings["shutoff_s"] = now - t_run  # libvirt finished tearing QEMU down
+            result.ok = "KVMQA-DONE" in text and reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN and not reading.reset
+            result.outcome = ("done" if result.ok else "panic" if panic else "reset" if reading.reset else
+                              "crashed" if reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED else
+                              "destroyed" if reason == libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED else "stopped")
+            break
+        if reading.reset:  # a reset guest boots again (on_reboot=restart): stop it at once (a panic wins the name)
+            result.outcome = "panic" if panic else "reset"
+            break
         if state == libvirt.VIR_DOMAIN_CRASHED or (
                 state == libvirt.VIR_DOMAIN_PAUSED and reason != libvirt.VIR_DOMAIN_PAUSED_SHUTTING_DOWN):
             result.outcome = "crashed" if state == libvirt.VIR_DOMAIN_CRASHED else "paused"
-            result.error = f"guest {result.state} after {time.monotonic() - t_run:.1f}s"
             result.guest_cpu = guest_cpu_state(dom)
-            return
-        now = time.monotonic()
+            break
         if tap.first_byte_at is None and silent < timeout and now - t_run >= silent:
             result.outcome = "no-output"
-            result.error = f"no console output within {silent:.0f}s of start (state {result.state})"
+            result.timings["silent_s"] = silent
             result.guest_cpu = guest_cpu_state(dom)
-            return
+            break
         if now >= deadline:
-            result.outcome = "timeout"
-            result.error = f"no power-off within {timeout:.0f}s (state {result.state})"
+            advancing = tap.last_byte_at is not None and now - tap.last_byte_at < advancing_window(spec)
+            result.outcome = "still-booting" if advancing else "timeout"
+            result.timings["deadline_s"] = timeout
             result.guest_cpu = guest_cpu_state(dom)
-            return
+            break
         tap.wait(0.05)
+
+
+def advancing_window(spec: BootSpec) -> float:
+    """A console that printed within this many seconds before the deadline is still advancing."""
+    return max(3.0, min(spec.silent_timeout, 10.0))
+
+
+def _note_console(result: BootResult, reading: ConsoleReading, tap: ConsoleTap, t_run: float) -> None:
+    result.kernel_s = reading.kernel_s
+    result.boots = reading.boots
+    result.reset_at_kernel_s = reading.reset_at_kernel_s
+    result.restart_requested = reading.restart_requested
+    if tap.last_byte_at is not None:
+        result.timings["last_byte_s"] = tap.last_byte_at - t_run
 
 
 def _finish(ws: Workspace, result: BootResult, name: str, read_tail: TailFn | None, volumes: list[str]) -> None:
@@ -264,10 +308,20 @@ def _finish(ws: Workspace, result: BootResult, name: str, read_tail: TailFn | No
         ws.forget_volume(vol)
 
 
-def _destroy_if_active(conn: libvirt.virConnect, name: str) -> None:
+STOP_REASONS = {
+    "still-booting": "at the deadline", "timeout": "at the deadline", "no-output": "after the silent timeout",
+    "reset": "after the reset, before it booted again", "panic": "after the panic", "crashed": "after the crash",
+    "paused": "paused guest", "interrupted": "interrupted", "libvirt-error": "after a libvirt error",
+}
+
+
+def _destroy_if_active(conn: libvirt.virConnect, name: str) -> bool:
+    """Destroy the domain if it still runs; True when this call destroyed it."""
     try:
         dom = conn.lookupByName(name)
         if dom.isActive():
             dom.destroy()
+            return True
     except libvirt.libvirtError:
         pass
+    return False

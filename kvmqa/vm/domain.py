@@ -2,7 +2,8 @@
 
 A `DomainSpec` describes one throw-away guest: direct kernel boot from pool volumes, a qcow2 data disk,
 virtio-net on a libvirt network, a pty serial console whose output libvirt also logs to a file, a pvpanic
-device and destroy-on-everything lifecycle actions, so a guest that powers off, reboots or panics is gone.
+device; a guest that powers off or panics is gone, one that resets boots again (the watcher sees the second
+boot on the console and destroys it).
 """
 
 from __future__ import annotations
@@ -81,8 +82,11 @@ class DomainSpec:
         features = ET.SubElement(dom, "features")
         ET.SubElement(features, "acpi")
         ET.SubElement(dom, "clock", offset="utc")
-        for event in ("on_poweroff", "on_reboot", "on_crash"):
-            _text(dom, event, "destroy")
+        # on_reboot restart, not destroy: with destroy libvirt ends a resetting guest as shutoff/destroyed, the
+        # same state `virsh destroy` leaves, so a reset could not be told from a kill; restarted, the guest's
+        # second boot shows on the console and the watcher destroys it at once, naming the reset
+        for event, action in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):
+            _text(dom, event, action)
         devices = ET.SubElement(dom, "devices")
         # libvirt adds a USB controller by default; an emulated UHCI costs CPU all through a TCG boot, and the
         # guest uses none (the console is serial)

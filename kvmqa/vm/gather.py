@@ -16,7 +16,9 @@ from typing import Any
 from kvmqa.model import Level
 from kvmqa.vm.boot import BootSpec, boot, stage_kit
 from kvmqa.vm.domain import CONSOLE_LOG_DIR
+from kvmqa.vm.hostlog import kernel_log_mark, kernel_log_since
 from kvmqa.vm.kit import KitError, build_kit
+from kvmqa.vm.progress import BootProgress, Writer, terminal_writer
 from kvmqa.vm.resources import Workspace, WorkspaceError, leftovers
 from kvmqa.vm.runner import Runner, local_runner, tail_reader, target_runner
 from kvmqa.vm.virtinstall import virt_install_boot
@@ -79,12 +81,18 @@ def gather_first_vm(session: Any) -> dict[str, Any]:
 
 
 def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, console_dir: Path,
-            run: Runner = local_runner, guest_image: Path | None = None) -> dict[str, Any]:
-    """The stage's act-and-observe on one connection (the gatherer minus session plumbing)."""
+            run: Runner = local_runner, guest_image: Path | None = None,
+            write: Writer | None = None) -> dict[str, Any]:
+    """The stage's act-and-observe on one connection (the gatherer minus session plumbing).
+
+    `write` receives progress lines for boots that run longer than a few seconds (default: the terminal).
+    """
     started = time.monotonic()
     obs: dict[str, Any] = {"settings": asdict(settings), "kit": kit.to_json(), "boots": {}, "host": host}
     ws = Workspace(conn, forward=settings.network_forward, use_default_network=settings.network == "default")
     read_tail = tail_reader(run)
+    progress = BootProgress(host, write or terminal_writer())
+    log_mark: dict[str, Any] | None = None
 
     def save_console(name: str, text: str) -> str:
         path = console_dir / f"console-{name}.log"
@@ -93,10 +101,12 @@ def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, consol
 
     def spec(purpose: str, virt_type: str) -> BootSpec:
         return BootSpec(purpose, virt_type, settings.memory_mib, settings.vcpus, settings.boot_timeout,
-                        settings.silent_timeout, settings.cmdline_extra, disk_mib=settings.disk_mib, host=host)
+                        settings.silent_timeout, settings.cmdline_extra, disk_mib=settings.disk_mib, host=host,
+                        progress=progress)
 
     try:
         volumes = stage_kit(ws, kit)
+        log_mark = kernel_log_mark(run)  # the host's kernel log, from just before the first guest starts
         if settings.attempt_kvm:
             obs["boots"]["kvm"] = boot(ws, volumes, spec("kvm", "kvm"), read_tail=read_tail,
                                        save_console=save_console).to_json()
@@ -120,8 +130,11 @@ def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, consol
             image_spec.timeout = settings.guest_image_timeout
             obs["guest_image"] = boot_guest_image(ws, guest_image, image_spec, read_tail=read_tail,
                                                   save_console=save_console)
+        obs["host_kernel_log"] = kernel_log_since(run, log_mark)
     except (WorkspaceError, KitError) as exc:
         obs["error"] = str(exc)
+        if log_mark is not None:
+            obs["host_kernel_log"] = kernel_log_since(run, log_mark)
     finally:
         obs["workspace"] = {"notes": list(ws.notes), "removed": ws.close(), "created": list(ws.history)}
         for item in ws.history:  # the serial logs libvirt wrote for us; the text is kept in console_dir

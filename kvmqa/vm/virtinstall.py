@@ -13,9 +13,10 @@ from typing import Any
 
 import libvirt
 
-from kvmqa.vm.boot import BootResult, BootSpec, KitVolumes, state_text
-from kvmqa.vm.console import parse_markers, tail
+from kvmqa.vm.boot import STOP_REASONS, BootResult, BootSpec, KitVolumes, state_text
+from kvmqa.vm.console import parse_markers, read_console, tail
 from kvmqa.vm.domain import CONSOLE_LOG_DIR, object_name, random_mac
+from kvmqa.vm.outcome import describe
 from kvmqa.vm.resources import Workspace, lease_for
 from kvmqa.vm.runner import Runner, tail_reader
 
@@ -65,11 +66,25 @@ def virt_install_boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, run: Runne
         result.timings["poweroff_s"] = time.monotonic() - t0
         text = read_tail(console_log, 400) or ""
         result.markers, result.console_tail = parse_markers(text), tail(text)
-        if dom.isActive():
-            result.outcome, result.error = "timeout", f"no power-off within {spec.timeout:.0f}s"
+        reading = read_console(text)
+        result.kernel_s, result.boots, result.reset_at_kernel_s = reading.kernel_s, reading.boots, reading.reset_at_kernel_s
+        result.restart_requested = reading.restart_requested
+        result.timings["deadline_s"] = spec.timeout
+        if reading.reset:  # virt-install's domain restarts on reset: the log shows the second boot
+            result.outcome = "reset"
+        elif dom.isActive():
+            result.outcome = "timeout"
         else:
             result.ok = "DONE" in result.markers
             result.outcome = "done" if result.ok else "stopped"
+        if dom.isActive():
+            dom.destroy()
+            result.stopped_by, result.stop_reason = "kvmqa", STOP_REASONS.get(result.outcome, result.outcome)
+        if result.outcome == "timeout":  # its console is read once, afterwards: whether it still advanced is unknown
+            at = f"kernel at {reading.kernel_s:.1f} s" if reading.kernel_s is not None else "no kernel timestamp"
+            result.error = f"no power-off within the {spec.timeout:.0f} s deadline ({at}); kvmqa destroyed it"
+        elif not result.ok:
+            result.error = describe(result.to_json())
         result.lease = lease_for(ws.conn, network, mac) if network else None
         if not result.ok:
             result.qemu_log_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}.log", 15)

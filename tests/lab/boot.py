@@ -136,6 +136,7 @@ def start(image: BuiltImage, run_dir: Path, *, smp: int = 1, memory_mib: int = 3
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=subprocess.STDOUT,
                             preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl, before exec
     qemu_log.close()
+    (run_dir / "qemu.pid").write_text(f"{proc.pid}\n")
     host = LabHost(image.spec.name, port, image.spec.user, image.client_key, known, run_dir, console, proc)
     try:
         wait_for_ssh(host, timeout, t0)
@@ -155,8 +156,8 @@ def wait_for_ssh(host: LabHost, timeout: float, t0: float) -> None:
             qemu_log = (host.run_dir / "qemu.log").read_text(errors="replace").strip()
             raise LabBootError(f"lab host {host.name}: QEMU exited ({host.process.returncode if host.process else '?'}) "
                                f"{qemu_log[-500:]}\nconsole tail:\n{host.console_tail()}")
-        try:
-            proc = host.run("true", timeout=30)
+        try:  # before sshd runs, slirp accepts and ssh waits for a banner: never past the deadline
+            proc = host.run("true", timeout=max(1.0, min(30.0, deadline - time.monotonic())))
         except subprocess.TimeoutExpired:
             last = "ssh true timed out"
             continue
