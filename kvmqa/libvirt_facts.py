@@ -106,13 +106,20 @@ def gather_libvirt_for(session: Any) -> dict[str, Any]:
 
     import libvirt
 
+    from kvmqa.targets import first_meaningful_line
+
     started = time.perf_counter()
     try:
         conn = session.libvirt()
         facts = gather_libvirt(conn)
     except libvirt.libvirtError as exc:
         session.close_libvirt()
-        return {"connected": False, "uri": session.target.libvirt_uri(session.host_dir / ".ssh"),
-                "error": exc.get_error_message() or str(exc)}
+        target = session.target
+        text = (exc.get_error_message() or str(exc)).strip()
+        if target.is_local:
+            error = text.splitlines()[0] if text else "no message"
+        else:  # libvirt runs ssh itself: say so, and which host, in one line
+            error = f"{target.name}: libvirt connection over {target.backend} to {target.url} failed: {first_meaningful_line(text) or 'no message'}"
+        return {"connected": False, "uri": target.libvirt_uri(session.host_dir / ".ssh"), "error": error, "stderr": text}
     facts["connect_s"] = round(time.perf_counter() - started, 3)
     return facts

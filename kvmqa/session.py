@@ -85,7 +85,10 @@ class HostSession:
             facts, raw = run_probe(self.target)
             (self.host_dir / "probe.txt").write_text(raw)
         except TargetError as exc:
-            facts = HostFacts(reach={"error": str(exc)}, probe={"target": self.target.url})
+            reach = {"error": str(exc)}
+            if exc.stderr:
+                reach["stderr"] = exc.stderr[-4000:]  # the transport's whole output, for the details
+            facts = HostFacts(reach=reach, probe={"target": self.target.url})
         facts["target"] = {"name": self.name, "url": self.target.url, "roles": list(self.target.roles), "sudo": self.target.sudo}
         self._facts = facts
         self.save_facts()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import shlex
 import stat
@@ -24,7 +25,14 @@ BACKENDS = ("local", "ssh", "paramiko")
 
 
 class TargetError(Exception):
-    """A target could not be reached or used; the message names the host and what was wrong."""
+    """A target could not be reached or used; the message names the host and what was wrong, in one line.
+
+    `stderr` keeps the transport's whole error output for the report's details (never in the message).
+    """
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        super().__init__(message)
+        self.stderr = stderr
 
 
 class TargetUnreachable(TargetError):
@@ -168,7 +176,8 @@ class Target:
         argv.append(f"{self.user}@{self.host}" if self.user else str(self.host))
         return argv
 
-    def testinfra_host(self) -> Any:
+    def testinfra_host(self, role: str = "command") -> Any:
+        """testinfra's host for this target; `role` names the command that needed it in connection errors."""
         with self._lock:
             if self._host is None:
                 import testinfra
@@ -187,14 +196,16 @@ class Target:
                         kwargs["ssh_identity_file"] = str(self.identity_file)
                 host = testinfra.get_host(self.url, **kwargs)
                 if self.backend == "paramiko":
-                    host.backend.__dict__["client"] = self._paramiko_client()
+                    host.backend.__dict__["client"] = self._paramiko_client(role)
                 self._host = host
             return self._host
 
-    def _paramiko_client(self) -> Any:
+    def _paramiko_client(self, role: str) -> Any:
         """A paramiko client with kvmqa's policy: known hosts enforced unless opted out."""
         import paramiko
 
+        # paramiko logs every failed handshake with a traceback; kvmqa reports the failure itself, in one line
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
         client = paramiko.SSHClient()
         if self.strict_host_keys:
             client.load_system_host_keys(str(self.known_hosts) if self.known_hosts else None)
@@ -205,35 +216,51 @@ class Target:
             client.connect(
                 hostname=str(self.host), port=self.port or 22, username=self.user,
                 key_filename=str(self.identity_file) if self.identity_file else None,
-                timeout=self.connect_timeout, banner_timeout=self.connect_timeout, auth_timeout=self.connect_timeout,
+                # the banner wait must end before start_client's own wait (the same `timeout`): else start_client
+                # returns on a still-silent transport and auth fails with a misleading "No existing session"
+                timeout=self.connect_timeout, banner_timeout=max(0.5, self.connect_timeout - 0.5), auth_timeout=self.connect_timeout,
                 allow_agent=False, look_for_keys=self.identity_file is None,
             )
         except paramiko.AuthenticationException as exc:
-            raise TargetAuthError(f"{self.name}: authentication failed for {self.url}: {exc}") from exc
+            raise TargetAuthError(self._failure("authentication failed for", f"{exc} ({type(exc).__name__}; wrong user or key?)", role)) from exc
+        except paramiko.BadHostKeyException as exc:
+            changed = (f"the host key has CHANGED since it was recorded: the host offers {exc.key.get_name()} "
+                       f"{_fingerprint(exc.key)}, known_hosts has {_fingerprint(exc.expected_key)}")
+            raise TargetAuthError(self._failure("host key verification failed for", f"{changed} ({HOST_KEY_HINT})", role)) from exc
         except paramiko.SSHException as exc:
-            raise TargetUnreachable(f"{self.name}: ssh to {self.url} failed: {exc}") from exc
+            text = str(exc)
+            if "not found in known_hosts" in text:
+                raise TargetAuthError(self._failure("host key verification failed for", f"{text} ({HOST_KEY_HINT})", role)) from exc
+            raise TargetUnreachable(self._failure("cannot reach", f"{text} ({type(exc).__name__}; connect timeout {self.connect_timeout:g} s)", role)) from exc
         except OSError as exc:
-            raise TargetUnreachable(f"{self.name}: cannot connect to {self.url}: {exc.strerror or exc}") from exc
+            raise TargetUnreachable(self._failure("cannot reach", f"{exc.strerror or exc} (connect timeout {self.connect_timeout:g} s)", role)) from exc
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(5)
         return client
 
-    def run(self, command: str, timeout: float | None = None, env: dict[str, str] | None = None) -> CommandResult:
-        """Run one shell command on the target (one round trip) with a timeout enforced on the target."""
+    def _failure(self, what: str, reason: str, role: str) -> str:
+        """The one line a user reads: host, the command's role, the transport, what failed where, and why."""
+        return f"{self.name}: {role} over {self.backend}: {what} {self.url}: {reason}"
+
+    def run(self, command: str, timeout: float | None = None, env: dict[str, str] | None = None,
+            role: str = "command") -> CommandResult:
+        """Run one shell command on the target (one round trip) with a timeout enforced on the target.
+
+        `role` names the command in error messages ("probe", "install step", ...)."""
         limit = int(timeout or self.command_timeout)
         prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in (env or {}).items())
         wrapped = f"{prefix}timeout -k 5 {limit} /bin/sh -c {shlex.quote(command)}"
         started = time.perf_counter()
         self.round_trips += 1
         try:
-            result = self.testinfra_host().run(wrapped)
+            result = self.testinfra_host(role).run(wrapped)
         except TargetError:
             raise
         except RuntimeError as exc:  # testinfra's ssh backend: ssh exited 255 (args[0]: its CommandResult)
-            raise classify_ssh_error(self, getattr(exc.args[0] if exc.args else None, "stderr", None) or str(exc)) from exc
+            raise classify_ssh_error(self, _stderr_of(exc.args[0] if exc.args else None), role=role) from exc
         except Exception as exc:  # paramiko and socket errors
-            raise TargetUnreachable(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+            raise TargetUnreachable(self._failure("cannot reach", f"{exc} ({type(exc).__name__})", role)) from exc
         duration = time.perf_counter() - started
         if self.sudo and result.rc == 1 and "sudo:" in result.stderr and "password" in result.stderr:
             raise TargetAuthError(f"{self.name}: sudo needs a password for {self.user}; kvmqa needs passwordless sudo (NOPASSWD)")
@@ -265,15 +292,17 @@ class Target:
             try:
                 done = subprocess.run([*self.ssh_argv(), remote], input=data, capture_output=True, timeout=limit + 10)
             except subprocess.TimeoutExpired as exc:
-                raise CommandTimeout(f"{self.name}: writing {path} timed out after {limit}s") from exc
+                raise CommandTimeout(f"{self.name}: upload over {self.backend} to {self.url}: writing {path} timed out "
+                                     f"(upload timeout {limit} s)") from exc
             rc, err = done.returncode, done.stderr.decode(errors="replace")
             if rc == 255:
-                raise classify_ssh_error(self, err)
+                raise classify_ssh_error(self, err, role="upload")
         if rc != 0:
-            raise TargetError(f"{self.name}: writing {path} failed (rc {rc}): {err.strip()[-300:]}")
+            raise TargetError(f"{self.name}: upload over {self.backend} to {self.url}: writing {path} failed: "
+                              f"{first_meaningful_line(err) or 'no message'} (exit {rc})", err)
 
     def _paramiko_put(self, remote: str, data: bytes, limit: int) -> tuple[int, str]:
-        client = self.testinfra_host().backend.client
+        client = self.testinfra_host("upload").backend.client
         channel = client.get_transport().open_session()
         try:
             channel.settimeout(limit + 10)
@@ -288,7 +317,8 @@ class Target:
                 err += chunk
             return channel.recv_exit_status(), err.decode(errors="replace")
         except OSError as exc:  # socket.timeout included
-            raise TargetUnreachable(f"{self.name}: writing a file over paramiko failed: {exc}") from exc
+            raise TargetUnreachable(f"{self.name}: upload over {self.backend} to {self.url}: writing a file failed: "
+                                    f"{exc or type(exc).__name__} (upload timeout {limit} s)") from exc
         finally:
             channel.close()
 
@@ -314,12 +344,64 @@ class Target:
                 client.close()
 
 
-def classify_ssh_error(target: Target, text: str) -> TargetError:
+HOST_KEY_HINT = "strict host-key checking is on: fix known_hosts (or --known-hosts FILE) or pass --no-strict-host-keys"
+
+# ssh's stderr lines that say nothing about why it failed
+_NOISE = ("warning: permanently added", "pseudo-terminal", "debug1:", "debug2:", "debug3:", "@@@", "it is possible",
+          "someone could be", "it is also possible", "the fingerprint", "please contact", "add correct host key",
+          "offending", "password authentication is disabled", "keyboard-interactive", "agent forwarding",
+          "x11 forwarding", "port forwarding", "sha256:")
+# the lines that do say it, most specific first
+_REASONS = ("remote host identification has changed", "host key is known for", "host key verification failed",
+            "no matching host key", "permission denied", "too many authentication failures", "connection refused",
+            "banner exchange", "timed out", "could not resolve", "no route to host", "network is unreachable",
+            "connection reset", "connection closed", "broken pipe", "kex_exchange_identification")
+
+
+def first_meaningful_line(text: str) -> str:
+    """The line of ssh's stderr that says why it failed (the most specific known reason, else the first non-noise line)."""
+    lines = [ln.strip().rstrip(".").strip() for ln in text.replace("\r", "\n").splitlines()]
+    lines = [ln for ln in lines if ln and not ln.lower().startswith(_NOISE)]
+    for reason in _REASONS:
+        for ln in lines:
+            if reason in ln.lower():
+                return ln[:300]
+    return lines[0][:300] if lines else ""
+
+
+def _fingerprint(key: Any) -> str:
+    """OpenSSH's SHA256 fingerprint of a paramiko key (what `ssh-keygen -lf` prints)."""
+    import base64
+
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def _stderr_of(result: Any) -> str:
+    """testinfra's CommandResult stderr, as text, however that testinfra version stores it (never its repr)."""
+    for attr in ("stderr", "_stderr", "stderr_bytes"):
+        try:
+            value = getattr(result, attr, None)
+        except Exception:  # noqa: BLE001 - a property that cannot decode
+            continue
+        if isinstance(value, bytes):
+            value = value.decode(errors="replace")
+        if value:
+            return str(value)
+    return ""
+
+
+def classify_ssh_error(target: Target, text: str, role: str = "command", rc: int = 255) -> TargetError:
+    """One TargetError line from OpenSSH's exit 255 and its stderr (kept whole in `.stderr`)."""
     low = text.lower()
+    reason = first_meaningful_line(text) or "ssh gave no message"
     if "host key verification failed" in low or "no matching host key" in low or "remote host identification has changed" in low:
-        return TargetAuthError(f"{target.name}: host key verification failed for {target.url} (strict host-key checking is on; "
-                               "add the key to known_hosts or pass --no-strict-host-keys)")
-    if "permission denied" in low:
-        return TargetAuthError(f"{target.name}: authentication failed for {target.url} (permission denied; wrong user or key)")
-    reason = text.strip().splitlines()[-1] if text.strip() else "ssh exited 255"
-    return TargetUnreachable(f"{target.name}: cannot reach {target.url}: {reason[:300]}")
+        if "remote host identification has changed" in low:
+            reason = "the host key has CHANGED since it was recorded: Host key verification failed"
+        return TargetAuthError(target._failure("host key verification failed for", f"{reason} (ssh exit {rc}; {HOST_KEY_HINT})", role), text)
+    if "permission denied" in low or "too many authentication failures" in low:
+        return TargetAuthError(target._failure("authentication failed for", f"{reason} (ssh exit {rc}; wrong user or key?)", role), text)
+    if "timed out" in low:
+        reason += f" (ssh exit {rc}; connect timeout {target.connect_timeout:g} s)"
+    else:
+        reason += f" (ssh exit {rc})"
+    return TargetUnreachable(target._failure("cannot reach", reason, role), text)

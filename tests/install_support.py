@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
+from tests.support import libvirt_state
 from tests.support.daemons import start_libvirtd
+from tests.support.libvirt_state import LibvirtObject
 from tests.support.suite import SuiteRun, run_suite
 
 VIRSH = "virsh -q -c qemu:///system"
@@ -139,8 +141,9 @@ def break_host(remove_package: bool = True) -> None:
     stop_daemons()
 
 
-def restore_host() -> list[str]:
-    """Daemons running, default network and pool defined/active/autostarted, the package installed. Returns problems."""
+def restore_host(saved: dict[str, LibvirtObject]) -> list[str]:
+    """Daemons running and the package installed, networks and pools exactly as `saved` (captured before the
+    test broke the host) had them. Returns problems."""
     problems = []
     try:
         start_libvirtd()  # waits for the socket and `virsh version`
@@ -151,13 +154,4 @@ def restore_host() -> list[str]:
                  timeout=600)
         if res.returncode:
             problems.append(f"apt-get install {PACKAGE}: {res.stderr[-300:]}")
-    sh(f"{VIRSH} net-info default >/dev/null 2>&1 || {VIRSH} net-define /usr/share/libvirt/networks/default.xml")
-    sh(f"{VIRSH} net-start default; {VIRSH} net-autostart default")
-    sh(f"{VIRSH} pool-info default >/dev/null 2>&1 || {{ {VIRSH} pool-define-as default dir --target /var/lib/libvirt/images "
-       f"&& {VIRSH} pool-build default; }}")
-    sh(f"{VIRSH} pool-start default; {VIRSH} pool-autostart default")
-    for what, cmd in (("network", "net-info default"), ("pool", "pool-info default")):
-        info = " ".join(sh(f"{VIRSH} {cmd}").stdout.split())
-        if "Active: yes" not in info and "State: running" not in info:
-            problems.append(f"default {what} is not active")
-    return problems
+    return problems + libvirt_state.restore(saved)

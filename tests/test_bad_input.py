@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -112,3 +116,71 @@ def test_malformed_profile_names_the_field(tmp_path: Path) -> None:
     bad.write_text("min_cpus: lots\n")
     run = run_suite(tmp_path / "r", "--profile", str(bad), paths=STAGES[:1])
     assert run.rc == 4 and "field 'min_cpus'" in run.stdout and str(bad) in run.stdout
+
+
+@pytest.fixture()
+def hung_port() -> Iterator[int]:
+    """A host that accepts the TCP connection and never says a word (no SSH banner): a hung host."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+@pytest.mark.parametrize("backend", ["ssh", "paramiko"])
+def test_each_target_error_is_one_clean_line(tmp_path: Path, sshd: Sshd, impostor: Sshd, hung_port: int, backend: str) -> None:
+    """Unreachable, hung, wrong key, wrong host key: one line each naming the host, the command's role, the
+    transport and what ssh (or paramiko) said — never an object repr or the probe's script text."""
+    wrong_key = tmp_path / "wrong_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong_key)], check=True)
+    closed = free_port()
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(
+        f"defaults:\n  user: kvmqa-ci\n  backend: {backend}\n"
+        f"  identity_file: {sshd.client_key}\n  known_hosts: {impostor.known_hosts}\n"
+        "hosts:\n"
+        f"  - {{name: unreachable, address: 127.0.0.1, port: {closed}}}\n"
+        f"  - {{name: hung, address: 127.0.0.1, port: {hung_port}}}\n"
+        f"  - {{name: wrong-key, address: 127.0.0.1, port: {sshd.port}, identity_file: {wrong_key}}}\n"
+        f"  - {{name: wrong-host-key, address: 127.0.0.1, port: {impostor.port}}}\n"
+    )
+    run = run_suite(tmp_path / "r", "--inventory", str(inventory), "--connect-timeout", "3", paths=STAGES[:1])
+    assert run.rc == 1, run.stdout
+    findings = run.findings()
+    said = {
+        "unreachable": ("cannot reach", "Connection refused" if backend == "ssh" else "Unable to connect"),
+        "hung": ("cannot reach", "banner exchange" if backend == "ssh" else "SSH protocol banner"),
+        "wrong-key": ("authentication failed for", "Permission denied" if backend == "ssh" else "Authentication failed"),
+        "wrong-host-key": ("host key verification failed for", "has CHANGED since it was recorded"),
+    }
+    for host, (what, ssh_said) in said.items():
+        finding = findings[(host, "reach.probe")]
+        message = finding["message"]
+        print(f"{backend} {host}: {message}")  # the line a user reads (shown with -s)
+        assert finding["verdict"] == "fail"
+        assert "\n" not in message and len(message) < 500, message
+        assert message.startswith(f"{host}: probe over {backend}: {what} {backend}://kvmqa-ci@127.0.0.1:"), message
+        assert ssh_said.lower() in message.lower(), message
+        for junk in ("CommandResult", "object at 0x", "timeout -k", "/bin/sh -c", "@@kvmqa", "Traceback"):
+            assert junk not in message, message
+    assert "connect timeout 3 s" in findings[("hung", "reach.probe")]["message"]
+    if backend == "ssh":  # ssh's whole stderr stays in the details, out of the message
+        assert "banner exchange" in findings[("hung", "reach.probe")]["details"]["stderr"]

@@ -121,8 +121,9 @@ def test_missing_package_installs_only_that_one(deb):
     c = ctx(extra_packages={"debian": ["htop"], "el": ["tmux"]})
     assert packages.missing_packages(deb, c) == ["virtinst", "htop"]
     cmds = packages.commands(deb, c)
-    assert cmds == ["DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef "
-                    "-o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 virtinst htop"]
+    assert len(cmds) == 1 and "for p in virtinst htop; do if apt-cache show" in cmds[0]
+    assert ("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef "
+            "-o Dpkg::Options::=--force-confold -o DPkg::Lock::Timeout=120 $ok") in cmds[0]
     deb["install"]["packages"] = {"htop": "installed"}
     assert packages.missing_packages(deb, c) == ["virtinst"]
     deb["install"]["apt_lists"] = 0  # no package lists at all: update first
@@ -143,16 +144,44 @@ def test_apt_stale_lists_update_once_then_retry(deb):
     assert all(t == 1800 for _, t in fake.ran)
 
 
-def test_apt_failure_message_is_apts_and_dependents_skip(deb):
+def packages_gate(facts):
+    """The verify gate over these facts: the first packages.* check that does not pass (as the session's)."""
+    from kvmqa.checks.base import evaluate_stage
+    from kvmqa.checks.packages import CHECKS
+    from kvmqa.profile import Profile
+
+    findings = {f.check_id: f for f in evaluate_stage(CHECKS, "h", facts, Profile())}
+    return lambda ids: next((findings[i] for i in ids if i in findings and findings[i].verdict not in (Verdict.PASS, Verdict.WARN,
+                                                                                                         Verdict.INFO)), None)
+
+
+def test_apt_failure_message_is_apts_and_only_what_needs_the_package_skips(deb):
+    """A package apt cannot find fails the package step in apt's words; the daemons, network and pool do not
+    need it and go on (the daemon package is installed)."""
     c = ctx(run=FakeTarget(("apt-get install", Res(100, "Reading package lists...", "E: Unable to locate package nope")),
                            ("apt-get install", Res(100, "Reading package lists...", "E: Unable to locate package nope"))),
-            execute=True, extra_packages={"debian": ["nope"]})
+            execute=True, extra_packages={"debian": ["nope"]}, check_gate=packages_gate(deb))
     rec = run_action(packages.PACKAGES, deb, c)
     assert rec.status == FAILED and rec.message.endswith("E: Unable to locate package nope") and rec.rc == 100
     for action in (daemons.DAEMONS, objects.DEFAULT_NETWORK, objects.STORAGE_POOL):
-        dep = run_action(action, deb, c)
-        assert dep.status == SKIPPED and "depends on install.packages, which is failed: rc 100" in dep.message
+        assert run_action(action, deb, c).status != SKIPPED, action.id
     assert run_action(modules.MODULES, deb, ctx(run=FakeTarget(), execute=True, records=c.records)).status == DONE
+
+
+def test_without_the_daemon_package_its_dependents_skip_naming_the_root_once(deb):
+    del deb["packages"]["installed"]["libvirt-daemon-system"]
+    c = ctx(run=FakeTarget(("apt-get install", Res(100, "", "E: Unable to locate package libvirt-daemon-system")),
+                           ("apt-get install", Res(100, "", "E: Unable to locate package libvirt-daemon-system"))),
+            execute=True, check_gate=packages_gate(deb))
+    assert run_action(packages.PACKAGES, deb, c).status == FAILED
+    d = run_action(daemons.DAEMONS, deb, c)
+    assert d.status == SKIPPED and d.blocked_by == "packages.libvirt-daemon"
+    assert d.message.startswith("skipped: needs packages.libvirt-daemon, which is fail: ")
+    for action in (objects.DEFAULT_NETWORK, objects.STORAGE_POOL):
+        dep = run_action(action, deb, c)
+        assert dep.status == SKIPPED and dep.blocked_by == "packages.libvirt-daemon"
+        assert dep.message == "skipped: depends on install.daemons, which did not run because of packages.libvirt-daemon"
+        assert dep.message.count("skipped") == 1
 
 
 def test_modules_failure_says_why_not_possible(deb):

@@ -31,7 +31,7 @@ def commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
 
 LIBVIRT_USER = Action(
     "install.libvirt-user", "libvirt", "add --libvirt-user to the libvirt and kvm groups (usermod -aG)",
-    precondition, commands, timeout=60, requires=("install.packages",), facts=("install",),
+    precondition, commands, timeout=60, requires_checks=("packages.libvirt-daemon", "packages.qemu"), facts=("install",),
     applies=lambda ctx: bool(ctx.libvirt_user),
     hint="The groups come with the libvirt and QEMU packages; the user must log in again for them to apply",
 )

@@ -89,6 +89,8 @@ class ActionContext:
     sudo: bool = False
     secrets: tuple[str, ...] = ()  # values to blank out of every recorded output
     records: dict[str, ActionRecord] = field(default_factory=dict)  # id -> record, earlier steps of this host
+    # the verify gate: the first of these check ids that does not hold on this host (a Finding), else None
+    check_gate: Callable[[tuple[str, ...]], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ class Action:
     commands: Callable[[Mapping[str, Any], ActionContext], Sequence[Command]]  # run in order, stop at the first failure
     timeout: float = 600.0  # per command
     requires: tuple[str, ...] = ()  # ids of steps that must not have failed
+    # ids of verify checks that must hold first (on fresh facts): what the step really needs, e.g. the libvirt
+    # daemon package for starting the daemons, not the whole package step (a missing client tool must not stop it)
+    requires_checks: tuple[str, ...] = ()
     needs_root: bool = True
     facts: tuple[str, ...] = ()  # gathered (non-probe) fact sections the precondition reads
     retry: Retry | None = None
@@ -165,6 +170,7 @@ class ActionRecord:
     duration: float = 0.0
     output_tail: str = ""
     reason: str = ""  # the precondition's answer before anything ran
+    blocked_by: str = ""  # a skipped step: the step or check at the root of it (named once in the message)
     hint: str = ""
     level: str = "fail"  # how much a failure matters: as much as the verify checks the step serves
 
@@ -191,6 +197,27 @@ def blocker(action: Action, records: Mapping[str, ActionRecord]) -> ActionRecord
     return next((records[r] for r in action.requires if r in records and records[r].status in BLOCKING), None)
 
 
+def blocked_reason(action: Action, ctx: ActionContext) -> tuple[str, str] | None:
+    """Why `action` cannot go on, naming the root cause once, and that root's id; None when nothing blocks it.
+
+    A required step that failed or was refused is the root; one that was skipped passes on its own root (never
+    "skipped: depends on A, which is skipped: skipped: depends on B ..."). A required check is asked through the
+    verify gate, whose findings name their own root the same way."""
+    step = blocker(action, ctx.records)
+    if step is not None:
+        if step.status == SKIPPED and step.blocked_by:
+            return f"depends on {step.id}, which did not run because of {step.blocked_by}", step.blocked_by
+        return f"depends on {step.id}, which {step.status}: {step.message}", step.id
+    if action.requires_checks and ctx.check_gate is not None:
+        finding = ctx.check_gate(action.requires_checks)
+        if finding is not None:
+            root = str(finding.details.get("blocked_by") or finding.check_id)
+            if root != finding.check_id:
+                return f"needs {finding.check_id}, which did not run because {root} did not pass", root
+            return f"needs {finding.check_id}, which is {finding.verdict.value}: {finding.message}", root
+    return None
+
+
 def _record(action: Action, ctx: ActionContext, status: str, message: str, **kw: Any) -> ActionRecord:
     rec = ActionRecord(ctx.host, action.stage, action.id, action.description, status, redact(message, ctx.secrets),
                        hint=action.hint if status in BLOCKING else "", **kw)
@@ -215,10 +242,10 @@ def plan_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) ->
     final = _final(action, ctx, gate) if gate is not None else None
     if final is not None:
         return final, final.reason, []
-    blocked = blocker(action, ctx.records)
+    blocked = blocked_reason(action, ctx)
     if blocked is not None:
-        why = f"depends on {blocked.id}, which is {blocked.status}"
-        return _record(action, ctx, SKIPPED, f"skipped: {why}: {blocked.message}", reason=why), why, []
+        why, root = blocked
+        return _record(action, ctx, SKIPPED, f"skipped: {why}", reason=why, blocked_by=root), why, []
     decision = action.decide(facts, ctx)
     final = _final(action, ctx, decision)
     if final is not None:

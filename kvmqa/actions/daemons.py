@@ -106,6 +106,6 @@ def commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
 
 DAEMONS = Action(
     "install.daemons", "libvirt", "start (and enable, under systemd) the libvirt daemons and virtlogd",
-    precondition, commands, timeout=120, requires=("install.packages",), facts=("install",),
+    precondition, commands, timeout=120, requires_checks=("packages.libvirt-daemon",), facts=("install",),
     hint="Read the daemon's log (journalctl -u libvirtd, or /var/log/libvirt/libvirtd.log)",
 )

@@ -63,11 +63,21 @@ def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
     return satisfied(f"all {len(REQUIREMENTS)} required packages are installed ({', '.join(have)}){more}")
 
 
+def apt_install_available(names: str) -> str:
+    """apt-get install of every package apt can find; the ones it cannot are named in apt's own words (`E: Unable
+    to locate package X`) and fail the step afterwards, so one missing client tool or firmware package never keeps
+    the others (the libvirt daemon itself) from being installed."""
+    return (f"ok=; bad=; for p in {names}; do if apt-cache show \"$p\" >/dev/null 2>&1; then ok=\"$ok $p\"; "
+            f"else bad=\"$bad $p\"; fi; done; "
+            f"if [ -n \"$ok\" ]; then {APT_ENV} apt-get install {APT_OPTS} $ok || exit $?; fi; "
+            f"for p in $bad; do echo \"E: Unable to locate package $p\" >&2; done; [ -z \"$bad\" ] || exit 100")
+
+
 def commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
     names = " ".join(shlex.quote(n) for n in missing_packages(facts, ctx))
     if (facts.get("os") or {}).get("family") == "debian":
         first = [APT_UPDATE] if not (facts.get("install") or {}).get("apt_lists") else []
-        return first + [f"{APT_ENV} apt-get install {APT_OPTS} {names}"]
+        return first + [apt_install_available(names)]
     dnf = "dnf -y -q --setopt=install_weak_deps=False"
     if is_el8(facts):
         return ["dnf -y -q module enable virt", f"{dnf} install {names}"]

@@ -62,7 +62,7 @@ def context_for(session: Any, state: HostInstall) -> ActionContext:
         ovirt=ovirt_install.ovirt_setup(session),
         libvirt_user=opts.libvirt_user, extra_packages=session.profile.extra_packages,
         sudo=target.sudo and not target.is_local,  # Target ignores sudo locally
-        secrets=secrets, records=state.records,
+        secrets=secrets, records=state.records, check_gate=session.blocker,
     )
 
 
@@ -97,9 +97,12 @@ def run_stage(session: Any, stage_def: Any) -> list[ActionRecord]:
         try:
             ensure_facts(session, action, stage_def, ctx)
             record = run_action(action, session.facts, ctx)
-            if record.status == DONE:
+            if record.status == DONE or (record.status == FAILED and record.rc is not None):
+                # a step that ran may have changed the host even when it failed (packages installed but one):
+                # later steps and the stage's verify gate judge fresh facts
                 session.refresh_facts()
                 ensure_facts(session, action, stage_def, ctx)
+            if record.status == DONE:
                 verify_after(action, record, session.facts, ctx)
             if action.severity is not None and record.status == FAILED:
                 record.level = action.severity(session.facts, session.profile)

@@ -78,6 +78,8 @@ def virtlogd(facts: HostFacts, profile: Profile) -> Outcome:
 def connect(facts: HostFacts, profile: Profile) -> Outcome:
     lv = facts.get("libvirt", {})
     if not lv.get("connected"):
+        if lv.get("uri", "").startswith("qemu+ext"):  # the URI carries a local helper script's path: the error names the host
+            return failed(lv.get("error", "not attempted"), stderr=lv.get("stderr", ""))
         return failed(f"cannot connect to {lv.get('uri', 'libvirt')}: {lv.get('error', 'not attempted')}")
     return passed(f"connected to {lv['uri']} (libvirt {lv.get('lib_version')}, QEMU {lv.get('hypervisor_version', '?')}) "
                   f"in {lv.get('connect_s', 0):.2f} s")

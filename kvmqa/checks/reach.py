@@ -5,6 +5,7 @@ from __future__ import annotations
 from kvmqa.checks.base import StageChecks
 from kvmqa.facts import HostFacts
 from kvmqa.model import Outcome, failed, passed
+from kvmqa.probe import PROBE_TIMEOUT
 from kvmqa.profile import Profile
 
 CHECKS = StageChecks("reach")
@@ -12,12 +13,13 @@ CHECKS = StageChecks("reach")
 
 @CHECKS.check("reach.probe", "Host answers the probe", hint="Check the address, port, user, key and known_hosts entry of the host")
 def probe_answered(facts: HostFacts, profile: Profile) -> Outcome:
-    error = facts.get("reach", {}).get("error")
-    if error:
-        return failed(error)
+    reach = facts.get("reach", {})
+    if reach.get("error"):
+        return failed(reach["error"], stderr=reach["stderr"]) if reach.get("stderr") else failed(reach["error"])
     probe = facts.get("probe", {})
     if probe.get("timed_out"):
-        return failed(f"the probe timed out after {probe.get('duration_s')} s", duration_s=probe.get("duration_s"))
+        return failed(f"the probe did not finish within its timeout of {PROBE_TIMEOUT} s (stopped after "
+                      f"{probe.get('duration_s')} s); its partial output is in probe.txt", duration_s=probe.get("duration_s"))
     via = f" via sudo from {probe['sudo_user']}" if probe.get("sudo_user") else ""
     return passed(
         f"probe answered in {probe.get('duration_s', 0):.2f} s as {probe.get('user') or '?'}{via} "

@@ -50,12 +50,15 @@ def build_script(roles: tuple[str, ...] = ("kvm-host",)) -> str:
 
 def run_probe(target: Target) -> tuple[HostFacts, str]:
     """Probe one target (one round trip) and return its facts and the raw output."""
-    from kvmqa.targets import TargetError
+    from kvmqa.targets import TargetError, first_meaningful_line
 
-    result = target.run(build_script(target.roles), timeout=PROBE_TIMEOUT)
+    result = target.run(build_script(target.roles), timeout=PROBE_TIMEOUT, role="probe")
     if "@@kvmqa:probe_env" not in result.stdout:
-        detail = (result.stderr or result.stdout).strip()[-500:]
-        raise TargetError(f"{target.name}: the probe did not run (rc={result.rc}): {detail or 'no output'}")
+        if result.timed_out:
+            why = f"did not finish within the probe timeout of {PROBE_TIMEOUT} s (exit {result.rc})"
+        else:
+            why = f"did not run: {first_meaningful_line(result.stderr or result.stdout) or 'no output'} (exit {result.rc})"
+        raise TargetError(f"{target.name}: probe over {target.backend} on {target.url} {why}", result.stderr or result.stdout)
     facts = parse_probe(result.stdout)
     facts["probe"]["duration_s"] = round(result.duration, 3)
     facts["probe"]["target"] = target.url
