@@ -180,7 +180,7 @@ def _build_into(spec: ImageSpec, out: Path, log: Callable[[str], None]) -> None:
     hook = out / "repo-hook.sh"
     hook.write_text(REPO_HOOK)
     argv = ["mmdebstrap", "--mode=root", "--variant=apt", f"--include={','.join(spec.packages)}",
-            "--aptopt=Acquire::Retries 3", "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--aptopt=Acquire::Retries 3", "--dpkgopt=force-unsafe-io", "--dpkgopt=path-exclude=/usr/share/doc/*",
             "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*"]
     if spec.local_repo:
         argv.append(f"--customize-hook=sh {hook} \"$1\" {' '.join(spec.local_repo)}")
