@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     try:
         _say(f"{args.suite} answers ssh after {host.timings.get('ssh', 0):.0f} s, systemd up after {host.boot_seconds:.0f} s")
-        print("Run kvmqa against it:\n  ./run suite " + shlex.join(host.suite_args()))
+        # a nested KVM host boots its first VM far slower than metal: the nested-lab profile gives it the room
+        profile = "fixtures/profiles/nested-lab.yaml"
+        print("Run kvmqa against it (the nested-lab profile: a longer first-VM deadline for a nested KVM host):\n"
+              "  ./run suite " + shlex.join([*host.suite_args(), "--profile", profile]))
         print(f"Reach it yourself:\n  {shlex.join(host.ssh_argv())}", flush=True)
         if args.seconds is None:
             _say("Ctrl-C stops it and removes its overlay")
