@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 # Lab hosts (tests/lab): real KVM hosts booted under TCG, for tests marked `lab`.
-from tests.lab.fixtures import lab_bookworm, lab_summary, lab_trixie, record_lab_test  # noqa: F401
+from tests.lab.fixtures import (  # noqa: F401
+    lab_bookworm,
+    lab_install_bookworm,
+    lab_summary,
+    lab_trixie,
+    record_lab_test,
+    start_prefetch,
+    stop_prefetch,
+)
 from tests.support.daemons import start_libvirtd
 from tests.support.sshd import Sshd, client_key, start_sshd
 
@@ -35,6 +43,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = yield
     record_lab_test(report, item)
     return report
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    start_prefetch(session)  # the lab hosts the selected tests use, booted in the background at nice 19
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stop_prefetch(session)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:

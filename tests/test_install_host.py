@@ -67,7 +67,8 @@ def test_take_the_host_back(tmp_path: Path) -> None:
     assert all("verified:" in actions[k]["message"] for k in HOST_STEPS)
     assert PACKAGE in actions["install.packages"]["command"] and "apt-get install" in actions["install.packages"]["command"]
     assert "libvirtd -d" in actions["install.daemons"]["command"] and "no systemd" in actions["install.daemons"]["message"]
-    assert first["matrix"]["local"]["packages"] == "pass" and first["matrix"]["local"]["libvirt"] == "pass"
+    # warnings (libvirt 9.0 is below nova's recommended 10.0) do not fail a stage
+    assert first["matrix"]["local"]["packages"] == "pass" and first["matrix"]["local"]["libvirt"] in ("pass", "warn")
     mods = _modules_outcome(first)
     if mods["status"] == "failed":  # this machine: the real message, and it blocked nothing
         assert "modprobe" in mods["message"]
@@ -111,7 +112,7 @@ def test_a_failing_step_fails_with_apts_message_and_blocks_only_what_needs_it(tm
     # the daemons, network and pool need the libvirt daemon package, not the bogus extra: they go on
     for dep in ("install.daemons", "install.default-network", "install.storage-pool"):
         assert got[dep] in ("done", "already-satisfied"), (dep, res["actions"])
-    assert res["matrix"]["local"]["libvirt"] == "pass"
+    assert res["matrix"]["local"]["libvirt"] in ("pass", "warn")
     finding = next(f for f in res["results"] if f["check_id"] == "install.packages")
     assert finding["stage"] == "install" and finding["verdict"] == "fail"
     assert res["matrix"]["local"]["install"] == "fail" and proc.rc == 1

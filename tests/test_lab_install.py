@@ -14,13 +14,11 @@ before and after, never typed as a verdict.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.lab.boot import LabBootError, LabHost, start, wait_for_ssh
-from tests.lab.image import LAB_IMAGES, LabBuildError, build_image
+from tests.lab.boot import LabHost, wait_for_ssh
 from tests.support.suite import SuiteRun, run_suite
 
 pytestmark = pytest.mark.lab
@@ -30,19 +28,6 @@ USER = "qa"
 REMOVED = "virtinst"
 VIRSH = "virsh -q -c qemu:///system"
 LAB_PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "profiles" / "lab-host.yaml"  # min_cpus: 1 (-smp 1)
-
-
-@pytest.fixture(scope="module")
-def fresh_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
-    """A bookworm lab host booted for this module alone (its own overlay), stopped and removed afterwards."""
-    try:
-        host = start(build_image(LAB_IMAGES["bookworm"]), tmp_path_factory.mktemp("lab-install"), smp=1)
-    except (LabBuildError, LabBootError) as exc:
-        pytest.fail(f"no lab host for install mode: {exc}", pytrace=False)
-    try:
-        yield host
-    finally:
-        host.stop()
 
 
 def truth(host: LabHost) -> dict[str, object]:
@@ -123,8 +108,8 @@ def statuses(run: SuiteRun) -> dict[str, str]:
     return {a["id"]: a["status"] for a in run.results["actions"]}
 
 
-def test_install_mode_repairs_a_systemd_host_persistently_and_idempotently(tmp_path, fresh_lab: LabHost) -> None:
-    host = fresh_lab
+def test_install_mode_repairs_a_systemd_host_persistently_and_idempotently(tmp_path, lab_install_bookworm: LabHost) -> None:
+    host = lab_install_bookworm
     start_state = truth(host)
     assert {k: v for k, v in start_state.items() if k not in ("boot_id", "user_groups", "kvm_amd_persistent")} == \
         {k: v for k, v in GOOD.items() if k != "user_groups"}, f"the lab image must start as a good host: {start_state}"

@@ -8,9 +8,14 @@ the tests that need it ERROR with the reason: a missing lab is never a silent sk
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -47,23 +52,104 @@ def _say(config: pytest.Config, msg: str) -> None:
         reporter.write_line(f"kvmqa lab: {msg}")
 
 
-def lab_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LabHost]:
-    config = request.config
-    timings = _timings(config)
+# The lab host fixtures and the image each boots, in the order the tests first need them (the prefetch's order).
+# Every one is a host of its own (its own overlay).
+LAB_FIXTURES = {"lab_bookworm": "bookworm", "lab_install_bookworm": "bookworm", "lab_trixie": "trixie"}
+
+
+def _boot(name: str, image_name: str, run_dir: Path, timings: LabTimings, say: Callable[[str], None]) -> LabHost:
+    """Build (or find) the image and boot it: the one way a lab fixture gets its host, prefetched or not."""
     t0 = time.monotonic()
     try:
-        image = build_image(LAB_IMAGES[name], log=lambda m: _say(config, m))
+        image = build_image(LAB_IMAGES[image_name], log=say)
     except LabBuildError as exc:
-        pytest.fail(f"lab image {name} cannot be built here: {exc}", pytrace=False)
-    timings.images[name] = (f"built in {image.build_seconds:.0f} s" if image.build_seconds is not None
-                            else f"from the cache ({time.monotonic() - t0:.1f} s)")
-    _say(config, f"booting {name} ({image.dir.name}) ...")
+        raise LabBootError(f"lab image {image_name} cannot be built here: {exc}") from exc
+    timings.images.setdefault(image_name, f"built in {image.build_seconds:.0f} s" if image.build_seconds is not None
+                              else f"from the cache ({time.monotonic() - t0:.1f} s)")
+    say(f"booting {name} ({image.dir.name}) ...")
+    host = start(image, run_dir, smp=1)
+    timings.boots[name] = f"ssh after {host.timings['ssh']:.0f} s, systemd up after {host.boot_seconds:.0f} s"
+    return host
+
+
+class LabPrefetch:
+    """The lab hosts the selected tests will use, built and booted in the background as soon as collection ends,
+    at the lowest CPU priority (nice 19): they take only what the other tests leave idle (an empty-cache CI run
+    spends minutes of non-lab tests with a core to spare), then get normal priority when a test takes them.
+
+    One long-lived daemon thread does it all, in the order the tests need the hosts, and stays alive until the
+    session ends: QEMU is started with PR_SET_PDEATHSIG, which fires when the *thread* that started it exits.
+    """
+
+    def __init__(self, wanted: list[str], tmp_path_factory: pytest.TempPathFactory, timings: LabTimings) -> None:
+        self.futures: dict[str, Future[LabHost]] = {name: Future() for name in wanted}
+        self.taken: set[str] = set()
+        self._done = threading.Event()
+        self._tmp = tmp_path_factory
+        self._timings = timings
+        self._thread = threading.Thread(target=self._work, name="kvmqa-lab-prefetch", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        os.nice(19)  # this thread only (Linux); mmdebstrap and QEMU started from it inherit it
+        for name, future in self.futures.items():
+            if self._done.is_set():
+                break
+            try:
+                run_dir = self._tmp.mktemp(f"lab-{name}")
+                future.set_result(_boot(name, LAB_FIXTURES[name], run_dir, self._timings, lambda m: None))
+            except BaseException as exc:  # noqa: BLE001 - handed to the test that needs this host
+                future.set_exception(exc)
+        self._done.wait()  # keep the thread (and with it every QEMU it started) alive until the session ends
+
+    def take(self, name: str) -> LabHost:
+        host = self.futures[name].result()
+        self.taken.add(name)
+        if host.process is not None:  # back to normal priority, every thread of QEMU (vCPUs included)
+            for tid in os.listdir(f"/proc/{host.process.pid}/task"):
+                with contextlib.suppress(OSError):
+                    os.setpriority(os.PRIO_PROCESS, int(tid), 0)
+        return host
+
+    def close(self) -> None:
+        """Stop the hosts no test took (a test that took one stops it itself), then let the thread end."""
+        self._done.set()
+        for name, future in self.futures.items():
+            if name not in self.taken and future.done() and future.exception() is None:
+                future.result().stop()
+
+
+LAB_PREFETCH = pytest.StashKey[LabPrefetch]()
+
+
+def start_prefetch(session: pytest.Session) -> None:
+    """After collection: prefetch the lab hosts the selected tests use (none when no lab test is selected)."""
+    wanted = [name for name in LAB_FIXTURES if any(name in getattr(item, "fixturenames", ()) for item in session.items)]
+    if wanted and os.environ.get("KVMQA_LAB_PREFETCH", "1") != "0":
+        config = session.config
+        config.stash[LAB_PREFETCH] = LabPrefetch(wanted, config._tmp_path_factory, _timings(config))  # type: ignore[attr-defined]
+
+
+def stop_prefetch(session: pytest.Session) -> None:
+    prefetch = session.config.stash.get(LAB_PREFETCH, None)
+    if prefetch is not None:
+        prefetch.close()
+
+
+def lab_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LabHost]:
+    config = request.config
+    prefetch = config.stash.get(LAB_PREFETCH, None)
     try:
-        host = start(image, tmp_path_factory.mktemp(f"lab-{name}"), smp=1)
+        if prefetch is not None and name in prefetch.futures:
+            if not prefetch.futures[name].done():
+                _say(config, f"waiting for {name}, prepared in the background ...")
+            host = prefetch.take(name)
+        else:
+            host = _boot(name, LAB_FIXTURES[name], tmp_path_factory.mktemp(f"lab-{name}"), _timings(config),
+                         lambda m: _say(config, m))
     except LabBootError as exc:
         pytest.fail(str(exc), pytrace=False)
-    timings.boots[name] = f"ssh after {host.timings['ssh']:.0f} s, systemd up after {host.boot_seconds:.0f} s"
-    _say(config, f"{name} up: {timings.boots[name]} ({host.url()})")
+    _say(config, f"{name} up: {_timings(config).boots.get(name, '')} ({host.url()})")
     try:
         yield host
     finally:
@@ -72,12 +158,18 @@ def lab_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="session")
 def lab_bookworm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
-    yield from lab_host(request, tmp_path_factory, "bookworm")
+    yield from lab_host(request, tmp_path_factory, "lab_bookworm")
 
 
 @pytest.fixture(scope="session")
 def lab_trixie(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
-    yield from lab_host(request, tmp_path_factory, "trixie")
+    yield from lab_host(request, tmp_path_factory, "lab_trixie")
+
+
+@pytest.fixture(scope="session")
+def lab_install_bookworm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
+    """A bookworm lab host of its own for install mode, which breaks it first (never the shared lab_bookworm)."""
+    yield from lab_host(request, tmp_path_factory, "lab_install_bookworm")
 
 
 def record_lab_test(report: pytest.TestReport, item: pytest.Item) -> None:
@@ -91,6 +183,8 @@ def lab_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config
         return
     terminalreporter.section("kvmqa lab: images, boots, tests")
     for name, how in t.images.items():
-        terminalreporter.write_line(f"image {name}: {how}; boot: {t.boots.get(name, 'not booted')}")
+        terminalreporter.write_line(f"image {name}: {how}")
+    for name, how in t.boots.items():
+        terminalreporter.write_line(f"host {name}: {how}")
     for nodeid, seconds, outcome in t.tests:
         terminalreporter.write_line(f"{seconds:6.1f} s  {outcome:7}  {nodeid}")
