@@ -65,7 +65,7 @@ def restore(saved: dict[str, LibvirtObject], only: str | None = None) -> list[st
             if done.returncode:
                 problems.append(f"{key}: define: {done.stderr.strip()}")
                 continue
-        active = now.get(key).active if current is not None and current.xml == obj.xml else False
+        active = current is not None and current.xml == obj.xml and current.active  # a redefinition starts inactive
         if obj.active and not active:
             done = _virsh(f"{obj.kind}-start", obj.name)
             if done.returncode:
