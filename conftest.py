@@ -1,3 +1,1 @@
-"""kvmqa: the pytest plugin is loaded for the product's suites and the project's tests alike."""
-
-pytest_plugins = ("kvmqa.plugin",)
+"""kvmqa's pytest plugin comes in through its `pytest11` entry point (pip install -e . / ./run): nothing to load here."""

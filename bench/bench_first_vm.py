@@ -5,7 +5,7 @@
 Bare: ``qemu-system-x86_64 -accel tcg`` with the same memory/vCPUs, a qcow2 virtio disk and a
 user-mode NIC restricted to the guest (restrict=on: DHCP is answered inside QEMU, nothing leaves),
 serial on stdout, until KVMQA-DONE and QEMU's exit. Stage: define -> start paused -> console ->
-resume -> markers -> power-off -> domain and disk removed (`kvmqa.vm.boot.boot`); the one-time
+resume -> markers -> power-off -> domain and disk removed (`kvmqa.stages.first_vm.boot.boot`); the one-time
 workspace set-up (pool, network, kit upload) and teardown are reported separately.
 """
 
@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import libvirt  # noqa: E402
 
-from kvmqa.vm.boot import BootSpec, boot, stage_kit  # noqa: E402
-from kvmqa.vm.kit import Kit, build_kit  # noqa: E402
-from kvmqa.vm.resources import Workspace  # noqa: E402
+from kvmqa.stages.first_vm.boot import BootSpec, boot, stage_kit  # noqa: E402
+from kvmqa.stages.first_vm.kit import Kit, build_kit  # noqa: E402
+from kvmqa.stages.first_vm.resources import Workspace  # noqa: E402
 
 
 def bare_boot(kit: Kit, memory: int, vcpus: int, timeout: float = 120) -> dict[str, float]:

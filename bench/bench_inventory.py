@@ -59,7 +59,7 @@ def measured(cmd: list[str], env: dict[str, str] | None = None, timeout: float =
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), proc
 
 
-KVMQA_LOAD = ("import sys; from pathlib import Path; from kvmqa.inventory import load_inventory; "
+KVMQA_LOAD = ("import sys; from pathlib import Path; from kvmqa.config.inventory import load_inventory; "
               "t, _ = load_inventory(Path(sys.argv[1])); print(len(t))")
 
 

@@ -6,7 +6,7 @@
 Inside the lab host (tests/lab: a Debian KVM host under TCG with -cpu max, kvm_amd nested=1), each run boots the
 same kit twice, interleaved: bare ``qemu-system-x86_64 -accel kvm`` started on the lab host (same memory and
 vCPUs, a qcow2 virtio disk, a user-mode NIC with restrict=on, serial on stdout, timed by the lab host's clock
-until KVMQA-DONE and QEMU's exit), and kvmqa's stage boot through libvirt over ssh (`kvmqa.vm.boot.boot`: define,
+until KVMQA-DONE and QEMU's exit), and kvmqa's stage boot through libvirt over ssh (`kvmqa.stages.first_vm.boot.boot`: define,
 start paused, console, query-kvm, resume, markers, power-off, domain and disk removed). The TCG column is
 bench/bench_first_vm.py's measurement on this machine, run here in the same invocation. Prints figures and
 ratios; not a test.
@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bench_first_vm import bare_boot as tcg_bare_boot  # noqa: E402
 from bench.bench_first_vm import stage_boot  # noqa: E402
-from kvmqa.options import RunOptions  # noqa: E402
-from kvmqa.profile import Profile  # noqa: E402
-from kvmqa.session import HostSession  # noqa: E402
-from kvmqa.targets import Target  # noqa: E402
-from kvmqa.vm.boot import BootSpec, boot, stage_kit  # noqa: E402
-from kvmqa.vm.kit import Kit, build_kit  # noqa: E402
-from kvmqa.vm.resources import Workspace  # noqa: E402
+from kvmqa.config.options import RunOptions  # noqa: E402
+from kvmqa.config.profile import Profile  # noqa: E402
+from kvmqa.core.session import HostSession  # noqa: E402
+from kvmqa.stages.first_vm.boot import BootSpec, boot, stage_kit  # noqa: E402
+from kvmqa.stages.first_vm.kit import Kit, build_kit  # noqa: E402
+from kvmqa.stages.first_vm.resources import Workspace  # noqa: E402
+from kvmqa.transport.target import Target  # noqa: E402
 
 KEYS = ("define_to_running_s", "first_byte_s", "boot_marker_s", "done_marker_s", "guest_off_s", "poweroff_s",
         "shutoff_s", "total_s")

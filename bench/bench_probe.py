@@ -7,7 +7,7 @@
                                                           # an ssh target that already runs (a lab host), with sudo
 
 Prints the median, min and max wall time per way, the script's size and its section count. With --ref the
-script is built from that ref's kvmqa/probe/ (git show), so one tree measures both the old and the new probe.
+script is built from that ref's kvmqa/gather/probe/ (kvmqa/probe/ in older trees) (git show), so one tree measures both the old and the new probe.
 """
 
 from __future__ import annotations
@@ -23,23 +23,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kvmqa.facts import split_sections  # noqa: E402
-from kvmqa.probe import build_script  # noqa: E402
-from kvmqa.targets import Target  # noqa: E402
+from kvmqa.gather.facts import split_sections  # noqa: E402
+from kvmqa.gather.probe import build_script  # noqa: E402
+from kvmqa.transport.target import Target  # noqa: E402
 
 
 def script_at(ref: str | None) -> str:
     """The probe script of the working tree, or of a git ref (its probe files built the same way)."""
     if ref is None:
         return build_script(("kvm-host",))
-    import kvmqa.probe as probe
+    import kvmqa.gather.probe as probe
 
-    names = subprocess.run(["git", "ls-tree", "--name-only", f"{ref}:kvmqa/probe"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split()
+    folder = "kvmqa/gather/probe"  # kvmqa/probe before the one-stage-one-folder layout
+    listed = subprocess.run(["git", "ls-tree", "--name-only", f"{ref}:{folder}"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        folder = "kvmqa/probe"
+        listed = subprocess.run(["git", "ls-tree", "--name-only", f"{ref}:{folder}"], cwd=ROOT, check=True,
+                                capture_output=True, text=True)
+    names = listed.stdout.split()
     with tempfile.TemporaryDirectory(prefix="kvmqa-bench-probe-") as tmp:
         for name in names:
             if name.endswith((".sh", ".py")):
-                text = subprocess.run(["git", "show", f"{ref}:kvmqa/probe/{name}"], cwd=ROOT, check=True,
+                text = subprocess.run(["git", "show", f"{ref}:{folder}/{name}"], cwd=ROOT, check=True,
                                       capture_output=True, text=True).stdout
                 (Path(tmp) / name).write_text(text)
         original = probe.resources.files

@@ -26,12 +26,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kvmqa.checks import all_stages  # noqa: E402
-from kvmqa.libvirt_facts import gather_libvirt_for  # noqa: E402
-from kvmqa.options import RunOptions  # noqa: E402
-from kvmqa.profile import Profile  # noqa: E402
-from kvmqa.session import HostSession, StageDef  # noqa: E402
-from kvmqa.targets import Target  # noqa: E402
+from kvmqa.config.options import RunOptions  # noqa: E402
+from kvmqa.config.profile import Profile  # noqa: E402
+from kvmqa.core.session import HostSession  # noqa: E402
+from kvmqa.stages import builtin  # noqa: E402
+from kvmqa.transport.target import Target  # noqa: E402
 
 STAGES = ("reach", "cpu", "packages", "libvirt")
 KVM_IOCTLS = ("import fcntl,os; f=os.open('/dev/kvm',os.O_RDWR); v=fcntl.ioctl(f,0xAE00,0); "
@@ -93,16 +92,13 @@ def kvmqa_way(url: str, key: Path, known: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="kvmqa-bench-") as reports:
         target = Target.from_url(url, sudo=True, identity_file=key, known_hosts=known)
         session = HostSession(target, Profile(), RunOptions(reports_dir=Path(reports)))
-        gatherers = {"libvirt": {"libvirt": gather_libvirt_for}}
-        requires = {"reach": (), "libvirt": ("reach.probe", "packages.libvirt-daemon")}
         started = time.perf_counter()
         checks = 0
-        for stage in all_stages():
-            if stage.stage not in STAGES:
+        for stage in builtin():
+            if stage.name not in STAGES:
                 continue
-            sdef = StageDef(stage, requires.get(stage.stage, ("reach.probe",)), gatherers.get(stage.stage, {}))
             for check in stage:
-                finding = session.evaluate(sdef, check)
+                finding = session.evaluate(stage, check)
                 checks += 1
                 assert finding.verdict.value != "error", finding.message
         wall = time.perf_counter() - started

@@ -17,9 +17,18 @@ import sys
 
 
 def cmd_checks(args: argparse.Namespace) -> int:
-    from kvmqa.checks import all_stages
+    from pathlib import Path
 
-    for stage in all_stages():
+    from kvmqa.core.stage import StageError
+    from kvmqa.site import load_site_stages
+    from kvmqa.stages import builtin
+
+    try:
+        registry = builtin().with_stages(load_site_stages([Path(d) for d in args.site_checks]))
+    except StageError as exc:
+        print(f"kvmqa: {exc}", file=sys.stderr)
+        return 2
+    for stage in registry:
         for c in stage:
             print(f"{c.id:34} {c.level.value:5} {c.title}")
             if args.hints and c.hint:
@@ -28,8 +37,8 @@ def cmd_checks(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from kvmqa.probe import run_probe
-    from kvmqa.targets import Target, TargetError
+    from kvmqa.gather.probe import run_probe
+    from kvmqa.transport.target import Target, TargetError
 
     target = Target.from_url(args.url, sudo=args.sudo, strict_host_keys=not args.no_strict_host_keys)
     try:
@@ -55,9 +64,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """A raw probe output (from Ansible, or a saved reports/HOST/probe.txt) -> results.json, the same checks as a run."""
     from pathlib import Path
 
-    from kvmqa.ansible_fleet import evaluate
-    from kvmqa.profile import ProfileError
-    from kvmqa.waivers import WaiverError
+    from kvmqa.config.profile import ProfileError
+    from kvmqa.gather.ansible import evaluate
+    from kvmqa.policy.waivers import WaiverError
 
     try:
         text = sys.stdin.read() if args.probe == "-" else Path(args.probe).read_text(errors="replace")
@@ -81,7 +90,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_probe_script(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kvmqa.ansible_fleet import hosts_groups_arg, write_probe_scripts
+    from kvmqa.gather.ansible import hosts_groups_arg, write_probe_scripts
 
     try:
         hosts = hosts_groups_arg(args.hosts_groups)
@@ -100,12 +109,13 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kvmqa.ansible_fleet import EVALUATED_STAGES  # what a probe output alone can decide
+    from kvmqa.gather.ansible import evaluated_stages  # what a probe output alone can decide
 
     parser = argparse.ArgumentParser(prog="kvmqa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("checks", help="list every check")
     p.add_argument("--hints", action="store_true")
+    p.add_argument("--site-checks", action="append", default=[], metavar="DIR", help="also a site-checks folder's checks")
     p.set_defaults(fn=cmd_checks)
     p = sub.add_parser("probe", help="probe one target, print facts")
     p.add_argument("url", nargs="?", default="local://")
@@ -127,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=None, help="how long the probe took, seconds")
     p.add_argument("--profile", default=None)
     p.add_argument("--waivers", default=None)
-    p.add_argument("--stages", default=",".join(EVALUATED_STAGES), help="stages to evaluate, comma-separated")
+    p.add_argument("--stages", default=",".join(evaluated_stages()), help="stages to evaluate, comma-separated")
     p.add_argument("--out", required=True, help="reports directory: OUT/results.json, OUT/HOST/facts.json")
     p.set_defaults(fn=cmd_evaluate)
     p = sub.add_parser("probe-script", help="write the probe scripts ansible/kvmqa.yml runs, one per role set")

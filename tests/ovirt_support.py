@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from kvmqa.options import RunOptions
-from kvmqa.profile import Profile
-from kvmqa.targets import Target
+from kvmqa.config.options import RunOptions
+from kvmqa.config.profile import Profile
+from kvmqa.transport.target import Target
 
 
 @dataclass

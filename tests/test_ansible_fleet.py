@@ -114,5 +114,5 @@ def test_a_probe_that_did_not_run_is_a_reach_failure(tmp_path: Path) -> None:
     assert reach["verdict"] == "fail" and "Ansible: Task failed: Timed out after 180 second(s)." in reach["message"]
     assert findings and all(f["verdict"] == "skip" and f["details"].get("blocked_by") == "reach.probe"
                             for f in findings.values())
-    assert {f["stage"] for f in findings.values()} == {"cpu", "packages", "libvirt", "vdsm"}  # ovirt_hosts: vdsm too
+    assert {f["stage"] for f in findings.values()} == {"cpu", "packages", "host", "libvirt", "vdsm"}  # ovirt_hosts: vdsm too
     assert results["hosts"]["hv9"]["roles"] == ["ovirt-host"]

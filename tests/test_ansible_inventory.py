@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from kvmqa.inventory import load_inventory, targets_from_hosts
+from kvmqa.config.inventory import load_inventory, targets_from_hosts
 
 BIN = Path(sys.executable).parent
 ROLE_GROUPS = {"kvm_hosts": "kvm-host", "ovirt_hosts": "ovirt-host", "ovirt_engine": "ovirt-engine"}

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kvmqa.checks.base import evaluate_stage
-from kvmqa.checks.cpu import CHECKS
-from kvmqa.model import Level, Verdict
-from kvmqa.profile import Profile
+from kvmqa.config.profile import Profile
+from kvmqa.core.gate import evaluate_stage
+from kvmqa.core.model import Level, Verdict
+from kvmqa.stages.cpu.checks import CHECKS
 from tests.support.facts import facts
 
 

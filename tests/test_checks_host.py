@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.checks.base import OK_VERDICTS, evaluate_stage, skipped_for
-from kvmqa.checks.host import CHECKS
-from kvmqa.checks.packages import CHECKS as PACKAGES
-from kvmqa.facts import HostFacts
-from kvmqa.profile import Profile
+from kvmqa.config.profile import Profile
+from kvmqa.core.gate import OK_VERDICTS, evaluate_stage, skipped_by
+from kvmqa.gather.facts import HostFacts
+from kvmqa.stages.host.checks import CHECKS
+from kvmqa.stages.packages.checks import CHECKS as PACKAGES
 from tests.support.facts import facts
 from tests.support.suite import run_suite
 
@@ -32,7 +32,7 @@ def verdicts(f: HostFacts, profile: Profile | None = None) -> dict[str, tuple[st
     for check in CHECKS:
         blocker = next((packages[r] for r in check.requires if r in packages and packages[r].verdict not in OK_VERDICTS),
                        None)
-        x = skipped_for(check, "h", blocker) if blocker else check.evaluate("h", f, profile)
+        x = skipped_by(check, "h", blocker) if blocker else check.evaluate("h", f, profile)
         out[check.id] = (x.verdict.value, x.message)
     return out
 
@@ -313,8 +313,8 @@ def test_the_probe_stays_posix_sh_and_its_new_sections_parse(shell: list[str]) -
     """The whole probe (one script) under dash and busybox sh on this machine; the new sections are read as data."""
     import subprocess
 
-    from kvmqa.facts import parse_probe, split_sections
-    from kvmqa.probe import build_script
+    from kvmqa.gather.facts import parse_probe, split_sections
+    from kvmqa.gather.probe import build_script
 
     if not shutil.which(shell[0]):
         pytest.skip(f"{shell[0]} is not installed")
@@ -351,9 +351,9 @@ def test_a_process_running_a_deleted_binary_is_found_for_real(tmp_path: Path) ->
     removes the old one; the real probe finds it through /proc and the check names it."""
     import subprocess
 
-    from kvmqa.facts import parse_probe
-    from kvmqa.probe import build_script
-    from kvmqa.targets import Target
+    from kvmqa.gather.facts import parse_probe
+    from kvmqa.gather.probe import build_script
+    from kvmqa.transport.target import Target
 
     binary = tmp_path / "qemu-system-kvmqa"
     shutil.copy2(shutil.which("sleep") or "/bin/sleep", binary)

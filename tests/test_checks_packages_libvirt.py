@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from kvmqa.checks.base import evaluate_stage
-from kvmqa.checks.libvirt import CHECKS as LIBVIRT
-from kvmqa.checks.libvirt import compare_with_vhv
-from kvmqa.checks.packages import CHECKS as PACKAGES
-from kvmqa.facts import parse_probe
-from kvmqa.profile import Profile
+from kvmqa.config.profile import Profile
+from kvmqa.core.gate import evaluate_stage
+from kvmqa.gather.facts import parse_probe
+from kvmqa.stages.libvirt.checks import CHECKS as LIBVIRT
+from kvmqa.stages.libvirt.checks import compare_with_vhv
+from kvmqa.stages.packages.checks import CHECKS as PACKAGES
 from tests.support.facts import facts, probe_text, with_section
 
 LIBVIRT_FACTS = {
@@ -153,7 +153,7 @@ def test_default_floors_are_novas_and_a_profile_overrides_them() -> None:
     low = run(LIBVIRT, f)["libvirt.versions"]
     assert low[0] == "fail" and "libvirt 7.0.0 < 8.0.0; qemu 5.2.0 < 6.2.0" in low[1]
     f["libvirt"] = LIBVIRT_FACTS
-    from kvmqa.profile import profile_from_dict
+    from kvmqa.config.profile import profile_from_dict
 
     relaxed = profile_from_dict({"warn_versions": {"libvirt": "0", "qemu": "7.0"}})
     assert relaxed.min_versions == {"libvirt": "8.0.0", "qemu": "6.2.0"}
@@ -181,7 +181,7 @@ def test_kvm_guest_is_looked_for_in_the_host_architecture() -> None:
 def test_domcapabilities_of_this_machine_and_launch_security_sectypes() -> None:
     from pathlib import Path
 
-    from kvmqa.libvirt_facts import parse_domcapabilities
+    from kvmqa.stages.libvirt.gather import parse_domcapabilities
     from tests.support.facts import FACTS_DIR
 
     xml = Path(FACTS_DIR / "debian12-domcapabilities-qemu-x86_64.xml").read_text()  # recorded here, libvirt 9.0.0

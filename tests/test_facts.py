@@ -6,8 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from kvmqa.facts import parse_probe, split_sections
-from kvmqa.probe import build_script, snippet_roles
+from kvmqa.gather.facts import parse_probe, split_sections
+from kvmqa.gather.probe import build_script, snippet_roles
 from tests.support.facts import probe_text
 
 

@@ -16,18 +16,18 @@ from typing import Any
 import libvirt
 import pytest
 
-from kvmqa.checks.base import evaluate_stage
-from kvmqa.checks.first_vm import CHECKS
-from kvmqa.model import Verdict
-from kvmqa.options import RunOptions
-from kvmqa.profile import Profile
-from kvmqa.session import HostSession
-from kvmqa.targets import Target
-from kvmqa.vm.boot import BootSpec, boot, stage_kit
-from kvmqa.vm.gather import gather_first_vm
-from kvmqa.vm.guest_image import boot_guest_image
-from kvmqa.vm.kit import build_kit
-from kvmqa.vm.resources import Workspace, cleanup_leftovers, leftovers
+from kvmqa.config.options import RunOptions
+from kvmqa.config.profile import Profile
+from kvmqa.core.gate import evaluate_stage
+from kvmqa.core.model import Verdict
+from kvmqa.core.session import HostSession
+from kvmqa.stages.first_vm.boot import BootSpec, boot, stage_kit
+from kvmqa.stages.first_vm.checks import CHECKS
+from kvmqa.stages.first_vm.gather import gather_first_vm
+from kvmqa.stages.first_vm.guest_image import boot_guest_image
+from kvmqa.stages.first_vm.kit import build_kit
+from kvmqa.stages.first_vm.resources import Workspace, cleanup_leftovers, leftovers
+from kvmqa.transport.target import Target
 from tests.support.cloud_image import build_standin_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,9 +139,9 @@ def test_guest_panic_is_a_failure_within_the_timeout_with_the_console_tail(conn:
 
 CHILD = """
 import sys
-from kvmqa.vm.boot import BootSpec, boot, stage_kit
-from kvmqa.vm.kit import build_kit
-from kvmqa.vm.resources import Workspace
+from kvmqa.stages.first_vm.boot import BootSpec, boot, stage_kit
+from kvmqa.stages.first_vm.kit import build_kit
+from kvmqa.stages.first_vm.resources import Workspace
 import libvirt
 kit = build_kit()
 with Workspace(libvirt.open("qemu:///system")) as ws:

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from kvmqa.checks.base import evaluate_stage
-from kvmqa.checks.first_vm import CHECKS, deciding_boot
-from kvmqa.facts import HostFacts
-from kvmqa.model import Verdict
-from kvmqa.profile import Profile
-from kvmqa.vm.boot import BootResult
-from kvmqa.vm.console import read_console
-from kvmqa.vm.progress import BootProgress
+from kvmqa.config.profile import Profile
+from kvmqa.core.gate import evaluate_stage
+from kvmqa.core.model import Verdict
+from kvmqa.gather.facts import HostFacts
+from kvmqa.stages.first_vm.boot import BootResult
+from kvmqa.stages.first_vm.checks import CHECKS, deciding_boot
+from kvmqa.stages.first_vm.console import read_console
+from kvmqa.stages.first_vm.progress import BootProgress
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "first_vm"
 

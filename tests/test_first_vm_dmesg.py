@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from kvmqa.checks.base import evaluate_stage
-from kvmqa.checks.first_vm import CHECKS
-from kvmqa.facts import HostFacts
-from kvmqa.model import Verdict
-from kvmqa.profile import Profile, ProfileError, load_profile
-from kvmqa.vm.gather import FirstVmSettings, observe
-from kvmqa.vm.hostlog import RAW, kernel_log_mark, kernel_log_since, new_dmesg_lines
-from kvmqa.vm.kit import build_kit
-from kvmqa.vm.runner import RunResult
+from kvmqa.config.profile import Profile, ProfileError, load_profile
+from kvmqa.core.gate import evaluate_stage
+from kvmqa.core.model import Verdict
+from kvmqa.gather.facts import HostFacts
+from kvmqa.stages.first_vm.checks import CHECKS
+from kvmqa.stages.first_vm.gather import FirstVmSettings, observe
+from kvmqa.stages.first_vm.hostlog import RAW, kernel_log_mark, kernel_log_since, new_dmesg_lines
+from kvmqa.stages.first_vm.kit import build_kit
+from kvmqa.stages.first_vm.runner import RunResult
 
 RECORDED_DMESG = """\
 <6>[  331.930844] kvmqa-c40489: port 1(vnet1) entered disabled state

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.vm.cpio import CpioWriter, list_newc
-from kvmqa.vm.domain import DiskSpec, DomainSpec, NetworkSpec, object_name
-from kvmqa.vm.kit import INIT_SCRIPT, Kit, build_kit, kit_key
-from kvmqa.vm.seed import build_seed, user_data
+from kvmqa.stages.first_vm.cpio import CpioWriter, list_newc
+from kvmqa.stages.first_vm.domain import DiskSpec, DomainSpec, NetworkSpec, object_name
+from kvmqa.stages.first_vm.kit import INIT_SCRIPT, Kit, build_kit, kit_key
+from kvmqa.stages.first_vm.seed import build_seed, user_data
 
 pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None, reason="kit tests build from Debian packages")
 

@@ -13,15 +13,15 @@ from typing import Any
 import libvirt
 import pytest
 
-from kvmqa.checks.base import evaluate_stage
-from kvmqa.checks.first_vm import CHECKS
-from kvmqa.facts import HostFacts
-from kvmqa.model import Verdict
-from kvmqa.profile import Profile
-from kvmqa.vm.boot import BootResult, BootSpec, KitVolumes, boot, stage_kit
-from kvmqa.vm.kit import build_kit
-from kvmqa.vm.progress import BootProgress
-from kvmqa.vm.resources import Workspace, leftovers
+from kvmqa.config.profile import Profile
+from kvmqa.core.gate import evaluate_stage
+from kvmqa.core.model import Verdict
+from kvmqa.gather.facts import HostFacts
+from kvmqa.stages.first_vm.boot import BootResult, BootSpec, KitVolumes, boot, stage_kit
+from kvmqa.stages.first_vm.checks import CHECKS
+from kvmqa.stages.first_vm.kit import build_kit
+from kvmqa.stages.first_vm.progress import BootProgress
+from kvmqa.stages.first_vm.resources import Workspace, leftovers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def test_a_guest_destroyed_from_outside_is_not_called_a_power_off_or_kvmqa_s_doi
 
 
 PROBE_TEST = '''
-from kvmqa.vm.progress import terminal_writer
+from kvmqa.stages.first_vm.progress import terminal_writer
 
 def test_boot_progress():
     terminal_writer()("kvmqa first_vm [h] guest KVM: 15 s, kernel at 9.1 s, console: 'x'")
@@ -123,7 +123,7 @@ def test_boot_progress():
 def test_progress_lines_reach_the_terminal_past_capturing_also_under_xdist(tmp_path: Path, xdist: list[str]) -> None:
     """pytest captures output by default, and an xdist worker has no terminal: the line must still be seen."""
     (tmp_path / "test_probe.py").write_text(PROBE_TEST)
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_probe.py"), "-q", "-c", str(ROOT / "pytest.ini"), "-p", "kvmqa.plugin",
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_probe.py"), "-q", "-c", str(ROOT / "pytest.ini"), "-p", "kvmqa.pytest_plugin.plugin",
                            "-p", "no:randomly", "--rootdir", str(tmp_path), "--reports-dir", str(tmp_path / "r"), *xdist],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

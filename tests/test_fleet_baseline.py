@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.baseline import BaselineError, compare, compare_host, comparison_lines, load_baseline, save_baseline
+from kvmqa.policy.baseline import BaselineError, compare, compare_host, comparison_lines, load_baseline, save_baseline
 from tests.support.fleet import Fleet, drop_ssh_master, have_unshare, restart_plain_sshd, start_changed_sshd, start_fleet
 from tests.support.suite import run_suite
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.model import Finding, Level, Verdict
+from kvmqa.core.model import Finding, Level, Verdict
 from kvmqa.report.merge import merge
 from kvmqa.report.results import RunResults
 from kvmqa.report.screenshot import find_browser, rendered_dom

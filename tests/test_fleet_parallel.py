@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from kvmqa.core.paths import safe_name
 from kvmqa.report.screenshot import find_browser, png_size, rendered_dom, screenshot
-from kvmqa.session import safe_name
 from tests.support.fleet import Fleet, start_fleet
 from tests.support.suite import SuiteRun, run_suite
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.checks.base import evaluate_stage
-from kvmqa.checks.cpu import CHECKS as CPU
-from kvmqa.model import Level, Verdict
-from kvmqa.profile import ProfileError, load_profile
+from kvmqa.config.profile import ProfileError, load_profile
+from kvmqa.core.gate import evaluate_stage
+from kvmqa.core.model import Level, Verdict
+from kvmqa.stages.cpu.checks import CHECKS as CPU
 from tests.support.facts import facts
 
 PROFILES = Path(__file__).resolve().parents[1] / "fixtures" / "profiles"

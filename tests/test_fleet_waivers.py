@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.model import Finding, Level, Verdict
-from kvmqa.waivers import WaiverError, load_waivers, waive, waiver_summary
+from kvmqa.core.model import Finding, Level, Verdict
+from kvmqa.policy.waivers import WaiverError, load_waivers, waive, waiver_summary
 from tests.support.suite import run_suite
 
 ROOT = Path(__file__).resolve().parents[1]

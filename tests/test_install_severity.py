@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from kvmqa.actions.base import FAILED, ActionRecord
-from kvmqa.actions.hook import finding_of
-from kvmqa.actions.modules import missing_modules, severity
-from kvmqa.model import Level, Verdict
-from kvmqa.profile import Profile
+from kvmqa.act.base import FAILED, ActionRecord
+from kvmqa.config.profile import Profile
+from kvmqa.core.model import Level, Verdict
+from kvmqa.pytest_plugin.install import finding_of
+from kvmqa.stages.cpu.actions import missing_modules, severity
 from tests.support.facts import facts
 
 

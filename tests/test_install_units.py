@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.actions import access, daemons, modules, objects, packages
-from kvmqa.actions.base import (
+from kvmqa.act.base import (
     DONE,
     FAILED,
     PLANNED,
@@ -27,11 +26,14 @@ from kvmqa.actions.base import (
     run_action,
     verify_after,
 )
-from kvmqa.actions.gather import parse_install
-from kvmqa.actions.hook import finding_of, summary_lines
-from kvmqa.actions.runner import ACTIONS, actions_for
-from kvmqa.facts import HostFacts, parse_probe
-from kvmqa.model import Verdict
+from kvmqa.act.gather import parse_install
+from kvmqa.act.runner import actions_for, host_actions
+from kvmqa.core.model import Verdict
+from kvmqa.gather.facts import HostFacts, parse_probe
+from kvmqa.pytest_plugin.install import finding_of, summary_lines
+from kvmqa.stages.cpu import actions as modules
+from kvmqa.stages.libvirt import access, daemons, objects
+from kvmqa.stages.packages import actions as packages
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 
@@ -85,12 +87,12 @@ def no_run(cmd: str, timeout: float) -> Res:
 
 # --- the catalogue ------------------------------------------------------------------------------
 def test_catalogue_ids_stages_and_timeouts():
-    assert [a.id for a in ACTIONS] == ["install.modules", "install.packages", "install.daemons", "install.default-network",
+    assert [a.id for a in host_actions()] == ["install.modules", "install.packages", "install.daemons", "install.default-network",
                                        "install.storage-pool", "install.libvirt-user"]
     assert [a.id for a in actions_for("libvirt")] == ["install.daemons", "install.default-network", "install.storage-pool",
                                                        "install.libvirt-user"]
     assert actions_for("cpu")[0].id == "install.modules" and actions_for("packages")[0].id == "install.packages"
-    assert all(0 < a.timeout <= 1800 for a in ACTIONS)
+    assert all(0 < a.timeout <= 1800 for a in host_actions())
 
 
 # --- recorded Debian facts (this machine) -------------------------------------------------------
@@ -110,7 +112,7 @@ def test_debian_recorded_facts_decisions(deb):
 
 def test_plan_mode_runs_nothing_and_lists_commands(deb):
     c = ctx(run=no_run, execute=False)
-    recs = [run_action(a, deb, c) for a in ACTIONS if a.applies is None or a.applies(c)]
+    recs = [run_action(a, deb, c) for a in host_actions() if a.applies is None or a.applies(c)]
     assert [r.status for r in recs] == [PLANNED, SATISFIED, SATISFIED, PLANNED, PLANNED]
     assert recs[0].command.startswith("modprobe -a kvm_amd vhost_net")
     assert "pool-build default" in recs[4].command
@@ -146,9 +148,9 @@ def test_apt_stale_lists_update_once_then_retry(deb):
 
 def packages_gate(facts):
     """The verify gate over these facts: the first packages.* check that does not pass (as the session's)."""
-    from kvmqa.checks.base import evaluate_stage
-    from kvmqa.checks.packages import CHECKS
-    from kvmqa.profile import Profile
+    from kvmqa.config.profile import Profile
+    from kvmqa.core.gate import evaluate_stage
+    from kvmqa.stages.packages.checks import CHECKS
 
     findings = {f.check_id: f for f in evaluate_stage(CHECKS, "h", facts, Profile())}
     return lambda ids: next((findings[i] for i in ids if i in findings and findings[i].verdict not in (Verdict.PASS, Verdict.WARN,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.inventory import InventoryError, load_inventory, targets_from_hosts
-from kvmqa.targets import Target, TargetError
+from kvmqa.config.inventory import InventoryError, load_inventory, targets_from_hosts
+from kvmqa.transport.target import Target, TargetError
 
 
 def test_hosts_urls() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from kvmqa.checks.first_vm import HARMLESS_KERNEL_ERRORS
+from kvmqa.stages.first_vm.checks import HARMLESS_KERNEL_ERRORS
 from tests.support.suite import run_suite
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 
-from kvmqa.checks.base import evaluate_stage
-from kvmqa.checks.ovirt_engine import CHECKS
-from kvmqa.facts import HostFacts
-from kvmqa.model import Finding, Verdict
-from kvmqa.options import RunOptions, Secret
-from kvmqa.ovirt.engine import gather_engine
-from kvmqa.profile import Profile
-from kvmqa.targets import Target
+from kvmqa.config.options import RunOptions, Secret
+from kvmqa.config.profile import Profile
+from kvmqa.core.gate import evaluate_stage
+from kvmqa.core.model import Finding, Verdict
+from kvmqa.gather.facts import HostFacts
+from kvmqa.stages.ovirt_engine.checks import CHECKS
+from kvmqa.stages.ovirt_engine.client import gather_engine
+from kvmqa.transport.target import Target
 from tests.ovirt_support import HASWELL_CPUINFO_FLAGS, HASWELL_VDSM_FLAGS, Session
 from tests.standins import engine as standin
 from tests.standins.engine import Scenario, StandinEngine

@@ -1,4 +1,4 @@
-"""oVirt install actions (kvmqa.actions.base.Action, run by the one install framework): preconditions from facts,
+"""oVirt install actions (kvmqa.act.base.Action, run by the one install framework): preconditions from facts,
 engine-setup with a stand-in, add-host against the engine stand-in."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 import ovirtsdk4 as sdk
 import pytest
 
-from kvmqa.actions.base import ActionContext, Decision, skip
-from kvmqa.options import Secret
-from kvmqa.ovirt import install
+from kvmqa.act.base import ActionContext, Decision, skip
+from kvmqa.config.options import Secret
+from kvmqa.stages.ovirt_engine import actions as install
 from tests.standins import engine as standin
 from tests.standins.engine import StandinEngine
 from tests.standins.pki import Pki, make_pki

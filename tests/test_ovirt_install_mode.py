@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 import yaml
 
-from kvmqa.actions.base import DONE, FAILED, PLANNED, SATISFIED, SKIPPED, ActionContext, run_action
-from kvmqa.actions.runner import actions_for
-from kvmqa.facts import HostFacts
-from kvmqa.options import RunOptions, Secret
-from kvmqa.ovirt import install
-from kvmqa.profile import Profile
-from kvmqa.targets import CommandResult, Target
+from kvmqa.act.base import DONE, FAILED, PLANNED, SATISFIED, SKIPPED, ActionContext, run_action
+from kvmqa.act.runner import actions_for
+from kvmqa.config.options import RunOptions, Secret
+from kvmqa.config.profile import Profile
+from kvmqa.gather.facts import HostFacts
+from kvmqa.stages.ovirt_engine import actions as install
+from kvmqa.transport.target import CommandResult, Target
 from tests.standins import engine as standin
 from tests.standins.engine import StandinEngine
 from tests.standins.pki import Pki, make_pki
@@ -180,7 +180,7 @@ def _installed(*lines: str) -> str:
 
 
 def test_el9_host_already_deployed_is_satisfied_and_runs_nothing() -> None:
-    from kvmqa.facts import parse_probe
+    from kvmqa.gather.facts import parse_probe
 
     text = _installed("ovirt-release45|(none):4.5.6-1.el9|ii", "ovirt-host|(none):4.5.0-3.el9|ii",
                       "vdsm|(none):4.50.3.4-1.el9|ii")
@@ -194,7 +194,7 @@ def test_el9_host_already_deployed_is_satisfied_and_runs_nothing() -> None:
 
 
 def test_el9_engine_already_set_up_with_its_hosts_is_satisfied() -> None:
-    from kvmqa.facts import parse_probe
+    from kvmqa.gather.facts import parse_probe
 
     done = parse_probe(_installed("centos-release-ovirt45|(none):9.2-1.el9s|ii", "ovirt-engine|(none):4.5.6-1.el9|ii"))
     done["engine"] = {"health": {"ok": True}, "api": {"ok": True},

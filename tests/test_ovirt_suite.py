@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kvmqa.checks.ovirt_engine import CHECKS as ENGINE_CHECKS
-from kvmqa.checks.vdsm import CHECKS as VDSM_CHECKS
+from kvmqa.stages.ovirt_engine.checks import CHECKS as ENGINE_CHECKS
+from kvmqa.stages.vdsm.checks import CHECKS as VDSM_CHECKS
 from tests.ovirt_support import VDSM_DAEMONS, VDSM_STANDINS, exclusive_host, vdsm_daemons, vdsm_listener
 from tests.standins import engine as standin
 from tests.standins.engine import Scenario, StandinEngine

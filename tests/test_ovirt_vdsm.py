@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.checks.base import evaluate_stage
-from kvmqa.checks.vdsm import CHECKS
-from kvmqa.facts import HostFacts, split_sections
-from kvmqa.model import Finding, Verdict
-from kvmqa.ovirt.vdsm import parse_vdsm_sections
-from kvmqa.profile import Profile
+from kvmqa.config.profile import Profile
+from kvmqa.core.gate import evaluate_stage
+from kvmqa.core.model import Finding, Verdict
+from kvmqa.gather.facts import HostFacts, split_sections
+from kvmqa.stages.vdsm.checks import CHECKS
+from kvmqa.stages.vdsm.client import parse_vdsm_sections
 from tests.ovirt_support import VDSM_DAEMONS, VDSM_STANDINS, vdsm_daemons, vdsm_listener
 from tests.ovirt_support import exclusive_host as host_lock
 
 ROOT = Path(__file__).resolve().parents[1]
-SNIPPET = ROOT / "kvmqa" / "probe" / "60-vdsm.sh"
+SNIPPET = ROOT / "kvmqa" / "gather" / "probe" / "60-vdsm.sh"
 STANDINS = VDSM_STANDINS
 # accept_maybe: the stand-in's healthy vdsm-tool answers MAYBE for libvirt, as real vdsm's libvirt module always does
 HASWELL = Profile(stages={"vdsm": {"cluster_cpu_type": "Intel Haswell Family", "cluster_level": "4.8",

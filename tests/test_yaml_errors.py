@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.inventory import InventoryError, load_inventory
-from kvmqa.profile import ProfileError, load_profile
-from kvmqa.waivers import WaiverError, load_waivers
+from kvmqa.config.inventory import InventoryError, load_inventory
+from kvmqa.config.profile import ProfileError, load_profile
+from kvmqa.policy.waivers import WaiverError, load_waivers
 
 # (text, line where the broken construct starts, line where PyYAML gave up or None when it is the same)
 BROKEN = [

@@ -5,9 +5,9 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from kvmqa.model import Verdict
+from kvmqa.core.model import Verdict
+from kvmqa.core.paths import safe_name
 from kvmqa.report.results import RunResults
-from kvmqa.session import safe_name
 
 COLOURS = {
     "pass": "#2e7d32", "fail": "#c62828", "error": "#6a1b9a", "warn": "#ef6c00",

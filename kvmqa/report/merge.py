@@ -17,7 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from kvmqa.model import Finding
+from kvmqa.core.model import Finding
 from kvmqa.report.results import RunResults
 from kvmqa.report.standalone import write_standalone
 

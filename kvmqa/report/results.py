@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kvmqa.model import Finding, Verdict
+from kvmqa.core.model import Finding, Verdict
 
-STAGE_ORDER = ("reach", "cpu", "packages", "libvirt", "install", "ovirt_engine", "vdsm", "first_vm")
 # Worst first: a stage cell shows the worst verdict of its checks.
 SEVERITY = (Verdict.ERROR, Verdict.FAIL, Verdict.WARN, Verdict.WAIVED, Verdict.PASS, Verdict.INFO, Verdict.SKIP)
 
@@ -23,6 +22,7 @@ class RunResults:
     sections: dict[str, Any] = field(default_factory=dict)  # extra report sections (baseline comparison, ...)
     started: float = field(default_factory=time.time)
     errors: list[str] = field(default_factory=list)
+    columns: tuple[str, ...] = ()  # the matrix's stage order (the run's Registry.columns()); () = the built-in stages
 
     def add(self, finding: Finding) -> None:
         self.findings.append(finding)
@@ -37,7 +37,8 @@ class RunResults:
 
     def stages(self) -> list[str]:
         seen = {f.stage for f in self.findings}
-        return [s for s in STAGE_ORDER if s in seen] + sorted(seen - set(STAGE_ORDER))
+        order = self.columns or _builtin_columns()
+        return [s for s in order if s in seen] + sorted(seen - set(order))
 
     def cell(self, host: str, stage: str) -> tuple[Verdict | None, list[Finding]]:
         items = [f for f in self.findings if f.host == host and f.stage == stage]
@@ -110,3 +111,9 @@ class RunResults:
                 cells.append(text.ljust(9))
             lines.append(h.ljust(width) + "  " + "  ".join(cells))
         return "\n".join(lines)
+
+
+def _builtin_columns() -> tuple[str, ...]:
+    from kvmqa.stages import builtin
+
+    return tuple(builtin().columns())

@@ -18,11 +18,11 @@ def sections_html(results: RunResults) -> list[str]:
     """Report sections recorded in results.json (baseline comparison, waivers) rendered again."""
     out = []
     if results.sections.get("waivers"):
-        from kvmqa.waivers import waivers_html
+        from kvmqa.policy.waivers import waivers_html
 
         out.append(waivers_html(results.sections["waivers"]))
     if results.sections.get("baseline_comparison"):
-        from kvmqa.baseline import comparison_html
+        from kvmqa.policy.baseline import comparison_html
 
         out.append(comparison_html(results.sections["baseline_comparison"]))
     return out

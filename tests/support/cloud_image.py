@@ -21,8 +21,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from kvmqa.vm.cpio import CpioWriter
-from kvmqa.vm.kit import GUEST_MODULES, Source, _run, build_kit
+from kvmqa.stages.first_vm.cpio import CpioWriter
+from kvmqa.stages.first_vm.kit import GUEST_MODULES, Source, _run, build_kit
 
 INIT = Path(__file__).resolve().parents[1] / "standins" / "cloud_image" / "init.sh"
 # What a cloud image's kernel needs for kvmqa's domain: the seed is an IDE cdrom (ata_piix, sr_mod, isofs),

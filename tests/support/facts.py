@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kvmqa.facts import HostFacts, parse_probe
+from kvmqa.gather.facts import HostFacts, parse_probe
 
 FACTS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "facts"
 

@@ -177,7 +177,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
 def drop_ssh_master(server: Sshd, known_hosts: Path | None) -> None:
     """Close kvmqa's multiplexed connection (ControlPersist) to one server, so a restarted server is reached anew.
     `known_hosts`: the file the runs used (it is part of kvmqa's ControlPath)."""
-    from kvmqa.targets import Target
+    from kvmqa.transport.target import Target
 
     target = Target.from_url(server.url(), known_hosts=known_hosts)
     subprocess.run(["ssh", "-o", f"ControlPath={target.control_path}", "-p", str(server.port), f"{server.user}@127.0.0.1",

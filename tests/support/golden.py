@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kvmqa.facts import HostFacts, parse_probe
-from kvmqa.options import RunOptions
-from kvmqa.profile import load_profile
+from kvmqa.config.options import RunOptions
+from kvmqa.config.profile import load_profile
+from kvmqa.core.session import HostSession
+from kvmqa.gather.facts import HostFacts, parse_probe
 from kvmqa.report.results import RunResults
-from kvmqa.session import HostSession
-from kvmqa.stages import TABLE, stage_def
-from kvmqa.targets import Target
+from kvmqa.stages import builtin
+from kvmqa.transport.target import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 FACTS = ROOT / "fixtures" / "facts"
@@ -58,10 +58,9 @@ def results_of(case: str, reports: Path) -> dict[str, Any]:
     facts["target"] = {"name": target.name, "url": target.url, "roles": list(target.roles), "sudo": False}
     session._facts = facts
     results = RunResults()
-    for stage_name in TABLE:
-        if stage_name == "ovirt_engine":
+    for stage in builtin():
+        if stage.name == "ovirt_engine":
             continue  # needs a live engine (its gatherer talks to the API); tested against the stand-in
-        stage = stage_def(stage_name)
         for check_id in stage.checks.ids():
             results.add(session.evaluate(stage, stage.checks.get(check_id)))
     data = results.to_json()

@@ -1,1 +1,0 @@
-"""oVirt engine and vdsm: protocol clients, probe parsing and install actions."""

@@ -1,0 +1,266 @@
+"""Baselines: record each host's facts and verdicts; after an upgrade, show what changed and what regressed.
+
+    pytest suites --inventory fleet.yaml --save-baseline baseline.json        # before the upgrade
+    pytest suites --inventory fleet.yaml --compare-baseline baseline.json     # after it
+
+The comparison, per host: version changes (kernel, QEMU, libvirt, packages, vdsm, engine), capability
+changes (CPU flags and models, machine types, domain capabilities: features, CPU modes, devices) and
+verdict regressions (pass -> fail/warn/error). It is a report section, `baseline_comparison` in
+results.json and a line per host on the terminal; any regression makes the exit status non-zero.
+Facts come from the in-process sessions or, under xdist, from the `reports/<host>/facts.json` the
+workers wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvmqa.core.model import Finding, Verdict
+from kvmqa.core.paths import safe_name
+
+SCHEMA = 1
+REGRESSED = (Verdict.FAIL.value, Verdict.WARN.value, Verdict.ERROR.value)
+
+
+class BaselineError(ValueError):
+    """A baseline file that cannot be used; the message names the file and what is wrong."""
+
+
+# -- what a host is, for comparison -----------------------------------------------------------
+
+def versions_of(facts: dict[str, Any]) -> dict[str, str]:
+    """Component -> version, from the facts sections that were gathered (absent ones are left out)."""
+    out: dict[str, str] = {}
+    if facts.get("os", {}).get("pretty_name"):
+        out["os"] = facts["os"]["pretty_name"]
+    if facts.get("kernel", {}).get("release"):
+        out["kernel"] = facts["kernel"]["release"]
+    lv = facts.get("libvirt") or {}
+    if lv.get("lib_version"):
+        out["libvirt"] = lv["lib_version"]
+    if lv.get("hypervisor_version"):
+        out["qemu"] = lv["hypervisor_version"]
+    pk = facts.get("packages") or {}
+    for name, version in sorted((pk.get("installed") or {}).items()):
+        out[f"package {name}"] = str(version)
+    for name in pk.get("absent") or []:
+        out[f"package {name}"] = "(not installed)"
+    caps = (facts.get("vdsm") or {}).get("capabilities") or {}
+    if caps.get("software_version"):
+        out["vdsm"] = "-".join(str(x) for x in (caps["software_version"], caps.get("software_revision")) if x)
+    api = (facts.get("engine") or {}).get("api") or {}
+    if api.get("full_version"):
+        out["engine"] = str(api["full_version"])
+    return out
+
+
+def capabilities_of(facts: dict[str, Any]) -> dict[str, list[str]]:
+    """Capability kind -> sorted names. Kinds whose source was not gathered are left out."""
+    out: dict[str, list[str]] = {}
+    if (facts.get("cpu") or {}).get("flags"):
+        out["CPU flags"] = sorted(facts["cpu"]["flags"])
+    lv = facts.get("libvirt") or {}
+    if lv.get("connected"):
+        guests = (lv.get("capabilities") or {}).get("guests") or []
+        out["machine types"] = sorted({f"{g['arch']}/{m}" for g in guests for m in g.get("machines", [])})
+        out["guest domain types"] = sorted({f"{g['arch']}/{d}" for g in guests for d in g.get("domain_types", [])})
+        out["host CPU features"] = sorted((lv.get("capabilities") or {}).get("host_cpu_features") or [])
+        for virttype, dc in sorted((lv.get("domcapabilities") or {}).items()):
+            if "error" in dc:
+                continue
+            out[f"{virttype} CPU models"] = sorted(dc.get("usable_cpu_models") or [])
+            out[f"{virttype} CPU modes"] = sorted(m for m, ok in (dc.get("cpu_modes") or {}).items() if ok)
+            out[f"{virttype} features"] = sorted(dc.get("features") or [])
+            out[f"{virttype} devices"] = sorted(dc.get("devices") or [])
+    caps = (facts.get("vdsm") or {}).get("capabilities") or {}
+    if caps.get("ok"):
+        out["vdsm CPU models"] = sorted(caps.get("cpu_models") or [])
+    return out
+
+
+def unavailable_of(facts: dict[str, Any]) -> list[str]:
+    notes = []
+    if (facts.get("reach") or {}).get("error"):
+        notes.append(f"host unreachable: {facts['reach']['error']}")
+    lv = facts.get("libvirt")
+    if isinstance(lv, dict) and not lv.get("connected"):
+        notes.append(f"libvirt facts unavailable: {lv.get('error', 'not connected')}")
+    return notes
+
+
+def snapshot(facts: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
+    return {"facts": facts, "verdicts": {f.check_id: f.verdict.value for f in findings}}
+
+
+# -- compare ----------------------------------------------------------------------------------
+
+def compare_host(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed on one host between two snapshots."""
+    bv, av = versions_of(before.get("facts", {})), versions_of(after.get("facts", {}))
+    versions: list[dict[str, Any]] = [{"component": k, "before": bv[k], "after": av[k]} for k in bv if k in av and bv[k] != av[k]]
+    versions += [{"component": k, "before": None, "after": av[k]} for k in av if k not in bv and k.startswith("package ")]
+    bc, ac = capabilities_of(before.get("facts", {})), capabilities_of(after.get("facts", {}))
+    capabilities = []
+    for kind in (k for k in bc if k in ac):  # a kind gathered only once (libvirt down) is a note, not a loss
+        old, new = set(bc[kind]), set(ac[kind])
+        if old != new:
+            capabilities.append({"kind": kind, "gained": sorted(new - old), "lost": sorted(old - new)})
+    regressions, improvements = [], []
+    bverd, averd = before.get("verdicts", {}), after.get("verdicts", {})
+    for cid, old in bverd.items():
+        new = averd.get(cid)
+        if new is None or new == old:
+            continue
+        entry = {"check_id": cid, "before": old, "after": new}
+        if old == Verdict.PASS.value and new in REGRESSED:
+            regressions.append(entry)
+        elif old in REGRESSED and new == Verdict.PASS.value:
+            improvements.append(entry)
+    return {"versions": versions, "capabilities": capabilities, "regressions": regressions,
+            "improvements": improvements, "unavailable": unavailable_of(after.get("facts", {}))}
+
+
+def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    hosts: dict[str, Any] = {}
+    for name, snap in current.items():
+        if name in baseline["hosts"]:
+            hosts[name] = {"status": "compared", **compare_host(baseline["hosts"][name], snap)}
+        else:
+            hosts[name] = {"status": "new (not in the baseline)", "versions": [], "capabilities": [], "regressions": [],
+                           "improvements": [], "unavailable": []}
+    for name in baseline["hosts"]:
+        if name not in current:
+            hosts[name] = {"status": "missing (in the baseline, not in this run)", "versions": [], "capabilities": [],
+                           "regressions": [], "improvements": [], "unavailable": []}
+    return {
+        "baseline": baseline.get("source", ""),
+        "baseline_created": baseline.get("created", ""),
+        "hosts": hosts,
+        "regressions": sum(len(h["regressions"]) for h in hosts.values()),
+        "changed_hosts": sorted(n for n, h in hosts.items() if h["versions"] or h["capabilities"] or h["regressions"]),
+    }
+
+
+# -- files ------------------------------------------------------------------------------------
+
+def save_baseline(path: Path, current: dict[str, dict[str, Any]]) -> None:
+    data = {"tool": "kvmqa", "kind": "baseline", "schema": SCHEMA,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hosts": current}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    tmp.replace(path)
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    src = str(path)
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise BaselineError(f"{src}: baseline file not found (create it with --save-baseline)") from None
+    except ValueError as exc:
+        raise BaselineError(f"{src}: not a kvmqa baseline (malformed JSON: {exc})") from None
+    if not isinstance(data, dict) or data.get("kind") != "baseline" or not isinstance(data.get("hosts"), dict):
+        raise BaselineError(f"{src}: not a kvmqa baseline (field 'kind' must be 'baseline' and 'hosts' a mapping)")
+    if data.get("schema") != SCHEMA:
+        raise BaselineError(f"{src}: field 'schema': {data.get('schema')!r} is not supported (expected {SCHEMA})")
+    for name, snap in data["hosts"].items():
+        if not isinstance(snap, dict) or not isinstance(snap.get("facts"), dict) or not isinstance(snap.get("verdicts"), dict):
+            raise BaselineError(f"{src}: field 'hosts.{name}': needs 'facts' and 'verdicts' mappings")
+    data["source"] = src
+    return data
+
+
+def host_facts(run: Any, host: str) -> dict[str, Any]:
+    """A host's facts on the controller: its in-process session, else the facts.json a worker wrote."""
+    session = run.sessions.get(host)
+    if session is not None and session._facts is not None:
+        return dict(session._facts)
+    candidates = [run.results.hosts.get(host, {}).get("facts"), run.options.reports_dir / safe_name(host) / "facts.json"]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return json.loads(Path(c).read_text())
+    return {}
+
+
+def current_snapshots(run: Any) -> dict[str, dict[str, Any]]:
+    return {h: snapshot(host_facts(run, h), [f for f in run.results.findings if f.host == h])
+            for h in run.results.host_names()}
+
+
+# -- report -----------------------------------------------------------------------------------
+
+def comparison_lines(comparison: dict[str, Any]) -> list[str]:
+    """One line per host, for the terminal."""
+    lines = []
+    for host, h in comparison["hosts"].items():
+        parts = [h["status"]] if h["status"] != "compared" else []
+        if h["versions"]:
+            parts.append("versions: " + ", ".join(f"{v['component']} {v['before'] or '-'} -> {v['after']}" for v in h["versions"]))
+        for c in h["capabilities"]:
+            parts.append(f"{c['kind']}: " + " ".join([f"+{x}" for x in c["gained"]] + [f"-{x}" for x in c["lost"]]))
+        if h["regressions"]:
+            parts.append("REGRESSIONS: " + ", ".join(f"{r['check_id']} {r['before']} -> {r['after']}" for r in h["regressions"]))
+        parts += h["unavailable"]
+        lines.append(f"{host}: " + ("; ".join(parts) if parts else "no change"))
+    return lines
+
+
+def _list(items: list[str], limit: int = 40) -> str:
+    shown = ", ".join(escape(x) for x in items[:limit])
+    return shown + (f" … (+{len(items) - limit})" if len(items) > limit else "")
+
+
+def comparison_html(comparison: dict[str, Any]) -> str:
+    out = [f'<h2 id="kvmqa-baseline">Baseline comparison</h2><p>baseline {escape(comparison["baseline"])} '
+           f'({escape(comparison["baseline_created"])}): {comparison["regressions"]} regression(s), '
+           f'{len(comparison["changed_hosts"])} changed host(s)</p>']
+    for host, h in comparison["hosts"].items():
+        rows = []
+        for v in h["versions"]:
+            rows.append(f"<tr><td>version</td><td>{escape(v['component'])}</td>"
+                        f"<td>{escape(str(v['before'] or '-'))} → {escape(str(v['after']))}</td></tr>")
+        for c in h["capabilities"]:
+            change = (f'<span style="color:#2e7d32">gained: {_list(c["gained"])}</span> ' if c["gained"] else "") + (
+                f'<span style="color:#c62828">lost: {_list(c["lost"])}</span>' if c["lost"] else "")
+            rows.append(f"<tr><td>capability</td><td>{escape(c['kind'])}</td><td>{change}</td></tr>")
+        for r in h["regressions"]:
+            rows.append(f'<tr class="kvmqa-regression" style="background:#ffebee"><td><b>REGRESSION</b></td>'
+                        f"<td><code>{escape(r['check_id'])}</code></td><td>{escape(r['before'])} → <b>{escape(r['after'])}</b></td></tr>")
+        for r in h["improvements"]:
+            rows.append(f"<tr><td>improvement</td><td><code>{escape(r['check_id'])}</code></td>"
+                        f"<td>{escape(r['before'])} → {escape(r['after'])}</td></tr>")
+        for note in h["unavailable"]:
+            rows.append(f"<tr><td>note</td><td colspan=2>{escape(note)}</td></tr>")
+        status = "" if h["status"] == "compared" else f" ({escape(h['status'])})"
+        body = f'<table>{"".join(rows)}</table>' if rows else "<p>no change</p>"
+        out.append(f'<h3 id="kvmqa-baseline-{safe_name(host)}">{escape(host)}{status}</h3>{body}')
+    return "".join(out)
+
+
+def finish_baseline(run: Any, session: Any) -> None:
+    """FINISH_HOOK: compare with --compare-baseline (section, results.json, exit status), then --save-baseline."""
+    compare_path, save_path = run.options.compare_baseline, run.options.save_baseline
+    if not compare_path and not save_path:
+        return
+    current = current_snapshots(run)
+    if compare_path:
+        comparison = compare(load_baseline(compare_path), current)
+        run.results.sections["baseline_comparison"] = comparison
+        run.extra_sections.append(comparison_html(comparison))
+        terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_line("")  # the progress line may still be open
+            terminal.write_sep("=", f"kvmqa: compared with baseline {compare_path}")
+            for line in comparison_lines(comparison):
+                terminal.write_line(line, red="REGRESSIONS" in line)
+        if comparison["regressions"] and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if save_path:
+        save_baseline(save_path, current)

@@ -1,0 +1,24 @@
+"""kvmqa's own extension points, added to pytest's plugin manager (`pytest_addhooks`). Implement them in a
+conftest.py or a plugin with `@pytest.hookimpl`:
+
+    def kvmqa_before_stage(session, stage):      # install mode: a stage's steps run here, before its gate
+        ...
+    def kvmqa_finish(run, session):              # end of the run, before results.json is written
+        run.results.sections["my_section"] = {...}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+@pytest.hookspec
+def kvmqa_before_stage(session: Any, stage: Any) -> None:
+    """Before a stage's gate on one host (`session`: kvmqa.core.session.HostSession, `stage`: kvmqa.core.stage.Stage)."""
+
+
+@pytest.hookspec
+def kvmqa_finish(run: Any, session: pytest.Session) -> None:
+    """On the process that writes the reports, after the last test: add report sections, change the exit status."""

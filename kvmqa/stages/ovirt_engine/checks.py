@@ -1,0 +1,331 @@
+"""oVirt engine stage: pure checks over `facts["engine"]` (gathered by kvmqa.stages.ovirt_engine.client.gather_engine)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from kvmqa.core.checks import StageChecks
+from kvmqa.core.model import Level, Outcome, failed, not_applicable, passed
+from kvmqa.stages.ovirt_engine import cpu_list
+
+if TYPE_CHECKING:
+    from kvmqa.config.profile import Profile
+    from kvmqa.gather.facts import HostFacts
+
+CHECKS = StageChecks("ovirt_engine")
+
+PRODUCT_NAMES = ("oVirt Engine", "Red Hat Virtualization Manager")
+HEALTHY_BODY = "DB Up!Welcome to Health Status!"
+EVENTS_QUOTED = 3
+
+
+def _engine(facts: HostFacts) -> dict[str, Any] | None:
+    obs = facts.get("engine")
+    return obs if isinstance(obs, dict) else None
+
+
+def _settings(profile: Profile) -> dict[str, Any]:
+    return dict(profile.stage("ovirt_engine") or {}) if profile is not None else {}
+
+
+def _no_engine() -> Outcome:
+    return not_applicable("no engine observation in the facts (the engine gatherer did not run)")
+
+
+def _api_gap(obs: dict[str, Any], key: str) -> Outcome | None:
+    """A failure naming the API error when `key` was never read, else None."""
+    if key in obs:
+        return None
+    err = (obs.get("api") or {}).get("error")
+    if err:
+        return failed(f"the engine API failed before {key} could be read: {_api_error_text(err)}", api_error=err)
+    return failed(f"the engine API gave no {key}", hint="see ovirt_engine.api-version")
+
+
+def _api_error_text(err: dict[str, Any]) -> str:
+    if err.get("kind") == "auth" or err.get("status") == 401:
+        return f"HTTP 401 at {err.get('step')}: the token was rejected (expired or invalid) - {err.get('message')}"
+    return f"{err.get('kind')} error at {err.get('step')}: {err.get('message')}"
+
+
+EngineCheck = Callable[[dict[str, Any], "Profile"], Outcome]
+
+
+def on_engine(needs: str | None = None) -> Callable[[EngineCheck], Callable[[HostFacts, Profile], Outcome]]:
+    """Adapt `fn(observation, profile)` to a check: no observation is N/A; `needs` an API section read."""
+
+    def wrap(fn: EngineCheck) -> Callable[[HostFacts, Profile], Outcome]:
+        @functools.wraps(fn)
+        def check(facts: HostFacts, profile: Profile) -> Outcome:
+            obs = _engine(facts)
+            if obs is None:
+                return _no_engine()
+            gap = _api_gap(obs, needs) if needs else None
+            return gap or fn(obs, profile)
+
+        return check
+
+    return wrap
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in str(text).split(".")[:3] if p.isdigit())
+
+
+@CHECKS.check("ovirt_engine.tls", "Engine TLS verifies against the engine CA",
+              hint="pass --engine-ca <file> with the engine's CA (from the engine host's "
+                   "/etc/pki/ovirt-engine/ca.pem), or fix the engine's apache certificate chain")
+@on_engine()
+def tls(obs: dict[str, Any], profile: Profile) -> Outcome:
+    t = obs.get("tls") or {}
+    if t.get("ok") is None:
+        return failed(f"engine {obs.get('url')} not reachable: {t.get('error')}", hint="check the engine URL and "
+                      "that ovirt-engine and httpd run", **t)
+    if not t["ok"]:
+        return failed(f"TLS verification failed: {t.get('error')}", **t)
+    return passed(f"engine TLS verified by {t.get('verified_by')}", **t)
+
+
+@CHECKS.check("ovirt_engine.ca", "Engine CA certificate downloads and is a CA", requires=("ovirt_engine.tls",),
+              hint="compare /etc/pki/ovirt-engine/ca.pem on the engine with the --engine-ca you passed")
+@on_engine()
+def ca(obs: dict[str, Any], profile: Profile) -> Outcome:
+    c = obs.get("ca") or {}
+    if not c.get("ok"):
+        return failed(f"engine CA: {c.get('error')}", **c)
+    cert = c.get("certificate") or {}
+    if c.get("trust") == "tofu":
+        return failed(f"engine CA {cert.get('subject')} (sha256 {cert.get('sha256')}) was trusted on first use, "
+                      "not verified", level=Level.WARN,
+                      hint="pass --engine-ca with the CA obtained out of band and drop ca_trust_on_first_use", **c)
+    match = " and matches --engine-ca" if c.get("matches_user_ca") else ""
+    return passed(f"engine CA {cert.get('subject')} is a CA certificate{match}", **c)
+
+
+def _health_problem(scheme: str, h: dict[str, Any]) -> str | None:
+    if h.get("ok") if scheme == "HTTP" else h.get("https_ok", h.get("ok")):
+        return None
+    if "status" not in h:
+        return f"{scheme} {h.get('url')}: request failed: {h.get('error')}"
+    return f"{scheme} {h.get('url')}: HTTP {h['status']} {h.get('body')!r} (expected 200 and exactly {HEALTHY_BODY!r})"
+
+
+@CHECKS.check("ovirt_engine.health", "Engine health status is exactly DB Up over HTTPS and HTTP",
+              requires=("ovirt_engine.tls",),
+              hint="on the engine: systemctl status ovirt-engine postgresql httpd; see /var/log/ovirt-engine/server.log; "
+                   "for plain HTTP check apache's ovirt-engine proxy config (or set ovirt_engine.http_url in the profile)")
+@on_engine()
+def health(obs: dict[str, Any], profile: Profile) -> Outcome:
+    h = obs.get("health")
+    if h is None:
+        return failed("the health servlet was not called (an earlier step failed)")
+    http = h.get("http")
+    problems = [p for p in (_health_problem("HTTPS", h), _health_problem("HTTP", http) if http is not None else None) if p]
+    if http is None:
+        problems.append("plain HTTP was not asked (an older observation)")
+    if problems:
+        return failed("; ".join(problems), **h)
+    return passed(f"health: {h['body']!r} over HTTPS and HTTP ({http['url']})", **h)
+
+
+# An engine whose health servlet does not say "DB Up" cannot authenticate (aaa-jdbc reads the database) nor
+# answer the API: SSO, and through it every API check, depends on health and is skipped naming it.
+@CHECKS.check("ovirt_engine.sso-login", "SSO issues a token (scope ovirt-app-api)", requires=("ovirt_engine.health",),
+              hint="check the user (--engine-user) and the password file / KVMQA_ENGINE_PASSWORD; "
+                   "on the engine see /var/log/ovirt-engine/engine.log")
+@on_engine()
+def sso_login(obs: dict[str, Any], profile: Profile) -> Outcome:
+    s = obs.get("sso")
+    if s is None:
+        return failed("SSO was not attempted (an earlier step failed)")
+    if s.get("ok"):
+        return passed(f"SSO token issued to {s.get('user')}", **s)
+    return failed(f"SSO login as {s.get('user')} failed: {s.get('error')}", **s)
+
+
+@CHECKS.check("ovirt_engine.api-version", "Engine API answers with a supported product and version",
+              requires=("ovirt_engine.sso-login",),
+              hint="upgrade the engine, or lower ovirt_engine.min_version in the profile")
+@on_engine()
+def api_version(obs: dict[str, Any], profile: Profile) -> Outcome:
+    api = obs.get("api") or {}
+    if not api.get("product_name"):
+        err = api.get("error")
+        text = _api_error_text(err) if err else "no product_info"
+        hint = "get a fresh token: check the engine's SSO and clock" if err and err.get("status") == 401 else None
+        return failed(f"engine API root: {text}", hint=hint, **api)
+    minimum = str(_settings(profile).get("min_version", obs.get("min_version", "4.5")))
+    version = api.get("full_version") or f"{api.get('major')}.{api.get('minor')}"
+    problems = []
+    if api["product_name"] not in PRODUCT_NAMES:
+        problems.append(f"product {api['product_name']!r} is not one of {PRODUCT_NAMES}")
+    if api.get("major") != 4:
+        problems.append(f"API major version {api.get('major')} is not 4")
+    if _version_tuple(version) < _version_tuple(minimum):
+        problems.append(f"version {version} is below the profile's minimum {minimum}")
+    if problems:
+        return failed("; ".join(problems), minimum=minimum, **api)
+    return passed(f"{api['product_name']} {version} (minimum {minimum})", minimum=minimum, **api)
+
+
+def _inventory(obs: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(obs.get("inventory_hosts") or [])
+
+
+@CHECKS.check("ovirt_engine.hosts-known", "Every inventory ovirt-host is known to the engine",
+              requires=("ovirt_engine.api-version",),
+              hint="add the host in the engine (Compute > Hosts > New) or fix its inventory address")
+@on_engine("hosts")
+def hosts_known(obs: dict[str, Any], profile: Profile) -> Outcome:
+    inv = _inventory(obs)
+    if not inv:
+        return not_applicable("the inventory has no ovirt-host targets", engine_hosts=[h["name"] for h in obs["hosts"]])
+    unknown = [i["target"] for i in inv if not i.get("engine_host")]
+    engine_hosts = [f"{h['name']} ({h['address']})" for h in obs["hosts"]]
+    if unknown:
+        return failed(f"not known to the engine: {', '.join(unknown)}; engine hosts: {', '.join(engine_hosts) or 'none'}",
+                      unknown=unknown, engine_hosts=engine_hosts)
+    return passed(f"{len(inv)} inventory host(s) known to the engine", matched={i["target"]: i["engine_host"] for i in inv})
+
+
+def _quote_events(host: dict[str, Any]) -> str:
+    events = host.get("events") or []
+    if not events:
+        return " (no warning/error events found)"
+    quoted = "; ".join(f"[{e['severity']} {e['code']}] {e['description']}" for e in events[:EVENTS_QUOTED])
+    return f": {quoted}"
+
+
+@CHECKS.check("ovirt_engine.hosts-up", "Inventory ovirt-hosts are up in the engine",
+              requires=("ovirt_engine.api-version",),
+              hint="read the quoted events; for non_operational fix the cause and activate the host, for "
+                   "install_failed see /var/log/ovirt-engine/host-deploy/ on the engine")
+@on_engine("hosts")
+def hosts_up(obs: dict[str, Any], profile: Profile) -> Outcome:
+    by_id = {h["id"]: h for h in obs["hosts"]}
+    matched = [by_id[i["engine_host_id"]] for i in _inventory(obs) if i.get("engine_host_id") in by_id]
+    if not matched:
+        return not_applicable("no inventory ovirt-host is known to the engine (see ovirt_engine.hosts-known)")
+    settle = obs.get("settle") or {}
+    window = f"{settle.get('polls', 1)} polls {settle.get('interval_s', 0):g} s apart"
+    flapping = [h for h in matched if len(set(h.get("status_history") or [h["status"]])) > 1]
+    down = [h for h in matched if h["status"] != "up" and h not in flapping]
+    statuses = {h["name"]: h["status"] for h in matched}
+    history = {h["name"]: h.get("status_history") or [h["status"]] for h in matched}
+    if down or flapping:
+        text = [f"{h['name']} is flapping: {' -> '.join(history[h['name']])} within {window}{_quote_events(h)}"
+                for h in flapping]
+        text += [f"{h['name']} is {h['status']}{_quote_events(h)}" for h in down]
+        return failed(" | ".join(text), statuses=statuses, history=history,
+                      events={h["name"]: h.get("events", []) for h in down + flapping})
+    return passed(f"up and stable ({window}): {', '.join(statuses)}", statuses=statuses, history=history)
+
+
+def _host_flags(inv: dict[str, Any]) -> tuple[set[str] | None, bool]:
+    """The host's flags and whether they include vdsm's model_* tokens."""
+    if inv.get("vdsm_cpu_flags"):
+        return set(inv["vdsm_cpu_flags"]) | set(inv.get("cpu_flags") or ()), True
+    if inv.get("cpu_flags"):
+        return set(inv["cpu_flags"]), False
+    return None, False
+
+
+def _cpu_verdict(inv: dict[str, Any], cluster: dict[str, Any], obs: dict[str, Any], table: str | None) -> tuple[str, str]:
+    """('fail'|'pass'|'unknown', text) for one host in its cluster."""
+    name, version = cluster.get("cpu_type"), cluster.get("version")
+    offered = [t["name"] for t in (obs.get("cluster_levels", {}).get(version) or {}).get("cpu_types", [])]
+    if offered and name not in offered:
+        return "fail", f"cluster {cluster['name']} CPU type {name!r} is not offered by the engine at level {version}"
+    found = cpu_list.find(name, version, table)
+    if found.cpu is None:
+        return "unknown", f"{inv['target']}: {found.note}"
+    flags, with_models = _host_flags(inv)
+    if flags is None:
+        return "unknown", f"{inv['target']}: no CPU flags known (cpu stage facts or vdsm cpuFlags)"
+    required = found.cpu.flags if with_models else found.cpu.plain_flags
+    missing = cpu_list.missing_flags(required, flags)
+    note = f" ({found.note})" if found.note else ""
+    if missing:
+        return "fail", (f"{inv['target']} lacks {', '.join(missing)} required by {name!r} "
+                        f"(cluster {cluster['name']}, level {version}){note}")
+    unchecked = "" if with_models else f"; {', '.join(found.cpu.model_flags)} not checked without vdsm cpuFlags"
+    return "pass", f"{inv['target']} has {', '.join(required)} for {name!r}{unchecked}{note}"
+
+
+@CHECKS.check("ovirt_engine.cpu-compat", "Host CPUs provide the cluster CPU type's required flags",
+              requires=("ovirt_engine.api-version",),
+              hint="choose a lower cluster CPU type, update the host CPU microcode/firmware, or move the host to a "
+                   "cluster whose CPU type it supports (engine reason CPU_TYPE_INCOMPATIBLE_WITH_CLUSTER)")
+@on_engine("clusters")
+def cpu_compat(obs: dict[str, Any], profile: Profile) -> Outcome:
+    table = _settings(profile).get("server_cpu_list")
+    hosts = {h["id"]: h for h in obs.get("hosts", [])}
+    clusters = {c["id"]: c for c in obs["clusters"]}
+    results: dict[str, Any] = {"fail": [], "pass": [], "unknown": []}  # lists of texts; Any: spread into failed(**)
+    for inv in _inventory(obs):
+        host = hosts.get(inv.get("engine_host_id"))
+        cluster = clusters.get(host.get("cluster_id")) if host else None
+        if cluster is None:
+            results["unknown"].append(f"{inv['target']}: not in an engine cluster")
+            continue
+        verdict, text = _cpu_verdict(inv, cluster, obs, table)
+        results[verdict].append(text)
+    if results["fail"]:
+        return failed("; ".join(results["fail"]), **results)
+    if results["pass"]:
+        return passed("; ".join(results["pass"]), **results)
+    return not_applicable("; ".join(results["unknown"]) or "no inventory ovirt-host to compare", **results)
+
+
+@CHECKS.check("ovirt_engine.datacenters", "Data centers are up", requires=("ovirt_engine.api-version",),
+              hint="an uninitialized data center needs a storage domain attached; a non-responsive or "
+                   "problematic one needs its SPM host and master storage domain back")
+@on_engine("datacenters")
+def datacenters(obs: dict[str, Any], profile: Profile) -> Outcome:
+    dcs = obs["datacenters"]
+    if not dcs:
+        return failed("the engine has no data center")
+    statuses = {dc["name"]: dc["status"] for dc in dcs}
+    bad = {n: s for n, s in statuses.items() if s != "up"}
+    if not bad:
+        return passed(f"up: {', '.join(statuses)}", statuses=statuses)
+    text = ", ".join(f"{n} is {s}" for n, s in bad.items())
+    if set(bad.values()) == {"uninitialized"}:
+        return failed(text, level=Level.WARN, statuses=statuses)
+    return failed(text, statuses=statuses)
+
+
+DOWN_DOMAIN = frozenset({"inactive", "unknown", "locked", "detaching", "mixed"})
+
+
+@CHECKS.check("ovirt_engine.storage-domains", "Each data center has an active master domain, none down",
+              requires=("ovirt_engine.api-version",),
+              hint="activate the domain (Storage > Domains > Data Center > Activate); check the storage server "
+                   "and the hosts' connections to it")
+@on_engine("datacenters")
+def storage_domains(obs: dict[str, Any], profile: Profile) -> Outcome:
+    problems: list[str] = []
+    warnings: list[str] = []
+    for dc in obs["datacenters"]:
+        domains = dc.get("storage_domains") or []
+        master = [d for d in domains if d.get("master")]
+        if not master and dc["status"] != "uninitialized":
+            problems.append(f"{dc['name']}: no master storage domain attached")
+        for d in domains:
+            role = "master domain" if d.get("master") else f"{d.get('type')} domain"
+            if d.get("status") in DOWN_DOMAIN or (d.get("master") and d.get("status") != "active"):
+                problems.append(f"{dc['name']}: {role} {d['name']} is {d.get('status')}")
+            elif d.get("status") == "maintenance":
+                warnings.append(f"{dc['name']}: {role} {d['name']} is in maintenance")
+    unattached = [d["name"] for d in obs.get("storage_domains") or [] if d.get("status") == "unattached"]
+    details: dict[str, Any] = {"datacenters": {dc["name"]: dc.get("storage_domains") for dc in obs["datacenters"]},
+               "unattached": unattached}
+    if problems:
+        return failed("; ".join(problems + warnings), **details)
+    if warnings:
+        return failed("; ".join(warnings), level=Level.WARN, **details)
+    active = sum(len(dc.get("storage_domains") or []) for dc in obs["datacenters"])
+    extra = f"; unattached: {', '.join(unattached)}" if unattached else ""
+    return passed(f"{active} attached domain(s) active{extra}", **details)

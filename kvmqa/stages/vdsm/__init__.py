@@ -1,0 +1,16 @@
+"""Stage vdsm: vdsm on oVirt hosts: services, port, API, KVM."""
+
+from kvmqa.core.stage import Stage
+from kvmqa.stages.vdsm.checks import CHECKS
+
+STAGE = Stage(
+    name="vdsm",
+    order=50,
+    title="vdsm on oVirt hosts: services, port, API, KVM",
+    checks=CHECKS,
+    requires=("reach.probe",),
+    actions=(
+        "kvmqa.stages.ovirt_engine.actions:HOST_ACTIONS",
+    ),
+    roles=("ovirt-host",),
+)

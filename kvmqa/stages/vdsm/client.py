@@ -1,0 +1,125 @@
+"""vdsm probe sections (kvmqa/gather/probe/60-vdsm.sh) -> `facts["vdsm"]`.
+
+`parse_vdsm_sections` takes the probe's sections as `{name: (rc, text)}` (all of them or only the
+`vdsm.*` ones) and returns a JSON-serialisable dict. A host without the snippet's sections (not an
+ovirt-host) gives `{"present": False}`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+SERVICES = ("vdsmd", "supervdsmd", "mom-vdsm", "ovirt-imageio")
+PORT = 54321
+MISSING_RC = 127
+_NOT_CONFIGURED = re.compile(r"Modules? (?P<mods>.+?) (?:are|is) not configured")
+
+
+def parse_vdsm_sections(sections: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    mine = {k: v for k, v in sections.items() if k.startswith("vdsm.")}
+    if not mine:
+        return {"present": False}
+    return {
+        "present": True,
+        "services": {unit: _service(mine.get(f"vdsm.svc.{unit}")) for unit in SERVICES},
+        "port": _port(mine.get("vdsm.port")),
+        "is_configured": _is_configured(mine.get("vdsm.is-configured")),
+        "capabilities": _capabilities(mine.get("vdsm.caps")),
+        "stats": _stats(mine.get("vdsm.stats")),
+    }
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _method_and_rest(text: str) -> tuple[str | None, list[str]]:
+    lines = _lines(text)
+    if lines and lines[0].startswith("method="):
+        return lines[0].split("=", 1)[1], lines[1:]
+    return None, lines
+
+
+def _service(section: tuple[int, str] | None) -> dict[str, Any]:
+    if section is None:
+        return {"state": None, "method": None, "error": "section missing from the probe output"}
+    rc, text = section
+    method, rest = _method_and_rest(text)
+    if rc == MISSING_RC and not method:
+        return {"state": None, "method": None, "error": text.strip()}
+    word = rest[-1].strip() if rest else ""
+    if method == "process":
+        state = "active" if rc == 0 else "inactive"
+    else:  # systemctl is-active prints one state word; rc 0 only for active
+        state = word if word else ("active" if rc == 0 else "unknown")
+    return {"state": state, "method": method, "rc": rc, "raw": word}
+
+
+def _port(section: tuple[int, str] | None) -> dict[str, Any]:
+    if section is None:
+        return {"port": PORT, "listening": None, "error": "section missing from the probe output"}
+    rc, text = section
+    method, rest = _method_and_rest(text)
+    return {"port": PORT, "listening": rc == 0 and bool(rest), "method": method, "lines": rest[:10]}
+
+
+def _is_configured(section: tuple[int, str] | None) -> dict[str, Any]:
+    if section is None:
+        return {"ok": None, "error": "section missing from the probe output"}
+    rc, text = section
+    if rc == MISSING_RC:
+        return {"ok": None, "rc": rc, "error": text.strip()}
+    found = _NOT_CONFIGURED.search(text)
+    modules = [m.strip() for m in found.group("mods").split(",")] if found else []
+    return {"ok": rc == 0, "rc": rc, "not_configured": modules, "output": text.strip()[:2000]}
+
+
+def _json_section(section: tuple[int, str] | None, verb: str) -> tuple[dict[str, Any] | None, str | None]:
+    if section is None:
+        return None, "section missing from the probe output"
+    rc, text = section
+    if rc != 0:
+        return None, f"vdsm-client Host {verb} rc={rc}: {text.strip()[:500]}"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return None, f"vdsm-client Host {verb} printed no JSON ({exc}): {text.strip()[:200]}"
+    if not isinstance(data, dict):
+        return None, f"vdsm-client Host {verb} printed {type(data).__name__}, not an object"
+    return data, None
+
+
+def _capabilities(section: tuple[int, str] | None) -> dict[str, Any]:
+    caps, error = _json_section(section, "getCapabilities")
+    if caps is None:
+        return {"ok": False, "error": error}
+    kvm = caps.get("kvmEnabled")
+    flags = [f for f in str(caps.get("cpuFlags", "")).split(",") if f]
+    return {
+        "ok": True,
+        "kvm_enabled": None if kvm is None else str(kvm).lower() == "true",
+        "kvm_enabled_raw": kvm,
+        "software_version": caps.get("software_version"),
+        "software_revision": caps.get("software_revision"),
+        "cpu_model": caps.get("cpuModel"),
+        "cpu_flags": flags,
+        "cpu_models": [f[len("model_"):] for f in flags if f.startswith("model_")],
+        "cluster_levels": caps.get("clusterLevels"),
+        "supported_engines": caps.get("supportedENGINEs"),
+        "operating_system": caps.get("operatingSystem"),
+        "nested_virtualization": caps.get("nestedVirtualization"),
+        "fips_enabled": caps.get("fipsEnabled"),
+        "hosted_engine_deployed": caps.get("hostedEngineDeployed"),
+    }
+
+
+def _stats(section: tuple[int, str] | None) -> dict[str, Any]:
+    stats, error = _json_section(section, "getStats")
+    if stats is None:
+        return {"ok": False, "error": error}
+    keep = ("momStatus", "ksmState", "thpState", "vmCount", "vmActive", "bootTime", "elapsedTime", "memFree",
+            "cpuIdle")
+    return {"ok": True, "mom_status": stats.get("momStatus"), **{k: stats.get(k) for k in keep if k != "momStatus"}}
+

@@ -1,5 +1,0 @@
-"""Stage reach: the host answers one probe (one round trip); every other stage depends on it."""
-
-from kvmqa.plugin import stage_test
-
-test_reach = stage_test("reach")

@@ -1,5 +1,0 @@
-"""Stage packages: QEMU, libvirt, clients, virt-install and OVMF, distro-aware."""
-
-from kvmqa.plugin import stage_test
-
-test_packages = stage_test("packages")

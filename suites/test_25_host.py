@@ -1,5 +1,0 @@
-"""Stage host: kernel reboot pending, stale daemons after upgrades, host name, time sync, images disk."""
-
-from kvmqa.plugin import stage_test
-
-test_host = stage_test("host")
