@@ -123,7 +123,7 @@ def test_boot_progress():
 def test_progress_lines_reach_the_terminal_past_capturing_also_under_xdist(tmp_path: Path, xdist: list[str]) -> None:
     """pytest captures output by default, and an xdist worker has no terminal: the line must still be seen."""
     (tmp_path / "test_probe.py").write_text(PROBE_TEST)
-    proc = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_probe.py"), "-q", "-c", str(ROOT / "pytest.ini"), "-p", "kvmqa.pytest_plugin.plugin",
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_probe.py"), "-q", "-c", str(ROOT / "pytest.ini"),
                            "-p", "no:randomly", "--rootdir", str(tmp_path), "--reports-dir", str(tmp_path / "r"), *xdist],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

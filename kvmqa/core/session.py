@@ -33,7 +33,7 @@ class HostSession:
     _conn: Any = None
     _gathered: dict[str, str | None] = field(default_factory=dict)  # stage -> error or None
     registry: Registry | None = None  # the run's stages (None: the built-in ones)
-    before_stage: Callable[[HostSession, Stage], None] | None = None  # the plugin's kvmqa_before_stage hook
+    before_stage: Callable[[HostSession, Stage], None] | None = None  # the plugin's pytest_kvmqa_before_stage hook
     libvirt_connects: int = 0
     peers: dict[str, HostSession] = field(default_factory=dict, repr=False)  # the run's other hosts
 

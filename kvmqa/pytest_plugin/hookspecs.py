@@ -1,9 +1,10 @@
-"""kvmqa's own extension points, added to pytest's plugin manager (`pytest_addhooks`). Implement them in a
-conftest.py or a plugin with `@pytest.hookimpl`:
+"""kvmqa's own extension points, added to pytest's plugin manager (`pytest_addhooks`). Like pytest-html's, their
+names start with `pytest_` (pytest reads no other hook implementations). Implement them in a conftest.py or a
+plugin:
 
-    def kvmqa_before_stage(session, stage):      # install mode: a stage's steps run here, before its gate
+    def pytest_kvmqa_before_stage(session, stage):      # install mode: a stage's steps run here, before its gate
         ...
-    def kvmqa_finish(run, session):              # end of the run, before results.json is written
+    def pytest_kvmqa_finish(run, session):              # end of the run, before results.json is written
         run.results.sections["my_section"] = {...}
 """
 
@@ -15,10 +16,10 @@ import pytest
 
 
 @pytest.hookspec
-def kvmqa_before_stage(session: Any, stage: Any) -> None:
+def pytest_kvmqa_before_stage(session: Any, stage: Any) -> None:
     """Before a stage's gate on one host (`session`: kvmqa.core.session.HostSession, `stage`: kvmqa.core.stage.Stage)."""
 
 
 @pytest.hookspec
-def kvmqa_finish(run: Any, session: pytest.Session) -> None:
+def pytest_kvmqa_finish(run: Any, session: pytest.Session) -> None:
     """On the process that writes the reports, after the last test: add report sections, change the exit status."""

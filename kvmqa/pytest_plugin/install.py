@@ -1,6 +1,6 @@
 """The pytest side of install mode (a pytest plugin, listed in kvmqa.pytest_plugin.plugin's `pytest_plugins`).
 
-- implements `kvmqa_before_stage`: in `--mode install` or `--plan`, a stage's steps run (or are planned) before
+- implements `pytest_kvmqa_before_stage`: in `--mode install` or `--plan`, a stage's steps run (or are planned) before
   its gate, so the stage's checks verify the fresh facts; the records wait on the run's `InstallRecorder`;
 - every step's record travels in the current test's `user_properties` (ACTION_PROP), so xdist workers hand
   them to the controller, which files it in `RunResults.actions` and as a Finding in stage `install`;
@@ -37,7 +37,7 @@ class InstallRecorder:
         self.pending: list[ActionRecord] = []  # produced during the running test, attached to its report
 
     @pytest.hookimpl
-    def kvmqa_before_stage(self, session: Any, stage: Any) -> None:
+    def pytest_kvmqa_before_stage(self, session: Any, stage: Any) -> None:
         self.pending.extend(run_stage(session, stage))
 
     @pytest.hookimpl(tryfirst=True)

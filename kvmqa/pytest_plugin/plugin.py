@@ -23,7 +23,7 @@ from kvmqa.core.session import HostSession
 from kvmqa.core.stage import StageError
 from kvmqa.policy.baseline import BaselineError, load_baseline
 from kvmqa.policy.waivers import WaiverError, apply_waivers, load_waivers
-from kvmqa.pytest_plugin import hookspecs
+from kvmqa.pytest_plugin import fleet, hookspecs, install, policy
 from kvmqa.pytest_plugin.fleet import prefetch_facts
 from kvmqa.pytest_plugin.run import FINDING_PROP, HOST_PROP, RUN_KEY, KvmqaRun
 from kvmqa.report.html import summary_html
@@ -34,12 +34,15 @@ from kvmqa.transport.target import Target
 
 log = logging.getLogger("kvmqa")
 
-# install mode (kvmqa_before_stage), fleet scheduling and prefetch, waivers and baselines (kvmqa_finish)
-pytest_plugins = ("kvmqa.pytest_plugin.install", "kvmqa.pytest_plugin.fleet", "kvmqa.pytest_plugin.policy")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """kvmqa's hookspecs, then its other rooms: install mode (pytest_kvmqa_before_stage), fleet scheduling and prefetch,
+    waivers and baselines (pytest_kvmqa_finish)."""
     pluginmanager.add_hookspecs(hookspecs)
+    for module in (install, fleet, policy):
+        if not pluginmanager.is_registered(module):
+            pluginmanager.register(module, module.__name__)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -302,7 +305,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         s.target.close()
     if getattr(session.config, "workerinput", None) is not None or not run.suite_run:
         return  # xdist workers: the controller writes the reports
-    session.config.hook.kvmqa_finish(run=run, session=session)
+    session.config.hook.pytest_kvmqa_finish(run=run, session=session)
     try:
         from pytest_metadata.plugin import metadata_key
 

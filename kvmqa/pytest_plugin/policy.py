@@ -1,4 +1,4 @@
-"""Waivers and baselines at the end of a run (kvmqa_finish): their report sections and exit status."""
+"""Waivers and baselines at the end of a run (pytest_kvmqa_finish): their report sections and exit status."""
 
 from __future__ import annotations
 
@@ -11,6 +11,6 @@ from kvmqa.policy.waivers import finish_waivers
 
 
 @pytest.hookimpl
-def kvmqa_finish(run: Any, session: pytest.Session) -> None:
+def pytest_kvmqa_finish(run: Any, session: pytest.Session) -> None:
     finish_waivers(run, session)  # first: the baseline compares waived verdicts as waived
     finish_baseline(run, session)

@@ -44,7 +44,7 @@ class KvmqaRun:
             hook = self.config.hook
             self.sessions[name] = HostSession(target, self.profile, self.options, all_targets=self.targets, peers=self.peers,
                                               registry=self.registry,
-                                              before_stage=lambda s, stage: hook.kvmqa_before_stage(session=s, stage=stage))
+                                              before_stage=lambda s, stage: hook.pytest_kvmqa_before_stage(session=s, stage=stage))
         return self.sessions[name]
 
 
