@@ -113,8 +113,8 @@ def test_a_guest_destroyed_from_outside_is_not_called_a_power_off_or_kvmqa_s_doi
 PROBE_TEST = '''
 from kvmqa.stages.first_vm.progress import terminal_writer
 
-def test_boot_progress():
-    terminal_writer()("kvmqa first_vm [h] guest KVM: 15 s, kernel at 9.1 s, console: 'x'")
+def test_boot_progress(pytestconfig):
+    terminal_writer(pytestconfig)("kvmqa first_vm [h] guest KVM: 15 s, kernel at 9.1 s, console: 'x'")
     print("captured, not shown")
 '''
 

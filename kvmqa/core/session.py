@@ -34,6 +34,7 @@ class HostSession:
     _gathered: dict[str, str | None] = field(default_factory=dict)  # stage -> error or None
     registry: Registry | None = None  # the run's stages (None: the built-in ones)
     before_stage: Callable[[HostSession, Stage], None] | None = None  # the plugin's pytest_kvmqa_before_stage hook
+    progress: Callable[[str], None] | None = None  # where long gatherers' progress lines go (None: stderr)
     libvirt_connects: int = 0
     peers: dict[str, HostSession] = field(default_factory=dict, repr=False)  # the run's other hosts
 

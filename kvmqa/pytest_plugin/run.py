@@ -10,6 +10,7 @@ from kvmqa.config.options import RunOptions
 from kvmqa.core.session import HostSession
 from kvmqa.core.stage import Registry
 from kvmqa.report.results import RunResults
+from kvmqa.stages.first_vm.progress import terminal_writer
 from kvmqa.transport.target import Target
 
 RUN_KEY = pytest.StashKey["KvmqaRun"]()
@@ -44,7 +45,8 @@ class KvmqaRun:
             hook = self.config.hook
             self.sessions[name] = HostSession(target, self.profile, self.options, all_targets=self.targets, peers=self.peers,
                                               registry=self.registry,
-                                              before_stage=lambda s, stage: hook.pytest_kvmqa_before_stage(session=s, stage=stage))
+                                              before_stage=lambda s, stage: hook.pytest_kvmqa_before_stage(session=s, stage=stage),
+                                              progress=terminal_writer(self.config))
         return self.sessions[name]
 
 

@@ -73,7 +73,7 @@ def gather_first_vm(session: Any) -> dict[str, Any]:
         raise GatherError(f"first_vm: cannot build the guest kit on the controller: {exc}") from exc
     guest_image = getattr(session.options, "guest_image", None)
     obs = observe(conn, settings, kit, host=session.name, console_dir=session.host_dir, run=run,
-                  guest_image=Path(guest_image) if guest_image else None)
+                  guest_image=Path(guest_image) if guest_image else None, write=session.progress)
     obs["cleanup_before"] = removed_before
     if obs.get("error") and not obs["boots"]:
         raise GatherError(f"first_vm: {obs['error']}")

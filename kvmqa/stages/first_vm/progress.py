@@ -42,10 +42,10 @@ def progress_line(host: str, guest: str, label: str, elapsed: float, reading: Co
     return f"kvmqa first_vm [{host}] {guest} {label}: {elapsed:.0f} s, {kernel}, {last}"
 
 
-def terminal_writer() -> Writer:
-    """Where a progress line goes: pytest's terminal past capturing when a pytest run is active, else stderr."""
+def terminal_writer(config: Any = None) -> Writer:
+    """Where a progress line goes: the terminal of the pytest run `config` belongs to (past capturing; an xdist
+    worker's line goes to its stderr, which xdist shows, tagged with the worker), else stderr."""
     def write(line: str) -> None:
-        config = _pytest_config()
         capman = config.pluginmanager.getplugin("capturemanager") if config is not None else None
         reporter = config.pluginmanager.getplugin("terminalreporter") if config is not None else None
         worker = config is not None and hasattr(config, "workerinput")
@@ -65,9 +65,3 @@ def terminal_writer() -> Writer:
 def _stderr(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
-
-
-def _pytest_config() -> Any:
-    """The running pytest's config, as kvmqa's plugin records it at session start (None outside pytest)."""
-    plugin = sys.modules.get("kvmqa.pytest_plugin.plugin")
-    return getattr(plugin, "_CONFIG", {}).get("config") if plugin is not None else None
