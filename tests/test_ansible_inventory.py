@@ -259,7 +259,7 @@ def test_ssh_args_reach_every_ssh_command(tmp_path: Path) -> None:
     script = Path(t.libvirt_uri(tmp_path / "w").split("command=")[1].replace("%2F", "/"))
     assert "ProxyJump=jump@bastion.lab:2222" in script.read_text()
     plain = load_inventory(_plain(tmp_path))[0][0]
-    assert plain.control_path != t.control_path  # a direct master is never reused for the bastion route
+    assert plain.transport.control_path != t.transport.control_path  # a direct master is never reused for the bastion route
 
 
 def _plain(tmp_path: Path) -> Path:

@@ -72,11 +72,11 @@ def test_shared_ssh_connections_are_not_reused_across_trust_or_route() -> None:
     """kvmqa's ControlPath: a master opened without host-key checks, with another known_hosts or another ssh
     config (a ProxyJump) is never the one a run with other settings reuses."""
     base = Target.from_url("ssh://qa@hv1")
-    paths = {base.control_path, Target.from_url("ssh://qa@hv1", strict_host_keys=False).control_path,
-             Target.from_url("ssh://qa@hv1", known_hosts=Path("/tmp/other_known_hosts")).control_path,
-             Target.from_url("ssh://qa@hv1", ssh_config=Path("/tmp/kvmqa-no-such-config")).control_path}
+    paths = {base.transport.control_path, Target.from_url("ssh://qa@hv1", strict_host_keys=False).transport.control_path,
+             Target.from_url("ssh://qa@hv1", known_hosts=Path("/tmp/other_known_hosts")).transport.control_path,
+             Target.from_url("ssh://qa@hv1", ssh_config=Path("/tmp/kvmqa-no-such-config")).transport.control_path}
     assert len(paths) == 4 and all(p.endswith("-%C") for p in paths)
-    assert Target.from_url("ssh://qa@hv1").control_path == base.control_path  # the same settings share it
+    assert Target.from_url("ssh://qa@hv1").transport.control_path == base.transport.control_path  # the same settings share it
 
 
 def test_limit_without_an_ansible_source_is_refused() -> None:

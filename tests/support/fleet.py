@@ -180,7 +180,7 @@ def drop_ssh_master(server: Sshd, known_hosts: Path | None) -> None:
     from kvmqa.transport.target import Target
 
     target = Target.from_url(server.url(), known_hosts=known_hosts)
-    subprocess.run(["ssh", "-o", f"ControlPath={target.control_path}", "-p", str(server.port), f"{server.user}@127.0.0.1",
+    subprocess.run(["ssh", "-o", f"ControlPath={target.transport.control_path}", "-p", str(server.port), f"{server.user}@127.0.0.1",
                     "-O", "exit"], capture_output=True, timeout=10)
 
 
