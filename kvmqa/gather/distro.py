@@ -22,6 +22,10 @@ FAMILIES: dict[str, str] = {
     "fedora": "el",
 }
 
+PACKAGE_MANAGER = {"debian": "dpkg", "el": "rpm"}  # the manager each family's packages are asked of
+# Enterprise Linux rebuilds (oVirt's platforms; EL8 needs its virt module stream): not Fedora
+EL_IDS = frozenset(k for k, v in FAMILIES.items() if v == "el" and k != "fedora")
+
 
 @dataclass(frozen=True)
 class Requirement:

@@ -8,8 +8,8 @@ from typing import Any
 
 from kvmqa.act.base import Action, ActionContext, Decision, needed, satisfied, unsupported
 from kvmqa.act.gather import MODULES_LOAD
+from kvmqa.gather.vendors import kvm_module_for
 
-VENDOR_MODULE = {"GenuineIntel": "kvm_intel", "AuthenticAMD": "kvm_amd", "HygonGenuine": "kvm_amd"}
 DEVICE_OF = {"vhost_net": "/dev/vhost-net", "tun": "/dev/net/tun"}
 
 
@@ -18,7 +18,7 @@ def module_states(facts: Mapping[str, Any]) -> dict[str, str]:
     present = set((facts.get("modules") or {}).get("present", []))
     devices = facts.get("devices") or {}
     wanted: dict[str, str] = {}
-    hw = VENDOR_MODULE.get((facts.get("cpu") or {}).get("vendor_id", ""))
+    hw = kvm_module_for((facts.get("cpu") or {}).get("vendor_id", ""))
     arch = (facts.get("host") or {}).get("arch", "")
     if hw and arch in ("", "x86_64", "i686"):
         wanted[hw] = "" if hw in present else f"{hw} not loaded"

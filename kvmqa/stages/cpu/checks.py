@@ -15,22 +15,21 @@ from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
 from kvmqa.gather.facts import HostFacts
+from kvmqa.gather.vendors import HW_KVM_MODULES, KVM_MODULE, VIRT_FLAG_VENDOR, vendor_of
 
 CHECKS = StageChecks("cpu")
 
 HW_VIRT_FLAGS = {"vmx": "Intel VT-x", "svm": "AMD-V"}
-VENDOR_MODULE = {"vmx": "kvm_intel", "svm": "kvm_amd"}
+VENDOR_MODULE = {flag: KVM_MODULE[vendor] for flag, vendor in VIRT_FLAG_VENDOR.items()}  # vmx -> kvm_intel
 
 
 def cpu_vendor(facts: HostFacts) -> str:
     """intel / amd / unknown: from the virt flag like virt-host-validate, else from vendor_id."""
     flags = facts.cpu_flags
-    if "vmx" in flags:
-        return "intel"
-    if "svm" in flags:
-        return "amd"
-    vendor = facts.get("cpu", {}).get("vendor_id", "")
-    return {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(vendor, "unknown")
+    for flag, vendor in VIRT_FLAG_VENDOR.items():
+        if flag in flags:
+            return vendor
+    return vendor_of(facts.get("cpu", {}).get("vendor_id", "")) or "unknown"
 
 
 def kvm_backend_modules(facts: HostFacts) -> list[str]:
@@ -79,7 +78,7 @@ def firmware_lock(facts: HostFacts) -> FirmwareLock:
     """Whether the firmware turned virtualization off and locked it: the MSR as root, else the kernel's report."""
     if not is_x86(facts):
         return FirmwareLock("n/a", f"architecture {host_arch(facts)} has no VT-x/AMD-V lock", "none")
-    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(facts.get("cpu", {}).get("vendor_id", ""), "")
+    vendor = vendor_of(facts.get("cpu", {}).get("vendor_id", ""))
     fw = facts.get("firmware", {})
     if not fw:
         return FirmwareLock("unknown", "the probe did not report firmware facts (an older probe)", "none")
@@ -96,7 +95,7 @@ def firmware_lock(facts: HostFacts) -> FirmwareLock:
         tail = "" if has_flag else "; the CPU lists no vmx/svm flag"
         return FirmwareLock("enabled", f"{why}; used the kernel's log instead: no 'disabled by BIOS' message{tail}",
                             "kernel")
-    module = {"intel": "kvm_intel", "amd": "kvm_amd"}.get(vendor, "")
+    module = KVM_MODULE.get(vendor, "")
     if module and module in kvm_backend_modules(facts):
         return FirmwareLock("enabled", f"{why}; the kernel log is unreadable; used the loaded {module} instead: the kernel "
                                        "refuses to load it when the firmware disabled virtualization", "kernel")
@@ -177,7 +176,7 @@ def virt_firmware_lock(facts: HostFacts, profile: Profile) -> Outcome:
               hint="modprobe kvm_intel (Intel) or kvm_amd (AMD); if it fails, check dmesg and the BIOS virtualization setting")
 def kvm_module(facts: HostFacts, profile: Profile) -> Outcome:
     modules = kvm_backend_modules(facts)
-    hw = [m for m in modules if m in ("kvm_intel", "kvm_amd")]
+    hw = [m for m in modules if m in HW_KVM_MODULES]
     source = facts.get("modules", {}).get("source", "none")
     arch = host_arch(facts)
     if arch in NON_X86_KVM_BUILTIN:

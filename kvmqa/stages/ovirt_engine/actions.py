@@ -26,11 +26,11 @@ from typing import Any, Protocol
 
 from kvmqa.act.base import Action, ActionContext, Call, Command, Decision, needed, satisfied, skip, unsupported
 from kvmqa.core.paths import data_file
+from kvmqa.gather.distro import EL_IDS
 
 log = logging.getLogger("kvmqa.stages.ovirt_engine.actions")
 
 ANSWERS_TEMPLATE = data_file("engine-setup.conf")
-EL_IDS = frozenset({"rhel", "centos", "rocky", "almalinux", "ol"})
 SUPPORTED_EL = ("8", "9")
 RELEASE_PACKAGES = ("centos-release-ovirt45", "ovirt-release45")
 REMOTE_DIR = "/var/lib/kvmqa"

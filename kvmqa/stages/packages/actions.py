@@ -13,9 +13,8 @@ from typing import Any
 
 from kvmqa.act.base import Action, ActionContext, Decision, Retry, needed, satisfied, unsupported
 from kvmqa.act.gather import PACKAGE_NAME, extra_packages
-from kvmqa.gather.distro import REQUIREMENTS
+from kvmqa.gather.distro import EL_IDS, PACKAGE_MANAGER, REQUIREMENTS
 
-EL8_IDS = frozenset({"rhel", "centos", "rocky", "almalinux", "ol"})
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 APT_OPTS = ("-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
             "-o DPkg::Lock::Timeout=120")
@@ -38,7 +37,7 @@ def missing_packages(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
 def is_el8(facts: Mapping[str, Any]) -> bool:
     os_ = facts.get("os") or {}
     ids = {os_.get("id", ""), *str(os_.get("id_like", "")).split()}
-    return os_.get("id") != "fedora" and bool(ids & EL8_IDS) and str(os_.get("version_id", "")).split(".")[0] == "8"
+    return os_.get("id") != "fedora" and bool(ids & EL_IDS) and str(os_.get("version_id", "")).split(".")[0] == "8"
 
 
 def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
@@ -47,7 +46,7 @@ def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
     if not family:
         return unsupported(os_.get("error") or "no /etc/os-release on the target: the distro is unknown")
     manager = (facts.get("packages") or {}).get("manager")
-    expected = "dpkg" if family == "debian" else "rpm"
+    expected = PACKAGE_MANAGER.get(family, "rpm")
     if manager != expected:
         return unsupported(f"expected {expected} on a {family}-family host, found {manager}")
     bad = [p for p in extra_packages(dict(facts), ctx) if not PACKAGE_NAME.match(p)]

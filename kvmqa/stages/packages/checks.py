@@ -5,7 +5,7 @@ from __future__ import annotations
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.model import Level, Outcome, failed, info, passed
-from kvmqa.gather.distro import REQUIREMENTS, Requirement
+from kvmqa.gather.distro import PACKAGE_MANAGER, REQUIREMENTS, Requirement
 from kvmqa.gather.facts import HostFacts
 from kvmqa.gather.versions import version_at_least
 
@@ -25,7 +25,7 @@ def distro(facts: HostFacts, profile: Profile) -> Outcome:
               requires=("packages.distro",))
 def manager(facts: HostFacts, profile: Profile) -> Outcome:
     pk = facts.get("packages", {})
-    expected = "dpkg" if facts.family == "debian" else "rpm"
+    expected = PACKAGE_MANAGER.get(facts.family, "rpm")
     if pk.get("manager") != expected:
         return failed(f"expected {expected} on a {facts.family}-family host, found {pk.get('manager')}")
     return passed(f"{expected}: {len(pk.get('installed', {}))} of the packages asked about are installed")
