@@ -25,7 +25,7 @@ def distro(facts: HostFacts, profile: Profile) -> Outcome:
               requires=("packages.distro",))
 def manager(facts: HostFacts, profile: Profile) -> Outcome:
     pk = facts.get("packages", {})
-    expected = PACKAGE_MANAGER.get(facts.family, "rpm")
+    expected = PACKAGE_MANAGER.get(facts.family or "", "rpm")
     if pk.get("manager") != expected:
         return failed(f"expected {expected} on a {facts.family}-family host, found {pk.get('manager')}")
     return passed(f"{expected}: {len(pk.get('installed', {}))} of the packages asked about are installed")
