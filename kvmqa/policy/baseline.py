@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import time
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -212,40 +211,8 @@ def comparison_lines(comparison: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _list(items: list[str], limit: int = 40) -> str:
-    shown = ", ".join(escape(x) for x in items[:limit])
-    return shown + (f" … (+{len(items) - limit})" if len(items) > limit else "")
-
-
-def comparison_html(comparison: dict[str, Any]) -> str:
-    out = [f'<h2 id="kvmqa-baseline">Baseline comparison</h2><p>baseline {escape(comparison["baseline"])} '
-           f'({escape(comparison["baseline_created"])}): {comparison["regressions"]} regression(s), '
-           f'{len(comparison["changed_hosts"])} changed host(s)</p>']
-    for host, h in comparison["hosts"].items():
-        rows = []
-        for v in h["versions"]:
-            rows.append(f"<tr><td>version</td><td>{escape(v['component'])}</td>"
-                        f"<td>{escape(str(v['before'] or '-'))} → {escape(str(v['after']))}</td></tr>")
-        for c in h["capabilities"]:
-            change = (f'<span style="color:#2e7d32">gained: {_list(c["gained"])}</span> ' if c["gained"] else "") + (
-                f'<span style="color:#c62828">lost: {_list(c["lost"])}</span>' if c["lost"] else "")
-            rows.append(f"<tr><td>capability</td><td>{escape(c['kind'])}</td><td>{change}</td></tr>")
-        for r in h["regressions"]:
-            rows.append(f'<tr class="kvmqa-regression" style="background:#ffebee"><td><b>REGRESSION</b></td>'
-                        f"<td><code>{escape(r['check_id'])}</code></td><td>{escape(r['before'])} → <b>{escape(r['after'])}</b></td></tr>")
-        for r in h["improvements"]:
-            rows.append(f"<tr><td>improvement</td><td><code>{escape(r['check_id'])}</code></td>"
-                        f"<td>{escape(r['before'])} → {escape(r['after'])}</td></tr>")
-        for note in h["unavailable"]:
-            rows.append(f"<tr><td>note</td><td colspan=2>{escape(note)}</td></tr>")
-        status = "" if h["status"] == "compared" else f" ({escape(h['status'])})"
-        body = f'<table>{"".join(rows)}</table>' if rows else "<p>no change</p>"
-        out.append(f'<h3 id="kvmqa-baseline-{safe_name(host)}">{escape(host)}{status}</h3>{body}')
-    return "".join(out)
-
-
 def finish_baseline(run: Any, session: Any) -> None:
-    """FINISH_HOOK: compare with --compare-baseline (section, results.json, exit status), then --save-baseline."""
+    """At the end of a run (pytest_kvmqa_finish): compare with --compare-baseline (section, results.json, exit status), then --save-baseline."""
     compare_path, save_path = run.options.compare_baseline, run.options.save_baseline
     if not compare_path and not save_path:
         return
@@ -253,7 +220,6 @@ def finish_baseline(run: Any, session: Any) -> None:
     if compare_path:
         comparison = compare(load_baseline(compare_path), current)
         run.results.sections["baseline_comparison"] = comparison
-        run.extra_sections.append(comparison_html(comparison))
         terminal = session.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
             terminal.write_line("")  # the progress line may still be open

@@ -20,7 +20,6 @@ import datetime
 import fnmatch
 import functools
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,29 +170,13 @@ def waiver_summary(waivers: tuple[Waiver, ...], findings: list[Finding], today: 
     return {"file": waivers[0].source.split(":")[0] if waivers else None, "waivers": entries, "warnings": warnings}
 
 
-def waivers_html(summary: dict[str, Any]) -> str:
-    if not summary.get("waivers"):
-        return ""
-    warn = "".join(f'<li class="kvmqa-waiver-expired" style="color:#ef6c00;font-weight:bold">{escape(w)}</li>'
-                   for w in summary["warnings"])
-    rows = ["<tr><th>check</th><th>hosts</th><th>justification</th><th>expires</th><th>status</th><th>waived</th></tr>"]
-    for e in summary["waivers"]:
-        status = "EXPIRED" if e["expired"] else ("applied" if e["applied_to"] else "valid, unused")
-        rows.append(f"<tr><td><code>{escape(e['check'])}</code></td><td>{escape(', '.join(e['hosts']))}</td>"
-                    f"<td>{escape(e['justification'])}</td><td>{escape(e['expires'])}</td><td>{status}</td>"
-                    f"<td>{escape(', '.join(e['applied_to']) or '-')}</td></tr>")
-    return ('<h2 id="kvmqa-waivers">Waivers</h2>' + (f"<ul>{warn}</ul>" if warn else "")
-            + f'<table id="kvmqa-waivers-table">{"".join(rows)}</table>')
-
-
 def finish_waivers(run: Any, session: Any) -> None:
-    """FINISH_HOOK: the waivers section (HTML + results.json) and expired-waiver warnings on the terminal."""
+    """At the end of a run (pytest_kvmqa_finish): the waivers section (results.json; report/html.py renders it) and expired-waiver warnings on the terminal."""
     waivers = load_waivers(run.options.waivers)
     if not waivers:
         return
     summary = waiver_summary(waivers, run.results.findings)
     run.results.sections["waivers"] = summary
-    run.extra_sections.append(waivers_html(summary))
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None and summary["warnings"]:
         terminal.write_line("")  # the progress line may still be open

@@ -26,7 +26,7 @@ from kvmqa.policy.waivers import WaiverError, apply_waivers, load_waivers
 from kvmqa.pytest_plugin import fleet, hookspecs, install, policy
 from kvmqa.pytest_plugin.fleet import prefetch_facts
 from kvmqa.pytest_plugin.run import FINDING_PROP, HOST_PROP, RUN_KEY, KvmqaRun
-from kvmqa.report.html import summary_html
+from kvmqa.report.html import sections_html, summary_html
 from kvmqa.report.results import RunResults
 from kvmqa.site import load_site_stages
 from kvmqa.stages import builtin, stage_def
@@ -291,7 +291,7 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
     run: KvmqaRun | None = session.config.stash.get(RUN_KEY, None)
     if run is None or not run.suite_run:
         return
-    prefix.append(summary_html(run.results, run.extra_sections))
+    prefix.append(summary_html(run.results, sections_html(run.results)))
 
 
 @pytest.hookimpl(tryfirst=True)

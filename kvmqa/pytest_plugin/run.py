@@ -32,7 +32,6 @@ class KvmqaRun:
         self.registry = registry
         self.sessions: dict[str, HostSession] = {}
         self.results = RunResults(columns=tuple(registry.columns()))
-        self.extra_sections: list[str] = []
 
     @property
     def peers(self) -> dict[str, HostSession]:

@@ -1,4 +1,5 @@
-"""HTML fragments for the pytest-html report: the host x stage matrix, details per host and stage, actions."""
+"""Every HTML kvmqa makes (pytest-html's summary and the standalone/merged report): the host x stage matrix, details
+per host and stage, actions, and the sections results.json records (waivers, baseline comparison, merged runs)."""
 
 from __future__ import annotations
 
@@ -121,3 +122,68 @@ def summary_html(results: RunResults, extra_sections: list[str] | None = None) -
         + actions_html(results.actions)
         + f"<h2>Details</h2>{details_html(results)}</div>"
     )
+
+
+# -- sections recorded in results.json: waivers, baseline comparison, merged runs ------------------------------
+def sections_html(results: RunResults) -> list[str]:
+    """Report sections recorded in results.json (baseline comparison, waivers) rendered again."""
+    out = []
+    if results.sections.get("waivers"):
+        out.append(waivers_html(results.sections["waivers"]))
+    if results.sections.get("baseline_comparison"):
+        out.append(comparison_html(results.sections["baseline_comparison"]))
+    return out
+
+
+def waivers_html(summary: dict[str, Any]) -> str:
+    if not summary.get("waivers"):
+        return ""
+    warn = "".join(f'<li class="kvmqa-waiver-expired" style="color:#ef6c00;font-weight:bold">{escape(w)}</li>'
+                   for w in summary["warnings"])
+    rows = ["<tr><th>check</th><th>hosts</th><th>justification</th><th>expires</th><th>status</th><th>waived</th></tr>"]
+    for e in summary["waivers"]:
+        status = "EXPIRED" if e["expired"] else ("applied" if e["applied_to"] else "valid, unused")
+        rows.append(f"<tr><td><code>{escape(e['check'])}</code></td><td>{escape(', '.join(e['hosts']))}</td>"
+                    f"<td>{escape(e['justification'])}</td><td>{escape(e['expires'])}</td><td>{status}</td>"
+                    f"<td>{escape(', '.join(e['applied_to']) or '-')}</td></tr>")
+    return ('<h2 id="kvmqa-waivers">Waivers</h2>' + (f"<ul>{warn}</ul>" if warn else "")
+            + f'<table id="kvmqa-waivers-table">{"".join(rows)}</table>')
+
+
+def _list(items: list[str], limit: int = 40) -> str:
+    shown = ", ".join(escape(x) for x in items[:limit])
+    return shown + (f" … (+{len(items) - limit})" if len(items) > limit else "")
+
+
+def comparison_html(comparison: dict[str, Any]) -> str:
+    out = [f'<h2 id="kvmqa-baseline">Baseline comparison</h2><p>baseline {escape(comparison["baseline"])} '
+           f'({escape(comparison["baseline_created"])}): {comparison["regressions"]} regression(s), '
+           f'{len(comparison["changed_hosts"])} changed host(s)</p>']
+    for host, h in comparison["hosts"].items():
+        rows = []
+        for v in h["versions"]:
+            rows.append(f"<tr><td>version</td><td>{escape(v['component'])}</td>"
+                        f"<td>{escape(str(v['before'] or '-'))} → {escape(str(v['after']))}</td></tr>")
+        for c in h["capabilities"]:
+            change = (f'<span style="color:#2e7d32">gained: {_list(c["gained"])}</span> ' if c["gained"] else "") + (
+                f'<span style="color:#c62828">lost: {_list(c["lost"])}</span>' if c["lost"] else "")
+            rows.append(f"<tr><td>capability</td><td>{escape(c['kind'])}</td><td>{change}</td></tr>")
+        for r in h["regressions"]:
+            rows.append(f'<tr class="kvmqa-regression" style="background:#ffebee"><td><b>REGRESSION</b></td>'
+                        f"<td><code>{escape(r['check_id'])}</code></td><td>{escape(r['before'])} → <b>{escape(r['after'])}</b></td></tr>")
+        for r in h["improvements"]:
+            rows.append(f"<tr><td>improvement</td><td><code>{escape(r['check_id'])}</code></td>"
+                        f"<td>{escape(r['before'])} → {escape(r['after'])}</td></tr>")
+        for note in h["unavailable"]:
+            rows.append(f"<tr><td>note</td><td colspan=2>{escape(note)}</td></tr>")
+        status = "" if h["status"] == "compared" else f" ({escape(h['status'])})"
+        body = f'<table>{"".join(rows)}</table>' if rows else "<p>no change</p>"
+        out.append(f'<h3 id="kvmqa-baseline-{safe_name(host)}">{escape(host)}{status}</h3>{body}')
+    return "".join(out)
+
+
+def sources_html(sources: list[dict[str, Any]]) -> str:
+    rows = "".join(f"<tr><td><code>{escape(s['file'])}</code></td><td>{escape(s['started'])}</td>"
+                   f"<td>{escape(', '.join(s['hosts']) or '-')}</td></tr>" for s in sources)
+    return (f'<h2 id="kvmqa-merged">Merged runs</h2><p>{len(sources)} results files merged:</p><table id="kvmqa-merged-from" border=1 cellpadding=3 '
+            f'style="border-collapse:collapse;font-size:13px"><tr><th>file</th><th>started</th><th>hosts</th></tr>{rows}</table>')

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from kvmqa.core.model import Finding
+from kvmqa.report.html import sources_html
 from kvmqa.report.results import RunResults
 from kvmqa.report.standalone import write_standalone
 
@@ -87,12 +87,6 @@ def merge(paths: list[Path]) -> tuple[RunResults, list[dict[str, Any]]]:
     merged.sections["merged_from"] = sources
     return merged, sources
 
-
-def sources_html(sources: list[dict[str, Any]]) -> str:
-    rows = "".join(f"<tr><td><code>{escape(s['file'])}</code></td><td>{escape(s['started'])}</td>"
-                   f"<td>{escape(', '.join(s['hosts']) or '-')}</td></tr>" for s in sources)
-    return (f'<h2 id="kvmqa-merged">Merged runs</h2><p>{len(sources)} results files merged:</p><table id="kvmqa-merged-from" border=1 cellpadding=3 '
-            f'style="border-collapse:collapse;font-size:13px"><tr><th>file</th><th>started</th><th>hosts</th></tr>{rows}</table>')
 
 
 def write_merged(out_dir: Path, paths: list[Path]) -> RunResults:

@@ -10,22 +10,8 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from kvmqa.report.html import summary_html
+from kvmqa.report.html import sections_html, summary_html
 from kvmqa.report.results import RunResults
-
-
-def sections_html(results: RunResults) -> list[str]:
-    """Report sections recorded in results.json (baseline comparison, waivers) rendered again."""
-    out = []
-    if results.sections.get("waivers"):
-        from kvmqa.policy.waivers import waivers_html
-
-        out.append(waivers_html(results.sections["waivers"]))
-    if results.sections.get("baseline_comparison"):
-        from kvmqa.policy.baseline import comparison_html
-
-        out.append(comparison_html(results.sections["baseline_comparison"]))
-    return out
 
 
 def standalone_html(results: RunResults, title: str, extra_sections: list[str] | None = None) -> str:
