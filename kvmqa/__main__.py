@@ -1,5 +1,6 @@
-"""kvmqa's small command line (the suites themselves run under pytest: see README).
+"""kvmqa's command line.
 
+    kvmqa run [--stages cpu,libvirt] [pytest options]   # the packaged suites, from any directory; reports in ./reports
     python -m kvmqa checks            # every check: id, level, title, hint
     python -m kvmqa probe [URL]       # probe one target and print its facts as JSON
     python -m kvmqa merge OUT a.json b.json ...   # merge per-host results.json into one report
@@ -14,6 +15,44 @@ import argparse
 import importlib
 import json
 import sys
+
+
+def cmd_run(rest: list[str]) -> int:
+    """The packaged suites under pytest, with kvmqa's own pytest settings; reports in the current directory."""
+    from pathlib import Path
+
+    import pytest
+
+    from kvmqa.core.paths import data_file
+    from kvmqa.stages import builtin
+
+    stages: list[str] | None = None
+    args: list[str] = []
+    it = iter(rest)
+    for arg in it:
+        if arg == "--stages" or arg.startswith("--stages="):
+            value = arg.split("=", 1)[1] if "=" in arg else next(it, "")
+            stages = [s for s in value.split(",") if s]
+        else:
+            args.append(arg)
+    registry = builtin()
+    if stages is None:
+        suites = ["kvmqa.suites"]
+    else:
+        unknown = [s for s in stages if s not in registry and s != "site"]
+        if unknown:
+            print(f"kvmqa: --stages: unknown stage {unknown[0]!r} (stages: {', '.join([*registry.names(), 'site'])})",
+                  file=sys.stderr)
+            return 2
+        suites = [f"kvmqa.suites.{suite_module(registry.get(s).order, s) if s != 'site' else 'test_70_site'}" for s in stages]
+    # rootdir: the package, so test ids read suites/test_NN_<stage>.py::... as in a checkout; reports go to ./reports
+    root = Path(__file__).resolve().parent
+    return int(pytest.main(["-c", str(data_file("pytest.ini")), "--rootdir", str(root), "--pyargs", *suites, *args]))
+
+
+def suite_module(order: int, name: str) -> str:
+    """A stage's suite file in kvmqa/suites/: test_NN_<name>."""
+    return f"test_{order:02d}_{name}"
 
 
 def cmd_checks(args: argparse.Namespace) -> int:
@@ -109,10 +148,14 @@ def cmd_screenshot(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:  # everything after `run` is pytest's (or --stages)
+        return cmd_run(argv[1:])
     from kvmqa.gather.ansible import evaluated_stages  # what a probe output alone can decide
 
     parser = argparse.ArgumentParser(prog="kvmqa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the packaged suites under pytest: kvmqa run [--stages a,b] [pytest options]")
     p = sub.add_parser("checks", help="list every check")
     p.add_argument("--hints", action="store_true")
     p.add_argument("--site-checks", action="append", default=[], metavar="DIR", help="also a site-checks folder's checks")

@@ -40,23 +40,40 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     """kvmqa's hookspecs, then its other rooms: install mode (pytest_kvmqa_before_stage), fleet scheduling and prefetch,
     waivers and baselines (pytest_kvmqa_finish)."""
     pluginmanager.add_hookspecs(hookspecs)
+    # testinfra (a dependency) registers its own pytest plugin, whose --hosts/--sudo/... clash with kvmqa's and whose
+    # `host` fixture kvmqa does not use: blocked (unregistered if it came first; see _shared_option)
+    pluginmanager.set_blocked(TESTINFRA_PLUGIN)
     for module in (install, fleet, policy):
         if not pluginmanager.is_registered(module):
             pluginmanager.register(module, module.__name__)
 
 
+TESTINFRA_PLUGIN = "pytest11.testinfra"
+TESTINFRA_OPTIONS = ("--hosts", "--sudo", "--ssh-identity-file", "--ssh-config")  # the same names and meanings
+
+
+def _shared_option(group: Any, name: str, **kwargs: Any) -> None:
+    """An option testinfra's plugin also defines: when that plugin was loaded before kvmqa's, its option (same dest,
+    same meaning) stays and kvmqa reads it."""
+    try:
+        group.addoption(name, **kwargs)
+    except ValueError:
+        if name not in TESTINFRA_OPTIONS:
+            raise
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("kvmqa", "kvmqa: KVM host conformance")
-    g.addoption("--hosts", default=None, help="comma-separated targets: local://, ssh://user@host:port, paramiko://...")
+    _shared_option(g, "--hosts", default=None, help="comma-separated targets: local://, ssh://user@host:port, paramiko://...")
     g.addoption("--inventory", default=None,
                 help="kvmqa YAML inventory, or any Ansible inventory (file, directory, script, plugin YAML; needs kvmqa[ansible])")
     g.addoption("--limit", default=None, help="Ansible inventories: only the hosts matching this Ansible host pattern")
     g.addoption("--vault-password-file", default=None, help="Ansible inventories: the vault password file for !vault values")
-    g.addoption("--sudo", action="store_true", help="run target commands through passwordless sudo")
-    g.addoption("--ssh-identity-file", default=None, help="private key for ssh targets")
+    _shared_option(g, "--sudo", action="store_true", help="run target commands through passwordless sudo")
+    _shared_option(g, "--ssh-identity-file", default=None, help="private key for ssh targets")
     g.addoption("--no-strict-host-keys", action="store_true", help="do NOT verify ssh host keys (explicit opt-out)")
     g.addoption("--known-hosts", default=None, help="known_hosts file for ssh targets (default: ~/.ssh/known_hosts)")
-    g.addoption("--ssh-config", default=None,
+    _shared_option(g, "--ssh-config", default=None,
                 help="OpenSSH config file for ssh targets, instead of ~/.ssh/config (ProxyJump, host aliases)")
     g.addoption("--command-timeout", type=float, default=120.0, help="timeout for each remote command, seconds")
     g.addoption("--connect-timeout", type=float, default=10.0, help="ssh connect timeout, seconds")
