@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from kvmqa.config.inventory import InventoryError, check_unique, roles_of_groups
+from kvmqa.config.hosts import InventoryError, check_unique, roles_of_groups
 from kvmqa.transport.target import Target
 
 EXTRA = "kvmqa[ansible]"

@@ -20,16 +20,12 @@ from typing import Any
 
 import yaml
 
+from kvmqa.config.hosts import ROLES, InventoryError, check_unique
 from kvmqa.config.yamlerrors import yaml_error_text
 from kvmqa.transport.target import BACKENDS, Target, TargetError
 
-ROLES = ("kvm-host", "ovirt-engine", "ovirt-host")
 HOST_KEYS = {"name", "address", "url", "user", "port", "identity_file", "sudo", "roles", "vars", "backend", "known_hosts",
              "ssh_config"}
-
-
-class InventoryError(ValueError):
-    pass
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -62,15 +58,7 @@ def _strip_lines(value: Any) -> Any:
     return value
 
 
-def role_of_group(group: str) -> str | None:
-    """An Ansible group's kvmqa role: kvm_hosts -> kvm-host, ovirt_hosts -> ovirt-host, ovirt_engine -> ovirt-engine."""
-    role = group.replace("_", "-").lower().rstrip("s")
-    return role if role in ROLES else None
 
-
-def roles_of_groups(groups: list[str]) -> tuple[str, ...]:
-    """The roles of a host in these groups; a host in none of the role groups is a KVM host."""
-    return tuple(sorted({r for g in groups if (r := role_of_group(g))})) or ("kvm-host",)
 
 
 _KVMQA_KEYS = re.compile(r"^(hosts|defaults|engine):", re.M)
@@ -179,14 +167,6 @@ def _target(h: dict[str, Any], where: str, *, sudo: bool, strict_host_keys: bool
     if h.get("name"):
         t.name = str(h["name"])
     return t
-
-
-def check_unique(targets: list[Target], src: str) -> None:
-    seen: set[str] = set()
-    for t in targets:
-        if t.name in seen:
-            raise InventoryError(f"{src}: host name {t.name!r} appears twice; names must be unique")
-        seen.add(t.name)
 
 
 def targets_from_hosts(spec: str, *, limit: str | None = None, vault_password_file: Path | None = None,

@@ -62,7 +62,6 @@ class Stage:
     roles: tuple[str, ...] = ()  # the inventory roles it applies to; () = every host
     offline: bool = True  # decidable from the probe's output alone (`python -m kvmqa evaluate`, Ansible runs)
     probe: str = ""  # a probe snippet (POSIX sh, `_kq_sec NAME CMD...` sections) added to the host's one probe
-    parsers: Mapping[str, Callable[[int, str], Any]] = field(default_factory=dict)  # probe section -> fact
     site: bool = False  # from a site-checks folder (--site-checks), not built in
 
     def __post_init__(self) -> None:

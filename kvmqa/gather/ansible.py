@@ -21,7 +21,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from kvmqa.config.inventory import ROLES, roles_of_groups
+from kvmqa.config.hosts import ROLES, roles_of_groups
 from kvmqa.gather.facts import HostFacts, parse_probe, split_sections
 from kvmqa.stages.libvirt.gather import parse_capabilities, parse_domcapabilities
 

@@ -1,0 +1,82 @@
+"""The package's shape, as issue 12 set it: one folder per stage declared once, one registry everyone reads, no
+import cycles, plugin state on objects (no mutable module globals), transports without testinfra internals."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from kvmqa.stages import builtin
+from tests.support.imports import PACKAGE, cycles, graph
+
+STAGE_NAMES = set(builtin().names())
+
+
+def test_no_import_cycles_even_through_imports_inside_functions() -> None:
+    assert cycles(graph(lazy=False)) == []
+    assert cycles(graph(lazy=True)) == []
+
+
+def test_each_stage_folder_declares_its_stage_once_and_its_suite_follows_the_order() -> None:
+    folders = sorted(p.name for p in (PACKAGE / "stages").iterdir() if (p / "__init__.py").is_file())
+    assert sorted(STAGE_NAMES) == folders
+    declared = [p for p in (PACKAGE / "stages").rglob("*.py") if "STAGE = Stage(" in p.read_text()]
+    assert sorted(p.parent.name for p in declared) == folders and all(p.name == "__init__.py" for p in declared)
+    suites = sorted(p.name for p in (PACKAGE / "suites").glob("test_*.py"))
+    want = sorted(f"test_{s.order:02d}_{s.name}.py" for s in builtin()) + ["test_70_site.py"]
+    assert suites == sorted(want)
+    orders = [s.order for s in builtin()]
+    assert orders == sorted(orders) and len(set(orders)) == len(orders)
+
+
+def _string_sequences(tree: ast.AST) -> list[set[str]]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            values = {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+            out.append(values)
+    return out
+
+
+def test_no_room_outside_the_stage_folders_keeps_its_own_list_of_stages() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if "stages" in path.relative_to(PACKAGE).parts:
+            continue
+        for values in _string_sequences(ast.parse(path.read_text())):
+            if len(values & STAGE_NAMES) >= 3:
+                offenders.append(f"{path.relative_to(PACKAGE)}: {sorted(values & STAGE_NAMES)}")
+    assert offenders == []
+
+
+def _mutable_module_globals(path: Path) -> list[str]:
+    """Module-level containers that collect state: empty ones (STAGE_HOOKS = [], _PENDING: list = []) and private ones
+    (_CONFIG = {...}); a filled constant table (VERDICTS = {...}) is not state."""
+    found = []
+    for node in ast.parse(path.read_text()).body:
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names = [t.id for t in targets if isinstance(t, ast.Name)]
+        empty = (isinstance(value, (ast.List, ast.Set)) and not value.elts) or (isinstance(value, ast.Dict) and not value.keys) or (
+            isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ("list", "dict", "set") and not value.args)
+        container = isinstance(value, (ast.List, ast.Dict, ast.Set, ast.Call))
+        if empty or (container and any(n.startswith("_") for n in names)):
+            found.append(f"{path.name}:{node.lineno} {names}")
+    return found
+
+
+def test_the_pytest_plugin_keeps_no_mutable_module_state() -> None:
+    found = [g for p in (PACKAGE / "pytest_plugin").glob("*.py") for g in _mutable_module_globals(p)]
+    assert found == []
+
+
+def test_transports_use_no_testinfra_internals_and_each_has_its_class() -> None:
+    from kvmqa.transport.base import Transport
+    from kvmqa.transport.target import TRANSPORTS, Target
+
+    for scheme in TRANSPORTS:
+        transport = Target.from_url("local://" if scheme == "local" else f"{scheme}://qa@hv1").transport
+        assert isinstance(transport, Transport) and transport.name == scheme
+    for path in (PACKAGE / "transport").glob("*.py"):
+        text = path.read_text()
+        assert "__dict__" not in text and ".backend." not in text, path.name
