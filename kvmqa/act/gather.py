@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvmqa.act.base import ActionContext
+
+if TYPE_CHECKING:
+    from kvmqa.core.session import HostSession
 
 PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:~-]*$")
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,30}\$?$")
@@ -75,7 +78,7 @@ def parse_install(text: str) -> dict[str, Any]:
     return out
 
 
-def gather_install(session: Any, ctx: ActionContext) -> dict[str, Any]:
+def gather_install(session: HostSession, ctx: ActionContext) -> dict[str, Any]:
     res = session.target.run(install_script(session.facts, ctx), timeout=60)
     data = parse_install(res.stdout)
     data["rc"] = res.rc

@@ -15,11 +15,14 @@ recorded without gathering its facts or running anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvmqa.act.base import DONE, FAILED, Action, ActionContext, ActionRecord, run_action, verify_after
 from kvmqa.act.gather import gather_install
 from kvmqa.core.stage import Registry, Stage
+
+if TYPE_CHECKING:
+    from kvmqa.core.session import HostSession
 
 STATE_ATTR = "_kvmqa_install"
 
@@ -50,7 +53,7 @@ class HostInstall:
     stages: set[str] = field(default_factory=set)
 
 
-def install_state(session: Any) -> HostInstall:
+def install_state(session: HostSession) -> HostInstall:
     state = getattr(session, STATE_ATTR, None)
     if state is None:
         state = HostInstall()
@@ -58,7 +61,7 @@ def install_state(session: Any) -> HostInstall:
     return state
 
 
-def context_for(session: Any, state: HostInstall) -> ActionContext:
+def context_for(session: HostSession, state: HostInstall) -> ActionContext:
     opts = session.options
     secrets = tuple(s.reveal() for s in (getattr(opts, "engine_password", None),) if s)
     target = session.target
@@ -73,13 +76,13 @@ def context_for(session: Any, state: HostInstall) -> ActionContext:
     )
 
 
-def _ovirt_setup(session: Any) -> Any:
+def _ovirt_setup(session: HostSession) -> Any:
     from kvmqa.stages.ovirt_engine.actions import ovirt_setup
 
     return ovirt_setup(session)
 
 
-def ensure_facts(session: Any, action: Action, stage: Stage, ctx: ActionContext) -> None:
+def ensure_facts(session: HostSession, action: Action, stage: Stage, ctx: ActionContext) -> None:
     """Gather the non-probe sections a precondition reads (the stage's own gatherer for 'libvirt' and others,
     e.g. 'engine'); nothing when the step's `supported` gate already answered (it will not run here)."""
     if action.unsupported_here(session.facts) is not None:
@@ -93,7 +96,7 @@ def ensure_facts(session: Any, action: Action, stage: Stage, ctx: ActionContext)
                 session.gather(name, owner.gatherer(name))
 
 
-def run_stage(session: Any, stage: Stage) -> list[ActionRecord]:
+def run_stage(session: HostSession, stage: Stage) -> list[ActionRecord]:
     """The stage's steps on this host, once per session; returns their records (in order)."""
     state = install_state(session)
     if stage.name in state.stages:

@@ -162,8 +162,9 @@ class HostSession:
         check = stage.checks.get(check_id)
         stop = self.prepare_stage(stage)
         if stop is not None:
-            return Finding(self.name, stage.name, check.id, check.title, check.level, stop.verdict, stop.message,
-                           details=stop.details)
+            if stop.verdict == Verdict.SKIP:
+                return Finding.skipped(self.name, check, stop.message, details=stop.details)
+            return Finding.error(self.name, check, stop.message, **stop.details)
         blocked = self.blocker(check.requires)
         if blocked is not None:
             return skipped_by(check, self.name, blocked)

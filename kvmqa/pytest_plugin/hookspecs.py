@@ -10,13 +10,17 @@ plugin:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+if TYPE_CHECKING:
+    from kvmqa.core.session import HostSession
+    from kvmqa.core.stage import Stage
+
 
 @pytest.hookspec
-def pytest_kvmqa_before_stage(session: Any, stage: Any) -> None:
+def pytest_kvmqa_before_stage(session: HostSession, stage: Stage) -> None:
     """Before a stage's gate on one host (`session`: kvmqa.core.session.HostSession, `stage`: kvmqa.core.stage.Stage)."""
 
 

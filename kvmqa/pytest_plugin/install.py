@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,6 +18,10 @@ from kvmqa.act.base import DONE, FAILED, PLANNED, REFUSED, SATISFIED, SKIPPED, S
 from kvmqa.act.runner import run_stage
 from kvmqa.core.model import Finding, Level, Verdict
 from kvmqa.pytest_plugin.run import RUN_KEY
+
+if TYPE_CHECKING:
+    from kvmqa.core.session import HostSession
+    from kvmqa.core.stage import Stage
 
 ACTION_PROP = "kvmqa_install_action"
 VERDICTS = {DONE: Verdict.PASS, SATISFIED: Verdict.PASS, PLANNED: Verdict.WARN, FAILED: Verdict.FAIL,
@@ -37,7 +41,7 @@ class InstallRecorder:
         self.pending: list[ActionRecord] = []  # produced during the running test, attached to its report
 
     @pytest.hookimpl
-    def pytest_kvmqa_before_stage(self, session: Any, stage: Any) -> None:
+    def pytest_kvmqa_before_stage(self, session: HostSession, stage: Stage) -> None:
         self.pending.extend(run_stage(session, stage))
 
     @pytest.hookimpl(tryfirst=True)

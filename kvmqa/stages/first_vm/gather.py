@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvmqa.core.model import Level
 from kvmqa.stages.first_vm.boot import BootSpec, boot, stage_kit
@@ -22,6 +22,9 @@ from kvmqa.stages.first_vm.progress import BootProgress, Writer, terminal_writer
 from kvmqa.stages.first_vm.resources import Workspace, WorkspaceError, leftovers
 from kvmqa.stages.first_vm.runner import Runner, local_runner, tail_reader, target_runner
 from kvmqa.stages.first_vm.virtinstall import virt_install_boot
+
+if TYPE_CHECKING:
+    from kvmqa.core.session import HostSession
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ class FirstVmSettings:
         return cls(**known)
 
 
-def gather_first_vm(session: Any) -> dict[str, Any]:
+def gather_first_vm(session: HostSession) -> dict[str, Any]:
     """Boot real guests on the session's host and return the observation dict (facts["first_vm"])."""
     from kvmqa.core.stage import GatherError
 

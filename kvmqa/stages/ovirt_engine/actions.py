@@ -22,11 +22,14 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kvmqa.act.base import Action, ActionContext, Call, Command, Decision, needed, satisfied, skip, unsupported
 from kvmqa.core.paths import data_file
 from kvmqa.gather.distro import EL_IDS
+
+if TYPE_CHECKING:
+    from kvmqa.core.session import HostSession
 
 log = logging.getLogger("kvmqa.stages.ovirt_engine.actions")
 
@@ -317,7 +320,7 @@ ACTIONS: tuple[Action, ...] = (*ENGINE_ACTIONS, *HOST_ACTIONS)
 
 
 # -- what the framework gives the steps ---------------------------------------------------------------------------
-def ovirt_setup(session: Any) -> OvirtSetup | None:
+def ovirt_setup(session: HostSession) -> OvirtSetup | None:
     """`ActionContext.ovirt` for a host session with an oVirt role (None otherwise)."""
     target = session.target
     if not {ENGINE_ROLE, HOST_ROLE} & set(target.roles):
@@ -338,7 +341,7 @@ class EngineUnavailable(Exception):
 
 
 @contextmanager
-def engine_connection(session: Any) -> Iterator[Any]:
+def engine_connection(session: HostSession) -> Iterator[Any]:
     """An `ovirtsdk4.Connection` to the engine, TLS verified exactly as kvmqa.stages.ovirt_engine.client's gatherer does
     (--engine-ca, else the system store, else profile TOFU for the CA download); closed (token revoked) after."""
     import ovirtsdk4 as sdk

@@ -51,7 +51,9 @@ class EngineSession(Protocol):
     options: Any  # kvmqa.config.options.RunOptions
     profile: Any  # kvmqa.config.profile.Profile: .stage(name) -> dict
     target: Any  # .name, .host, .roles, .vars
-    all_targets: Sequence[Any]
+
+    @property
+    def all_targets(self) -> Sequence[Any]: ...
 
     @property
     def facts(self) -> Mapping[str, Any]: ...
