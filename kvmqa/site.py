@@ -28,8 +28,10 @@ STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 PROBE_SECTION = re.compile(r"(?:^|[;&|(]|\s)_kq_sec\s+(\S+)")  # `_kq_sec NAME CMD...` in a site snippet
 
 
-def load_site_stages(folders: Sequence[Path], builtin: Registry | None = None) -> list[Stage]:
-    """The stages of every site-checks folder, validated; a bad folder or module raises StageError naming it."""
+def load_site_stages(folders: Sequence[Path], builtin: Registry | None = None,
+                     declared: Sequence[tuple[Path, object]] = ()) -> list[Stage]:
+    """The stages of every site-checks folder, and those a plugin or conftest declared (`declared`: (its file, what
+    its pytest_kvmqa_site_stages hook returned)), validated; anything wrong raises StageError naming the file."""
     if builtin is None:
         from kvmqa.stages import builtin as builtin_stages
 
@@ -59,6 +61,11 @@ def load_site_stages(folders: Sequence[Path], builtin: Registry | None = None) -
             in_folder += 1
         if not in_folder:
             raise StageError(f"site checks {folder}: no *.py file or package there defines STAGE (a kvmqa.api.Stage)")
+    for path, stage in declared:
+        if not isinstance(stage, Stage):
+            raise StageError(f"site checks {path}: pytest_kvmqa_site_stages returned a {type(stage).__name__}, not a kvmqa.api.Stage")
+        _check_stage(path, stage, builtin, found)
+        found.append((path, stage))
     stages = [dataclasses.replace(stage, site=True) for _, stage in found]
     _check_requires({s.name: p for p, s in found}, builtin.with_stages(stages))
     return stages

@@ -415,3 +415,45 @@ def test_acme_checks_pass_and_fail_over_recorded_facts() -> None:
 def test_site_sections_land_in_the_stages_facts() -> None:
     facts = parse_probe("@@kvmqa:acme.ntp rc=0\nchrony ntp1.acme.lab\n@@kvmqa:acme.other rc=3\n\n")
     assert facts["acme"] == {"ntp": {"rc": 0, "out": "chrony ntp1.acme.lab"}, "other": {"rc": 3, "out": ""}}
+
+
+# -- a lab's plugin or conftest declares its stages (pytest_kvmqa_site_stages) ------------------------------------
+LAB_PLUGIN = '''
+from pathlib import Path
+
+from kvmqa.api import Stage, StageChecks, failed, passed
+
+CHECKS = StageChecks("labx")
+
+
+@CHECKS.check("labx.marker", "The lab's marker file exists", hint="touch the marker")
+def marker(facts, profile):
+    path = Path(MARKER)
+    return passed(f"{path} exists") if path.exists() else failed(f"{path} is missing")
+
+
+def pytest_kvmqa_site_stages(config):
+    return [Stage(name="labx", order=75, title="lab x", checks=CHECKS, requires=("reach.probe",))]
+'''
+
+
+def test_a_plugin_declares_site_stages_through_the_hook(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    (tmp_path / "labx_plugin.py").write_text(f"MARKER = {str(marker)!r}\n" + LAB_PLUGIN)
+    env = {"PYTHONPATH": str(tmp_path)}
+    missing = run_suite(tmp_path / "r1", "-p", "labx_plugin", paths=SITE_PATHS, env=env)
+    assert missing.rc == 1, missing.stdout[-2000:]
+    assert missing.verdict("local", "labx.marker") == "fail"
+    assert missing.results["matrix"]["local"]["labx"] == "fail"
+    marker.write_text("")
+    present = run_suite(tmp_path / "r2", "-p", "labx_plugin", paths=SITE_PATHS, env=env)
+    assert present.rc == 0 and present.verdict("local", "labx.marker") == "pass"
+
+
+def test_a_plugin_returning_a_bad_stage_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bad_plugin.py").write_text("def pytest_kvmqa_site_stages(config):\n    return ['not a stage']\n")
+    run = run_suite(tmp_path / "r", "-p", "bad_plugin", paths=SITE_PATHS, env={"PYTHONPATH": str(tmp_path)})
+    assert run.rc == 4 and "Traceback" not in run.stdout
+    line = next(ln for ln in run.stdout.splitlines() if "site checks" in ln)
+    assert "bad_plugin.py: pytest_kvmqa_site_stages returned a str, not a kvmqa.api.Stage" in line
+    assert run.results["errors"] == [line.removeprefix("ERROR: ")]

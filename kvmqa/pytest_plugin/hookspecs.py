@@ -6,6 +6,8 @@ plugin:
         ...
     def pytest_kvmqa_finish(run, session):              # end of the run, before results.json is written
         run.results.sections["my_section"] = {...}
+    def pytest_kvmqa_site_stages(config):               # a lab's plugin or conftest: its own stages
+        return [acme.STAGE]
 """
 
 from __future__ import annotations
@@ -27,3 +29,10 @@ def pytest_kvmqa_before_stage(session: HostSession, stage: Stage) -> None:
 @pytest.hookspec
 def pytest_kvmqa_finish(run: Any, session: pytest.Session) -> None:
     """On the process that writes the reports, after the last test: add report sections, change the exit status."""
+
+
+@pytest.hookspec
+def pytest_kvmqa_site_stages(config: pytest.Config) -> list[Any]:
+    """A lab's own stages (kvmqa.api.Stage), from a plugin (-p module) or an initial conftest.py: validated like those
+    of a --site-checks folder and run after the built-in stages (docs/site-checks.md)."""
+    return []

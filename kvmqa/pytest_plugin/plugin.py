@@ -143,7 +143,7 @@ def pytest_configure(config: pytest.Config) -> None:
             opt.xmlpath = str(reports / "junit.xml")
     try:
         site_dirs = [Path(d).expanduser() for d in opt.site_checks] + [Path(str(d)) for d in config.getini("kvmqa_site_checks")]
-        registry = builtin().with_stages(load_site_stages(site_dirs))
+        registry = builtin().with_stages(load_site_stages(site_dirs, declared=_declared_site_stages(config)))
         profile = load_profile(options.profile_path, registry.columns())
         if options.allow_emulation:
             profile.allow_emulation = True
@@ -179,6 +179,19 @@ def pytest_configure(config: pytest.Config) -> None:
     run = KvmqaRun(config, options, targets, profile, engine, suite_run, registry)
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(RunRecorder(run), "kvmqa-run")
+
+
+def _declared_site_stages(config: pytest.Config) -> list[tuple[Path, object]]:
+    """What plugins and conftests return from pytest_kvmqa_site_stages, with the file that returned it."""
+    out: list[tuple[Path, object]] = []
+    for impl in config.hook.pytest_kvmqa_site_stages.get_hookimpls():
+        where = Path(getattr(impl.plugin, "__file__", None) or impl.plugin_name)
+        try:
+            result: Any = impl.function(config=config)
+        except Exception as exc:  # noqa: BLE001 - a lab plugin's bug is bad input: one line
+            raise StageError(f"site checks {where}: pytest_kvmqa_site_stages raised {type(exc).__name__}: {exc}") from None
+        out += [(where, stage) for stage in (result or [])]
+    return out
 
 
 def stage_test(name: str) -> Any:
