@@ -26,10 +26,10 @@ from kvmqa.act.base import (
     run_action,
     verify_after,
 )
-from kvmqa.act.gather import parse_install
 from kvmqa.act.runner import actions_for, host_actions
 from kvmqa.core.model import Verdict
 from kvmqa.gather.facts import HostFacts, parse_probe
+from kvmqa.gather.install import parse_install
 from kvmqa.pytest_plugin.install import finding_of, summary_lines
 from kvmqa.stages.cpu import actions as modules
 from kvmqa.stages.libvirt import access, daemons, objects

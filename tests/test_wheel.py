@@ -54,7 +54,7 @@ def test_the_wheel_carries_the_suites_the_plugin_and_the_data(installed: tuple[P
         entry_points = next(z.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
     for f in ("kvmqa/suites/test_00_reach.py", "kvmqa/suites/test_60_first_vm.py", "kvmqa/suites/test_70_site.py",
               "kvmqa/data/pytest.ini", "kvmqa/data/engine-setup.conf", "kvmqa/data/server_cpu_list.yaml",
-              "kvmqa/data/guest-init.sh", "kvmqa/gather/probe/00-lib.sh", "kvmqa/gather/probe/kvm_probe.py",
+              "kvmqa/data/guest-init.sh", "kvmqa/gather/probe/00-lib.sh", "kvmqa/gather/probe/kvm_probe.py", "kvmqa/gather/install-facts.sh",
               "kvmqa/stages/libvirt/__init__.py", "kvmqa/api.py"):
         assert f in names, f
     assert not any(n.startswith(("tests/", "fixtures/")) for n in names)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from kvmqa.act.base import DONE, FAILED, Action, ActionContext, ActionRecord, run_action, verify_after
-from kvmqa.act.gather import gather_install
 from kvmqa.core.stage import Registry, Stage
+from kvmqa.gather.install import gather_install
 
 if TYPE_CHECKING:
     from kvmqa.core.session import HostSession

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kvmqa.act.base import Action, ActionContext, Decision, needed, satisfied, unsupported
-from kvmqa.act.gather import MODULES_LOAD
+from kvmqa.gather.install import MODULES_LOAD
 from kvmqa.gather.vendors import kvm_module_for
 
 DEVICE_OF = {"vhost_net": "/dev/vhost-net", "tun": "/dev/net/tun"}

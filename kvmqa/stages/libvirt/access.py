@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kvmqa.act.base import Action, ActionContext, Decision, needed, satisfied, unsupported
-from kvmqa.act.gather import USER_NAME
+from kvmqa.gather.install import USER_NAME
 
 GROUPS = ("libvirt", "kvm")
 

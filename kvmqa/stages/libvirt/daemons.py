@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kvmqa.act.base import Action, ActionContext, Decision, needed, satisfied
-from kvmqa.act.gather import DAEMONS as DAEMON_NAMES
+from kvmqa.gather.install import DAEMONS as DAEMON_NAMES
 from kvmqa.stages.libvirt.checks import daemon_layout
 
 MODULAR_SOCKETS = tuple(f"virt{d}d{s}.socket" for d in ("qemu", "network", "storage") for s in ("", "-ro", "-admin"))

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from kvmqa.act.base import Action, ActionContext, Decision, Retry, needed, satisfied, unsupported
-from kvmqa.act.gather import PACKAGE_NAME, extra_packages
 from kvmqa.gather.distro import EL_IDS, PACKAGE_MANAGER, REQUIREMENTS
+from kvmqa.gather.install import PACKAGE_NAME, extra_packages
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 APT_OPTS = ("-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
