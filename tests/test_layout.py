@@ -80,3 +80,16 @@ def test_transports_use_no_testinfra_internals_and_each_has_its_class() -> None:
     for path in (PACKAGE / "transport").glob("*.py"):
         text = path.read_text()
         assert "__dict__" not in text and ".backend." not in text, path.name
+
+
+def test_reading_the_registry_imports_no_heavy_library() -> None:
+    """Gatherers and actions are named "module:attribute": listing the stages and checks imports neither libvirt,
+    ovirtsdk4, paramiko, testinfra nor pytest (a fresh interpreter, so nothing another test imported counts)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from kvmqa.stages import builtin; r = builtin(); "
+            "print(sum(len(s.checks.ids()) for s in r), *(m in sys.modules for m in "
+            "('libvirt', 'ovirtsdk4', 'paramiko', 'testinfra', 'pytest')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/").stdout.split()
+    assert int(out[0]) > 60 and out[1:] == ["False"] * 5
