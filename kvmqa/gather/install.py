@@ -11,9 +11,8 @@ import shlex
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from kvmqa.act.base import ActionContext
-
 if TYPE_CHECKING:
+    from kvmqa.act.base import ActionContext
     from kvmqa.core.session import HostSession
 
 PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:~-]*$")
