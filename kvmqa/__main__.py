@@ -19,9 +19,8 @@ import sys
 
 def cmd_run(rest: list[str]) -> int:
     """The packaged suites under pytest, with kvmqa's own pytest settings; reports in the current directory."""
+    import os
     from pathlib import Path
-
-    import pytest
 
     from kvmqa.core.paths import data_file
     from kvmqa.stages import builtin
@@ -47,7 +46,9 @@ def cmd_run(rest: list[str]) -> int:
         suites = [f"kvmqa.suites.{suite_module(registry.get(s).order, s) if s != 'site' else 'test_70_site'}" for s in stages]
     # rootdir: the package, so test ids read suites/test_NN_<stage>.py::... as in a checkout; reports go to ./reports
     root = Path(__file__).resolve().parent
-    return int(pytest.main(["-c", str(data_file("pytest.ini")), "--rootdir", str(root), "--pyargs", *suites, *args]))
+    argv = [sys.executable, "-m", "pytest", "-c", str(data_file("pytest.ini")), "--rootdir", str(root), "--pyargs", *suites, *args]
+    os.execv(sys.executable, argv)  # a fresh interpreter: pytest imports (and assert-rewrites) the plugin itself
+    return 2  # not reached
 
 
 def suite_module(order: int, name: str) -> str:

@@ -241,6 +241,14 @@ def assert_finding(finding: Finding) -> None:
         pytest.fail(f"{where} {finding.verdict.value.upper()}: {finding.message}{hint}", pytrace=False)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> list[Any] | None:
+    """No site stages (--site-checks): the site test is not collected at all (not an empty parameter set)."""
+    if getattr(obj, "kvmqa_site", False) and not any(s.site for s in collector.config.stash[RUN_KEY].registry):
+        return []
+    return None
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "kvmqa_host" in metafunc.fixturenames:
         run: KvmqaRun = metafunc.config.stash[RUN_KEY]
@@ -270,11 +278,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "kvmqa_host" in callspec.params:
             item.add_marker(pytest.mark.xdist_group(name=f"host-{callspec.params['kvmqa_host']}"))
-    if not any(s.site for s in config.stash[RUN_KEY].registry):  # no --site-checks: no empty site test
-        kept = [i for i in items if not getattr(getattr(i, "function", None), "kvmqa_site", False)]
-        if len(kept) != len(items):
-            config.hook.pytest_deselected(items=[i for i in items if i not in kept])
-            items[:] = kept
 
 
 class RunRecorder:
