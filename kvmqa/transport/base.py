@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import threading
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -70,6 +71,19 @@ class Transport(ABC):
     def __init__(self, target: Target) -> None:
         self.target = target
         self.round_trips = 0
+        self._connection: Any = None  # what connect() made: a testinfra host, a paramiko client
+        self._lock = threading.Lock()
+
+    def connection(self, role: str = "command") -> Any:
+        """The transport's connection, made once (threads share it: the fleet prefetch probes in threads)."""
+        with self._lock:
+            if self._connection is None:
+                self._connection = self.connect(role)
+            return self._connection
+
+    def connect(self, role: str) -> Any:
+        """Make the connection `connection()` keeps; `role` names the command that needed it in errors."""
+        raise NotImplementedError
 
     # -- the interface -----------------------------------------------------------------------------------------
     def run(self, command: str, timeout: float | None = None, env: dict[str, str] | None = None,

@@ -6,7 +6,6 @@ libvirt cannot speak paramiko: its URI goes through OpenSSH with the same option
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +23,7 @@ from kvmqa.transport.base import (
 class ParamikoTransport(Transport):
     name = "paramiko"
 
-    def __init__(self, target: Any) -> None:
-        super().__init__(target)
-        self._client: Any = None
-        self._lock = threading.Lock()
-
-    def client(self, role: str = "command") -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = self._connect(role)
-            return self._client
-
-    def _connect(self, role: str) -> Any:
+    def connect(self, role: str) -> Any:
         """A paramiko client with kvmqa's policy: known hosts enforced unless opted out."""
         import paramiko
 
@@ -78,7 +66,7 @@ class ParamikoTransport(Transport):
 
     def execute(self, wrapped: str, limit: int, role: str) -> tuple[int, str, str]:
         command = f"sudo -n /bin/sh -c {_quote(wrapped)}" if self.uses_sudo else wrapped
-        client = self.client(role)
+        client = self.connection(role)
         try:
             channel = client.get_transport().open_session()
         except Exception as exc:  # noqa: BLE001 - a dropped connection
@@ -104,7 +92,7 @@ class ParamikoTransport(Transport):
             raise self.upload_failed(path, err, rc)
 
     def _send(self, remote: str, data: bytes, limit: int) -> tuple[int, str]:
-        client = self.client("upload")
+        client = self.connection("upload")
         channel = client.get_transport().open_session()
         try:
             channel.settimeout(limit + 10)
@@ -131,9 +119,9 @@ class ParamikoTransport(Transport):
 
     def close(self) -> None:
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
 
 
 def _quote(text: str) -> str:

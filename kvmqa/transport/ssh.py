@@ -13,7 +13,6 @@ import shlex
 import stat
 import subprocess
 import tempfile
-import threading
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,6 @@ from kvmqa.transport.base import CommandTimeout, TargetError, Transport, classif
 
 class OpenSshTransport(Transport):
     name = "ssh"
-
-    def __init__(self, target: Any) -> None:
-        super().__init__(target)
-        self._host: Any = None
-        self._lock = threading.Lock()
 
     @functools.cached_property
     def control_path(self) -> str:
@@ -84,27 +78,25 @@ class OpenSshTransport(Transport):
         argv.append(f"{t.user}@{t.host}" if t.user else str(t.host))
         return argv
 
-    def _testinfra_host(self) -> Any:
-        with self._lock:
-            if self._host is None:
-                import testinfra
+    def connect(self, role: str) -> Any:
+        """testinfra's ssh host with kvmqa's OpenSSH options (its public get_host)."""
+        import testinfra
 
-                t = self.target
-                kwargs: dict[str, Any] = {
-                    "sudo": t.sudo,
-                    "ssh_extra_args": " ".join([*(f"-o {o}" for o in self.ssh_options()), *(shlex.quote(a) for a in t.ssh_args)]),
-                    "timeout": int(t.connect_timeout),
-                }
-                if t.identity_file:
-                    kwargs["ssh_identity_file"] = str(t.identity_file)
-                if t.ssh_config:
-                    kwargs["ssh_config"] = str(t.ssh_config)
-                self._host = testinfra.get_host(t.url, **kwargs)
-            return self._host
+        t = self.target
+        kwargs: dict[str, Any] = {
+            "sudo": t.sudo,
+            "ssh_extra_args": " ".join([*(f"-o {o}" for o in self.ssh_options()), *(shlex.quote(a) for a in t.ssh_args)]),
+            "timeout": int(t.connect_timeout),
+        }
+        if t.identity_file:
+            kwargs["ssh_identity_file"] = str(t.identity_file)
+        if t.ssh_config:
+            kwargs["ssh_config"] = str(t.ssh_config)
+        return testinfra.get_host(t.url, **kwargs)
 
     def execute(self, wrapped: str, limit: int, role: str) -> tuple[int, str, str]:
         try:
-            result = self._testinfra_host().run(wrapped)
+            result = self.connection(role).run(wrapped)
         except RuntimeError as exc:  # testinfra's ssh backend: ssh exited 255 (args[0]: its CommandResult)
             raise classify_ssh_error(self.target, stderr_of(exc.args[0] if exc.args else None), role=role) from exc
         return result.rc, result.stdout, result.stderr
