@@ -15,6 +15,7 @@ import argparse
 import importlib
 import json
 import sys
+from typing import Any
 
 
 def cmd_run(rest: list[str]) -> int:
@@ -108,6 +109,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from kvmqa.gather.ansible import evaluate
     from kvmqa.policy.waivers import WaiverError
 
+    site = _site_stages(args.site_checks)
+    if site is None:
+        return 2
     try:
         text = sys.stdin.read() if args.probe == "-" else Path(args.probe).read_text(errors="replace")
     except OSError as exc:
@@ -119,12 +123,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            error=args.error,
                            rc=args.rc, duration=args.duration, profile_path=Path(args.profile) if args.profile else None,
                            waivers=Path(args.waivers) if args.waivers else None,
-                           stages=tuple(s for s in args.stages.split(",") if s))
+                           stages=tuple(s for s in args.stages.split(",") if s) or None, site=site)
     except (ProfileError, WaiverError, KeyError) as exc:  # KeyError: an unknown stage
         print(f"kvmqa: {exc}", file=sys.stderr)
         return 2
     print(f"{args.host}: " + ", ".join(f"{s} {v}" for s, v in results.matrix().get(args.host, {}).items()))
     return 0
+
+
+def _site_stages(folders: list[str]) -> list[Any] | None:
+    """The site stages of --site-checks folders (None: an error, already printed in one line)."""
+    from pathlib import Path
+
+    from kvmqa.core.stage import StageError
+    from kvmqa.site import load_site_stages
+
+    try:
+        return load_site_stages([Path(d) for d in folders]) if folders else []
+    except StageError as exc:
+        print(f"kvmqa: {exc}", file=sys.stderr)
+        return None
 
 
 def cmd_probe_script(args: argparse.Namespace) -> int:
@@ -137,7 +155,10 @@ def cmd_probe_script(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"kvmqa: --hosts-groups: {exc}", file=sys.stderr)
         return 2
-    json.dump(write_probe_scripts(Path(args.out_dir), hosts), sys.stdout)
+    site = _site_stages(args.site_checks)
+    if site is None:
+        return 2
+    json.dump(write_probe_scripts(Path(args.out_dir), hosts, site), sys.stdout)
     print()
     return 0
 
@@ -181,12 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=None, help="how long the probe took, seconds")
     p.add_argument("--profile", default=None)
     p.add_argument("--waivers", default=None)
-    p.add_argument("--stages", default=",".join(evaluated_stages()), help="stages to evaluate, comma-separated")
+    p.add_argument("--stages", default="",
+                   help=f"stages to evaluate, comma-separated (default: those a probe output decides: {','.join(evaluated_stages())}, "
+                        "and the site stages)")
+    p.add_argument("--site-checks", action="append", default=[], metavar="DIR", help="also a site-checks folder's stages")
     p.add_argument("--out", required=True, help="reports directory: OUT/results.json, OUT/HOST/facts.json")
     p.set_defaults(fn=cmd_evaluate)
     p = sub.add_parser("probe-script", help="write the probe scripts ansible/kvmqa.yml runs, one per role set")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--hosts-groups", required=True, help="JSON {host: [groups]} (or @FILE); prints {host: script}")
+    p.add_argument("--site-checks", action="append", default=[], metavar="DIR", help="add a site-checks folder's probe snippets")
     p.set_defaults(fn=cmd_probe_script)
     p = sub.add_parser("screenshot", help="render a report.html in headless Chromium and write a PNG beside it")
     p.add_argument("rest", nargs=argparse.REMAINDER)

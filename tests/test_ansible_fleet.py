@@ -116,3 +116,33 @@ def test_a_probe_that_did_not_run_is_a_reach_failure(tmp_path: Path) -> None:
                             for f in findings.values())
     assert {f["stage"] for f in findings.values()} == {"cpu", "packages", "host", "libvirt", "vdsm"}  # ovirt_hosts: vdsm too
     assert results["hosts"]["hv9"]["roles"] == ["ovirt-host"]
+
+
+def test_site_checks_travel_with_the_playbook_and_match_a_suite_run(tmp_path: Path, sshd: Sshd) -> None:
+    """kvmqa_site_checks: the site stages' probe snippets go into the one script Ansible runs, and their checks are
+    evaluated on the controller: the same verdicts as `pytest suites --site-checks` over kvmqa's own ssh transport."""
+    site = ROOT / "docs" / "examples" / "site-checks"
+    inventory = tmp_path / "hosts"
+    inventory.write_text("[kvm_hosts]\n"
+                         f"direct ansible_host=127.0.0.1 ansible_port={sshd.port} ansible_user=kvmqa-ci ansible_become=true "
+                         f"ansible_ssh_private_key_file={sshd.client_key} "
+                         f"ansible_ssh_common_args='-o UserKnownHostsFile={sshd.known_hosts}'\n")
+    suite = run_suite(tmp_path / "suite", "--inventory", str(inventory), "--site-checks", str(site),
+                      paths=("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_70_site.py"))
+    play = run_playbook(inventory, tmp_path / "playbook", "-e", "kvmqa_stages=", "-e", f"kvmqa_site_checks={site}")
+    assert play.returncode == 0, (play.stdout + play.stderr)[-4000:]
+    merged = json.loads((tmp_path / "playbook" / "results.json").read_text())
+    acme = {r["check_id"]: r["verdict"] for r in merged["results"] if r["stage"] == "acme"}
+    assert sorted(acme) == ["acme.hugepages-1g", "acme.kvm-device-mode", "acme.ntp-servers"]
+    assert acme == {r["check_id"]: r["verdict"] for r in suite.results["results"] if r["stage"] == "acme"}
+    assert merged["matrix"]["direct"]["acme"] == suite.results["matrix"]["direct"]["acme"]
+    # the default stage list: every stage a probe output decides, the site stage last
+    assert list(merged["matrix"]["direct"]) == ["reach", "cpu", "packages", "host", "libvirt", "vdsm", "acme"]
+    facts = json.loads(next((tmp_path / "playbook" / "hosts" / "direct").glob("*/facts.json")).read_text())
+    assert facts["acme"]["ntp"]["rc"] == 0  # the snippet's own section came back through Ansible
+
+
+def test_evaluate_names_a_bad_site_checks_folder_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "kvmqa", "evaluate", "-", "--host", "hv1", "--out", str(tmp_path),
+                           "--site-checks", str(tmp_path / "nope")], input="", capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and done.stderr.strip() == f"kvmqa: site checks {tmp_path / 'nope'}: no such folder"

@@ -17,13 +17,17 @@ import json
 import re
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvmqa.config.hosts import ROLES, roles_of_groups
 from kvmqa.gather.facts import HostFacts, parse_probe, split_sections
 from kvmqa.stages.libvirt.gather import parse_capabilities, parse_domcapabilities
+
+if TYPE_CHECKING:
+    from kvmqa.core.stage import Stage
 
 LIBVIRT_SH = r"""
 # --- kvmqa over Ansible: libvirt facts with virsh (read-only), what kvmqa's own run reads over its libvirt connection
@@ -55,15 +59,17 @@ def evaluated_stages() -> tuple[str, ...]:
     return tuple(s.name for s in builtin() if s.offline)
 
 
-def probe_script(roles: tuple[str, ...]) -> str:
+def probe_script(roles: tuple[str, ...], site: Sequence[Stage] = ()) -> str:
+    """kvmqa's probe for these roles (with the snippets of the site stages that apply to them), then virsh's facts."""
     from kvmqa.gather.probe import build_script
 
     started = "KVMQA_T0=$(date +%s%N 2>/dev/null); export KVMQA_T0\n"  # how long the probe ran on the host (GNU date)
     elapsed = "_kq_sec probe_elapsed_ns sh -c 'echo $(( $(date +%s%N) - KVMQA_T0 ))'\n"
-    return started + build_script(roles) + LIBVIRT_SH + elapsed
+    snippets = [s.probe for s in site if s.probe and (not s.roles or set(s.roles) & set(roles))]
+    return started + build_script(roles, snippets) + LIBVIRT_SH + elapsed
 
 
-def write_probe_scripts(out_dir: Path, hosts_groups: dict[str, list[str]]) -> dict[str, str]:
+def write_probe_scripts(out_dir: Path, hosts_groups: dict[str, list[str]], site: Sequence[Stage] = ()) -> dict[str, str]:
     """One script per role set (not per host), and which one each host runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[tuple[str, ...], str] = {}
@@ -72,7 +78,7 @@ def write_probe_scripts(out_dir: Path, hosts_groups: dict[str, list[str]]) -> di
         roles = roles_of_groups(list(groups))
         if roles not in written:
             path = out_dir / f"probe-{'+'.join(roles)}.sh"
-            path.write_text(probe_script(roles))
+            path.write_text(probe_script(roles, site))
             written[roles] = str(path.resolve())
         chosen[host] = written[roles]
     return chosen
@@ -194,7 +200,8 @@ def facts_from_probe_output(text: str, host: str, *, unreachable: str | None = N
 
 def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = None, roles: tuple[str, ...] | None = None,
              unreachable: str | None = None, error: str | None = None, rc: int | None = None, duration: float | None = None,
-             profile_path: Path | None = None, waivers: Path | None = None, stages: tuple[str, ...] | None = None) -> Any:
+             profile_path: Path | None = None, waivers: Path | None = None, stages: tuple[str, ...] | None = None,
+             site: Sequence[Stage] = ()) -> Any:
     """One host's raw probe output -> out_dir/results.json (+ out_dir/HOST/facts.json and probe.txt), as a run writes them."""
     from kvmqa.config.options import RunOptions
     from kvmqa.config.profile import load_profile
@@ -205,14 +212,14 @@ def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = 
     from kvmqa.transport.target import Target
 
     started = time.time()
-    registry = builtin()
-    stages = evaluated_stages() if stages is None else stages
+    registry = builtin().with_stages(site)
+    stages = tuple(s.name for s in registry if s.offline) if stages is None else stages
     roles = roles or roles_of_groups(groups or [])
     target = Target(name=host, backend="ssh", host=host, roles=roles)
     options = RunOptions(reports_dir=out_dir, profile_path=profile_path, waivers=waivers)
     profile = load_profile(profile_path)
     load_waivers(waivers)
-    session = HostSession(target, profile, options, all_targets=[target])
+    session = HostSession(target, profile, options, all_targets=[target], registry=registry)
     if text.strip():
         (session.host_dir / "probe.txt").write_text(text)  # the raw output, as kvmqa's own run keeps it
     facts = facts_from_probe_output(text, host, unreachable=unreachable, error=error, rc=rc)
