@@ -85,7 +85,9 @@ class LabPrefetch:
         self.futures: dict[str, Future[LabHost]] = {name: Future() for name in wanted}
         self.taken: set[str] = set()
         self._done = threading.Event()
-        self._tmp = tmp_path_factory
+        # made here, in the main thread: tmp_path_factory is not thread-safe (two threads creating its base
+        # directory at once get two, and mktemp then refuses its own path: "is not a normalized and relative path")
+        self._dirs = {name: tmp_path_factory.mktemp(f"lab-{name}") for name in wanted}
         self._timings = timings
         self._thread = threading.Thread(target=self._work, name="kvmqa-lab-prefetch", daemon=True)
         self._thread.start()
@@ -96,8 +98,7 @@ class LabPrefetch:
             if self._done.is_set():
                 break
             try:
-                run_dir = self._tmp.mktemp(f"lab-{name}")
-                future.set_result(_boot(name, LAB_FIXTURES[name], run_dir, self._timings, lambda m: None))
+                future.set_result(_boot(name, LAB_FIXTURES[name], self._dirs[name], self._timings, lambda m: None))
             except BaseException as exc:  # noqa: BLE001 - handed to the test that needs this host
                 future.set_exception(exc)
         self._done.wait()  # keep the thread (and with it every QEMU it started) alive until the session ends
