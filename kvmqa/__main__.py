@@ -58,18 +58,12 @@ def suite_module(order: int, name: str) -> str:
 
 
 def cmd_checks(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from kvmqa.core.stage import StageError
-    from kvmqa.site import load_site_stages
     from kvmqa.stages import builtin
 
-    try:
-        registry = builtin().with_stages(load_site_stages([Path(d) for d in args.site_checks]))
-    except StageError as exc:
-        print(f"kvmqa: {exc}", file=sys.stderr)
+    site = _site_stages(args.site_checks)
+    if site is None:
         return 2
-    for stage in registry:
+    for stage in builtin().with_stages(site):
         for c in stage:
             print(f"{c.id:34} {c.level.value:5} {c.title}")
             if args.hints and c.hint:

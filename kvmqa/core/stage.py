@@ -72,9 +72,6 @@ class Stage:
         fn = self.gatherers[name]
         return resolve(fn) if isinstance(fn, str) else fn  # type: ignore[no-any-return]
 
-    def resolved_gatherers(self) -> dict[str, Gatherer]:
-        return {name: self.gatherer(name) for name in self.gatherers}
-
     def install_actions(self) -> list[Action]:
         out: list[Action] = []
         for ref in self.actions:

@@ -27,7 +27,7 @@ from kvmqa.gather.facts import HostFacts, parse_probe, split_sections
 from kvmqa.stages.libvirt.gather import parse_capabilities, parse_domcapabilities
 
 if TYPE_CHECKING:
-    from kvmqa.core.stage import Stage
+    from kvmqa.core.stage import Registry, Stage
 
 LIBVIRT_SH = r"""
 # --- kvmqa over Ansible: libvirt facts with virsh (read-only), what kvmqa's own run reads over its libvirt connection
@@ -52,11 +52,13 @@ fi
 """
 
 
-def evaluated_stages() -> tuple[str, ...]:
+def evaluated_stages(registry: Registry | None = None) -> tuple[str, ...]:
     """What a probe output alone can decide: the stages declared `offline` (no live connection from the controller)."""
-    from kvmqa.stages import builtin
+    if registry is None:
+        from kvmqa.stages import builtin
 
-    return tuple(s.name for s in builtin() if s.offline)
+        registry = builtin()
+    return tuple(s.name for s in registry if s.offline)
 
 
 def probe_script(roles: tuple[str, ...], site: Sequence[Stage] = ()) -> str:
@@ -213,7 +215,7 @@ def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = 
 
     started = time.time()
     registry = builtin().with_stages(site)
-    stages = tuple(s.name for s in registry if s.offline) if stages is None else stages
+    stages = evaluated_stages(registry) if stages is None else stages
     roles = roles or roles_of_groups(groups or [])
     target = Target(name=host, backend="ssh", host=host, roles=roles)
     options = RunOptions(reports_dir=out_dir, profile_path=profile_path, waivers=waivers)
@@ -229,7 +231,7 @@ def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = 
     session._facts = facts
     if "libvirt" not in facts and not facts.get("reach", {}).get("error"):  # kvmqa's own probe.txt: no virsh sections
         stages = tuple(s for s in stages if s != "libvirt")
-    results = RunResults()
+    results = RunResults(columns=tuple(registry.columns()))
     for name in stages:
         stage = registry.get(name)
         for check_id in stage.checks.ids():

@@ -60,6 +60,3 @@ class _LazySessions(dict):  # type: ignore[type-arg]
     def __getitem__(self, name: str) -> HostSession:
         return self._run.session(name)
 
-
-def run_of(config: pytest.Config) -> KvmqaRun | None:
-    return config.stash.get(RUN_KEY, None)

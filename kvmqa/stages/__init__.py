@@ -14,7 +14,6 @@ import importlib
 import pkgutil
 from functools import cache
 
-from kvmqa.core.checks import Check, StageChecks
 from kvmqa.core.stage import Registry, Stage
 
 
@@ -33,10 +32,3 @@ def builtin() -> Registry:
 def stage_def(name: str) -> Stage:
     return builtin().get(name)
 
-
-def all_stages() -> list[StageChecks]:
-    return [s.checks for s in builtin()]
-
-
-def find_check(check_id: str) -> Check:
-    return builtin().find_check(check_id)

@@ -6,6 +6,7 @@ libvirt cannot speak paramiko: its URI goes through OpenSSH with the same option
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ class ParamikoTransport(Transport):
         return client
 
     def execute(self, wrapped: str, limit: int, role: str) -> tuple[int, str, str]:
-        command = f"sudo -n /bin/sh -c {_quote(wrapped)}" if self.uses_sudo else wrapped
+        command = f"sudo -n /bin/sh -c {shlex.quote(wrapped)}" if self.uses_sudo else wrapped
         client = self.connection(role)
         try:
             channel = client.get_transport().open_session()
@@ -122,12 +123,6 @@ class ParamikoTransport(Transport):
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def _drain(channel: Any) -> tuple[str, str]:
