@@ -56,7 +56,13 @@ class RunOptions:
 
     @property
     def install(self) -> bool:
+        """Install steps run for real (they change hosts)."""
         return self.mode == "install" and not self.plan
+
+    @property
+    def install_steps(self) -> bool:
+        """Install steps are decided at all: run (--mode install) or only planned (--plan)."""
+        return self.mode == "install" or self.plan
 
 
 def engine_password_from(file: str | None, env_name: str = "KVMQA_ENGINE_PASSWORD") -> Secret | None:

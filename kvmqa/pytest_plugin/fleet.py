@@ -98,8 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """`-n N` alone means --dist load, which scatters a host's stages (and would let two workers change one host
     at once in install mode): for kvmqa's suites it means loadgroup, one worker per host, stages in order."""
     run = config.stash.get(RUN_KEY, None)
-    install = config.option.mode == "install" or config.option.plan
-    if run is not None and (run.suite_run or install) and getattr(config.option, "dist", "no") == "load":
+    if run is not None and (run.suite_run or run.options.install_steps) and getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"
 
 
@@ -162,7 +161,7 @@ def start_prefetch(session: pytest.Session, run: Any) -> None:
     names = my_hosts(config, selected_hosts(session, [t.name for t in run.targets]))
     if not names:
         return
-    verify = run.options.mode == "verify" and not run.options.plan
+    verify = not run.options.install_steps
     stages = [s for s in selected_stages(session) if verify and s.name in PREFETCH_STAGES]
     pool = ThreadPoolExecutor(min(len(names), MAX_PREFETCH_THREADS), thread_name_prefix="kvmqa-probe")
     config.add_cleanup(pool.shutdown)

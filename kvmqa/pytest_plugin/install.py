@@ -28,10 +28,6 @@ VERDICTS = {DONE: Verdict.PASS, SATISFIED: Verdict.PASS, PLANNED: Verdict.WARN, 
             REFUSED: Verdict.FAIL, SKIPPED: Verdict.SKIP}
 
 
-def wants_install(options: Any) -> bool:
-    return options.mode == "install" or bool(options.plan)
-
-
 class InstallRecorder:
     """Registered per run in install mode: runs a stage's steps before its gate and hands their records from the
     test that triggered them to the process that writes the reports."""
@@ -74,7 +70,8 @@ def finding_of(record: ActionRecord) -> Finding:
 
 @pytest.hookimpl(trylast=True)  # after kvmqa's own configure has read the options
 def pytest_configure(config: pytest.Config) -> None:
-    if RUN_KEY in config.stash and wants_install(config.option):
+    run = config.stash.get(RUN_KEY, None)
+    if run is not None and run.options.install_steps:
         config.pluginmanager.register(InstallRecorder(config), "kvmqa-install")
 
 

@@ -81,9 +81,9 @@ class Transport(ABC):
                 self._connection = self.connect(role)
             return self._connection
 
+    @abstractmethod
     def connect(self, role: str) -> Any:
         """Make the connection `connection()` keeps; `role` names the command that needed it in errors."""
-        raise NotImplementedError
 
     # -- the interface -----------------------------------------------------------------------------------------
     def run(self, command: str, timeout: float | None = None, env: dict[str, str] | None = None,
