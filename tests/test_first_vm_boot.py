@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from kvmqa.stages.first_vm.checks import CHECKS
 from kvmqa.stages.first_vm.gather import gather_first_vm
 from kvmqa.stages.first_vm.guest_image import boot_guest_image
 from kvmqa.stages.first_vm.kit import build_kit
-from kvmqa.stages.first_vm.resources import Workspace, cleanup_leftovers, leftovers
+from kvmqa.stages.first_vm.resources import Workspace, cleanup_leftovers, lease_for, leftovers, wait_for_lease
 from kvmqa.transport.target import Target
 from tests.support.cloud_image import build_standin_image
 
@@ -224,6 +226,36 @@ def test_cleanup_leftovers_removes_every_kvmqa_object(conn: libvirt.virConnect) 
     assert f"domain kvmqa-sweep-{ws.token}" in removed and f"network kvmqa-net-{ws.token}" in removed
     assert f"volume {ws.pool.name()}/kvmqa-sweep-{ws.token}.qcow2" in removed or ws.created_pool
     assert mine(conn, ws.token) == []
+
+
+def test_a_lease_that_libvirt_learns_late_is_waited_for_not_reported_missing(conn: libvirt.virConnect) -> None:
+    """dnsmasq hands each lease to libvirt's leases helper after its DHCPACK; on a loaded lab host the helper wrote
+    the status file after the guest had powered off, and the lease was reported missing. Here this test plays the
+    late helper: it writes the lease into the real status file of a real network 1.5 s after the question."""
+    ws = Workspace(conn)
+    try:
+        net = ws.ensure_network()
+        ip = ET.fromstring(conn.networkLookupByName(net).XMLDesc(0)).find("ip").get("address")
+        guest_ip, mac = ip.rsplit(".", 1)[0] + ".77", "52:54:00:4c:ea:5e"
+        status = Path(f"/var/lib/libvirt/dnsmasq/kvmqa-{ws.token}.status")
+        entry = [{"ip-address": guest_ip, "mac-address": mac, "hostname": "kvmqa-guest",
+                  "expiry-time": int(time.time()) + 3600}]
+        assert lease_for(conn, net, mac) is None
+        assert wait_for_lease(conn, net, mac, guest_has_address=False)[0] is None  # no address: asked once
+        writer = threading.Timer(1.5, lambda: status.write_text(json.dumps(entry)))
+        writer.start()
+        try:
+            lease, waited = wait_for_lease(conn, net, mac, guest_has_address=True, grace=15)
+        finally:
+            writer.cancel()
+        assert lease == {"ip": guest_ip, "mac": mac, "hostname": "kvmqa-guest", "expiry": entry[0]["expiry-time"],
+                         "network": net}
+        assert 1.4 <= waited < 15
+        status.write_text("[]")
+        lease, waited = wait_for_lease(conn, net, mac, guest_has_address=True, grace=1.0)
+        assert lease is None and waited >= 1.0  # a lease that never comes: missing after the grace period
+    finally:
+        ws.close()
 
 
 def test_observation_is_json(stage: tuple[HostSession, dict[str, Any]]) -> None:

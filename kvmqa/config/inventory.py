@@ -28,20 +28,20 @@ HOST_KEYS = {"name", "address", "url", "user", "port", "identity_file", "sudo", 
              "ssh_config"}
 
 
-class _LineLoader(yaml.SafeLoader):
+class LineLoader(yaml.SafeLoader):
     """A YAML loader that remembers each mapping's line (as '__line__')."""
 
 
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+def _construct_mapping(loader: LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
     mapping = loader.construct_mapping(node, deep=True)
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 
 
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_yaml_with_lines(text: str, src: str, error: type[Exception], loader: type[_LineLoader] = _LineLoader) -> Any:
+def load_yaml_with_lines(text: str, src: str, error: type[Exception], loader: type[LineLoader] = LineLoader) -> Any:
     """YAML whose mappings carry their '__line__'; a syntax error raises `error` naming the file and the line."""
     try:
         return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
@@ -50,11 +50,11 @@ def load_yaml_with_lines(text: str, src: str, error: type[Exception], loader: ty
 
 
 
-def _strip_lines(value: Any) -> Any:
+def strip_lines(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _strip_lines(v) for k, v in value.items() if k != "__line__"}
+        return {k: strip_lines(v) for k, v in value.items() if k != "__line__"}
     if isinstance(value, list):
-        return [_strip_lines(v) for v in value]
+        return [strip_lines(v) for v in value]
     return value
 
 
@@ -101,7 +101,7 @@ def load_inventory(path: Path, *, sudo: bool = False, strict_host_keys: bool = T
     data = load_yaml_with_lines(text, src, InventoryError)
     if not isinstance(data, dict) or "hosts" not in data:
         raise InventoryError(f"{src}: a kvmqa inventory is a mapping with a 'hosts' list")
-    return _kvmqa_yaml(data, src, sudo=sudo, strict_host_keys=strict_host_keys, **common), _strip_lines(data.get("engine") or {})
+    return _kvmqa_yaml(data, src, sudo=sudo, strict_host_keys=strict_host_keys, **common), strip_lines(data.get("engine") or {})
 
 
 def _kvmqa_yaml(data: dict[str, Any], src: str, **common: Any) -> list[Target]:
@@ -140,7 +140,7 @@ def _target(h: dict[str, Any], where: str, *, sudo: bool, strict_host_keys: bool
     if h.get("vars") is not None and not isinstance(h.get("vars"), dict):
         raise InventoryError(f"{where}: vars must be a mapping")
     kwargs: dict[str, Any] = {
-        "roles": tuple(roles), "vars": _strip_lines(h.get("vars") or {}), "sudo": bool(h.get("sudo", sudo)),
+        "roles": tuple(roles), "vars": strip_lines(h.get("vars") or {}), "sudo": bool(h.get("sudo", sudo)),
         "strict_host_keys": strict_host_keys, **common,
     }
     if h.get("identity_file"):

@@ -82,6 +82,15 @@ class HostSession:
         self.save_facts()
         return facts
 
+    @property
+    def gathered_facts(self) -> HostFacts | None:
+        """The facts when this session has them already (probed or given), without probing."""
+        return self._facts
+
+    def use_facts(self, facts: HostFacts) -> None:
+        """Facts gathered elsewhere (the probe's output through Ansible): this session evaluates them, never probes."""
+        self._facts = facts
+
     def refresh_facts(self) -> HostFacts:
         """Probe again (install mode, after actions), keeping gathered non-probe sections out: they are re-gathered."""
         self.close_libvirt()

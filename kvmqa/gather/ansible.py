@@ -228,7 +228,7 @@ def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = 
     if duration is not None and "duration_s" in facts.get("probe", {}):
         facts["probe"]["duration_s"] = round(duration, 3)
     facts["target"] = {"name": host, "url": "ansible", "roles": list(roles), "sudo": bool(facts.get("probe", {}).get("euid") == "0")}
-    session._facts = facts
+    session.use_facts(facts)
     if "libvirt" not in facts and not facts.get("reach", {}).get("error"):  # kvmqa's own probe.txt: no virsh sections
         stages = tuple(s for s in stages if s != "libvirt")
     results = RunResults(columns=tuple(registry.columns()))

@@ -18,10 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from kvmqa.core.model import Finding, Verdict
-from kvmqa.core.paths import safe_name
 
 SCHEMA = 1
 REGRESSED = (Verdict.FAIL.value, Verdict.WARN.value, Verdict.ERROR.value)
@@ -176,23 +173,6 @@ def load_baseline(path: Path) -> dict[str, Any]:
     return data
 
 
-def host_facts(run: Any, host: str) -> dict[str, Any]:
-    """A host's facts on the controller: its in-process session, else the facts.json a worker wrote."""
-    session = run.sessions.get(host)
-    if session is not None and session._facts is not None:
-        return dict(session._facts)
-    candidates = [run.results.hosts.get(host, {}).get("facts"), run.options.reports_dir / safe_name(host) / "facts.json"]
-    for c in candidates:
-        if c and Path(c).is_file():
-            return json.loads(Path(c).read_text())
-    return {}
-
-
-def current_snapshots(run: Any) -> dict[str, dict[str, Any]]:
-    return {h: snapshot(host_facts(run, h), [f for f in run.results.findings if f.host == h])
-            for h in run.results.host_names()}
-
-
 # -- report -----------------------------------------------------------------------------------
 
 def comparison_lines(comparison: dict[str, Any]) -> list[str]:
@@ -209,24 +189,3 @@ def comparison_lines(comparison: dict[str, Any]) -> list[str]:
         parts += h["unavailable"]
         lines.append(f"{host}: " + ("; ".join(parts) if parts else "no change"))
     return lines
-
-
-def finish_baseline(run: Any, session: Any) -> None:
-    """At the end of a run (pytest_kvmqa_finish): compare with --compare-baseline (section, results.json, exit status), then --save-baseline."""
-    compare_path, save_path = run.options.compare_baseline, run.options.save_baseline
-    if not compare_path and not save_path:
-        return
-    current = current_snapshots(run)
-    if compare_path:
-        comparison = compare(load_baseline(compare_path), current)
-        run.results.sections["baseline_comparison"] = comparison
-        terminal = session.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is not None:
-            terminal.write_line("")  # the progress line may still be open
-            terminal.write_sep("=", f"kvmqa: compared with baseline {compare_path}")
-            for line in comparison_lines(comparison):
-                terminal.write_line(line, red="REGRESSIONS" in line)
-        if comparison["regressions"] and session.exitstatus == 0:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    if save_path:
-        save_baseline(save_path, current)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kvmqa.config.inventory import _LineLoader, _strip_lines, load_yaml_with_lines
+from kvmqa.config.inventory import LineLoader, load_yaml_with_lines, strip_lines
 from kvmqa.core.model import Finding, Verdict
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ WAIVABLE = (Verdict.FAIL, Verdict.WARN)
 FIELDS = {"check": True, "hosts": True, "justification": True, "expires": True, "owner": False}
 
 
-class _WaiverLoader(_LineLoader):
+class _WaiverLoader(LineLoader):
     """Line-tracking YAML; dates stay text, so a bad date is a field error rather than a YAML crash."""
 
 
@@ -84,7 +84,7 @@ def _parse_date(value: Any, where: str) -> datetime.date:
 def parse_waiver(entry: Any, where: str) -> Waiver:
     if not isinstance(entry, dict):
         raise WaiverError(f"{where}: a waiver is a mapping with check, hosts, justification, expires; got {entry!r}")
-    data = _strip_lines(entry)
+    data = strip_lines(entry)
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise _field_error(where, unknown[0], f"unknown field (known: {', '.join(FIELDS)})")
@@ -168,18 +168,3 @@ def waiver_summary(waivers: tuple[Waiver, ...], findings: list[Finding], today: 
                 + (f" (would have waived {', '.join(e['would_apply_to'])})" if e["would_apply_to"] else "")
                 for e in entries if e["expired"]]
     return {"file": waivers[0].source.split(":")[0] if waivers else None, "waivers": entries, "warnings": warnings}
-
-
-def finish_waivers(run: Any, session: Any) -> None:
-    """At the end of a run (pytest_kvmqa_finish): the waivers section (results.json; report/html.py renders it) and expired-waiver warnings on the terminal."""
-    waivers = load_waivers(run.options.waivers)
-    if not waivers:
-        return
-    summary = waiver_summary(waivers, run.results.findings)
-    run.results.sections["waivers"] = summary
-    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
-    if terminal is not None and summary["warnings"]:
-        terminal.write_line("")  # the progress line may still be open
-        terminal.write_sep("=", "kvmqa: expired waivers", yellow=True)
-        for line in summary["warnings"]:
-            terminal.write_line(f"WARNING: {line}", yellow=True, bold=True)

@@ -21,7 +21,7 @@ from kvmqa.stages.first_vm.console import ConsoleReading, ConsoleTap, parse_mark
 from kvmqa.stages.first_vm.domain import CONSOLE_LOG_DIR, DiskSpec, DomainSpec, object_name
 from kvmqa.stages.first_vm.kit import Kit
 from kvmqa.stages.first_vm.outcome import describe
-from kvmqa.stages.first_vm.resources import Workspace, lease_for
+from kvmqa.stages.first_vm.resources import Workspace, wait_for_lease
 
 PANIC = re.compile(r"Kernel panic[^\r\n]*")
 TailFn = Callable[[str, int], "str | None"]  # (host path, lines) -> last lines, None if unreadable
@@ -283,6 +283,11 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
         tap.wait(0.05)
 
 
+def guest_has_address(markers: dict[str, dict[str, str]]) -> bool:
+    """The guest's KVMQA-NET marker says it got an address by DHCP."""
+    return (markers.get("NET") or {}).get("status") == "ok"
+
+
 def advancing_window(spec: BootSpec) -> float:
     """A console that printed within this many seconds before the deadline is still advancing."""
     return max(3.0, min(spec.silent_timeout, 10.0))
@@ -302,7 +307,8 @@ def _finish(ws: Workspace, result: BootResult, name: str, read_tail: TailFn | No
     if not result.ok and read_tail is not None and not result.console_tail:  # no stream: libvirt's serial log
         result.console_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}-console.log", 25) or ""
     if result.network and result.mac:
-        result.lease = lease_for(ws.conn, result.network, result.mac)
+        result.lease, result.timings["lease_wait_s"] = wait_for_lease(
+            ws.conn, result.network, result.mac, guest_has_address(result.markers))
     ws.forget_domain(name)
     for vol in volumes:
         ws.forget_volume(vol)

@@ -169,8 +169,10 @@ def dhcp_lease(facts: Any, profile: Any) -> Outcome:
     if mark.get("status") != "ok":
         return failed(f"{boot.get('label')}: guest got no DHCP address: {mark or 'no KVMQA-NET marker'}", **details)
     if not lease:
+        waited = (boot.get("timings") or {}).get("lease_wait_s")
+        asked = f" (libvirt asked for {waited:.0f} s after the guest stopped)" if waited else ""
         return failed(f"guest reports {mark.get('ip')} but network {boot.get('network')} has no lease for "
-                      f"{boot.get('mac')}", **details)
+                      f"{boot.get('mac')}{asked}", **details)
     if lease.get("ip") != mark.get("ip") or str(lease.get("mac")).lower() != str(mark.get("mac")).lower():
         return failed(f"guest reports {mark.get('ip')}/{mark.get('mac')}, host lease says "
                       f"{lease.get('ip')}/{lease.get('mac')}", **details)

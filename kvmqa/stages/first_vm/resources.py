@@ -375,3 +375,20 @@ def lease_for(conn: libvirt.virConnect, network: str, mac: str) -> dict[str, obj
     return None
 
 
+# dnsmasq hands a lease to libvirt's leases helper (its --dhcp-script) after the DHCPACK, in a process of its own;
+# the helper writes the status file libvirt reads. On a loaded host (a nested lab host under TCG) that lags the
+# guest by seconds, so a guest that got its address and powered off at once can be asked about too early.
+LEASE_GRACE_S = 20.0
+
+
+def wait_for_lease(conn: libvirt.virConnect, network: str, mac: str, guest_has_address: bool,
+                   grace: float = LEASE_GRACE_S, poll: float = 0.25) -> tuple[dict[str, object] | None, float]:
+    """The lease of `mac` on `network` and the seconds waited for it. When the guest says it has an address,
+    libvirt is asked again until the lease appears or `grace` seconds have passed; otherwise once."""
+    t0 = time.monotonic()
+    while True:
+        lease = lease_for(conn, network, mac)
+        waited = time.monotonic() - t0
+        if lease is not None or not guest_has_address or waited >= grace:
+            return lease, round(waited, 2)
+        time.sleep(min(poll, max(0.0, grace - waited)))
