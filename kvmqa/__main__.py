@@ -39,17 +39,35 @@ def cmd_run(rest: list[str]) -> int:
     if stages is None:
         suites = ["kvmqa.suites"]
     else:
-        unknown = [s for s in stages if s not in registry and s != "site"]
+        site_names = {"site", *_site_stage_names(args)}  # `site` or a --site-checks stage's name: the site suite
+        unknown = [s for s in stages if s not in registry and s not in site_names]
         if unknown:
-            print(f"kvmqa: --stages: unknown stage {unknown[0]!r} (stages: {', '.join([*registry.names(), 'site'])})",
+            print(f"kvmqa: --stages: unknown stage {unknown[0]!r} (stages: {', '.join([*registry.names(), *sorted(site_names)])})",
                   file=sys.stderr)
             return 2
-        suites = [f"kvmqa.suites.{suite_module(registry.get(s).order, s) if s != 'site' else 'test_70_site'}" for s in stages]
+        suites = list(dict.fromkeys(f"kvmqa.suites.{'test_70_site' if s in site_names else suite_module(registry.get(s).order, s)}"
+                                    for s in stages))
     # rootdir: the package, so test ids read suites/test_NN_<stage>.py::... as in a checkout; reports go to ./reports
     root = Path(__file__).resolve().parent
     argv = [sys.executable, "-m", "pytest", "-c", str(data_file("pytest.ini")), "--rootdir", str(root), "--pyargs", *suites, *args]
     os.execv(sys.executable, argv)  # a fresh interpreter: pytest imports (and assert-rewrites) the plugin itself
     return 2  # not reached
+
+
+def _site_stage_names(pytest_args: list[str]) -> list[str]:
+    """The stage names in the --site-checks folders among pytest's arguments (a folder that does not load: none;
+    the run itself reports it)."""
+    from pathlib import Path
+
+    from kvmqa.core.stage import StageError
+    from kvmqa.site import load_site_stages
+
+    folders = [a.split("=", 1)[1] for a in pytest_args if a.startswith("--site-checks=")]
+    folders += [b for a, b in zip(pytest_args, pytest_args[1:], strict=False) if a == "--site-checks"]
+    try:
+        return [stage.name for stage in load_site_stages([Path(d) for d in folders])] if folders else []
+    except StageError:
+        return []
 
 
 def suite_module(order: int, name: str) -> str:

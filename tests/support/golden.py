@@ -56,7 +56,7 @@ def results_of(case: str, reports: Path) -> dict[str, Any]:
     session = HostSession(target, load_profile(None), RunOptions(reports_dir=reports), all_targets=[target])
     facts = facts_of(name, first_vm)
     facts["target"] = {"name": target.name, "url": target.url, "roles": list(target.roles), "sudo": False}
-    session._facts = facts
+    session.use_facts(facts)
     results = RunResults()
     for stage in builtin():
         if stage.name == "ovirt_engine":
