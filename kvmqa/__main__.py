@@ -118,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from kvmqa.config.profile import ProfileError
-    from kvmqa.gather.ansible import evaluate
+    from kvmqa.offline import evaluate
     from kvmqa.policy.waivers import WaiverError
 
     site = _site_stages(args.site_checks)
@@ -160,7 +160,7 @@ def _site_stages(folders: list[str]) -> list[Any] | None:
 def cmd_probe_script(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kvmqa.gather.ansible import hosts_groups_arg, write_probe_scripts
+    from kvmqa.offline import hosts_groups_arg, write_probe_scripts
 
     try:
         hosts = hosts_groups_arg(args.hosts_groups)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["run"]:  # everything after `run` is pytest's (or --stages)
         return cmd_run(argv[1:])
-    from kvmqa.gather.ansible import evaluated_stages  # what a probe output alone can decide
+    from kvmqa.offline import evaluated_stages  # what a probe output alone can decide
 
     parser = argparse.ArgumentParser(prog="kvmqa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)

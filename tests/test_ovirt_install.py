@@ -15,6 +15,7 @@ import pytest
 from kvmqa.act.base import ActionContext, Decision, skip
 from kvmqa.config.options import Secret
 from kvmqa.stages.ovirt_engine import actions as install
+from kvmqa.stages.vdsm import actions as vdsm_install
 from tests.standins import engine as standin
 from tests.standins.engine import StandinEngine
 from tests.standins.pki import Pki, make_pki
@@ -60,7 +61,7 @@ CTX = ActionContext(host="engine", engine_password=Secret(PASSWORD))
 
 def test_non_el_targets_skip_every_action() -> None:
     assert install.Decision is Decision  # one Decision type: the framework's
-    for action in install.engine_actions("engine.example") + install.host_actions():
+    for action in install.engine_actions("engine.example") + vdsm_install.host_actions():
         decision = action.decide(DEBIAN, CTX)
         assert decision == skip("not supported on debian 12: oVirt install mode needs EL8 or EL9"), action.id
 
@@ -69,10 +70,10 @@ def test_preconditions_read_facts() -> None:
     plan = {a.id: a.decide(EL9_ENGINE_INSTALLED, CTX).state for a in install.engine_actions("engine.example")}
     assert plan == {"ovirt.release-repo": "done", "ovirt.engine-package": "done", "ovirt.engine-setup": "run",
                     "ovirt.add-hosts": "done"}  # no ovirt-host in this context: nothing to add
-    fresh = {a.id: a.decide(EL9_FRESH, CTX).state for a in install.host_actions()}
+    fresh = {a.id: a.decide(EL9_FRESH, CTX).state for a in vdsm_install.host_actions()}
     assert fresh == {"ovirt.release-repo": "run", "ovirt.host-package": "run", "ovirt.vdsm-configure": "run"}
     configured = dict(EL9_FRESH, vdsm={"is_configured": {"ok": True}})
-    assert install.host_actions()[2].decide(configured, CTX).state == "done"
+    assert vdsm_install.host_actions()[2].decide(configured, CTX).state == "done"
     healthy = dict(EL9_ENGINE_INSTALLED, engine={"health": {"ok": True}})
     assert install.engine_actions("e")[2].decide(healthy, CTX) == Decision("done", "the engine answers health with DB Up")
 

@@ -4,6 +4,7 @@
     stage ovirt_engine (role ovirt-engine): ovirt.release-repo, ovirt.engine-package, ovirt.engine-setup,
                                             ovirt.add-hosts (per inventory ovirt-host: add_host + wait_for_up)
     stage vdsm         (role ovirt-host):   ovirt.release-repo, ovirt.host-package, ovirt.vdsm-configure
+                                            (kvmqa/stages/vdsm/actions.py, with this file's shared helpers)
 
 On a distro oVirt does not support every step is SKIPPED "not supported on debian 12" before anything else
 (`Action.supported`): nothing is gathered, nothing runs. Secrets (the engine admin password) are written to a
@@ -106,7 +107,7 @@ def _installed(facts: Mapping[str, Any]) -> Mapping[str, str]:
     return (facts.get("packages") or {}).get("installed") or {}
 
 
-def _package_precondition(*names: str) -> Callable[[Mapping[str, Any], ActionContext], Decision]:
+def package_precondition(*names: str) -> Callable[[Mapping[str, Any], ActionContext], Decision]:
     def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
         have = [n for n in names if n in _installed(facts)]
         if have:
@@ -125,13 +126,6 @@ def _engine_setup_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> 
     if "ovirt-engine" not in _installed(facts):
         return needed("ovirt-engine will be installed first, then set up")
     return needed("ovirt-engine is installed but not set up (health does not answer DB Up)")
-
-
-def _vdsm_configure_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
-    configured = ((facts.get("vdsm") or {}).get("is_configured") or {}).get("ok")
-    if configured:
-        return satisfied("vdsm-tool is-configured: all modules configured")
-    return needed("vdsm-tool is-configured reports modules not configured (or vdsm absent)")
 
 
 def render_answers(fqdn: str, organization: str = "kvmqa", firewall_manager: str = "firewalld",
@@ -269,24 +263,24 @@ def add_hosts_step(facts: Mapping[str, Any], setup: OvirtSetup) -> Call:
 
 
 # -- the actions ---------------------------------------------------------------------------------------------------
-def _role(role: str) -> Callable[[ActionContext], bool]:
+def role_applies(role: str) -> Callable[[ActionContext], bool]:
     return lambda ctx: role in ctx.roles
 
 
-def _release_repo(stage: str, role: str) -> Action:
+def release_repo(stage: str, role: str) -> Action:
     """The oVirt 4.5 release package (CentOS Stream's centos-release-ovirt45 or ovirt.org's ovirt-release45)."""
     return Action("ovirt.release-repo", stage, "enable the oVirt 4.5 release repository",
-                  _package_precondition(*RELEASE_PACKAGES), lambda f, c: ["dnf -y install centos-release-ovirt45"],
-                  timeout=1800, supported=el_release, applies=_role(role), hint=HINT)
+                  package_precondition(*RELEASE_PACKAGES), lambda f, c: ["dnf -y install centos-release-ovirt45"],
+                  timeout=1800, supported=el_release, applies=role_applies(role), hint=HINT)
 
 
 def engine_actions(fqdn: str | None = None) -> list[Action]:
     """Stage ovirt_engine on ovirt-engine targets. `fqdn` overrides `ctx.ovirt.fqdn` (the framework's)."""
 
-    applies = _role(ENGINE_ROLE)
+    applies = role_applies(ENGINE_ROLE)
     return [
-        _release_repo(ENGINE_STAGE, ENGINE_ROLE),
-        Action("ovirt.engine-package", ENGINE_STAGE, "install ovirt-engine", _package_precondition("ovirt-engine"),
+        release_repo(ENGINE_STAGE, ENGINE_ROLE),
+        Action("ovirt.engine-package", ENGINE_STAGE, "install ovirt-engine", package_precondition("ovirt-engine"),
                lambda f, c: ["dnf -y install ovirt-engine"], timeout=1800, requires=("ovirt.release-repo",),
                supported=el_release, applies=applies, hint=HINT),
         Action("ovirt.engine-setup", ENGINE_STAGE, "run engine-setup --offline with a generated answer file",
@@ -300,23 +294,7 @@ def engine_actions(fqdn: str | None = None) -> list[Action]:
     ]
 
 
-def host_actions() -> list[Action]:
-    """Stage vdsm on ovirt-host targets: host deploy as the engine's does it, ovirt-host then vdsm-tool configure."""
-    applies = _role(HOST_ROLE)
-    return [
-        _release_repo(HOST_STAGE, HOST_ROLE),
-        Action("ovirt.host-package", HOST_STAGE, "install ovirt-host (vdsm and its dependencies)",
-               _package_precondition("ovirt-host"), lambda f, c: ["dnf -y install ovirt-host"], timeout=1800,
-               requires=("ovirt.release-repo",), supported=el_release, applies=applies, hint=HINT),
-        Action("ovirt.vdsm-configure", HOST_STAGE, "configure vdsm's modules and restart their services",
-               _vdsm_configure_precondition, lambda f, c: ["vdsm-tool configure --force"], timeout=600,
-               requires=("ovirt.host-package",), supported=el_release, applies=applies, hint=HINT),
-    ]
-
-
 ENGINE_ACTIONS: tuple[Action, ...] = tuple(engine_actions())  # stage ovirt_engine (kvmqa/stages/ovirt_engine)
-HOST_ACTIONS: tuple[Action, ...] = tuple(host_actions())  # stage vdsm (kvmqa/stages/vdsm)
-ACTIONS: tuple[Action, ...] = (*ENGINE_ACTIONS, *HOST_ACTIONS)
 
 
 # -- what the framework gives the steps ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ STAGE = Stage(
     checks=CHECKS,
     requires=("reach.probe",),
     actions=(
-        "kvmqa.stages.ovirt_engine.actions:HOST_ACTIONS",
+        "kvmqa.stages.vdsm.actions:HOST_ACTIONS",
     ),
     roles=("ovirt-host",),
 )
