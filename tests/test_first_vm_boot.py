@@ -241,19 +241,23 @@ def test_a_lease_that_libvirt_learns_late_is_waited_for_not_reported_missing(con
         entry = [{"ip-address": guest_ip, "mac-address": mac, "hostname": "kvmqa-guest",
                   "expiry-time": int(time.time()) + 3600}]
         assert lease_for(conn, net, mac) is None
-        assert wait_for_lease(conn, net, mac, guest_has_address=False)[0] is None  # no address: asked once
+        once = wait_for_lease(conn, net, mac, guest_has_address=False)  # no address: asked once
+        assert once.lease is None and once.error is None and once.waited_s < 1
         writer = threading.Timer(1.5, lambda: status.write_text(json.dumps(entry)))
         writer.start()
         try:
-            lease, waited = wait_for_lease(conn, net, mac, guest_has_address=True, grace=15)
+            found = wait_for_lease(conn, net, mac, guest_has_address=True, grace=15)
         finally:
             writer.cancel()
-        assert lease == {"ip": guest_ip, "mac": mac, "hostname": "kvmqa-guest", "expiry": entry[0]["expiry-time"],
-                         "network": net}
-        assert 1.4 <= waited < 15
+        assert found.lease == {"ip": guest_ip, "mac": mac, "hostname": "kvmqa-guest", "expiry": entry[0]["expiry-time"],
+                               "network": net}
+        assert 1.4 <= found.waited_s < 15 and found.error is None
         status.write_text("[]")
-        lease, waited = wait_for_lease(conn, net, mac, guest_has_address=True, grace=1.0)
-        assert lease is None and waited >= 1.0  # a lease that never comes: missing after the grace period
+        never = wait_for_lease(conn, net, mac, guest_has_address=True, grace=1.0)
+        assert never.lease is None and never.waited_s >= 1.0 and never.error is None  # libvirt answered: no lease
+        # libvirt cannot answer at all (here: the network is gone): nobody knows, and the lookup says why
+        gone = wait_for_lease(conn, f"kvmqa-net-gone-{ws.token}", mac, guest_has_address=True, grace=1.0)
+        assert gone.lease is None and gone.error and "kvmqa-net-gone" in gone.error, gone
     finally:
         ws.close()
 

@@ -97,8 +97,17 @@ def test_lease_mismatch_and_missing_lease_fail() -> None:
     verdict, message = verdicts(obs)["first_vm.dhcp-lease"]
     assert verdict == Verdict.FAIL and "host lease says 192.168.150.250" in message
     obs["boots"]["emulated"]["lease"] = None
+    obs["boots"]["emulated"]["timings"]["lease_wait_s"] = 20.0
     verdict, message = verdicts(obs)["first_vm.dhcp-lease"]
-    assert verdict == Verdict.FAIL and "has no lease" in message
+    assert verdict == Verdict.FAIL and "has no lease" in message and "asked for 20 s after the guest stopped" in message
+
+
+def test_leases_libvirt_could_not_list_are_an_error_not_a_missing_lease() -> None:
+    obs = sample("kvm-fails-emulation-allowed")
+    obs["boots"]["emulated"]["lease"] = None
+    obs["boots"]["emulated"]["lease_error"] = "Network not found: no network with matching name 'kvmqa-net-x'"
+    verdict, message = verdicts(obs)["first_vm.dhcp-lease"]
+    assert verdict == Verdict.ERROR and "could not list the leases" in message and "Network not found" in message
 
 
 def test_disk_failure_and_wrong_vcpu_count_fail() -> None:

@@ -45,7 +45,7 @@ class Check:
     def finding(self, host: str, outcome: Outcome, duration: float, verdict: Verdict | None = None) -> Finding:
         level = outcome.level or self.level
         if verdict is None:
-            verdict = verdict_for(outcome.ok, level)
+            verdict = Verdict.ERROR if outcome.error else verdict_for(outcome.ok, level)
         return Finding(
             host=host,
             stage=self.stage,

@@ -39,6 +39,7 @@ class Outcome:
     details: dict[str, Any] = field(default_factory=dict)
     level: Level | None = None  # override the check's default level (profile-driven)
     hint: str | None = None  # override the check's default hint
+    error: bool = False  # the check could not decide (its evidence could not be read): an ERROR finding
 
 
 def passed(message: str, **details: Any) -> Outcome:
@@ -56,6 +57,11 @@ def info(message: str, **details: Any) -> Outcome:
 
 def not_applicable(message: str, **details: Any) -> Outcome:
     return Outcome(None, message, details)
+
+
+def undecided(message: str, *, hint: str | None = None, **details: Any) -> Outcome:
+    """The evidence the check needs could not be read (not: the host lacks it): an ERROR, never a FAIL or PASS."""
+    return Outcome(False, message, details, hint=hint, error=True)
 
 
 class CheckLike(Protocol):

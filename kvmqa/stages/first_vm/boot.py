@@ -92,6 +92,7 @@ class BootResult:
     timings: dict[str, float] = field(default_factory=dict)
     accelerator: dict[str, Any] = field(default_factory=dict)
     lease: dict[str, Any] | None = None
+    lease_error: str | None = None  # libvirt could not say whether there was a lease
     mac: str = ""
     network: str | None = None
     state: str = ""
@@ -283,9 +284,11 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
         tap.wait(0.05)
 
 
-def guest_has_address(markers: dict[str, dict[str, str]]) -> bool:
-    """The guest's KVMQA-NET marker says it got an address by DHCP."""
-    return (markers.get("NET") or {}).get("status") == "ok"
+def record_lease(conn: libvirt.virConnect, result: BootResult, network: str, mac: str) -> None:
+    """The host's DHCP lease for the guest, waited for when the guest's KVMQA-NET marker says it got an address."""
+    found = wait_for_lease(conn, network, mac, (result.markers.get("NET") or {}).get("status") == "ok")
+    result.lease, result.lease_error = found.lease, found.error
+    result.timings["lease_wait_s"] = found.waited_s
 
 
 def advancing_window(spec: BootSpec) -> float:
@@ -307,8 +310,7 @@ def _finish(ws: Workspace, result: BootResult, name: str, read_tail: TailFn | No
     if not result.ok and read_tail is not None and not result.console_tail:  # no stream: libvirt's serial log
         result.console_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}-console.log", 25) or ""
     if result.network and result.mac:
-        result.lease, result.timings["lease_wait_s"] = wait_for_lease(
-            ws.conn, result.network, result.mac, guest_has_address(result.markers))
+        record_lease(ws.conn, result, result.network, result.mac)
     ws.forget_domain(name)
     for vol in volumes:
         ws.forget_volume(vol)

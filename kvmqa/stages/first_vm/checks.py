@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from kvmqa.core.checks import StageChecks
-from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
+from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed, undecided
 from kvmqa.stages.first_vm.outcome import describe
 
 CHECKS = StageChecks("first_vm")
@@ -168,6 +168,9 @@ def dhcp_lease(facts: Any, profile: Any) -> Outcome:
     details: dict[str, Any] = {"guest": mark, "host_lease": lease, "network": boot.get("network")}
     if mark.get("status") != "ok":
         return failed(f"{boot.get('label')}: guest got no DHCP address: {mark or 'no KVMQA-NET marker'}", **details)
+    if not lease and boot.get("lease_error"):
+        return undecided(f"guest reports {mark.get('ip')}, but libvirt could not list the leases of network "
+                         f"{boot.get('network')}: {boot['lease_error']}", **details)
     if not lease:
         waited = (boot.get("timings") or {}).get("lease_wait_s")
         asked = f" (libvirt asked for {waited:.0f} s after the guest stopped)" if waited else ""

@@ -363,12 +363,8 @@ class Workspace:
 
 
 def lease_for(conn: libvirt.virConnect, network: str, mac: str) -> dict[str, object] | None:
-    """The host-side DHCP lease of `mac` on `network` (from libvirt's dnsmasq), or None."""
-    try:
-        leases = conn.networkLookupByName(network).DHCPLeases(mac, 0)
-    except libvirt.libvirtError:
-        return None
-    for lease in leases:
+    """The host-side DHCP lease of `mac` on `network` (from libvirt's dnsmasq), or None; a libvirt error is raised."""
+    for lease in conn.networkLookupByName(network).DHCPLeases(mac, 0):
         if str(lease.get("mac", "")).lower() == mac.lower() and lease.get("ipaddr"):
             return {"ip": lease["ipaddr"], "mac": lease["mac"], "hostname": lease.get("hostname"),
                     "expiry": lease.get("expirytime"), "network": network}
@@ -376,19 +372,31 @@ def lease_for(conn: libvirt.virConnect, network: str, mac: str) -> dict[str, obj
 
 
 # dnsmasq hands a lease to libvirt's leases helper (its --dhcp-script) after the DHCPACK, in a process of its own;
-# the helper writes the status file libvirt reads. On a loaded host (a nested lab host under TCG) that lags the
-# guest by seconds, so a guest that got its address and powered off at once can be asked about too early.
+# the helper writes the status file libvirt reads. On a loaded host that can lag the guest, so a guest that got its
+# address and powered off at once may be asked about too early; and over a remote connection one call may fail.
 LEASE_GRACE_S = 20.0
 
 
+@dataclass
+class LeaseLookup:
+    lease: dict[str, object] | None
+    waited_s: float
+    error: str | None = None  # the last libvirt error, when no answer came at all
+
+
 def wait_for_lease(conn: libvirt.virConnect, network: str, mac: str, guest_has_address: bool,
-                   grace: float = LEASE_GRACE_S, poll: float = 0.25) -> tuple[dict[str, object] | None, float]:
-    """The lease of `mac` on `network` and the seconds waited for it. When the guest says it has an address,
-    libvirt is asked again until the lease appears or `grace` seconds have passed; otherwise once."""
-    t0 = time.monotonic()
+                   grace: float = LEASE_GRACE_S, poll: float = 0.25) -> LeaseLookup:
+    """The lease of `mac` on `network`. When the guest says it has an address, libvirt is asked again until the lease
+    appears or `grace` seconds have passed (a libvirt error counts as no answer yet); otherwise once. `error` is set
+    only when libvirt never answered: then nobody knows whether there was a lease."""
+    t0, answered, error = time.monotonic(), False, None
     while True:
-        lease = lease_for(conn, network, mac)
+        try:
+            lease = lease_for(conn, network, mac)
+            answered = True
+        except libvirt.libvirtError as exc:
+            lease, error = None, (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         waited = time.monotonic() - t0
         if lease is not None or not guest_has_address or waited >= grace:
-            return lease, round(waited, 2)
+            return LeaseLookup(lease, round(waited, 2), None if answered else error)
         time.sleep(min(poll, max(0.0, grace - waited)))

@@ -13,11 +13,11 @@ from typing import Any
 
 import libvirt
 
-from kvmqa.stages.first_vm.boot import STOP_REASONS, BootResult, BootSpec, KitVolumes, guest_has_address, state_text
+from kvmqa.stages.first_vm.boot import STOP_REASONS, BootResult, BootSpec, KitVolumes, record_lease, state_text
 from kvmqa.stages.first_vm.console import parse_markers, read_console, tail
 from kvmqa.stages.first_vm.domain import CONSOLE_LOG_DIR, object_name, random_mac
 from kvmqa.stages.first_vm.outcome import describe
-from kvmqa.stages.first_vm.resources import Workspace, wait_for_lease
+from kvmqa.stages.first_vm.resources import Workspace
 from kvmqa.stages.first_vm.runner import Runner, tail_reader
 
 
@@ -86,8 +86,7 @@ def virt_install_boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, run: Runne
         elif not result.ok:
             result.error = describe(result.to_json())
         if network:
-            result.lease, result.timings["lease_wait_s"] = wait_for_lease(
-                ws.conn, network, mac, guest_has_address(result.markers))
+            record_lease(ws.conn, result, network, mac)
         if not result.ok:
             result.qemu_log_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}.log", 15)
     except libvirt.libvirtError as exc:
