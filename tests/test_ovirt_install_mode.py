@@ -130,7 +130,7 @@ SETUP = install.OvirtSetup(fqdn="engine.lab.example", hosts=(install.HostSpec("h
 def el9_ctx(target: FakeTarget | None = None, *, roles: tuple[str, ...], execute: bool = False,
             setup: install.OvirtSetup = SETUP) -> ActionContext:
     return ActionContext(host="el9", run=target.run if target else no_run, put_file=target.put_file if target else None,
-                         execute=execute, engine_password=Secret(PASSWORD), roles=roles, ovirt=setup,
+                         execute=execute, engine_password=Secret(PASSWORD), roles=roles, stage_context=setup,
                          secrets=(PASSWORD,))
 
 
@@ -237,7 +237,7 @@ def test_el9_engine_setup_failure_still_removes_the_secrets() -> None:
 
 
 def test_engine_setup_without_a_password_is_not_possible() -> None:
-    ctx = ActionContext(host="el9", roles=("ovirt-engine",), ovirt=SETUP)
+    ctx = ActionContext(host="el9", roles=("ovirt-engine",), stage_context=SETUP)
     rec = run_action(actions_for("ovirt_engine")[2], facts("constructed-el9-intel"), ctx)
     assert rec.status == FAILED and rec.message.startswith("not possible: engine-setup needs the engine admin password")
 
@@ -262,7 +262,7 @@ def test_add_hosts_step_adds_and_waits_through_the_engine_connection(pki: Pki) -
         setup.wait = install.WaitPolicy(interval=0, stable_polls=3, timeout=60)
         el9 = facts("constructed-el9-intel")
         el9["engine"] = {"health": {"ok": True}, "api": {"ok": True}, "hosts": list(scenario.hosts)}
-        ctx = ActionContext(host="engine", execute=True, roles=("ovirt-engine",), ovirt=setup,
+        ctx = ActionContext(host="engine", execute=True, roles=("ovirt-engine",), stage_context=setup,
                             secrets=(scenario.password,))
         rec = run_action(actions_for("ovirt_engine")[3], el9, ctx)
     assert rec.status == DONE, rec.message
@@ -270,6 +270,25 @@ def test_add_hosts_step_adds_and_waits_through_the_engine_connection(pki: Pki) -
     assert added["address"] == "192.0.2.21" and added["ssh_authentication_method"] == "publickey"
     assert "hv1 is up (statuses seen: installing, initializing, up, non_responsive, up, up, up)" in rec.output_tail
     assert engine.tokens == set(), "the connection was not closed (token not revoked)"
+
+
+def test_the_engine_stage_declares_what_its_steps_get_and_the_framework_hands_it_over(tmp_path: Path) -> None:
+    """act/ knows no stage: `Stage.install_context` names the function; install mode gives its result to that
+    stage's steps only (ctx.stage_context), here the oVirt setup built from the inventory for an engine target."""
+    from kvmqa.act.runner import HostInstall, context_for
+    from kvmqa.core.session import HostSession
+    from kvmqa.stages import builtin
+
+    engine_t = Target(name="engine", host="engine.lab", roles=("ovirt-engine",))
+    hv1 = Target(name="hv1", host="192.0.2.21", roles=("kvm-host", "ovirt-host"))
+    session = HostSession(engine_t, Profile(), RunOptions(reports_dir=tmp_path, engine_url="https://engine.lab/ovirt-engine/api"),
+                          all_targets=[engine_t, hv1])
+    stages = builtin()
+    ctx = context_for(session, HostInstall(), stages.get("ovirt_engine"))
+    assert isinstance(ctx.stage_context, install.OvirtSetup)
+    assert ctx.stage_context.fqdn == "engine.lab" and ctx.stage_context.hosts == (install.HostSpec("hv1", "192.0.2.21"),)
+    assert context_for(session, HostInstall(), stages.get("cpu")).stage_context is None
+    assert context_for(session, HostInstall(), stages.get("vdsm")).stage_context is None
 
 
 # --- (c) Target.put_file ------------------------------------------------------------------------------------------

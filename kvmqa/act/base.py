@@ -82,7 +82,7 @@ class ActionContext:
     put_file: Callable[[str, bytes, int], None] | None = None  # target.put_file(path, data, mode): data never on a command line
     engine_password: Any = None  # kvmqa.config.options.Secret or None
     roles: tuple[str, ...] = ()  # the target's inventory roles
-    ovirt: Any = None  # kvmqa.stages.ovirt_engine.actions.OvirtSetup on ovirt-engine / ovirt-host targets
+    stage_context: Any = None  # what the stage declares its steps need besides facts (Stage.install_context)
     execute: bool = False  # False: plan only, never call `run`
     libvirt_user: str | None = None
     extra_packages: Mapping[str, list[str]] = field(default_factory=dict)  # family -> names (profile)

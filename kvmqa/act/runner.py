@@ -15,7 +15,7 @@ recorded without gathering its facts or running anything.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kvmqa.act.base import DONE, FAILED, Action, ActionContext, ActionRecord, run_action, verify_after
 from kvmqa.core.stage import Registry, Stage
@@ -61,7 +61,7 @@ def install_state(session: HostSession) -> HostInstall:
     return state
 
 
-def context_for(session: HostSession, state: HostInstall) -> ActionContext:
+def context_for(session: HostSession, state: HostInstall, stage: Stage | None = None) -> ActionContext:
     opts = session.options
     secrets = tuple(s.reveal() for s in (getattr(opts, "engine_password", None),) if s)
     target = session.target
@@ -69,17 +69,11 @@ def context_for(session: HostSession, state: HostInstall) -> ActionContext:
         host=session.name, run=lambda cmd, timeout: target.run(cmd, timeout=timeout), execute=opts.install,
         put_file=lambda path, data, mode: target.put_file(path, data, mode),
         engine_password=getattr(opts, "engine_password", None), roles=tuple(target.roles),
-        ovirt=_ovirt_setup(session),
+        stage_context=stage.stage_context(session) if stage is not None else None,
         libvirt_user=opts.libvirt_user, extra_packages=session.profile.extra_packages,
         sudo=target.sudo and not target.is_local,  # Target ignores sudo locally
         secrets=secrets, records=state.records, check_gate=session.blocker,
     )
-
-
-def _ovirt_setup(session: HostSession) -> Any:
-    from kvmqa.stages.ovirt_engine.actions import ovirt_setup
-
-    return ovirt_setup(session)
 
 
 def ensure_facts(session: HostSession, action: Action, stage: Stage, ctx: ActionContext) -> None:
@@ -102,7 +96,7 @@ def run_stage(session: HostSession, stage: Stage) -> list[ActionRecord]:
     if stage.name in state.stages:
         return []
     state.stages.add(stage.name)
-    ctx = context_for(session, state)
+    ctx = context_for(session, state, stage)
     out = []
     for action in actions_for(stage.name, session.stages):
         if action.applies is not None and not action.applies(ctx):

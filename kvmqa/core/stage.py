@@ -63,6 +63,7 @@ class Stage:
     offline: bool = True  # decidable from the probe's output alone (`python -m kvmqa evaluate`, Ansible runs)
     probe: str = ""  # a probe snippet (POSIX sh, `_kq_sec NAME CMD...` sections) added to the host's one probe
     site: bool = False  # from a site-checks folder (--site-checks), not built in
+    install_context: str = ""  # "module:function" (HostSession) -> what this stage's steps read as ctx.stage_context
 
     def __post_init__(self) -> None:
         if self.checks.stage != self.name:
@@ -71,6 +72,10 @@ class Stage:
     def gatherer(self, name: str) -> Gatherer:
         fn = self.gatherers[name]
         return resolve(fn) if isinstance(fn, str) else fn  # type: ignore[no-any-return]
+
+    def stage_context(self, session: Any) -> Any:
+        """What this stage's install steps need besides facts (ActionContext.stage_context), or None."""
+        return resolve(self.install_context)(session) if self.install_context else None
 
     def install_actions(self) -> list[Action]:
         out: list[Action] = []

@@ -14,5 +14,6 @@ STAGE = Stage(
         "kvmqa.stages.ovirt_engine.actions:ENGINE_ACTIONS",
     ),
     roles=("ovirt-engine",),
+    install_context="kvmqa.stages.ovirt_engine.actions:ovirt_setup",
     offline=False,  # needs a live connection from the controller
 )

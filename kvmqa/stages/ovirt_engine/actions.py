@@ -70,7 +70,7 @@ class HostSpec:
 
 @dataclass
 class OvirtSetup:
-    """`ActionContext.ovirt`: what the oVirt steps need besides facts (built by `ovirt_setup(session)`)."""
+    """`ActionContext.stage_context` of the engine's steps: what they need besides facts (`ovirt_setup(session)`)."""
 
     fqdn: str = ""  # the engine's FQDN (engine-setup's OVESETUP_CONFIG/fqdn)
     hosts: tuple[HostSpec, ...] = ()  # inventory ovirt-hosts the engine adds
@@ -174,7 +174,7 @@ def engine_setup(fqdn: str, organization: str = "kvmqa",
 
 
 def _engine_setup_commands(facts: Mapping[str, Any], ctx: ActionContext, fqdn: str | None = None) -> list[Command]:
-    setup = ctx.ovirt or OvirtSetup()
+    setup = ctx.stage_context or OvirtSetup()
     fqdn = fqdn or setup.fqdn or str((facts.get("host") or {}).get("fqdn") or (facts.get("host") or {}).get("hostname") or ctx.host)
     answers, secrets = _paths(setup.remote_dir)
     shown = (f"install -d -m 0700 {setup.remote_dir}\n"
@@ -210,7 +210,7 @@ def hosts_to_add(facts: Mapping[str, Any], hosts: tuple[HostSpec, ...]) -> tuple
 
 
 def _add_hosts_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
-    setup = ctx.ovirt or OvirtSetup()
+    setup = ctx.stage_context or OvirtSetup()
     if not setup.hosts:
         return satisfied("the inventory has no ovirt-host to add")
     engine = facts.get("engine") or {}
@@ -275,7 +275,7 @@ def release_repo(stage: str, role: str) -> Action:
 
 
 def engine_actions(fqdn: str | None = None) -> list[Action]:
-    """Stage ovirt_engine on ovirt-engine targets. `fqdn` overrides `ctx.ovirt.fqdn` (the framework's)."""
+    """Stage ovirt_engine on ovirt-engine targets. `fqdn` overrides `ctx.stage_context.fqdn` (the framework's)."""
 
     applies = role_applies(ENGINE_ROLE)
     return [
@@ -287,7 +287,7 @@ def engine_actions(fqdn: str | None = None) -> list[Action]:
                _engine_setup_precondition, lambda f, c: _engine_setup_commands(f, c, fqdn), timeout=3600, requires=("ovirt.engine-package",),
                facts=("engine",), supported=el_release, applies=applies, hint=HINT),
         Action("ovirt.add-hosts", ENGINE_STAGE, "add the inventory's ovirt-hosts through the engine API and wait for up",
-               _add_hosts_precondition, lambda f, c: [add_hosts_step(f, c.ovirt or OvirtSetup())],
+               _add_hosts_precondition, lambda f, c: [add_hosts_step(f, c.stage_context or OvirtSetup())],
                timeout=3600, requires=("ovirt.engine-setup",), needs_root=False, facts=("engine",),
                supported=el_release, applies=applies,
                hint="the engine's SSH public key must be in each host's root authorized_keys (docs/ovirt.md)"),
@@ -299,7 +299,7 @@ ENGINE_ACTIONS: tuple[Action, ...] = tuple(engine_actions())  # stage ovirt_engi
 
 # -- what the framework gives the steps ---------------------------------------------------------------------------
 def ovirt_setup(session: HostSession) -> OvirtSetup | None:
-    """`ActionContext.ovirt` for a host session with an oVirt role (None otherwise)."""
+    """`ActionContext.stage_context` for a host session with an oVirt role (None otherwise)."""
     target = session.target
     if not {ENGINE_ROLE, HOST_ROLE} & set(target.roles):
         return None
