@@ -39,7 +39,9 @@ def cmd_run(rest: list[str]) -> int:
     if stages is None:
         suites = ["kvmqa.suites"]
     else:
-        site_names = {"site", *_site_stage_names(args)}  # `site` or a --site-checks stage's name: the site suite
+        site_names = {"site"}  # `site` or a --site-checks stage's name: the site suite
+        if any(s not in registry and s != "site" for s in stages):  # only then load the lab's own modules here
+            site_names.update(_site_stage_names(args))
         unknown = [s for s in stages if s not in registry and s not in site_names]
         if unknown:
             print(f"kvmqa: --stages: unknown stage {unknown[0]!r} (stages: {', '.join([*registry.names(), *sorted(site_names)])})",

@@ -32,10 +32,11 @@ def current_snapshots(run: KvmqaRun) -> dict[str, dict[str, Any]]:
             for h in run.results.host_names()}
 
 
-def _terminal(session: pytest.Session) -> Any:
+def _terminal_on_new_line(session: pytest.Session) -> Any:
+    """pytest's terminal reporter (None without one), after ending the progress line it may have left open."""
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     if terminal is not None:
-        terminal.write_line("")  # the progress line may still be open
+        terminal.write_line("")
     return terminal
 
 
@@ -46,7 +47,7 @@ def finish_waivers(run: KvmqaRun, session: pytest.Session) -> None:
         return
     summary = waiver_summary(waivers, run.results.findings)
     run.results.sections["waivers"] = summary
-    if summary["warnings"] and (terminal := _terminal(session)) is not None:
+    if summary["warnings"] and (terminal := _terminal_on_new_line(session)) is not None:
         terminal.write_sep("=", "kvmqa: expired waivers", yellow=True)
         for line in summary["warnings"]:
             terminal.write_line(f"WARNING: {line}", yellow=True, bold=True)
@@ -61,7 +62,7 @@ def finish_baseline(run: KvmqaRun, session: pytest.Session) -> None:
     if compare_path:
         comparison = compare(load_baseline(compare_path), current)
         run.results.sections["baseline_comparison"] = comparison
-        if (terminal := _terminal(session)) is not None:
+        if (terminal := _terminal_on_new_line(session)) is not None:
             terminal.write_sep("=", f"kvmqa: compared with baseline {compare_path}")
             for line in comparison_lines(comparison):
                 terminal.write_line(line, red="REGRESSIONS" in line)
