@@ -247,13 +247,17 @@ def _images_free_gib() -> float:
 
 
 @pytest.mark.usefixtures("libvirtd")
-def test_host_stage_runs_between_packages_and_libvirt_and_gates_the_first_vm(tmp_path: Path) -> None:
+def test_host_stage_runs_between_packages_and_libvirt_and_its_disk_policy_gates_nothing(
+        tmp_path: Path) -> None:
     """For real on this machine: the host stage's verdicts match the machine read here, its findings come after
-    packages and before libvirt, and a failed host.images-disk (a profile asking more disk than there is) skips
-    the first_vm stage naming it."""
+    packages and before libvirt, and a failed host.images-disk (a profile asking more disk than there is)
+    fails on its own: the first_vm stage is skipped only by the room it needs itself (libvirt.first-vm-space,
+    here made too large by the profile's first-VM disk so that no guest boots in this test), never by the
+    lab's policy."""
     free = _images_free_gib()
     profile = tmp_path / "big-disk.yaml"
-    profile.write_text(f"name: big-disk\nmin_free_disk_gib: {int(free) + 1000}\n")
+    profile.write_text(f"name: big-disk\nmin_free_disk_gib: {int(free) + 1000}\n"
+                       f"first_vm: {{disk_mib: {(int(free) + 1000) * 1024}}}\n")
     paths = ("suites/test_00_reach.py", "suites/test_20_packages.py", "suites/test_25_host.py",
              "suites/test_30_libvirt.py", "suites/test_60_first_vm.py")
     run = run_suite(tmp_path / "reports", "--profile", str(profile), paths=paths)
@@ -272,9 +276,12 @@ def test_host_stage_runs_between_packages_and_libvirt_and_gates_the_first_vm(tmp
     assert disk["verdict"] == "fail" and f"{int(free) + 1000} GiB" in disk["message"]
     first_vm = [r for r in results if r["stage"] == "first_vm"]
     assert first_vm
+    space = run.findings()[("local", "libvirt.first-vm-space")]
+    assert space["verdict"] == "fail", space
+    assert f"{(int(free) + 1000) * 1024} MiB data disk" in space["message"], space
     for r in first_vm:
-        assert r["verdict"] == "skip" and "host.images-disk" in r["message"], r
-        assert r["details"].get("blocked_by") == "host.images-disk", r
+        assert r["verdict"] == "skip" and "host.images-disk" not in r["message"], r
+        assert r["details"].get("blocked_by") == "libvirt.first-vm-space", r
     # the other host checks, against the machine read independently
     time_daemons = {"chronyd", "ntpd", "systemd-timesyncd"}
     running = set()

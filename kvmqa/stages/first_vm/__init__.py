@@ -8,7 +8,7 @@ STAGE = Stage(
     order=60,
     title="a real guest boots, proven from the inside",
     checks=CHECKS,
-    requires=("libvirt.connect", "host.images-disk"),
+    requires=("libvirt.connect", "libvirt.first-vm-space"),
     gatherers={"first_vm": "kvmqa.stages.first_vm.gather:gather_first_vm"},
     offline=False,  # needs a live connection from the controller
 )

@@ -21,6 +21,7 @@ from kvmqa.stages.first_vm.kit import KitError, build_kit
 from kvmqa.stages.first_vm.progress import BootProgress, Writer, terminal_writer
 from kvmqa.stages.first_vm.resources import Workspace, WorkspaceError, leftovers
 from kvmqa.stages.first_vm.runner import Runner, local_runner, tail_reader, target_runner
+from kvmqa.stages.first_vm.space import DEFAULT_DISK_MIB
 from kvmqa.stages.first_vm.virtinstall import virt_install_boot
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class FirstVmSettings:
     silent_timeout: float = 10.0
     memory_mib: int = 256
     vcpus: int = 1
-    disk_mib: int = 64
+    disk_mib: int = DEFAULT_DISK_MIB
     allow_emulation: bool = False
     kvm: str = "required"  # required | warn: level of a KVM boot that does not work
     attempt_kvm: bool = True

@@ -23,8 +23,7 @@ from typing import Any
 import libvirt
 
 from kvmqa.stages.first_vm.domain import PREFIX, NetworkSpec, PoolSpec, VolumeSpec
-
-POOL_BASE = "/var/lib/libvirt/images"
+from kvmqa.stages.first_vm.space import POOL_BASE, reusable_pool
 
 # libvirt prints every error to stderr by default; errors here are raised and reported instead.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -215,7 +214,7 @@ class Workspace:
         if self.pool is not None:
             return self.pool
         for pool in self.conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
-            if ET.fromstring(pool.XMLDesc(0)).get("type") == "dir" and not is_ours(pool.name()):
+            if reusable_pool(pool.name(), ET.fromstring(pool.XMLDesc(0)).get("type", "")):
                 self.pool = pool
                 self.notes.append(f"using existing pool {pool.name()}")
                 return pool

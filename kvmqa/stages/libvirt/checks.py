@@ -10,6 +10,7 @@ from kvmqa.core.checks import StageChecks
 from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
 from kvmqa.gather.facts import HostFacts
 from kvmqa.gather.versions import version_at_least
+from kvmqa.stages.first_vm.space import POOL_BASE, reusable_pool, space_need
 
 CHECKS = StageChecks("libvirt")
 
@@ -201,6 +202,43 @@ def storage_pool(facts: HostFacts, profile: Profile) -> Outcome:
         return failed(f"pool {p['name']} ({p['type']} {p['path']}) has {free_gib:.1f} GiB free, the profile requires "
                       f"{profile.min_free_disk_gib:g} GiB", level=Level.WARN)
     return passed(f"pool {p['name']} ({p['type']} {p['path']}) active, {free_gib:.1f} GiB free")
+
+
+def _size_text(n_bytes: float) -> str:
+    return f"{n_bytes / 1024**3:.1f} GiB" if n_bytes >= 1024**3 else f"{n_bytes / 1024**2:.0f} MiB"
+
+
+def first_vm_destination(facts: HostFacts) -> tuple[str, float | None, str]:
+    """(where the first VM writes, its free bytes or None, why unknown): the pool its Workspace reuses (the
+    first active dir pool kvmqa did not create), else /var/lib/libvirt/images, where it makes its own."""
+    for p in facts.get("libvirt", {}).get("pools", []):
+        if p.get("active") and reusable_pool(str(p.get("name", "")), str(p.get("type", ""))):
+            return f"pool {p['name']} ({p.get('path')})", float(p.get("available", 0)), ""
+    st = facts.get("storage", {})
+    where = (f"{POOL_BASE} (no active dir pool: the first VM creates its own there; measured at "
+             f"{st.get('dir') or POOL_BASE}, filesystem {st.get('path')})")
+    if st.get("available_kib") is None:
+        return where, None, str(st.get("error") or "no df output")
+    return where, st["available_kib"] * 1024.0, ""
+
+
+@CHECKS.check("libvirt.first-vm-space", "The storage pool the first VM writes to has room for its volumes",
+              hint="Free space in that pool's filesystem (the first VM removes its volumes after the stage), "
+                   "or give libvirt an active dir pool on a filesystem with room",
+              requires=("libvirt.connect",))
+def first_vm_space(facts: HostFacts, profile: Profile) -> Outcome:
+    need = space_need(profile)
+    where, free, unknown = first_vm_destination(facts)
+    details: dict[str, Any] = {"where": where, "need_mib": need.total_mib, "disk_mib": need.disk_mib,
+                               "kit_mib": need.kit_mib, "margin_mib": need.margin_mib}
+    if free is None:
+        return failed(f"the first VM needs {need.text()} in {where}, whose free space could not be read: "
+                      f"{unknown}; the first VM runs anyway", level=Level.WARN, **details)
+    details["free_mib"] = round(free / 1024**2)
+    text = f"the first VM needs {need.text()} in {where}, which has {_size_text(free)} free"
+    if free < need.total_mib * 1024**2:
+        return failed(text, **details)
+    return passed(text, **details)
 
 
 # --- side by side with virt-host-validate ---------------------------------------------------------------------
