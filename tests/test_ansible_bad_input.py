@@ -52,8 +52,6 @@ def _bad_inventory(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
     elif kind == "limit-matches-nothing":
         src.write_text("[kvm_hosts]\nhv1\n")
         extra = ["--limit", "nonesuch*"]
-    elif kind == "become-su":
-        src.write_text("[kvm_hosts]\nhv1 ansible_become=true ansible_become_method=su\n")
     elif kind == "connection-docker":
         src.write_text("[kvm_hosts]\nhv1 ansible_connection=docker\n")
     elif kind == "bad-port":
@@ -86,7 +84,6 @@ BAD = {
     "dynamic-script-exits-non-zero": "script plugin: Inventory script returned non-zero exit code 3. (stderr: cloud API: 503",
     "no-hosts": "no hosts (ansible-inventory --list found none)",
     "limit-matches-nothing": "no hosts match --limit 'nonesuch*'",
-    "become-su": "host hv1: ansible_become_method 'su' is not supported: kvmqa becomes root with passwordless sudo only",
     "connection-docker": "host hv1: ansible_connection 'docker' is not supported by kvmqa (use one of ssh, smart, paramiko",
     "bad-port": "host hv1: ansible_port must be a port number 1-65535, got 'ssh'",
     "undefined-template": "host hv1: ansible_user: template '{{ lab_user }}' cannot be rendered:",

@@ -14,7 +14,8 @@ Templar, only for the hosts that need it. Connection variables (and their older 
     ansible_ssh_private_key_file / ansible_private_key_file      identity file
     ansible_ssh_common_args, ansible_ssh_extra_args              extra OpenSSH arguments (ProxyJump, -o ProxyCommand=...)
     ansible_connection ssh | smart -> ssh, paramiko | paramiko_ssh -> paramiko, local -> local; others: an error
-    ansible_become (+ ansible_become_method sudo, ansible_become_user root) -> sudo; other methods or users: an error
+    ansible_become (+ ansible_become_method sudo, ansible_become_user root) -> sudo; another method (su,
+        doas, ...) or user: that host's one error (reach.probe, ERROR; never connected), the others run
 
 Groups become roles as in kvmqa's own format (kvm_hosts -> kvm-host, ovirt_hosts -> ovirt-host, ovirt_engine).
 """
@@ -380,6 +381,20 @@ def _truthy(value: Any, var: str, where: str) -> bool:
     raise InventoryError(f"{where}: {var} must be a boolean (yes/no, true/false), got {value!r}")
 
 
+def become_problem(where: str, get: Any) -> str:
+    """Why kvmqa cannot become root on this host as the inventory says (its one error), or ""."""
+    method = str(get("become_method", "sudo") or "sudo")
+    if method != "sudo":
+        return (f"{where}: ansible_become_method {method!r} is not supported: kvmqa becomes root with "
+                "passwordless sudo only (sudo -n); give this host ansible_become_method=sudo and a NOPASSWD "
+                "sudo rule for its user, or ansible_user=root (kvmqa did not connect to it)")
+    become_user = str(get("become_user", "root") or "root")
+    if become_user != "root":
+        return (f"{where}: ansible_become_user {become_user!r} is not supported: kvmqa needs root; drop "
+                "ansible_become_user for this host or set it to root (kvmqa did not connect to it)")
+    return ""
+
+
 def target_from_hostvars(name: str, hostvars: dict[str, Any], groups: list[str], all_groups: dict[str, list[str]],
                          resolver: _Resolver, *, sudo: bool, strict_host_keys: bool, **common: Any) -> Target:
     """One Target from one host's merged variables (as Ansible would connect to it)."""
@@ -398,16 +413,8 @@ def target_from_hostvars(name: str, hostvars: dict[str, Any], groups: list[str],
                              f"(use one of {', '.join(CONNECTIONS)})")
     backend = CONNECTIONS[connection]
     become = _truthy(get("become"), var("become"), where) if "become" in conn else None
-    if become:
-        method = str(get("become_method", "sudo") or "sudo")
-        if method != "sudo":
-            raise InventoryError(f"{where}: ansible_become_method {method!r} is not supported: kvmqa becomes root "
-                                 "with passwordless sudo only (sudo -n)")
-        become_user = str(get("become_user", "root") or "root")
-        if become_user != "root":
-            raise InventoryError(f"{where}: ansible_become_user {become_user!r} is not supported: kvmqa needs root "
-                                 "(sudo to root)")
-    kwargs: dict[str, Any] = {**common, "strict_host_keys": strict_host_keys,
+    kwargs: dict[str, Any] = {**common, "unusable": become_problem(where, get) if become else "",
+                              "strict_host_keys": strict_host_keys,
                               "sudo": bool(become) if become is not None else sudo,
                               "roles": roles_of_groups(groups),
                               "vars": {k: v for k, v in hostvars.items() if not k.startswith("ansible_") and not _has_vault(v)}}

@@ -17,7 +17,7 @@ from kvmqa.core.model import Finding, StageCheck, Verdict
 from kvmqa.core.paths import safe_name
 from kvmqa.core.stage import Gatherer, GatherError, Registry, Stage
 from kvmqa.gather.facts import HostFacts
-from kvmqa.transport.target import Target, TargetError
+from kvmqa.transport.target import Target, TargetError, TargetUnusable
 
 log = logging.getLogger("kvmqa")
 
@@ -73,7 +73,9 @@ class HostSession:
             facts, raw = run_probe(self.target, [s.probe for s in self.stages if s.probe and (not s.roles or roles & set(s.roles))])
             (self.host_dir / "probe.txt").write_text(raw)
         except TargetError as exc:
-            reach = {"error": str(exc)}
+            reach: dict[str, Any] = {"error": str(exc)}
+            if isinstance(exc, TargetUnusable):
+                reach["unusable"] = True  # nothing was tried: the inventory's entry itself is the problem
             if exc.stderr:
                 reach["stderr"] = exc.stderr[-4000:]  # the transport's whole output, for the details
             facts = HostFacts(reach=reach, probe={"target": self.target.url})
@@ -192,7 +194,8 @@ class HostSession:
         if stage.name != "reach":
             reach = self.blocker(("reach.probe",))
             if reach is not None:
-                return self._stage_finding(stage, Verdict.SKIP, f"host {self.name} unreachable: {reach.message}",
+                why = "not checked" if self.facts.get("reach", {}).get("unusable") else "unreachable"
+                return self._stage_finding(stage, Verdict.SKIP, f"host {self.name} {why}: {reach.message}",
                                            blocked_by="reach.probe")
         if stage.roles and not set(stage.roles) & set(self.target.roles):
             return self._stage_finding(stage, Verdict.SKIP, f"host {self.name} has no role {' or '.join(stage.roles)} "

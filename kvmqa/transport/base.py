@@ -49,6 +49,12 @@ class CommandTimeout(TargetError):
     pass
 
 
+class TargetUnusable(TargetError):
+    """The inventory asks to reach or become root on this host in a way kvmqa does not support (an Ansible
+    `ansible_become_method: su`, a become user other than root): this host's one error, raised before any
+    connection; the inventory's other hosts run."""
+
+
 @dataclass
 class CommandResult:
     rc: int

@@ -23,6 +23,7 @@ from kvmqa.transport.base import (
     TargetAuthError,
     TargetError,
     TargetUnreachable,
+    TargetUnusable,
     Transport,
     classify_ssh_error,
     first_meaningful_line,
@@ -54,6 +55,7 @@ class Target:
     ssh_args: tuple[str, ...] = ()  # more OpenSSH arguments (an Ansible inventory's ansible_ssh_common_args)
     connect_timeout: float = 10.0
     command_timeout: float = 120.0
+    unusable: str = ""  # why kvmqa cannot use this host as the inventory describes it (TargetUnusable on use)
     _transport: Transport | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -102,6 +104,8 @@ class Target:
     # -- the transport -------------------------------------------------------------------------------------------
     @property
     def transport(self) -> Transport:
+        if self.unusable:
+            raise TargetUnusable(self.unusable)
         with self._lock:
             if self._transport is None:
                 import importlib
@@ -137,4 +141,4 @@ class Target:
 
 
 __all__ = ["BACKENDS", "HOST_KEY_HINT", "CommandResult", "CommandTimeout", "Target", "TargetAuthError", "TargetError",
-           "TargetUnreachable", "classify_ssh_error", "first_meaningful_line"]
+           "TargetUnreachable", "TargetUnusable", "classify_ssh_error", "first_meaningful_line"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
-from kvmqa.core.model import Outcome, failed, passed
+from kvmqa.core.model import Outcome, failed, passed, undecided
 from kvmqa.gather.facts import HostFacts
 from kvmqa.gather.probe import PROBE_TIMEOUT
 
@@ -14,6 +14,9 @@ CHECKS = StageChecks("reach")
 @CHECKS.check("reach.probe", "Host answers the probe", hint="Check the address, port, user, key and known_hosts entry of the host")
 def probe_answered(facts: HostFacts, profile: Profile) -> Outcome:
     reach = facts.get("reach", {})
+    if reach.get("unusable"):  # the inventory asks for what kvmqa cannot do: not a verdict on the host
+        return undecided(reach["error"], hint="Change this host's inventory entry as the message says; kvmqa "
+                                              "did not connect to it, the other hosts were checked")
     if reach.get("error"):
         return failed(reach["error"], stderr=reach["stderr"]) if reach.get("stderr") else failed(reach["error"])
     probe = facts.get("probe", {})
