@@ -44,8 +44,8 @@ def with_roles(f: HostFacts, *roles: str) -> HostFacts:
 
 def test_constructed_el9_host_passes_every_host_check() -> None:
     v = verdicts(facts(EL9))
-    assert v["host.reboot-pending"] == ("pass", "booted kernel 5.14.0-427.13.1.el9_4.x86_64 (5.14.0-427.13.1.el9_4.x86_64) "
-                                                "is the newest of 2 installed")
+    assert v["host.reboot-pending"] == ("pass", "booted kernel 5.14.0-427.13.1.el9_4.x86_64 "
+                                                "(5.14.0-427.13.1.el9_4) is the newest of 2 installed")
     assert v["host.stale-binaries"][0] == "pass" and "3 processes" in v["host.stale-binaries"][1]
     assert v["host.hostname"] == ("pass", "kvm01.lab.example resolves to 192.0.2.21, an address of this host")
     assert v["host.time-sync"] == ("pass", "chronyd runs; timedatectl NTPSynchronized=yes")

@@ -26,6 +26,21 @@ PACKAGE_MANAGER = {"debian": "dpkg", "el": "rpm"}  # the manager each family's p
 # Enterprise Linux rebuilds (oVirt's platforms; EL8 needs its virt module stream): not Fedora
 EL_IDS = frozenset(k for k, v in FAMILIES.items() if v == "el" and k != "fedora")
 
+# Every kernel image package the rpm distros ship: RHEL and its rebuilds (kernel-core; debug, rt and,
+# on EL9+ aarch64, 64k builds), Fedora's aarch64 16k, Oracle Linux's UEK (its default) and ELRepo's
+# kernel-lt/-ml. Since EL8 `X` is a meta package over `X-core`, which holds the kernel; older kernels and
+# UEK6 have `X` alone.
+RPM_KERNELS = tuple(
+    f"kernel{flavour}{part}"
+    for flavour in ("", "-debug", "-rt", "-rt-debug", "-64k", "-64k-debug", "-rt-64k", "-rt-64k-debug",
+                    "-16k", "-16k-debug", "-uek", "-uek-debug", "-lt", "-ml")
+    for part in ("", "-core")
+)
+# `uname -r` is VERSION-RELEASE.ARCH, and for these builds a variant after it: 4.18.0-348.el8.x86_64+debug,
+# 5.14.0-284.11.1.el9_2.aarch64+64k, ...+rt-debug; EL7 and UEK5 debug kernels end in .debug, and EL8/EL9 rt
+# kernels before the rt build moved into the kernel package carry "rt" in their release and no variant.
+UNAME_VARIANTS = ("rt", "64k", "16k", "debug")
+
 
 @dataclass(frozen=True)
 class Requirement:
@@ -67,6 +82,26 @@ def family_of(os_id: str, id_like: str = "") -> str:
     raise UnknownDistroError(
         f"unknown distro ID={os_id!r} ID_LIKE={id_like!r}: kvmqa knows {', '.join(sorted(FAMILIES))}"
     )
+
+
+def rpm_kernel_unames(name: str, version_release: str, arch: str) -> list[str]:
+    """The `uname -r` strings an installed rpm kernel package boots as (the first is the usual one)."""
+    base = f"{version_release}.{arch}" if arch else version_release
+    variant = [t for t in name.removesuffix("-core").split("-")[1:] if t in UNAME_VARIANTS]
+    if not variant:
+        return [base]
+    unames = [f"{base}+{'-'.join(variant)}"]
+    if "rt" in variant:
+        rest = [t for t in variant if t != "rt"]
+        unames.append(f"{base}+{'-'.join(rest)}" if rest else base)
+    if variant == ["debug"]:
+        unames.append(f"{base}.debug")
+    return unames
+
+
+def managers_by_id() -> str:
+    """`id=manager` words for the probe: it picks the package manager from os-release's ID and ID_LIKE."""
+    return " ".join(f"{os_id}={PACKAGE_MANAGER[family]}" for os_id, family in FAMILIES.items())
 
 
 def probe_package_names() -> tuple[str, str]:

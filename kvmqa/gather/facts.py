@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from kvmqa.gather.distro import UnknownDistroError, family_of
+from kvmqa.gather.distro import PACKAGE_MANAGER, RPM_KERNELS, UnknownDistroError, family_of, rpm_kernel_unames
 
 SECTION_RE = re.compile(r"^@@kvmqa:(?P<name>[\w.-]+) rc=(?P<rc>-?\d+)$", re.M)
 
@@ -31,6 +31,11 @@ class HostFacts(dict[str, Any]):
     @property
     def family(self) -> str | None:
         return self.get("os", {}).get("family")
+
+    @property
+    def package_manager(self) -> str | None:
+        """The manager of the host's distro family ('rpm', 'dpkg'): whose order its versions follow."""
+        return PACKAGE_MANAGER.get(self.family or "")
 
     def device(self, path: str) -> dict[str, Any]:
         return self.get("devices", {}).get(path, {"exists": False})
@@ -344,28 +349,48 @@ def _sysfs_names(body: str) -> dict[str, str]:
     return out
 
 
+RPM_ARCHES = ("x86_64", "aarch64", "ppc64le", "s390x", "i686", "noarch")
+
+
+def _rpm_kernel(name: str, evr: str, arch: str) -> dict[str, Any]:
+    """An rpm kernel package: its EVR without the arch (compared rpm's way), the `uname -r` strings it boots
+    as, and its line (`kernel-uek-core` and `kernel-uek` are one line: newer and older UEKs, not RHCKs)."""
+    if not arch:  # an earlier probe: VERSION-RELEASE.ARCH in one field
+        head, _, tail = evr.rpartition(".")
+        evr, arch = (head, tail) if tail in RPM_ARCHES else (evr, "")
+    evr = evr.replace("(none):", "")
+    unames = rpm_kernel_unames(name, evr.split(":", 1)[-1], arch)
+    return {"package": name, "release": unames[0], "version": evr, "unames": unames,
+            "line": name.removesuffix("-core")}
+
+
 def _host_packages(body: str) -> dict[str, Any]:
-    """Microcode packages and every installed kernel package, with the release `uname -r` would show."""
+    """Microcode packages and every installed kernel package, with the release(s) `uname -r` would show."""
     kv_lines = [line for line in body.splitlines() if "|" not in line]
     meta = _kv("\n".join(kv_lines))
     installed: dict[str, str] = {}
-    kernels: list[dict[str, str]] = []
+    kernels: list[dict[str, Any]] = []
     for line in body.splitlines():
-        parts = line.split("|")
-        if len(parts) != 3 or not parts[2].strip().startswith("ii"):
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) not in (3, 4) or not parts[2].startswith("ii"):
             continue
-        name, version = parts[0].strip(), parts[1].strip()
+        name, version = parts[0], parts[1]
         if name.startswith("linux-image-") and name[len("linux-image-"):][:1].isdigit():
             release = name[len("linux-image-"):].removesuffix("-unsigned")
             if not release.endswith("-dbg"):
-                kernels.append({"package": name, "release": release, "version": version})
-        elif name in ("kernel-core", "kernel"):
-            kernels.append({"package": name, "release": version, "version": version})
+                kernels.append({"package": name, "release": release, "version": version, "unames": [release],
+                                "line": "linux-image"})
+        elif name in RPM_KERNELS:
+            kernels.append(_rpm_kernel(name, version, parts[3] if len(parts) == 4 else ""))
         else:
-            installed[name] = version
-    if any(k["package"] == "kernel-core" for k in kernels):  # EL8+: kernel is a meta package over kernel-core
-        kernels = [k for k in kernels if k["package"] != "kernel"]
-    return {"manager": meta.get("manager", "none"), "installed": installed, "kernels": kernels,
+            installed[name] = version.replace("(none):", "")
+    # EL8+: `kernel` is a meta package over `kernel-core` (so for each flavour): one entry per booted kernel
+    booted: dict[tuple[str, str], dict[str, Any]] = {}
+    for k in kernels:
+        key = (k["line"], k["release"])
+        if key not in booted or k["package"].endswith("-core"):
+            booted[key] = k
+    return {"manager": meta.get("manager", "none"), "installed": installed, "kernels": list(booted.values()),
             "reboot_required_file": meta.get("reboot_required_file") == "present"}
 
 

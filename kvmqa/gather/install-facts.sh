@@ -1,18 +1,23 @@
 # kvmqa install mode: the facts install preconditions need beyond the probe (read-only, one round trip).
-# Set by kvmqa/gather/install.py: KVMQA_EXTRA, KVMQA_USER, KVMQA_DAEMONS; __MODULES_LOAD__ is replaced.
+# Set by kvmqa/gather/install.py: KVMQA_MANAGER, KVMQA_EXTRA, KVMQA_USER, KVMQA_DAEMONS;
+# __MODULES_LOAD__ is replaced.
 LC_ALL=C; export LC_ALL
-if command -v dpkg-query >/dev/null 2>&1; then
+# KVMQA_MANAGER: the manager of the host's distro family (from its os-release), not whichever binary exists
+case $KVMQA_MANAGER in
+dpkg) if command -v dpkg-query >/dev/null 2>&1; then
     echo "manager=dpkg"
     echo "apt_lists=$(ls /var/lib/apt/lists/ 2>/dev/null | grep -c '_Packages')"
     for p in $KVMQA_EXTRA; do
         case "$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null)" in ii*) echo "pkg.$p=installed";; *) echo "pkg.$p=absent";; esac
     done
-elif command -v rpm >/dev/null 2>&1; then
+fi ;;
+rpm) if command -v rpm >/dev/null 2>&1; then
     echo "manager=rpm"
     for p in $KVMQA_EXTRA; do
         if rpm -q --whatprovides "$p" >/dev/null 2>&1; then echo "pkg.$p=installed"; else echo "pkg.$p=absent"; fi
     done
-fi
+fi ;;
+esac
 # live libvirt daemons: zombies do not count (a PID 1 that is not an init may never reap a killed daemon)
 echo "live=$(for p in /proc/[0-9]*; do st=$(sed 's/^.*) //' "$p/stat" 2>/dev/null | cut -c1)
     [ -n "$st" ] && [ "$st" != Z ] && cat "$p/comm" 2>/dev/null; done | grep -xE "$KVMQA_DAEMONS" | sort -u | tr '\n' ' ')"

@@ -11,6 +11,8 @@ import shlex
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from kvmqa.gather.distro import PACKAGE_MANAGER
+
 if TYPE_CHECKING:
     from kvmqa.act.base import ActionContext
     from kvmqa.core.session import HostSession
@@ -31,7 +33,9 @@ def extra_packages(facts: dict[str, Any], ctx: ActionContext) -> list[str]:
 def install_script(facts: dict[str, Any], ctx: ActionContext) -> str:
     extra = [p for p in extra_packages(facts, ctx) if PACKAGE_NAME.match(p)]
     user = ctx.libvirt_user if ctx.libvirt_user and USER_NAME.match(ctx.libvirt_user) else ""
-    return (f"KVMQA_EXTRA={shlex.quote(' '.join(extra))}\nKVMQA_USER={shlex.quote(user)}\n"
+    manager = PACKAGE_MANAGER.get((facts.get("os") or {}).get("family") or "", "")
+    return (f"KVMQA_MANAGER={shlex.quote(manager)}\n"
+            f"KVMQA_EXTRA={shlex.quote(' '.join(extra))}\nKVMQA_USER={shlex.quote(user)}\n"
             f"KVMQA_DAEMONS={shlex.quote('|'.join(DAEMONS))}\n" + SCRIPT)
 
 

@@ -81,7 +81,7 @@ _kq_security() {
     _kq_kv /sys/fs/selinux/enforce /sys/module/apparmor/parameters/enabled
 }
 _kq_sec probe_env _kq_env
-_kq_sec os_release cat /etc/os-release
+_kq_sec os_release cat "$_kq_osr"
 _kq_sec cpuinfo _kq_cpuinfo
 _kq_sec cmdline cat /proc/cmdline
 _kq_sec modules _kq_modules

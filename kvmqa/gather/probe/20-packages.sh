@@ -1,18 +1,14 @@
-# kvmqa probe: package versions (distro-aware); KVMQA_PKGS_DEB / KVMQA_PKGS_RPM are set by the controller.
+# kvmqa probe: package versions, asked of the distro family's manager (_kq_manager); KVMQA_PKGS_DEB and
+# KVMQA_PKGS_RPM are set by the controller.
 _kq_pkgs() {
-    if command -v dpkg-query >/dev/null 2>&1 && [ -n "$KVMQA_PKGS_DEB" ]; then
-        echo "manager=dpkg"
+    _kq_m=$(_kq_manager)
+    echo "manager=$_kq_m"
+    case $_kq_m in
         # shellcheck disable=SC2086
-        dpkg-query -W -f='${Package}|${Version}|${db:Status-Abbrev}\n' $KVMQA_PKGS_DEB 2>&1
-        return 0
-    fi
-    if command -v rpm >/dev/null 2>&1 && [ -n "$KVMQA_PKGS_RPM" ]; then
-        echo "manager=rpm"
+        dpkg) dpkg-query -W -f='${Package}|${Version}|${db:Status-Abbrev}\n' $KVMQA_PKGS_DEB 2>&1; return 0 ;;
         # shellcheck disable=SC2086
-        rpm -q --qf '%{NAME}|%{EPOCH}:%{VERSION}-%{RELEASE}|ii \n' $KVMQA_PKGS_RPM 2>&1
-        return 0
-    fi
-    echo "manager=none"
+        rpm) rpm -q --qf '%{NAME}|%{EPOCH}:%{VERSION}-%{RELEASE}|ii \n' $KVMQA_PKGS_RPM 2>&1; return 0 ;;
+    esac
     return 3
 }
 _kq_sec packages _kq_pkgs

@@ -1,15 +1,16 @@
 # kvmqa probe: host health after upgrades and for oVirt (kernel packages, stale daemons, host name, time).
 _kq_host_pkgs() {
     [ -e /var/run/reboot-required ] && echo "reboot_required_file=present"
-    if command -v dpkg-query >/dev/null 2>&1; then
-        echo "manager=dpkg"
-        dpkg-query -W -f='${Package}|${Version}|${db:Status-Abbrev}\n' intel-microcode amd64-microcode 'linux-image-[0-9]*' 2>/dev/null
-    elif command -v rpm >/dev/null 2>&1; then
-        echo "manager=rpm"
-        rpm -q --qf '%{NAME}|%{VERSION}-%{RELEASE}.%{ARCH}|ii \n' microcode_ctl linux-firmware kernel-core kernel 2>/dev/null | grep '|'
-    else
-        echo "manager=none"
-    fi
+    _kq_m=$(_kq_manager)
+    echo "manager=$_kq_m"
+    case $_kq_m in
+        dpkg) dpkg-query -W -f='${Package}|${Version}|${db:Status-Abbrev}\n' intel-microcode amd64-microcode \
+            'linux-image-[0-9]*' 2>/dev/null ;;
+        # every kernel flavour (KVMQA_KERNELS_RPM: kvmqa.gather.distro.RPM_KERNELS); the arch apart
+        # shellcheck disable=SC2086
+        rpm) rpm -q --qf '%{NAME}|%{EPOCH}:%{VERSION}-%{RELEASE}|ii |%{ARCH}\n' microcode_ctl linux-firmware \
+            $KVMQA_KERNELS_RPM 2>/dev/null | grep '|' ;;
+    esac
     return 0
 }
 # Daemons and guests still running code an upgrade replaced: "(deleted)" on /proc/PID/exe or a mapped library.

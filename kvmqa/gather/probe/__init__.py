@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from kvmqa.gather.distro import probe_package_names
+from kvmqa.gather.distro import RPM_KERNELS, managers_by_id, probe_package_names
 from kvmqa.gather.facts import HostFacts, parse_probe
 
 if TYPE_CHECKING:
@@ -32,17 +32,29 @@ def snippet_roles(text: str) -> set[str] | None:
     return None
 
 
-def build_script(roles: tuple[str, ...] = ("kvm-host",), extra: Sequence[str] = ()) -> str:
-    """The probe for a target with these roles; `extra`: site stages' snippets (kvmqa.core.stage.Stage.probe)."""
+def preamble() -> list[str]:
+    """The variables every snippet may read: the package names to ask, the manager of each distro ID, ..."""
     deb, rpm = probe_package_names()
     kvm_py = resources.files(__package__).joinpath("kvm_probe.py").read_text()
-    parts = [
+    return [
         "LC_ALL=C; export LC_ALL",
         f"KVMQA_PKGS_DEB={shlex.quote(deb)}",
         f"KVMQA_PKGS_RPM={shlex.quote(rpm)}",
+        f"KVMQA_KERNELS_RPM={shlex.quote(' '.join(RPM_KERNELS))}",
+        f"KVMQA_MANAGERS={shlex.quote(managers_by_id())}",
         f"KVMQA_KVM_PY={shlex.quote(kvm_py)}",
         "export KVMQA_KVM_PY",
     ]
+
+
+def snippet(name: str) -> str:
+    """One snippet's text (`00-lib.sh`, `25-host.sh`, ...)."""
+    return dict(_snippets())[name]
+
+
+def build_script(roles: tuple[str, ...] = ("kvm-host",), extra: Sequence[str] = ()) -> str:
+    """The probe for a target with these roles; `extra`: site stages' snippets (Stage.probe)."""
+    parts = preamble()
     for name, text in _snippets():
         wanted = snippet_roles(text)
         if wanted is None or wanted & set(roles):

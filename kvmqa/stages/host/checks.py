@@ -14,7 +14,7 @@ from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.model import Level, Outcome, failed, not_applicable, passed
 from kvmqa.gather.facts import HostFacts
-from kvmqa.gather.versions import compare_versions
+from kvmqa.gather.versions import comparator
 
 CHECKS = StageChecks("host")
 
@@ -37,12 +37,19 @@ def ovirt_level(facts: HostFacts) -> tuple[Level, str]:  # the checks' declared 
 
 
 # --- kernel ---------------------------------------------------------------------------------------------------
-def newest_kernel(kernels: list[dict[str, str]]) -> dict[str, str]:
+def newest_kernel(kernels: list[dict[str, Any]], manager: str) -> dict[str, Any]:
+    """The kernel package with the highest version in the order of the host's package manager."""
+    newer = comparator(manager)
     best = kernels[0]
     for k in kernels[1:]:
-        if compare_versions(k["version"], best["version"]) > 0:
+        if newer(k["version"], best["version"]) > 0:
             best = k
     return best
+
+
+def booted_kernel(kernels: list[dict[str, Any]], running: str) -> dict[str, Any] | None:
+    """The installed kernel `uname -r` names (a debug, 64k or rt build by its +variant)."""
+    return next((k for k in kernels if running in k.get("unames", [k["release"]])), None)
 
 
 @CHECKS.check("host.reboot-pending", "The booted kernel is the newest installed kernel package",
@@ -53,22 +60,29 @@ def reboot_pending(facts: HostFacts, profile: Profile) -> Outcome:
     pk = facts.get("host_packages", {})
     kernels = list(pk.get("kernels") or [])
     flag = " (/var/run/reboot-required is present too)" if pk.get("reboot_required_file") else ""
-    if not kernels:
+    manager = facts.package_manager or pk.get("manager", "none")
+    if not kernels or manager not in ("rpm", "dpkg"):
         if pk.get("reboot_required_file"):
             return failed("/var/run/reboot-required is present: an upgrade asked for a reboot", level=Level.WARN)
         return not_applicable(f"no kernel package installed ({pk.get('manager', 'no package manager')}): kernel "
                               f"{running} is not managed by the package manager (a container or a custom kernel)")
-    newest = newest_kernel(kernels)
-    mine = next((k for k in kernels if k["release"] == running), None)
+    mine = booted_kernel(kernels, running)
     installed = ", ".join(f"{k['package']} {k['version']}" for k in kernels)
-    details: dict[str, Any] = {"running": running, "newest": newest, "kernels": kernels}
     if mine is None:
+        newest = newest_kernel(kernels, manager)
         return failed(f"booted kernel {running} is not installed any more (installed: {installed}): reboot into "
-                      f"{newest['release']}{flag}", **details)
-    if compare_versions(newest["version"], mine["version"]) > 0:
+                      f"{newest['release']}{flag}", running=running, newest=newest, kernels=kernels)
+    # the booted kernel's own line: a newer RHCK is no reason to leave UEK, nor a debug build the plain one
+    line = [k for k in kernels if k.get("line") == mine.get("line")]
+    others = [k for k in kernels if k not in line]
+    newest = newest_kernel(line, manager)
+    details: dict[str, Any] = {"running": running, "newest": newest, "kernels": kernels}
+    if comparator(manager)(newest["version"], mine["version"]) > 0:
         return failed(f"booted kernel {running} ({mine['version']}) is older than the newest installed "
                       f"{newest['release']} ({newest['version']}): reboot{flag}", **details)
-    return passed(f"booted kernel {running} ({mine['version']}) is the newest of {len(kernels)} installed{flag}", **details)
+    aside = f"; other kernels not compared: {', '.join(k['release'] for k in others)}" if others else ""
+    return passed(f"booted kernel {running} ({mine['version']}) is the newest of {len(line)} installed"
+                  f"{aside}{flag}", **details)
 
 
 # --- daemons that still run replaced code ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
 from kvmqa.gather.facts import HostFacts
-from kvmqa.gather.versions import version_at_least
+from kvmqa.gather.versions import at_least
 from kvmqa.stages.first_vm.space import POOL_BASE, reusable_pool, space_need
 
 CHECKS = StageChecks("libvirt")
@@ -93,10 +93,12 @@ def connect(facts: HostFacts, profile: Profile) -> Outcome:
 def versions(facts: HostFacts, profile: Profile) -> Outcome:
     lv = facts.get("libvirt", {})
     have = {"libvirt": lv.get("lib_version", ""), "qemu": lv.get("hypervisor_version", "")}
+    # libvirt's own x.y.z numbers, not package versions: both orders agree on them; the family's when known
+    manager = facts.package_manager or "rpm"
 
     def below(floors: dict[str, str]) -> list[str]:
         return [f"{k} {have[k]} < {floors[k]}" for k in have
-                if floors.get(k) and have[k] and not version_at_least(have[k], floors[k])]
+                if floors.get(k) and have[k] and not at_least(have[k], floors[k], manager)]
 
     desc = f"libvirt {have['libvirt']}, QEMU {have['qemu'] or 'unknown'}"
     floors = ", ".join(f"{k} >= {v}" for k, v in sorted(profile.min_versions.items()) if k in have)

@@ -7,7 +7,7 @@ from kvmqa.core.checks import StageChecks
 from kvmqa.core.model import Level, Outcome, failed, info, passed
 from kvmqa.gather.distro import PACKAGE_MANAGER, REQUIREMENTS, Requirement
 from kvmqa.gather.facts import HostFacts
-from kvmqa.gather.versions import version_at_least
+from kvmqa.gather.versions import at_least
 
 CHECKS = StageChecks("packages")
 
@@ -51,7 +51,7 @@ def requirement_check(req: Requirement) -> None:
             return failed(f"none of {', '.join(names)} is installed", level=level)
         name, version = found
         minimum = profile.min_versions.get(req.key)
-        if minimum and not version_at_least(version, minimum):
+        if minimum and not at_least(version, minimum, facts.package_manager or ""):
             return failed(f"{name} {version} is older than the profile's minimum {minimum}", level=level,
                           hint=f"Upgrade {name} to {minimum} or newer", package=name, version=version)
         suffix = f" (minimum {minimum})" if minimum else ""
