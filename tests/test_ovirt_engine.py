@@ -24,6 +24,8 @@ from tests.standins.engine import Scenario, StandinEngine
 from tests.standins.pki import Pki, make_pki
 
 PASSWORD = Scenario().password
+HASWELL_FACTS = {"cpu": {"flags": HASWELL_CPUINFO_FLAGS},
+                 "vdsm": {"present": True, "capabilities": {"ok": True, "cpu_flags": HASWELL_VDSM_FLAGS}}}
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +67,14 @@ def run_stage(
     profile: Profile | None = None,
     host1_facts: dict[str, Any] | None = None,
     password: str = PASSWORD,
+    inventory: dict[str, tuple[str, dict[str, Any] | None]] | None = None,
 ) -> Run:
+    """`inventory`: ovirt-host targets by name -> (address, facts or None); default host1 with Haswell flags."""
     reports = tmp_path / "reports"
-    _write_host_facts(reports, "host1", host1_facts if host1_facts is not None else {
-        "cpu": {"flags": HASWELL_CPUINFO_FLAGS},
-        "vdsm": {"present": True, "capabilities": {"ok": True, "cpu_flags": HASWELL_VDSM_FLAGS}},
-    })
+    inventory = inventory or {"host1": ("192.0.2.11", host1_facts if host1_facts is not None else HASWELL_FACTS)}
+    for name, (_, facts) in inventory.items():
+        if facts is not None:
+            _write_host_facts(reports, name, facts)
     with StandinEngine(scenario, pki) as engine:
         options = RunOptions(
             engine_url=engine.url + "/ovirt-engine/api",
@@ -79,7 +83,7 @@ def run_stage(
             reports_dir=reports,
         )
         me = Target(name="engine", host="127.0.0.1", roles=("ovirt-engine",))
-        hosts = [Target(name="host1", host="192.0.2.11", roles=("ovirt-host",))]
+        hosts = [Target(name=n, host=address, roles=("ovirt-host",)) for n, (address, _) in inventory.items()]
         profile = with_standin_settings(profile or Profile(), engine)
         session = Session(options, profile, me, [me, *hosts], facts={"cpu": {"flags": []}})
         obs = gather_engine(session)
@@ -195,14 +199,14 @@ def test_host_cpu_lacking_the_cluster_flag_fails_cpu_compat(pki: Pki, tmp_path: 
     run = run_stage(standin.cpu_type_skylake(), pki, tmp_path)
     assert run.verdict("cpu-compat") == Verdict.FAIL
     msg = run.message("cpu-compat")
-    assert "host1 lacks model_Skylake-Server" in msg and "'Intel Skylake Server Family'" in msg
+    assert "host1 fails: lacks model_Skylake-Server" in msg and "'Intel Skylake Server Family'" in msg
 
 
 def test_cpuinfo_flags_alone_still_catch_a_missing_vmx(pki: Pki, tmp_path: Path) -> None:
     amd = [f for f in HASWELL_CPUINFO_FLAGS if f != "vmx"] + ["svm"]
     run = run_stage(standin.healthy(), pki, tmp_path, host1_facts={"cpu": {"flags": amd}})
     assert run.verdict("cpu-compat") == Verdict.FAIL
-    assert "host1 lacks vmx" in run.message("cpu-compat")
+    assert "host1 fails: lacks vmx" in run.message("cpu-compat")
 
 
 def test_cpu_type_the_engine_does_not_offer_fails(pki: Pki, tmp_path: Path) -> None:
@@ -298,3 +302,106 @@ def test_a_steady_host_passes_and_one_poll_cannot_see_flapping(pki: Pki, tmp_pat
     one = Profile(stages={"ovirt_engine": {"settle_polls": 1}})
     single = run_stage(standin.host_flapping(), pki, tmp_path, profile=one)
     assert single.verdict("hosts-up") == Verdict.PASS  # what a one-shot read (the old behaviour) concluded
+
+
+# --- issue 17: the version decides, every host counts, no borrowing across levels, real engines' replies --------
+def test_a_rebranded_engine_passes_api_version_naming_product_and_version(pki: Pki, tmp_path: Path) -> None:
+    for name in ("Red Hat Virtualization Manager", "Oracle Linux Virtualization Manager"):
+        run = run_stage(replace(standin.healthy(), product_name=name), pki, tmp_path)
+        assert run.verdict("api-version") == Verdict.PASS
+        assert run.message("api-version") == f"{name} 4.5.6-1.el9 (minimum 4.5)"
+
+
+def test_api_major_version_other_than_4_fails_whatever_the_name(pki: Pki, tmp_path: Path) -> None:
+    run = run_stage(replace(standin.healthy(), full_version="5.0.1-1.el10"), pki, tmp_path)
+    assert run.verdict("api-version") == Verdict.FAIL
+    assert run.message("api-version") == "oVirt Engine 5.0.1-1.el10: API major version 5 is not 4"
+
+
+def _second_cluster(scenario: Scenario, cpu_type: str, version: tuple[int, int]) -> Scenario:
+    """host0 moves to a cluster 'Other' of `cpu_type` at `version`, which the engine offers at that level."""
+    other = "22222222-2222-2222-2222-222222222299"
+    scenario.clusters.append({"id": other, "name": "Other", "cpu_type": cpu_type, "architecture": "x86_64",
+                              "version": version, "data_center": standin.DC_ID})
+    level = f"{version[0]}.{version[1]}"
+    scenario.cluster_levels.setdefault(level, []).append({"name": cpu_type, "level": 99, "architecture": "x86_64"})
+    scenario.hosts[0]["cluster"] = other
+    return scenario
+
+
+BOTH_HOSTS = {"host0": ("192.0.2.10", HASWELL_FACTS), "host1": ("192.0.2.11", HASWELL_FACTS)}
+
+
+def test_an_unknown_cpu_type_on_one_host_is_not_hidden_by_a_pass_on_another(pki: Pki, tmp_path: Path) -> None:
+    scenario = _second_cluster(standin.healthy(), "Intel Imaginary Family", (4, 8))
+    run = run_stage(scenario, pki, tmp_path, inventory=BOTH_HOSTS)
+    assert run.verdict("cpu-compat") == Verdict.ERROR
+    assert run.message("cpu-compat") == (
+        "host0 cannot be judged: 'Intel Imaginary Family' is not in the ServerCPUList of cluster level 4.8 "
+        "(cluster Other, CPU type 'Intel Imaginary Family', level 4.8); "
+        "host1 passes: has vmx, nx, model_Haswell-noTSX for 'Intel Haswell Family' (cluster Default, level 4.8)")
+
+
+def test_a_level_kvmqa_has_no_list_for_borrows_nothing(pki: Pki, tmp_path: Path) -> None:
+    scenario = _second_cluster(standin.healthy(), "Intel Haswell Family", (4, 9))
+    run = run_stage(scenario, pki, tmp_path, inventory=BOTH_HOSTS)
+    assert run.verdict("cpu-compat") == Verdict.ERROR
+    msg = run.message("cpu-compat")
+    assert msg.startswith("host0 cannot be judged: kvmqa has no ServerCPUList for cluster level 4.9; "
+                          "known: 4.2, 4.3, 4.4, 4.5, 4.6, 4.7, 4.8 (cluster Other, CPU type 'Intel Haswell Family'")
+    assert "host1 passes" in msg and "host0 passes" not in msg
+
+
+def test_a_failing_host_is_worst_and_all_hosts_are_listed(pki: Pki, tmp_path: Path) -> None:
+    scenario = _second_cluster(standin.healthy(), "Intel Imaginary Family", (4, 8))
+    inventory = {**BOTH_HOSTS, "host1": ("192.0.2.11", {"cpu": {"flags": ["svm", "nx"]}})}
+    run = run_stage(scenario, pki, tmp_path, inventory=inventory)
+    assert run.verdict("cpu-compat") == Verdict.FAIL
+    assert run.message("cpu-compat").startswith("host1 fails: lacks vmx required by 'Intel Haswell Family'")
+    assert "; host0 cannot be judged: " in run.message("cpu-compat")
+
+
+RECORDED_HOSTS = {"bodh1": ("bodh1.usersys.redhat.com", None), "bodh2": ("bodh2.usersys.redhat.com", None)}
+
+
+def test_recorded_engine_replies_read_as_a_person_reads_them(pki: Pki, tmp_path: Path) -> None:
+    """tests/recorded/ovirt-engine: an oVirt 4.1 API root; an RHV 4.3 engine's hosts, clusters, data centers and
+    storage domains (README.md there). Both hosts are up in clusters at levels 4.3 and 4.2."""
+    run = run_stage(standin.recorded(), pki, tmp_path, inventory=RECORDED_HOSTS)
+    assert run.verdict("api-version") == Verdict.FAIL  # 4.1 is below kvmqa's default minimum 4.5
+    assert run.message("api-version") == ("oVirt Engine 4.1.0_master: version 4.1.0_master is below the "
+                                          "profile's minimum 4.5")
+    profile = Profile(stages={"ovirt_engine": {"min_version": "4.1"}})
+    run = run_stage(standin.recorded(), pki, tmp_path, inventory=RECORDED_HOSTS, profile=profile)
+    verdicts = {cid.split(".", 1)[1]: f.verdict for cid, f in run.findings.items()}
+    assert verdicts == {"tls": Verdict.PASS, "ca": Verdict.PASS, "health": Verdict.PASS, "sso-login": Verdict.PASS,
+                        "api-version": Verdict.PASS, "hosts-known": Verdict.PASS, "hosts-up": Verdict.PASS,
+                        "cpu-compat": Verdict.ERROR, "datacenters": Verdict.PASS, "storage-domains": Verdict.PASS}
+    clusters = {c["name"]: (c["cpu_type"], c["version"]) for c in run.obs["clusters"]}
+    assert clusters == {"Default": ("Intel Westmere Family", "4.2"), "newc": ("Intel Broadwell Family", "4.2"),
+                        "newd1_cluster": ("Intel Skylake Server IBRS SSBD Family", "4.3")}
+    assert {h["name"]: h["cpu_type"] for h in run.obs["hosts"]} == {
+        "bodh1": "Intel Skylake Server IBRS SSBD Family", "bodh2": "Intel Skylake Server IBRS SSBD Family"}
+    # No host facts were recorded: kvmqa names both hosts as undecided, with cluster, type and level.
+    assert run.message("cpu-compat") == (
+        "bodh1 cannot be judged: no CPU flags known (cpu stage facts or vdsm cpuFlags) (cluster newd1_cluster, "
+        "CPU type 'Intel Skylake Server IBRS SSBD Family', level 4.3); bodh2 cannot be judged: no CPU flags known "
+        "(cpu stage facts or vdsm cpuFlags) (cluster newc, CPU type 'Intel Broadwell Family', level 4.2)")
+    assert run.message("datacenters") == "up: Newd, newd1"
+    assert run.message("storage-domains") == ("6 attached domain(s) active; unattached: ovirt-glance, "
+                                              "rhevm-qe-infra-glance")
+
+
+def test_recorded_hosts_judged_with_their_own_levels_flags(pki: Pki, tmp_path: Path) -> None:
+    """bodh1's cluster (4.3, Skylake Server IBRS SSBD) needs spec_ctrl and ssbd; bodh2's (4.2, Broadwell) needs
+    model_Broadwell, which a TSX-less host's vdsm does not report."""
+    skylake = ["vmx", "nx", "spec_ctrl", "ssbd", "model_Skylake-Server", "model_Broadwell-noTSX"]
+    hosts = {"bodh1": ("bodh1.usersys.redhat.com", {"vdsm": {"capabilities": {"cpu_flags": skylake}}}),
+             "bodh2": ("bodh2.usersys.redhat.com", {"vdsm": {"capabilities": {"cpu_flags": skylake}}})}
+    profile = Profile(stages={"ovirt_engine": {"min_version": "4.1"}})
+    run = run_stage(standin.recorded(), pki, tmp_path, inventory=hosts, profile=profile)
+    assert run.verdict("cpu-compat") == Verdict.FAIL
+    assert run.message("cpu-compat") == (
+        "bodh2 fails: lacks model_Broadwell required by 'Intel Broadwell Family' (cluster newc, level 4.2); "
+        "bodh1 passes: has vmx, nx, spec_ctrl, ssbd, model_Skylake-Server for "
+        "'Intel Skylake Server IBRS SSBD Family' (cluster newd1_cluster, level 4.3)")

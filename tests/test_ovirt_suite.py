@@ -158,7 +158,7 @@ def test_healthy_engine_and_vdsm_pass(tmp_path: Path, pki: Pki, vdsm_host: None)
     assert run.message(ENGINE, "ovirt_engine.hosts-up") == f"up and stable (2 polls 0.1 s apart): {HV1}"
     # hv1's flags are this machine's /proc/cpuinfo flags plus the vdsm stand-in's cpuFlags; the latter carry
     # every Intel Haswell Family flag and model_Haswell-noTSX, so the pass does not depend on this machine.
-    assert f"{HV1} has " in run.message(ENGINE, "ovirt_engine.cpu-compat")
+    assert f"{HV1} passes: has " in run.message(ENGINE, "ovirt_engine.cpu-compat")
     assert "model_Haswell-noTSX" in run.message(ENGINE, "ovirt_engine.cpu-compat")
     vdsm = {cid: run.verdict(HV1, cid) for cid in VDSM_CHECKS.ids()}
     assert vdsm == {"vdsm.services": "pass", "vdsm.port": "pass", "vdsm.is-configured": "pass", "vdsm.api": "pass",
@@ -243,7 +243,7 @@ def test_host_cpu_lacking_the_cluster_flag_fails_cpu_compat(tmp_path: Path, pki:
     run = run_ovirt(tmp_path, inventory_host(scenario), pki)
     assert run.verdict(ENGINE, "ovirt_engine.cpu-compat") == "fail"
     msg = run.message(ENGINE, "ovirt_engine.cpu-compat")
-    assert msg.startswith(f"{HV1} lacks ") and "model_Skylake-Server" in msg, msg
+    assert msg.startswith(f"{HV1} fails: lacks ") and "model_Skylake-Server" in msg, msg
     assert "required by 'Intel Skylake Server Family' (cluster Default, level 4.8)" in msg
     assert "CPU_TYPE_INCOMPATIBLE_WITH_CLUSTER" in run.finding(ENGINE, "ovirt_engine.cpu-compat")["hint"]
     assert run.verdict(ENGINE, "ovirt_engine.hosts-up") == "pass"

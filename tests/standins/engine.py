@@ -13,7 +13,8 @@ It serves what kvmqa's engine stage calls, in the documented shapes
   /storagedomains]` -> XML, `Authorization: Bearer` required; an expired token gives 401 with an empty body.
 
 It is not an engine: it holds a fixed `Scenario` and answers from it. The real `ovirtsdk4` client parses
-every API reply, so a shape mistake here fails the tests.
+every API reply, so a shape mistake here fails the tests. A scenario may also carry bodies real engines
+returned (`Scenario.recorded`, from tests/recorded/ovirt-engine/): those are served verbatim.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from tests.standins.pki import Pki
@@ -48,6 +50,7 @@ class Scenario:
     password: str = "s3cret-Engine-pw!"
     token_expired: bool = False  # every API call answers 401, as an expired token does
     full_version: str = "4.5.6-1.el9"
+    product_name: str = "oVirt Engine"  # a rebranded build answers with its own name
     hosts: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     clusters: list[dict[str, Any]] = field(default_factory=list)
@@ -58,6 +61,9 @@ class Scenario:
     # by default a deploy that flaps out of `up` once, as OST's wait_for_flapping_host expects.
     deploy_statuses: list[str] = field(default_factory=lambda: [
         "installing", "initializing", "up", "non_responsive", "up", "up", "up"])
+    # API path below /ovirt-engine/api ("" for the root, "hosts", "datacenters/<id>/storagedomains", ...) ->
+    # an XML body a real engine returned, served as it is instead of the rendered one
+    recorded: dict[str, str] = field(default_factory=dict)
 
 
 DC_ID = "11111111-1111-1111-1111-111111111111"
@@ -152,6 +158,28 @@ def host_flapping() -> Scenario:
     return s
 
 
+RECORDED = Path(__file__).resolve().parents[1] / "recorded" / "ovirt-engine"
+# API path -> file in tests/recorded/ovirt-engine (README.md there names each file's source)
+RECORDED_FILES = {
+    "": "api.xml", "hosts": "hosts.xml", "clusters": "clusters.xml", "datacenters": "datacenters.xml",
+    "storagedomains": "storagedomains.xml",
+    "datacenters/2812e1c2-fb19-4bf9-ac42-74c069a5e507/storagedomains": "datacenters-2812e1c2-storagedomains.xml",
+    "datacenters/944df9ee-3274-43c4-908f-8c35e59e483b/storagedomains": "datacenters-944df9ee-storagedomains.xml",
+}
+
+
+def recorded() -> Scenario:
+    """Real engines' replies (an oVirt 4.1 API root; hosts, clusters, data centers and storage domains of an
+    RHV 4.3 engine). Not recorded, so rendered: cluster levels 4.2 and 4.3, each offering the CPU types of the
+    engine's ServerCPUList for that level (what /clusterlevels/<v> lists), and no events."""
+    from kvmqa.stages.ovirt_engine import cpu_list
+
+    levels = {v: [{"name": c.name, "level": c.level, "architecture": c.arch} for c in cpu_list.load()[v]]
+              for v in ("4.2", "4.3")}
+    bodies = {path: (RECORDED / name).read_text() for path, name in RECORDED_FILES.items()}
+    return Scenario(name="recorded", cluster_levels=levels, recorded=bodies)
+
+
 SCENARIOS = {f.__name__: f for f in (healthy, db_down, token_expired, host_non_operational, cpu_type_skylake,
                                      storage_down, http_health_wrong, host_flapping)}
 
@@ -180,12 +208,12 @@ class Renderer:
         self.s = s
 
     def api(self) -> ET.Element:
-        root = ET.Element("api", href=API)
+        root = ET.Element("api")  # a real engine's root carries no href
         for rel in ("clusterlevels", "clusters", "datacenters", "events", "hosts", "storagedomains"):
             _el(root, "link", href=f"{API}/{rel}", rel=rel)
         info = _el(root, "product_info")
         _el(info, "instance_id", "5d5a1b2c-0000-4000-8000-000000000001")
-        _el(info, "name", "oVirt Engine")
+        _el(info, "name", self.s.product_name)
         _el(info, "vendor", "ovirt.org")
         major, minor, rest = self.s.full_version.split(".", 2)
         v = _el(info, "version")
@@ -224,7 +252,7 @@ class Renderer:
         _el(e, "memory", 8 * 1024**3)
         _el(e, "port", 54321)
         _el(e, "status", h["status"])
-        _ref(e, "cluster", "clusters", CLUSTER_ID)
+        _ref(e, "cluster", "clusters", h.get("cluster", CLUSTER_ID))
         return e
 
     def events(self, search: str | None, limit: int | None) -> ET.Element:
@@ -288,8 +316,8 @@ class Renderer:
             if attached_here or sd["status"] == "unattached":
                 _el(e, "status", sd["status"])
             _el(e, "master", sd["master"])
-            if sd.get("data_center"):
-                _ref(e, "data_center", "datacenters", sd["data_center"])
+            if sd.get("data_center"):  # real engines list a domain's data centers under <data_centers>
+                _ref(_el(e, "data_centers"), "data_center", "datacenters", sd["data_center"])
         return root
 
 
@@ -428,7 +456,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         r = Renderer(self.standin.scenario)
         parts = path.split("/") if path else []
-        if not parts:
+        if path in self.standin.scenario.recorded:
+            self._send(200, self.standin.scenario.recorded[path], "application/xml;charset=UTF-8")
+        elif not parts:
             self._xml(r.api())
         elif parts == ["hosts"]:
             self._xml(r.hosts())

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kvmqa.core.checks import StageChecks
-from kvmqa.core.model import Level, Outcome, failed, not_applicable, passed
+from kvmqa.core.model import Level, Outcome, failed, not_applicable, passed, undecided
 from kvmqa.stages.ovirt_engine import cpu_list
 
 if TYPE_CHECKING:
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 CHECKS = StageChecks("ovirt_engine")
 
-PRODUCT_NAMES = ("oVirt Engine", "Red Hat Virtualization Manager")
 HEALTHY_BODY = "DB Up!Welcome to Health Status!"
 EVENTS_QUOTED = 3
 
@@ -145,29 +144,29 @@ def sso_login(obs: dict[str, Any], profile: Profile) -> Outcome:
     return failed(f"SSO login as {s.get('user')} failed: {s.get('error')}", **s)
 
 
-@CHECKS.check("ovirt_engine.api-version", "Engine API answers with a supported product and version",
+@CHECKS.check("ovirt_engine.api-version", "Engine API answers with major version 4 at or above the minimum",
               requires=("ovirt_engine.sso-login",),
               hint="upgrade the engine, or lower ovirt_engine.min_version in the profile")
 @on_engine()
 def api_version(obs: dict[str, Any], profile: Profile) -> Outcome:
+    """The version decides; the product name (oVirt Engine, a rebranded build) is only reported."""
     api = obs.get("api") or {}
-    if not api.get("product_name"):
+    if not api.get("product_name") and api.get("major") is None:
         err = api.get("error")
         text = _api_error_text(err) if err else "no product_info"
         hint = "get a fresh token: check the engine's SSO and clock" if err and err.get("status") == 401 else None
         return failed(f"engine API root: {text}", hint=hint, **api)
     minimum = str(_settings(profile).get("min_version", obs.get("min_version", "4.5")))
     version = api.get("full_version") or f"{api.get('major')}.{api.get('minor')}"
+    product = f"{api.get('product_name') or 'unnamed product'} {version}"
     problems = []
-    if api["product_name"] not in PRODUCT_NAMES:
-        problems.append(f"product {api['product_name']!r} is not one of {PRODUCT_NAMES}")
     if api.get("major") != 4:
         problems.append(f"API major version {api.get('major')} is not 4")
     if _version_tuple(version) < _version_tuple(minimum):
         problems.append(f"version {version} is below the profile's minimum {minimum}")
     if problems:
-        return failed("; ".join(problems), minimum=minimum, **api)
-    return passed(f"{api['product_name']} {version} (minimum {minimum})", minimum=minimum, **api)
+        return failed(f"{product}: {'; '.join(problems)}", minimum=minimum, **api)
+    return passed(f"{product} (minimum {minimum})", minimum=minimum, **api)
 
 
 def _inventory(obs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -232,51 +231,61 @@ def _host_flags(inv: dict[str, Any]) -> tuple[set[str] | None, bool]:
     return None, False
 
 
-def _cpu_verdict(inv: dict[str, Any], cluster: dict[str, Any], obs: dict[str, Any], table: str | None) -> tuple[str, str]:
-    """('fail'|'pass'|'unknown', text) for one host in its cluster."""
+def _cpu_verdict(
+    inv: dict[str, Any], cluster: dict[str, Any], obs: dict[str, Any], table: str | None
+) -> tuple[str, str]:
+    """('fail'|'pass'|'undecided', text) for one host in its cluster: the text names cluster, type, level."""
     name, version = cluster.get("cpu_type"), cluster.get("version")
+    at = f"cluster {cluster['name']}, level {version}"
+    where = f"cluster {cluster['name']}, CPU type {name!r}, level {version}"
     offered = [t["name"] for t in (obs.get("cluster_levels", {}).get(version) or {}).get("cpu_types", [])]
     if offered and name not in offered:
-        return "fail", f"cluster {cluster['name']} CPU type {name!r} is not offered by the engine at level {version}"
+        return "fail", f"{name!r} is not offered by the engine at level {version} (cluster {cluster['name']})"
     found = cpu_list.find(name, version, table)
     if found.cpu is None:
-        return "unknown", f"{inv['target']}: {found.note}"
+        return "undecided", f"{found.note} ({where})"
     flags, with_models = _host_flags(inv)
     if flags is None:
-        return "unknown", f"{inv['target']}: no CPU flags known (cpu stage facts or vdsm cpuFlags)"
+        return "undecided", f"no CPU flags known (cpu stage facts or vdsm cpuFlags) ({where})"
     required = found.cpu.flags if with_models else found.cpu.plain_flags
     missing = cpu_list.missing_flags(required, flags)
-    note = f" ({found.note})" if found.note else ""
     if missing:
-        return "fail", (f"{inv['target']} lacks {', '.join(missing)} required by {name!r} "
-                        f"(cluster {cluster['name']}, level {version}){note}")
+        return "fail", f"lacks {', '.join(missing)} required by {name!r} ({at})"
     unchecked = "" if with_models else f"; {', '.join(found.cpu.model_flags)} not checked without vdsm cpuFlags"
-    return "pass", f"{inv['target']} has {', '.join(required)} for {name!r}{unchecked}{note}"
+    return "pass", f"has {', '.join(required)} for {name!r} ({at}){unchecked}"
+
+
+CPU_WORDS = {"fail": "fails", "undecided": "cannot be judged", "pass": "passes"}
 
 
 @CHECKS.check("ovirt_engine.cpu-compat", "Host CPUs provide the cluster CPU type's required flags",
               requires=("ovirt_engine.api-version",),
               hint="choose a lower cluster CPU type, update the host CPU microcode/firmware, or move the host to a "
-                   "cluster whose CPU type it supports (engine reason CPU_TYPE_INCOMPATIBLE_WITH_CLUSTER)")
+                   "cluster whose CPU type it supports (engine reason CPU_TYPE_INCOMPATIBLE_WITH_CLUSTER); "
+                   "a host that cannot be judged needs its cpu/vdsm facts, or a ServerCPUList for its level")
 @on_engine("clusters")
 def cpu_compat(obs: dict[str, Any], profile: Profile) -> Outcome:
+    """The worst over every inventory host: a failing or undecided host is never hidden by another's pass."""
     table = _settings(profile).get("server_cpu_list")
     hosts = {h["id"]: h for h in obs.get("hosts", [])}
     clusters = {c["id"]: c for c in obs["clusters"]}
-    results: dict[str, Any] = {"fail": [], "pass": [], "unknown": []}  # lists of texts; Any: spread into failed(**)
+    results: dict[str, Any] = {"fail": [], "undecided": [], "pass": []}  # lists of texts; Any: spread into **
     for inv in _inventory(obs):
         host = hosts.get(inv.get("engine_host_id"))
         cluster = clusters.get(host.get("cluster_id")) if host else None
         if cluster is None:
-            results["unknown"].append(f"{inv['target']}: not in an engine cluster")
-            continue
-        verdict, text = _cpu_verdict(inv, cluster, obs, table)
-        results[verdict].append(text)
+            verdict, text = "undecided", "not in an engine cluster (see ovirt_engine.hosts-known)"
+        else:
+            verdict, text = _cpu_verdict(inv, cluster, obs, table)
+        results[verdict].append(f"{inv['target']} {CPU_WORDS[verdict]}: {text}")
+    line = "; ".join(results["fail"] + results["undecided"] + results["pass"])
     if results["fail"]:
-        return failed("; ".join(results["fail"]), **results)
+        return failed(line, **results)
+    if results["undecided"]:
+        return undecided(line, **results)
     if results["pass"]:
-        return passed("; ".join(results["pass"]), **results)
-    return not_applicable("; ".join(results["unknown"]) or "no inventory ovirt-host to compare", **results)
+        return passed(line, **results)
+    return not_applicable("no inventory ovirt-host to compare", **results)
 
 
 @CHECKS.check("ovirt_engine.datacenters", "Data centers are up", requires=("ovirt_engine.api-version",),

@@ -2,6 +2,14 @@
 
 The data lives in `kvmqa/data/server_cpu_list.yaml`; a profile may point elsewhere with
 `server_cpu_list: <path>` in its `ovirt_engine` or `vdsm` stage settings.
+
+    >>> find("Intel Haswell Family", "4.3").cpu.flags
+    ('vmx', 'nx', 'model_Haswell')
+    >>> find("Intel Haswell Family", "4.7").cpu.flags
+    ('vmx', 'nx', 'model_Haswell-noTSX')
+
+A lookup never borrows another level's entry: a type missing from its level, or a level kvmqa has no list
+for, is no CPU and a note saying which (checks make that an undecided verdict, never a pass).
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -19,13 +28,15 @@ DEFAULT_PATH = data_file("server_cpu_list.yaml")
 
 @dataclass(frozen=True)
 class ServerCpu:
-    """One ServerCPUList entry: `level:Name:required_flags:libvirt_model:arch`."""
+    """One ServerCPUList entry: `level:Name:required_flags:libvirt_model[,features]:arch`."""
 
     version: str  # the cluster level the entry was read for
     level: int
     name: str
     flags: tuple[str, ...]
     arch: str
+    model: str = ""
+    features: tuple[str, ...] = ()
 
     @property
     def model_flags(self) -> tuple[str, ...]:
@@ -39,10 +50,10 @@ class ServerCpu:
 
 @dataclass(frozen=True)
 class CpuLookup:
-    """The entry found for a cluster CPU type, and the level it was actually read from."""
+    """The entry for a cluster CPU type at a cluster level; `cpu` None (and `note` says why) when unknown."""
 
     cpu: ServerCpu | None
-    requested_version: str
+    requested_version: str | None
     note: str = ""
 
 
@@ -50,38 +61,48 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
+def _entry(version: str, e: dict[str, Any]) -> ServerCpu:
+    return ServerCpu(version, int(e["level"]), str(e["name"]), tuple(str(f) for f in e["flags"]),
+                     str(e.get("arch", "x86_64")), str(e.get("model", "")), tuple(e.get("features") or ()))
+
+
 @lru_cache(maxsize=8)
 def load(path: str | None = None) -> dict[str, tuple[ServerCpu, ...]]:
-    """ServerCPUList per cluster level ("4.7", "4.8", ...)."""
+    """ServerCPUList per cluster level ("4.2" ... "4.8"), in level order."""
     raw = yaml.safe_load(Path(path or DEFAULT_PATH).read_text()) or {}
-    return {
-        str(version): tuple(
-            ServerCpu(str(version), int(e["level"]), str(e["name"]), tuple(e["flags"]), str(e.get("arch", "x86_64")))
-            for e in entries
-        )
-        for version, entries in raw.items()
-    }
+    by_level = {str(v): entries for v, entries in raw.items()}
+    return {v: tuple(_entry(v, e) for e in by_level[v]) for v in sorted(by_level, key=_version_key)}
 
 
 def find(name: str | None, version: str | None, path: str | None = None) -> CpuLookup:
-    """The entry for `name` at cluster level `version`, else at the nearest level that lists it."""
+    """The entry for CPU type `name` at cluster level `version`; never another level's entry.
+
+    Without a level, an answer is given only when every level that lists `name` requires the same flags
+    (a cluster with that type is at one of those levels, so the answer holds whichever it is).
+    """
     table = load(path)
-    versions = sorted(table, key=_version_key)
-    wanted = version if version in table else None
-    if wanted is not None:
-        for cpu in table[wanted]:
-            if cpu.name == name:
-                return CpuLookup(cpu, str(version))
-    # Fall back: nearest lower level first, then higher ones.
-    key = _version_key(version or versions[-1])
-    lower = [v for v in reversed(versions) if _version_key(v) <= key and v != wanted]
-    higher = [v for v in versions if _version_key(v) > key]
-    for candidate in lower + higher:
-        for cpu in table[candidate]:
-            if cpu.name == name:
-                note = f"{name!r} is not in kvmqa's ServerCPUList data for {version}; using its {candidate} entry"
-                return CpuLookup(cpu, str(version), note)
-    return CpuLookup(None, str(version), f"{name!r} is in none of kvmqa's ServerCPUList levels ({', '.join(versions)})")
+    if version is None:
+        return _find_without_level(name, table)
+    if version not in table:
+        return CpuLookup(None, version, f"kvmqa has no ServerCPUList for cluster level {version}; "
+                                        f"known: {', '.join(table)}")
+    cpu = next((c for c in table[version] if c.name == name), None)
+    if cpu is None:
+        return CpuLookup(None, version, f"{name!r} is not in the ServerCPUList of cluster level {version}")
+    return CpuLookup(cpu, version)
+
+
+def _find_without_level(name: str | None, table: dict[str, tuple[ServerCpu, ...]]) -> CpuLookup:
+    found = [c for entries in table.values() for c in entries if c.name == name]
+    if not found:
+        return CpuLookup(None, None, f"{name!r} is in none of kvmqa's ServerCPUList levels "
+                                     f"({', '.join(table)})")
+    levels = ", ".join(c.version for c in found)
+    if len({c.flags for c in found}) > 1:
+        differ = "; ".join(f"{c.version}: {','.join(c.flags)}" for c in found)
+        return CpuLookup(None, None, f"no cluster level given and {name!r} requires different flags by level "
+                                     f"({differ})")
+    return CpuLookup(found[-1], None, f"no cluster level given; {name!r} requires the same flags at {levels}")
 
 
 def missing_flags(required: tuple[str, ...], have: set[str]) -> list[str]:

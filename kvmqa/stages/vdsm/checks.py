@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kvmqa.core.checks import StageChecks
-from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
+from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed, undecided
 from kvmqa.stages.ovirt_engine import cpu_list
 from kvmqa.stages.vdsm.client import SERVICES
 
@@ -156,8 +156,9 @@ def cpu_model(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
                               "profile", cpu_models=v["capabilities"].get("cpu_models"))
     settings = dict(profile.stage("vdsm") or {}) if profile is not None else {}
     found = cpu_list.find(name, level, settings.get("server_cpu_list"))
-    if found.cpu is None:
-        return not_applicable(found.note, cpu_type=name)
+    if found.cpu is None:  # a named type kvmqa cannot look up is undecided, never a pass nor N/A
+        return undecided(f"cannot judge CPU type {name!r} at cluster level {level or 'not given'} ({source}): "
+                         f"{found.note}", cpu_type=name, cluster_level=level, source=source)
     flags = set(v["capabilities"].get("cpu_flags") or [])
     missing = cpu_list.missing_flags(found.cpu.flags, flags)
     details = {"cpu_type": name, "cluster_level": level, "source": source, "required": list(found.cpu.flags),
