@@ -171,51 +171,6 @@ def test_first_vm_alone_gates_on_libvirt_and_cleanup_removes_leftovers(tmp_path:
         conn.close()
 
 
-def _kvmqa_objects(conn) -> set[str]:  # type: ignore[no-untyped-def]
-    names = {f"domain {d.name()}" for d in conn.listAllDomains()} | {f"network {n.name()}" for n in conn.listAllNetworks()}
-    for pool in conn.listAllStoragePools():
-        names.add(f"pool {pool.name()}")
-        if pool.isActive():
-            pool.refresh(0)
-            names |= {f"volume {v.name()}" for v in pool.listAllVolumes()}
-    return {n for n in names if n.split(" ", 1)[1].startswith("kvmqa-")}
-
-
-def test_sigint_to_pytest_mid_boot_leaves_nothing_and_writes_the_report(tmp_path: Path) -> None:
-    """Ctrl-C while the first VM boots: every kvmqa- object of the run is removed, and the reports are written."""
-    import os
-    import signal
-    import sys
-    import time
-
-    import libvirt
-
-    conn = libvirt.open("qemu:///system")
-    before = _kvmqa_objects(conn)
-    cmd = [sys.executable, "-m", "pytest", "suites/test_60_first_vm.py", "--allow-emulation", "--reports-dir",
-           str(tmp_path), "-q", "-p", "no:randomly"]
-    root = Path(__file__).resolve().parents[1]
-    child = subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ})
-    try:
-        deadline = time.monotonic() + 90
-        running: set[str] = set()
-        while time.monotonic() < deadline and not running:
-            running = {d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
-                       if d.name().startswith("kvmqa-")}
-            time.sleep(0.2)
-        assert running, "no kvmqa- guest started"
-        child.send_signal(signal.SIGINT)
-        out, _ = child.communicate(timeout=90)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert "KeyboardInterrupt" in out or "Interrupted" in out, out[-2000:]
-    assert _kvmqa_objects(conn) - before == set(), out[-2000:]
-    assert (tmp_path / "results.json").exists() and (tmp_path / "report.html").exists()
-    conn.close()
-
-
 def test_secret_looking_metadata_is_redacted_from_the_html_environment_table(tmp_path: Path) -> None:
     """pytest-html shows pytest-metadata's environment (CI variables, --metadata): pytest.ini redacts secrets."""
     run = run_suite(tmp_path, "--metadata", "CI_DEPLOY_PASSWORD", "hunter2-kvmqa", "--metadata", "VAULT_TOKEN",

@@ -15,7 +15,7 @@ from kvmqa.core.checks import Check
 from kvmqa.core.gate import dependency_reason, first_blocker, root_cause, skipped_by
 from kvmqa.core.model import Finding, StageCheck, Verdict
 from kvmqa.core.paths import safe_name
-from kvmqa.core.stage import Gatherer, GatherError, Registry, Stage
+from kvmqa.core.stage import Gatherer, GatherError, Registry, Stage, StageInterrupted
 from kvmqa.gather.facts import HostFacts
 from kvmqa.transport.target import Target, TargetError, TargetUnusable
 
@@ -215,6 +215,8 @@ class HostSession:
             except TargetError as exc:
                 error = f"{stage.name}: {exc}"
                 break
+            except KeyboardInterrupt as exc:  # the run stops here; the report names this host and stage
+                raise StageInterrupted.during(exc, self.name, stage.name) from exc
         self._gathered[stage.name] = error
         return None if error is None else self._stage_finding(stage, Verdict.ERROR, error)
 

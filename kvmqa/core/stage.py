@@ -35,6 +35,22 @@ class GatherError(Exception):
     """A gatherer could not collect its facts; the stage gets one ERROR finding with this message."""
 
 
+class StageInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) while a stage gathered on a host. Still a KeyboardInterrupt (pytest stops the run),
+    carrying plain data for the report: the host, the stage and what the gatherer did before it let go
+    (`evidence`; for first_vm the interrupted boot and the kvmqa- objects it removed)."""
+
+    def __init__(self, evidence: dict[str, Any] | None = None, host: str = "", stage: str = "") -> None:
+        super().__init__(f"interrupted while gathering stage {stage or '?'} on {host or '?'}")
+        self.evidence = dict(evidence or {})
+        self.host, self.stage = host, stage
+
+    @classmethod
+    def during(cls, exc: KeyboardInterrupt, host: str, stage: str) -> StageInterrupted:
+        """`exc` (a gatherer's own StageInterrupted keeps its evidence), placed on `host` and `stage`."""
+        return cls(exc.evidence if isinstance(exc, StageInterrupted) else None, host, stage)
+
+
 class UnknownStage(KeyError):
     def __str__(self) -> str:
         return str(self.args[0])

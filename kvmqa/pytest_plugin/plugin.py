@@ -23,7 +23,7 @@ from kvmqa.core.session import HostSession
 from kvmqa.core.stage import StageError
 from kvmqa.policy.baseline import BaselineError, load_baseline
 from kvmqa.policy.waivers import WaiverError, apply_waivers, load_waivers
-from kvmqa.pytest_plugin import fleet, hookspecs, install, policy
+from kvmqa.pytest_plugin import fleet, hookspecs, install, interrupt, policy
 from kvmqa.pytest_plugin.fleet import prefetch_facts
 from kvmqa.pytest_plugin.run import FINDING_PROP, HOST_PROP, RUN_KEY, KvmqaRun
 from kvmqa.report.html import sections_html, summary_html
@@ -38,12 +38,12 @@ log = logging.getLogger("kvmqa")
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     """kvmqa's hookspecs, then its other rooms: install mode (pytest_kvmqa_before_stage), fleet scheduling and prefetch,
-    waivers and baselines (pytest_kvmqa_finish)."""
+    waivers and baselines (pytest_kvmqa_finish), the record of an interrupted run."""
     pluginmanager.add_hookspecs(hookspecs)
     # testinfra (a dependency) registers its own pytest plugin, whose --hosts/--sudo/... clash with kvmqa's and whose
     # `host` fixture kvmqa does not use: blocked (unregistered if it came first; see _shared_option)
     pluginmanager.set_blocked(TESTINFRA_PLUGIN)
-    for module in (install, fleet, policy):
+    for module in (install, fleet, policy, interrupt):
         if not pluginmanager.is_registered(module):
             pluginmanager.register(module, module.__name__)
 

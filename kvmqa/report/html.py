@@ -24,6 +24,7 @@ STYLE = """
 .kvmqa .v a{color:#fff;text-decoration:none;display:block}
 .kvmqa details{margin:4px 0}
 .kvmqa summary{cursor:pointer;font-weight:bold}
+.kvmqa .interrupted{background:#c62828;color:#fff;font-weight:bold;padding:8px 10px;font-size:15px}
 .kvmqa .emulated{background:#fff3e0;border:2px solid #ef6c00;padding:4px 8px;display:inline-block;font-weight:bold}
 body{display:flex;flex-direction:column}
 #environment-header,#environment{order:2}
@@ -112,11 +113,19 @@ def actions_html(actions: list[dict[str, Any]]) -> str:
     return f'<h2>Install actions</h2><table id="kvmqa-actions">{"".join(rows)}</table>'
 
 
+def interrupted_html(results: RunResults) -> str:
+    """A run cut short: one banner line first in the report (when, what was in flight, cleanup, not run)."""
+    if results.interruption is None:
+        return ""
+    return f'<p id="kvmqa-interrupted" class="interrupted">{escape(results.interruption.banner())}</p>'
+
+
 def summary_html(results: RunResults, extra_sections: list[str] | None = None) -> str:
     counts = ", ".join(f"{v} {k}" for k, v in sorted(results.counts().items()))
     errors = "".join(f"<li>{escape(e)}</li>" for e in results.errors)
     return (
-        f'{STYLE}<div class="kvmqa"><h2>Hosts × stages</h2>{matrix_html(results)}<p>{escape(counts)}</p>'
+        f'{STYLE}<div class="kvmqa">{interrupted_html(results)}'
+        f"<h2>Hosts × stages</h2>{matrix_html(results)}<p>{escape(counts)}</p>"
         + (f"<h2>Errors</h2><ul>{errors}</ul>" if errors else "")
         + "".join(extra_sections or [])
         + actions_html(results.actions)

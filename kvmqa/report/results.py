@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from kvmqa.core.model import Finding, Verdict
+from kvmqa.report.interruption import Interruption
 
 # Worst first: a stage cell shows the worst verdict of its checks.
 SEVERITY = (Verdict.ERROR, Verdict.FAIL, Verdict.WARN, Verdict.WAIVED, Verdict.PASS, Verdict.INFO, Verdict.SKIP)
@@ -23,6 +24,7 @@ class RunResults:
     started: float = field(default_factory=time.time)
     errors: list[str] = field(default_factory=list)
     columns: tuple[str, ...] = ()  # the matrix's stage order (the run's Registry.columns()); () = the built-in stages
+    interruption: Interruption | None = None  # the run was cut short (Ctrl-C): what the plugin saw
 
     def add(self, finding: Finding) -> None:
         self.findings.append(finding)
@@ -71,6 +73,8 @@ class RunResults:
             "schema": 1,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "duration_s": round(time.time() - self.started, 3),
+            "interrupted": self.interruption is not None,
+            "interruption": self.interruption.to_json() if self.interruption else None,
             "hosts": self.hosts,
             "matrix": self.matrix(),
             "counts": self.counts(),
@@ -90,7 +94,8 @@ class RunResults:
     def load(cls, path: Path) -> RunResults:
         data = json.loads(Path(path).read_text())
         r = cls(findings=[Finding.from_json(x) for x in data.get("results", [])], hosts=data.get("hosts", {}),
-                actions=data.get("actions", []), errors=data.get("errors", []))
+                actions=data.get("actions", []), errors=data.get("errors", []),
+                interruption=Interruption.from_json(data.get("interruption")))
         for k in ("baseline_comparison", "waivers"):
             if k in data:
                 r.sections[k] = data[k]

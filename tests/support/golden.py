@@ -64,7 +64,7 @@ def results_of(case: str, reports: Path) -> dict[str, Any]:
         for check_id in stage.checks.ids():
             results.add(session.evaluate(stage, stage.checks.get(check_id)))
     data = results.to_json()
-    for key in ("started", "duration_s", "hosts"):
+    for key in ("started", "duration_s", "hosts", "interrupted", "interruption"):  # run state, not results
         data.pop(key)
     for f in data["results"]:
         f.pop("duration")

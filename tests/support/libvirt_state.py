@@ -80,3 +80,16 @@ def restore(saved: dict[str, LibvirtObject], only: str | None = None) -> list[st
             problems.append(f"{key}: not restored (want active={obj.active} autostart={obj.autostart}, got "
                             f"{None if got is None else (got.active, got.autostart)})")
     return problems
+
+
+def kvmqa_objects(conn) -> set[str]:  # type: ignore[no-untyped-def]
+    """Every kvmqa- domain, network, pool and volume on a libvirt connection, read through libvirt itself
+    ("domain NAME", "network NAME", "pool NAME", "volume NAME")."""
+    names = {f"domain {d.name()}" for d in conn.listAllDomains()}
+    names |= {f"network {n.name()}" for n in conn.listAllNetworks()}
+    for pool in conn.listAllStoragePools():
+        names.add(f"pool {pool.name()}")
+        if pool.isActive():
+            pool.refresh(0)
+            names |= {f"volume {v.name()}" for v in pool.listAllVolumes()}
+    return {n for n in names if n.split(" ", 1)[1].startswith("kvmqa-")}

@@ -17,6 +17,7 @@ from typing import Any
 import libvirt
 import libvirt_qemu
 
+from kvmqa.core.stage import StageInterrupted
 from kvmqa.stages.first_vm.console import ConsoleReading, ConsoleTap, parse_markers, read_console, tail
 from kvmqa.stages.first_vm.domain import CONSOLE_LOG_DIR, DiskSpec, DomainSpec, object_name
 from kvmqa.stages.first_vm.kit import Kit
@@ -172,11 +173,13 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
 
     Never raises for a guest that misbehaves (the result says how); the domain and `volumes` are
     removed in ``finally``. `hook(dom, console_text, result)` runs on every poll while the guest lives.
+    Ctrl-C raises StageInterrupted after that cleanup, with this boot's result as evidence["boot"].
     """
     name = dspec.name
     result = BootResult(name, spec.virt_type, spec.label, mac=dspec.mac if dspec.network else "",
                         network=dspec.network, memory_mib=dspec.memory_mib, vcpus=dspec.vcpus)
     tap: ConsoleTap | None = None
+    interrupted: KeyboardInterrupt | None = None
     t0 = time.monotonic()
     try:
         for vol, mib in (volumes or {}).items():
@@ -198,17 +201,16 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
         result.timings["define_to_running_s"] = t_run - t0
         _watch(dom, tap, spec, t_run, result, hook)
         result.timings["total_s"] = time.monotonic() - t0
-    except KeyboardInterrupt:
-        result.outcome = "interrupted"
-        raise
+    except KeyboardInterrupt as exc:  # raised again below, after the cleanup, with what this boot saw
+        result.outcome, interrupted = "interrupted", exc
     except libvirt.libvirtError as exc:
         result.outcome, result.error = "libvirt-error", str(exc)
     finally:
         if not result.ok and read_tail is not None:  # before destroy: the log's last lines say why
             result.qemu_log_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}.log", 15)
+        if _destroy_if_active(ws.conn, name):  # also a guest Ctrl-C caught before its console was open
+            result.stopped_by, result.stop_reason = "kvmqa", STOP_REASONS.get(result.outcome, result.outcome)
         if tap is not None:
-            if _destroy_if_active(ws.conn, name):
-                result.stopped_by, result.stop_reason = "kvmqa", STOP_REASONS.get(result.outcome, result.outcome)
             tap.close()
             text = tap.text.replace("\r", "")
             reading = read_console(text)  # after a reset the lines before it are the evidence, not the new boot
@@ -221,6 +223,8 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
             if save_console is not None:
                 result.console_file = save_console(name, tap.text)
         _finish(ws, result, name, read_tail, list(volumes or {}))
+    if interrupted is not None:
+        raise StageInterrupted({"boot": result.to_json()}) from interrupted
     return result
 
 

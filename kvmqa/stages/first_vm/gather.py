@@ -3,7 +3,9 @@
 Order: build the kit (controller) -> workspace (pool, network) -> KVM boot (unless the profile says
 not to try) -> EMULATED boot when emulation is allowed -> virt-install of the same kit with the virt
 type that worked -> the user's guest image (``--guest-image``) -> cleanup and a leftover scan.
-Everything the stage created is removed in ``finally``, also on KeyboardInterrupt.
+Everything the stage created is removed in ``finally``, also on KeyboardInterrupt, which then goes on
+as StageInterrupted: its evidence names the boot in flight and the kvmqa- objects removed
+(`interruption_evidence`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kvmqa.core.model import Level
+from kvmqa.core.stage import StageInterrupted
 from kvmqa.stages.first_vm.boot import BootSpec, boot, stage_kit
 from kvmqa.stages.first_vm.domain import CONSOLE_LOG_DIR
 from kvmqa.stages.first_vm.hostlog import kernel_log_mark, kernel_log_since
@@ -97,6 +100,7 @@ def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, consol
     read_tail = tail_reader(run)
     progress = BootProgress(host, write or terminal_writer())
     log_mark: dict[str, Any] | None = None
+    interrupted: KeyboardInterrupt | None = None
 
     def save_console(name: str, text: str) -> str:
         path = console_dir / f"console-{name}.log"
@@ -139,6 +143,8 @@ def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, consol
         obs["error"] = str(exc)
         if log_mark is not None:
             obs["host_kernel_log"] = kernel_log_since(run, log_mark)
+    except KeyboardInterrupt as exc:  # raised again below, after the cleanup, with the cleanup's evidence
+        interrupted = exc
     finally:
         obs["workspace"] = {"notes": list(ws.notes), "removed": ws.close(), "created": list(ws.history)}
         for item in ws.history:  # the serial logs libvirt wrote for us; the text is kept in console_dir
@@ -147,4 +153,20 @@ def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, consol
         obs["leftovers"] = ws.own_leftovers()
         obs["other_leftovers"] = [x for x in leftovers(conn) if x not in obs["leftovers"]]
         obs["duration_s"] = round(time.monotonic() - started, 3)
+    if interrupted is not None:
+        raise StageInterrupted(interruption_evidence(obs, interrupted)) from interrupted
     return obs
+
+
+def interruption_evidence(obs: dict[str, Any], exc: KeyboardInterrupt) -> dict[str, Any]:
+    """What an interrupted stage leaves for the report: the boot in flight (if one was), every kvmqa- object
+    the stage created, which of them are gone (read back from libvirt after the cleanup) and which are not."""
+    boot_seen = exc.evidence.get("boot") if isinstance(exc, StageInterrupted) else None
+    created, left = obs["workspace"]["created"], obs["leftovers"]
+    guest_keys = ("name", "label", "outcome", "stopped_by", "stop_reason")
+    return {
+        "guest": {k: boot_seen.get(k) for k in guest_keys} if boot_seen else None,
+        "created": created,
+        "removed": [item for item in created if item not in left],
+        "leftovers": left,
+    }
