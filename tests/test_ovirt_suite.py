@@ -113,12 +113,11 @@ def run_ovirt(tmp_path: Path, scenario: Scenario, pki: Pki, *, ca_file: Path | N
                        "password_file": str(password_file), "ca_file": str(ca_file or pki.ca_file)},
         }, sort_keys=False))
         # the stand-in's plain-HTTP port and a short settling window; vdsm's libvirt module answers MAYBE (as real
-        # vdsm's always does), accepted here: the strict default is tested in test_ovirt_vdsm.py
+        # vdsm's always does), which passes by default (strict_maybe is tested in test_ovirt_vdsm.py)
         profile = tmp_path / "profile.yaml"
         profile.write_text(yaml.safe_dump({
             "name": "standin-lab",
-            "ovirt_engine": {"http_url": engine.http_url, "settle_polls": 2, "settle_interval": 0.1},
-            "vdsm": {"accept_maybe": True}}))
+            "ovirt_engine": {"http_url": engine.http_url, "settle_polls": 2, "settle_interval": 0.1}}))
         suite = run_suite(reports, "--inventory", str(inventory), "--profile", str(profile), paths=PATHS, timeout=300,
                           env={"PATH": f"{VDSM_STANDINS}{os.pathsep}{os.environ['PATH']}",
                                "KVMQA_STANDIN_VDSM_SCENARIO": vdsm})
@@ -164,8 +163,8 @@ def test_healthy_engine_and_vdsm_pass(tmp_path: Path, pki: Pki, vdsm_host: None)
     assert vdsm == {"vdsm.services": "pass", "vdsm.port": "pass", "vdsm.is-configured": "pass", "vdsm.api": "pass",
                     "vdsm.kvm-enabled": "pass", "vdsm.version": "info", "vdsm.mom": "pass",
                     # hv1's own facts hold no engine cluster (the engine is another target) and there is no profile
-                    "vdsm.cpu-model": "skip"}, run.explain()
-    assert run.message(HV1, "vdsm.version") == "vdsm 4.50.3.4-1.el9"
+                    "vdsm.cpu-model": "skip", "vdsm.cluster-level": "skip"}, run.explain()
+    assert run.message(HV1, "vdsm.version") == "vdsm 4.50.7-1.el9"
     matrix = run.suite.results["matrix"]
     assert matrix[ENGINE]["ovirt_engine"] == "pass" and matrix[HV1]["vdsm"] == "pass"
     assert matrix[ENGINE]["reach"] == "pass" and matrix[HV1]["reach"] == "pass"
@@ -250,17 +249,19 @@ def test_host_cpu_lacking_the_cluster_flag_fails_cpu_compat(tmp_path: Path, pki:
     assert run.suite.results["matrix"][ENGINE]["ovirt_engine"] == "fail"
 
 
-def test_mom_disabled_fails_vdsm_mom(tmp_path: Path, pki: Pki, vdsm_host: None) -> None:
-    """MOM disabled: getStats says momStatus 'disabled' and mom-vdsm (momd) is not running."""
+def test_mom_inactive_fails_vdsm_mom(tmp_path: Path, pki: Pki, vdsm_host: None) -> None:
+    """MOM down: getStats says momStatus 'inactive' without KSM keys and mom-vdsm (momd) is not running."""
     daemons = tuple(u for u in VDSM_DAEMONS if u != "mom-vdsm")
-    run = run_ovirt(tmp_path, inventory_host(standin.healthy()), pki, vdsm="mom-disabled", daemons=daemons)
+    run = run_ovirt(tmp_path, inventory_host(standin.healthy()), pki, vdsm="mom-inactive", daemons=daemons)
     assert run.verdict(HV1, "vdsm.mom") == "fail"
-    assert run.message(HV1, "vdsm.mom") == "momStatus is 'disabled' (MOM is disabled)"
+    mom = run.message(HV1, "vdsm.mom")
+    assert mom.startswith("momStatus is 'inactive': vdsm cannot reach MOM")
+    assert "getStats lacks ksmState" in mom
     assert "mom.log" in run.finding(HV1, "vdsm.mom")["hint"]
     assert run.verdict(HV1, "vdsm.services") == "fail"
     assert run.message(HV1, "vdsm.services") == "not active: mom-vdsm (inactive)"
     for cid in ("vdsm.port", "vdsm.is-configured", "vdsm.api", "vdsm.kvm-enabled"):
         assert run.verdict(HV1, cid) == "pass", cid
     assert run.suite.results["matrix"][HV1]["vdsm"] == "fail"
-    assert "[hv1] vdsm.mom FAIL: momStatus is 'disabled' (MOM is disabled)" in run.suite.stdout
+    assert "[hv1] vdsm.mom FAIL: momStatus is 'inactive': vdsm cannot reach MOM" in run.suite.stdout
     assert run.engine_verdicts() == dict.fromkeys(ENGINE_CHECKS.ids(), "pass"), run.explain()

@@ -2,13 +2,15 @@
 
 Profile settings (`vdsm` stage): `cluster_cpu_type` (e.g. "Intel Haswell Family") and `cluster_level`
 (e.g. "4.8") name the CPU type whose flags vdsm's cpuFlags must carry; without them the engine's
-cluster from `facts["engine"]` is used when this host's facts hold one (all-in-one setups).
+cluster from `facts["engine"]` is used when this host's facts hold one (all-in-one setups);
+`vdsm.cluster-level` compares the same cluster level with getCapabilities' clusterLevels.
+`strict_maybe: true` fails `vdsm.is-configured` for modules answering MAYBE (vdsm accepts them); the
+former `accept_maybe: false` means the same, `accept_maybe: true` is the default.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -70,35 +72,53 @@ def port(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     return failed(f"nothing listens on {p['port']} ({p.get('method') or p.get('error')})", **p)
 
 
-# vdsm's configurators print "<module> is already configured for vdsm" when they answer MAYBE (configured
-# before, validity not determined: e.g. libvirt's, whose files may have been edited since); YES modules say
-# "<module> is configured for vdsm". vdsm-tool exits 0 for MAYBE; a strict acceptance does not.
-MAYBE_LINE = re.compile(r"^(?P<module>\S+) is already configured for vdsm\s*$", re.M)
+def _settings(profile: Profile | None) -> dict[str, Any]:
+    return dict(profile.stage("vdsm") or {}) if profile is not None else {}
 
 
-def maybe_modules(output: str) -> list[str]:
-    return sorted({m.group("module") for m in MAYBE_LINE.finditer(output or "")})
+def strict_maybe(settings: dict[str, Any]) -> str | None:
+    """The setting that makes MAYBE fail: `strict_maybe: true` (or the former `accept_maybe: false`)."""
+    if "strict_maybe" in settings:
+        return "vdsm.strict_maybe" if settings["strict_maybe"] else None
+    return "vdsm.accept_maybe: false" if settings.get("accept_maybe") is False else None
 
 
-@CHECKS.check("vdsm.is-configured", "vdsm-tool is-configured (a module in state MAYBE counts as not configured)",
-              hint="vdsm-tool configure --force (restarts the modules' services); to accept modules vdsm reports as "
-                   "MAYBE after checking their files, set `vdsm: {accept_maybe: true}` in the profile")
+# vdsm's configurators answer YES, NO or MAYBE ("configured before, configuration validity could not be
+# determined", lib/vdsm/tool/configurators/__init__.py). `vdsm-tool is-configured` fails (rc 1) only for NO;
+# vdsmd's start-up runs it (init/vdsmd_init_common.sh.in, task check_is_configured) and starts on MAYBE.
+# libvirt's and passwd's isconfigured() can only answer MAYBE or NO: a strict reading fails every vdsm host.
+@CHECKS.check("vdsm.is-configured", "vdsm-tool is-configured: no vdsm module answers NO",
+              hint="vdsm-tool configure --force (restarts the modules' services). A module answering MAYBE "
+                   "passes, as vdsm itself accepts it; `vdsm: {strict_maybe: true}` in the profile fails it")
 @on_vdsm
 def is_configured(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     c = v["is_configured"]
     if c.get("ok") is None:
         return failed(f"vdsm-tool is-configured did not run: {c.get('error')}", hint="install vdsm (ovirt-host)", **c)
-    maybe = maybe_modules(c.get("output", ""))
-    accept = bool(dict(profile.stage("vdsm") or {}).get("accept_maybe", False)) if profile is not None else False
-    if c["ok"] and (not maybe or accept):
-        note = f" (MAYBE accepted by the profile: {', '.join(maybe)})" if maybe else ""
-        return passed(f"all vdsm modules are configured{note}", maybe=maybe, **c)
-    if c["ok"]:
-        return failed(f"vdsm-tool is-configured exits 0, but {', '.join(maybe)} answered MAYBE (\"is already configured "
-                      "for vdsm\": configured before, validity not determined); a strict acceptance treats that as not "
-                      "configured", maybe=maybe, **c)
-    modules = ", ".join(c.get("not_configured") or []) or "some modules"
-    return failed(f"not configured for vdsm: {modules} (rc={c.get('rc')})", maybe=maybe, **c)
+    rc, maybe, warnings = c.get("rc"), c.get("maybe") or [], c.get("warnings") or []
+    if not c["ok"]:
+        if c.get("not_configured"):
+            modules = ", ".join(c["not_configured"])
+            return failed(f"not configured for vdsm: {modules} (these modules answered NO; "
+                          f"vdsm-tool is-configured rc={rc}, vdsmd will not start)", **c)
+        what = "crashed" if c.get("crashed") else "failed"
+        return failed(f"vdsm-tool is-configured {what} (rc={rc}) without naming a module: "
+                      f"{c.get('last_line')}",
+                      hint="run vdsm-tool is-configured as root and read its output", **c)
+    setting = strict_maybe(_settings(profile))
+    if maybe and setting:
+        return failed(f"{', '.join(maybe)} answered MAYBE (configured before, validity not determined); vdsm "
+                      f"accepts that (rc=0), this profile does not: {setting} is the profile's choice",
+                      hint="check the module's files, then vdsm-tool configure --force --module <module>, or "
+                           "drop vdsm.strict_maybe from the profile", **c)
+    text = "no vdsm module answered NO (vdsm-tool is-configured rc=0)"
+    if maybe:
+        text += f"; MAYBE, accepted as vdsm accepts it: {', '.join(maybe)}"
+    if warnings:
+        return failed(f"{text}, but vdsm-tool warns: {' '.join(warnings)}", level=Level.WARN,
+                      hint="vdsm-tool warns of an unsupported configuration: fix the file it names",
+                      **c)
+    return passed(text, **c)
 
 
 @CHECKS.check("vdsm.api", "vdsm-client answers Host getCapabilities and getStats",
@@ -130,6 +150,52 @@ def version(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     text = f"vdsm {caps.get('software_version')}-{caps.get('software_revision')}"
     return info(text, software_version=caps.get("software_version"), software_revision=caps.get("software_revision"),
                 cluster_levels=caps.get("cluster_levels"), supported_engines=caps.get("supported_engines"))
+
+
+def _cluster_level(facts: HostFacts, profile: Profile) -> tuple[str | None, str]:
+    """(the cluster's compatibility version, where it came from): profile vdsm.cluster_level, else the
+    engine's only cluster in this host's facts."""
+    level = _settings(profile).get("cluster_level")
+    if level:
+        return str(level), "profile vdsm.cluster_level"
+    clusters = (facts.get("engine") or {}).get("clusters") or []
+    if len(clusters) == 1 and clusters[0].get("version"):
+        return str(clusters[0]["version"]), f"engine cluster {clusters[0].get('name')}"
+    return None, f"the engine has {len(clusters)} clusters in these facts" if clusters else ""
+
+
+def _major_minor(version: Any) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(part) for part in str(version).split(".")[:2])
+    except ValueError:
+        return None
+
+
+@CHECKS.check("vdsm.cluster-level", "getCapabilities clusterLevels offer the cluster's compatibility version",
+              requires=("vdsm.api",),
+              hint="the engine sets this host NonOperational (CLUSTER_VERSION_INCOMPATIBLE_WITH_CLUSTER): "
+                   "update vdsm, libvirt and qemu-kvm on the host (vdsm offers 4.7 with libvirt >= 8.0 and "
+                   "4.8 with libvirt >= 10.10 and qemu-kvm >= 9.1), or move the host to a cluster of a level "
+                   "it offers")
+@on_vdsm
+def cluster_level(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
+    # The engine's HandleVdsVersionCommand: the cluster's compatibility version must be one of the host's
+    # clusterLevels (compared as major.minor versions); an empty or missing list supports none.
+    offered = v["capabilities"].get("cluster_levels")
+    level, source = _cluster_level(facts, profile)
+    if level is None:
+        why = f" ({source})" if source else ""
+        return not_applicable(f"no cluster compatibility version known{why}: set vdsm.cluster_level in the "
+                              "profile", cluster_levels=offered)
+    details = {"cluster_level": level, "source": source, "cluster_levels": offered}
+    wanted = _major_minor(level)
+    if wanted is None:
+        return undecided(f"cluster level {level!r} ({source}) is not a major.minor version", **details)
+    if wanted in {_major_minor(x) for x in offered or []}:
+        return passed(f"clusterLevels {', '.join(offered)} include {level} ({source})", **details)
+    listed = ", ".join(offered) if offered else "none (no clusterLevels in getCapabilities)"
+    return failed(f"this vdsm offers cluster levels {listed}, not {level} ({source}): the engine refuses "
+                  "the host as CLUSTER_VERSION_INCOMPATIBLE_WITH_CLUSTER", **details)
 
 
 def _cluster_cpu(facts: HostFacts, profile: Profile) -> tuple[str | None, str | None, str]:
@@ -169,12 +235,23 @@ def cpu_model(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
     return passed(f"cpuFlags carry {', '.join(found.cpu.flags)} for {name!r} ({source})", **details)
 
 
+# getStats momStatus (lib/vdsm/momIF.py::MomClient.getStatus): 'active' when MOM answers ping, else
+# 'inactive', also when MOM cannot be reached at all; then getKsmStats() leaves out the KSM keys. vdsm-api.yml
+# still lists 'disabled', which vdsm stopped returning in 2014 (commit aab9f1ff, "drop dead ksmtuned-related
+# code").
 @CHECKS.check("vdsm.mom", "MOM is active (getStats momStatus)", requires=("vdsm.api",),
               hint="systemctl status mom-vdsm; see /var/log/vdsm/mom.log and 'MOM not available' in vdsm.log")
 @on_vdsm
 def mom(v: dict[str, Any], facts: HostFacts, profile: Profile) -> Outcome:
-    status = v["stats"].get("mom_status")
+    stats = v["stats"]
+    status, missing = stats.get("mom_status"), stats.get("ksm_missing") or []
+    details = {"mom_status": status, "ksm_missing": missing}
     if status == "active":
-        return passed("momStatus is active")
-    meaning = {"disabled": "MOM is disabled", "inactive": "MOM has terminated"}.get(str(status), "unexpected value")
-    return failed(f"momStatus is {status!r} ({meaning})", mom_status=status)
+        return passed("momStatus is active", **details)
+    if status == "inactive":
+        gone = f"; getStats lacks {', '.join(missing)}" if missing else ""
+        return failed("momStatus is 'inactive': vdsm cannot reach MOM (mom-vdsm on /run/vdsm/mom-vdsm.sock), "
+                      "so no balloon, KSM or CPU/IO tune policy is applied and KSM stats are missing"
+                      f"{gone}", **details)
+    return undecided(f"momStatus is {status!r}, which is not a vdsm state (vdsm answers 'active' or "
+                     "'inactive')", **details)

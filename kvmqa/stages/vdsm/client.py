@@ -14,7 +14,21 @@ from typing import Any
 SERVICES = ("vdsmd", "supervdsmd", "mom-vdsm", "ovirt-imageio")
 PORT = 54321
 MISSING_RC = 127
+# vdsm-tool is-configured (oVirt/vdsm lib/vdsm/tool/configurator.py::isconfigured) prints
+# "Modules <a>, <b> are not configured" for the modules whose isconfigured() answered NO, then raises
+# InvalidRun, which static/usr/bin/vdsm-tool prints to stderr as "Error:  ...One of the modules is not
+# configured to work with VDSM..." and exits 1. Modules answering YES or MAYBE do not count: it exits 0.
 _NOT_CONFIGURED = re.compile(r"Modules? (?P<mods>.+?) (?:are|is) not configured")
+# What a module prints when its isconfigured() answers MAYBE (lib/vdsm/tool/configurators/*.py). libvirt's
+# starts at MAYBE and only drops to NO ("libvirt is not configured for vdsm yet"); sebool answers MAYBE when
+# SELinux is disabled. passwd answers MAYBE (never YES) without printing anything, so it cannot be named here.
+MAYBE_SIGNS = {"libvirt": "libvirt is already configured for vdsm", "sebool": "WARNING: SELinux is disabled!"}
+_TRACEBACK = "Traceback (most recent call last)"
+# Warnings a module prints while still answering YES (multipath.py: user_friendly_names and the like).
+_WARNING_STARTS = ("WARNING:", "This configuration is not supported")
+# getStats' KSM keys: vdsm (lib/vdsm/momIF.py::getKsmStats) adds them from MOM's statistics and leaves them
+# out when MOM cannot be reached, the same time getStatus() answers 'inactive'.
+KSM_KEYS = ("ksmState", "ksmPages", "ksmMergeAcrossNodes", "memShared", "ksmCpu")
 
 
 def parse_vdsm_sections(sections: dict[str, tuple[int, str]]) -> dict[str, Any]:
@@ -73,7 +87,13 @@ def _is_configured(section: tuple[int, str] | None) -> dict[str, Any]:
         return {"ok": None, "rc": rc, "error": text.strip()}
     found = _NOT_CONFIGURED.search(text)
     modules = [m.strip() for m in found.group("mods").split(",")] if found else []
-    return {"ok": rc == 0, "rc": rc, "not_configured": modules, "output": text.strip()[:2000]}
+    lines = [line.strip() for line in _lines(text)]
+    return {"ok": rc == 0, "rc": rc, "not_configured": modules,
+            "maybe": [m for m, sign in MAYBE_SIGNS.items() if sign in lines],
+            "warnings": [ln for ln in lines if ln.startswith(_WARNING_STARTS)
+                         and ln not in MAYBE_SIGNS.values()],
+            "crashed": _TRACEBACK in text, "last_line": lines[-1] if lines else "",
+            "output": text.strip()[:2000]}
 
 
 def _json_section(section: tuple[int, str] | None, verb: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -119,7 +139,7 @@ def _stats(section: tuple[int, str] | None) -> dict[str, Any]:
     stats, error = _json_section(section, "getStats")
     if stats is None:
         return {"ok": False, "error": error}
-    keep = ("momStatus", "ksmState", "thpState", "vmCount", "vmActive", "bootTime", "elapsedTime", "memFree",
-            "cpuIdle")
-    return {"ok": True, "mom_status": stats.get("momStatus"), **{k: stats.get(k) for k in keep if k != "momStatus"}}
+    keep = ("thpState", "vmCount", "vmActive", "bootTime", "elapsedTime", "memFree", "cpuIdle", *KSM_KEYS)
+    return {"ok": True, "mom_status": stats.get("momStatus"), **{k: stats.get(k) for k in keep},
+            "ksm_missing": [k for k in KSM_KEYS if k not in stats]}
 
