@@ -12,8 +12,8 @@ from typing import Any
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, not_applicable, passed
-from kvmqa.gather.facts import HostFacts
 from kvmqa.gather.versions import compare_versions
 
 CHECKS = StageChecks("host")

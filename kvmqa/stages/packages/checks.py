@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, info, passed
 from kvmqa.gather.distro import PACKAGE_MANAGER, REQUIREMENTS, Requirement
-from kvmqa.gather.facts import HostFacts
 from kvmqa.gather.versions import version_at_least
 
 CHECKS = StageChecks("packages")
