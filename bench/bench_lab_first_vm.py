@@ -31,7 +31,8 @@ from bench.bench_first_vm import bare_boot as tcg_bare_boot  # noqa: E402
 from bench.bench_first_vm import stage_boot  # noqa: E402
 from kvmqa.config.options import RunOptions  # noqa: E402
 from kvmqa.config.profile import Profile  # noqa: E402
-from kvmqa.core.session import HostSession  # noqa: E402
+from kvmqa.session.host import HostSession  # noqa: E402
+from kvmqa.stages import builtin  # noqa: E402
 from kvmqa.stages.first_vm.boot import BootSpec, boot, stage_kit  # noqa: E402
 from kvmqa.stages.first_vm.kit import Kit, build_kit  # noqa: E402
 from kvmqa.stages.first_vm.resources import Workspace  # noqa: E402
@@ -122,7 +123,7 @@ def measure_lab(lab: Lab, kit: Kit, runs: int, memory: int, vcpus: int, timeout:
     for src, name in ((kit.kernel, "vmlinuz"), (kit.initrd, "initrd.img")):
         lab.run(f"cat > /tmp/kvmqa-bench-kit/{name}", stdin=Path(src).read_bytes())
     with tempfile.TemporaryDirectory(prefix="kvmqa-bench-lab-") as reports:
-        session = HostSession(lab.target, Profile(), RunOptions(reports_dir=Path(reports)))
+        session = HostSession(lab.target, Profile(), RunOptions(reports_dir=Path(reports)), builtin())
         bare_runs, stage_runs = [], []
         try:
             t_setup = time.monotonic()

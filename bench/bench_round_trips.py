@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from kvmqa.config.options import RunOptions  # noqa: E402
 from kvmqa.config.profile import Profile  # noqa: E402
-from kvmqa.core.session import HostSession  # noqa: E402
+from kvmqa.session.host import HostSession  # noqa: E402
 from kvmqa.stages import builtin  # noqa: E402
 from kvmqa.transport.target import Target  # noqa: E402
 
@@ -91,7 +91,7 @@ def kvmqa_way(url: str, key: Path, known: Path) -> dict[str, Any]:
     tempfile.tempdir = tempfile.mkdtemp(prefix="kb-", dir="/tmp")  # a fresh ssh ControlPath dir: no warm master
     with tempfile.TemporaryDirectory(prefix="kvmqa-bench-") as reports:
         target = Target.from_url(url, sudo=True, identity_file=key, known_hosts=known)
-        session = HostSession(target, Profile(), RunOptions(reports_dir=Path(reports)))
+        session = HostSession(target, Profile(), RunOptions(reports_dir=Path(reports)), builtin())
         started = time.perf_counter()
         checks = 0
         for stage in builtin():

@@ -16,9 +16,9 @@ Everything here is kept stable; anything else in kvmqa may move.
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import Check, StageChecks
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Finding, Level, Outcome, Verdict, failed, info, not_applicable, passed, undecided
 from kvmqa.core.stage import Stage
-from kvmqa.gather.facts import HostFacts
 
 __all__ = ["Check", "Finding", "HostFacts", "Level", "Outcome", "Profile", "Stage", "StageChecks", "Verdict", "failed",
            "info", "not_applicable", "passed", "undecided"]

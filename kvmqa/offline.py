@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kvmqa.config.hosts import ROLES, roles_of_groups
-from kvmqa.gather.facts import HostFacts, parse_probe, split_sections
+from kvmqa.core.facts import HostFacts
+from kvmqa.gather.facts import parse_probe, split_sections
 from kvmqa.stages.libvirt.gather import parse_capabilities, parse_domcapabilities
 
 if TYPE_CHECKING:
@@ -207,9 +208,9 @@ def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = 
     """One host's raw probe output -> out_dir/results.json (+ out_dir/HOST/facts.json and probe.txt), as a run writes them."""
     from kvmqa.config.options import RunOptions
     from kvmqa.config.profile import load_profile
-    from kvmqa.core.session import HostSession
     from kvmqa.policy.waivers import apply_waivers, load_waivers
     from kvmqa.report.results import RunResults
+    from kvmqa.session.host import HostSession
     from kvmqa.stages import builtin
     from kvmqa.transport.target import Target
 
@@ -219,9 +220,9 @@ def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = 
     roles = roles or roles_of_groups(groups or [])
     target = Target(name=host, backend="ssh", host=host, roles=roles)
     options = RunOptions(reports_dir=out_dir, profile_path=profile_path, waivers=waivers)
-    profile = load_profile(profile_path)
+    profile = load_profile(profile_path, registry.columns())
     load_waivers(waivers)
-    session = HostSession(target, profile, options, all_targets=[target], registry=registry)
+    session = HostSession(target, profile, options, registry, all_targets=[target])
     if text.strip():
         (session.host_dir / "probe.txt").write_text(text)  # the raw output, as kvmqa's own run keeps it
     facts = facts_from_probe_output(text, host, unreachable=unreachable, error=error, rc=rc)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from kvmqa.config.profile import Profile
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.gate import OK_VERDICTS, evaluate_stage, skipped_by
-from kvmqa.gather.facts import HostFacts
 from kvmqa.stages.host.checks import CHECKS
 from kvmqa.stages.packages.checks import CHECKS as PACKAGES
 from tests.support.facts import facts

@@ -7,6 +7,7 @@ import json
 from kvmqa.config.profile import Profile
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.gather.facts import parse_probe
+from kvmqa.stages import builtin
 from kvmqa.stages.libvirt.checks import CHECKS as LIBVIRT
 from kvmqa.stages.libvirt.checks import compare_with_vhv
 from kvmqa.stages.packages.checks import CHECKS as PACKAGES
@@ -155,11 +156,11 @@ def test_default_floors_are_novas_and_a_profile_overrides_them() -> None:
     f["libvirt"] = LIBVIRT_FACTS
     from kvmqa.config.profile import profile_from_dict
 
-    relaxed = profile_from_dict({"warn_versions": {"libvirt": "0", "qemu": "7.0"}})
+    relaxed = profile_from_dict({"warn_versions": {"libvirt": "0", "qemu": "7.0"}}, "<test>", builtin().columns())
     assert relaxed.min_versions == {"libvirt": "8.0.0", "qemu": "6.2.0"}
     assert run(LIBVIRT, f, relaxed)["libvirt.versions"] == ("pass", "libvirt 9.0.0, QEMU 7.2.22 (minimum libvirt >= 8.0.0, "
                                                                     "qemu >= 6.2.0)")
-    stricter = profile_from_dict({"min_versions": {"qemu": "8.0"}})
+    stricter = profile_from_dict({"min_versions": {"qemu": "8.0"}}, "<test>", builtin().columns())
     assert run(LIBVIRT, f, stricter)["libvirt.versions"][0] == "fail"
 
 

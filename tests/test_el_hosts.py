@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kvmqa.gather.distro import package_manager_of
 from kvmqa.gather.facts import HostFacts, parse_probe, split_sections
 from kvmqa.gather.probe import preamble, snippet
 from tests.support.el import EL_DIR, os_release, recorded_lines, rpm_qf_lines
@@ -35,7 +36,7 @@ def el_host(release: str, kernels: str, running: str) -> HostFacts:
 @pytest.mark.parametrize("release", sorted(EL_RELEASES))
 def test_recorded_el_os_release_is_an_rpm_host(release: str) -> None:
     f = facts(EL9, os_release=os_release(release))
-    seen = (f["os"]["family"], f.package_manager, f["os"]["pretty_name"])
+    seen = (f["os"]["family"], package_manager_of(f), f["os"]["pretty_name"])
     assert seen == ("el", "rpm", EL_RELEASES[release])
 
 

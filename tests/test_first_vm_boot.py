@@ -22,7 +22,8 @@ from kvmqa.config.options import RunOptions
 from kvmqa.config.profile import Profile
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.core.model import Verdict
-from kvmqa.core.session import HostSession
+from kvmqa.session.host import HostSession
+from kvmqa.stages import builtin
 from kvmqa.stages.first_vm.boot import BootSpec, boot, stage_kit
 from kvmqa.stages.first_vm.checks import CHECKS
 from kvmqa.stages.first_vm.gather import gather_first_vm
@@ -51,7 +52,7 @@ def stage(libvirtd: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Hos
     image = build_standin_image(tmp_path_factory.mktemp("image") / "standin-cloud.qcow2", agent=True)
     profile = Profile(stages={"first_vm": {"boot_timeout": 60, "silent_timeout": 10}})
     options = RunOptions(reports_dir=tmp_path_factory.mktemp("reports"), allow_emulation=True, guest_image=image)
-    session = HostSession(Target.from_url("local"), profile, options)
+    session = HostSession(Target.from_url("local"), profile, options, builtin())
     try:
         obs = session.gather("first_vm", gather_first_vm)
     finally:
@@ -272,7 +273,7 @@ def test_remote_target_over_ssh_boots_with_console_stream_and_virt_install(libvi
     """The same stage over qemu+ext (ssh as a non-root sudo user): uploads, console stream, virt-install via Target.run."""
     target = Target.from_url(sshd.url(), sudo=True, identity_file=sshd.client_key, known_hosts=sshd.known_hosts)
     profile = Profile(stages={"first_vm": {"attempt_kvm": False, "allow_emulation": True, "boot_timeout": 60}})
-    session = HostSession(target, profile, RunOptions(reports_dir=tmp_path))
+    session = HostSession(target, profile, RunOptions(reports_dir=tmp_path), builtin())
     try:
         assert session.libvirt().getURI().startswith("qemu+ext://")
         obs = session.gather("first_vm", gather_first_vm)

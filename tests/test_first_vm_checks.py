@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from kvmqa.config.profile import Profile
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.core.model import Verdict
-from kvmqa.gather.facts import HostFacts
 from kvmqa.stages.first_vm.boot import BootResult
 from kvmqa.stages.first_vm.checks import CHECKS, deciding_boot
 from kvmqa.stages.first_vm.console import read_console

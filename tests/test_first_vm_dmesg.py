@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from kvmqa.config.profile import Profile, ProfileError, load_profile
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.core.model import Verdict
-from kvmqa.gather.facts import HostFacts
+from kvmqa.stages import builtin
 from kvmqa.stages.first_vm.checks import CHECKS
 from kvmqa.stages.first_vm.gather import FirstVmSettings, observe
 from kvmqa.stages.first_vm.hostlog import RAW, kernel_log_mark, kernel_log_since, new_dmesg_lines
@@ -163,10 +164,10 @@ def test_a_profile_s_broken_dmesg_ignore_is_one_clear_error_naming_file_and_fiel
     bad = tmp_path / "lab.yaml"
     bad.write_text("first_vm:\n  dmesg_ignore: ['ACPI (BIOS']\n")
     with pytest.raises(ProfileError) as err:
-        load_profile(bad)
+        load_profile(bad, builtin().columns())
     assert str(err.value).startswith(f"{bad}: field 'first_vm.dmesg_ignore': 'ACPI (BIOS' is not a regular expression")
     bad.write_text("first_vm:\n  dmesg_ignore: ACPI\n")
     with pytest.raises(ProfileError, match="must be a list of regular expressions"):
-        load_profile(bad)
-    nested = load_profile(Path(__file__).resolve().parents[1] / "fixtures" / "profiles" / "nested-lab.yaml")
+        load_profile(bad, builtin().columns())
+    nested = load_profile(Path(__file__).resolve().parents[1] / "fixtures" / "profiles" / "nested-lab.yaml", builtin().columns())
     assert nested.stage("first_vm")["cmdline_extra"] == "loglevel=6" and nested.min_cpus == 1

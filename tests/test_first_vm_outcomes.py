@@ -14,9 +14,9 @@ import libvirt
 import pytest
 
 from kvmqa.config.profile import Profile
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.core.model import Verdict
-from kvmqa.gather.facts import HostFacts
 from kvmqa.stages.first_vm.boot import BootResult, BootSpec, KitVolumes, boot, stage_kit
 from kvmqa.stages.first_vm.checks import CHECKS
 from kvmqa.stages.first_vm.kit import build_kit

@@ -9,11 +9,11 @@ from typing import Any
 
 import libvirt
 import pytest
+from kvmqa.core.session import HostSession
 
 from kvmqa.config.options import RunOptions
 from kvmqa.config.profile import Profile
 from kvmqa.core.model import Finding, Verdict
-from kvmqa.core.session import HostSession
 from kvmqa.stages import builtin
 from kvmqa.stages.first_vm.boot import stage_kit
 from kvmqa.stages.first_vm.kit import build_kit

@@ -9,6 +9,7 @@ import pytest
 from kvmqa.config.profile import ProfileError, load_profile
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.core.model import Level, Verdict
+from kvmqa.stages import builtin
 from kvmqa.stages.cpu.checks import CHECKS as CPU
 from tests.support.facts import facts
 
@@ -16,8 +17,8 @@ PROFILES = Path(__file__).resolve().parents[1] / "fixtures" / "profiles"
 
 
 def test_acceptance_is_strict_and_emulation_lab_is_lenient() -> None:
-    acceptance = load_profile(PROFILES / "acceptance.yaml")
-    lab = load_profile(PROFILES / "emulation-lab.yaml")
+    acceptance = load_profile(PROFILES / "acceptance.yaml", builtin().columns())
+    lab = load_profile(PROFILES / "emulation-lab.yaml", builtin().columns())
     assert (acceptance.name, acceptance.kvm, acceptance.allow_emulation, acceptance.ovmf) == ("acceptance", Level.FAIL, False, Level.FAIL)
     assert acceptance.min_versions == {"libvirt": "8.0.0", "qemu": "6.2.0"}
     assert (lab.name, lab.kvm, lab.allow_emulation) == ("emulation-lab", Level.WARN, True)
@@ -44,7 +45,7 @@ def test_malformed_profiles_name_the_file_and_the_field(tmp_path: Path, text: st
     path = tmp_path / "lab.yaml"
     path.write_text(text)
     with pytest.raises(ProfileError) as err:
-        load_profile(path)
+        load_profile(path, builtin().columns())
     assert str(err.value).startswith(f"{path}: field {field!r}: ")
 
 
@@ -52,9 +53,9 @@ def test_broken_yaml_and_missing_files_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("name: x\nkvm: [warn\n")
     with pytest.raises(ProfileError, match=rf"{path}:2: malformed YAML"):
-        load_profile(path)
+        load_profile(path, builtin().columns())
     path.write_text("- kvm: warn\n")
     with pytest.raises(ProfileError, match=rf"{path}: a profile is a mapping"):
-        load_profile(path)
+        load_profile(path, builtin().columns())
     with pytest.raises(ProfileError, match="profile file not found"):
-        load_profile(tmp_path / "nope.yaml")
+        load_profile(tmp_path / "nope.yaml", builtin().columns())

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kvmqa.act.base import FAILED, ActionRecord
 from kvmqa.config.profile import Profile
+from kvmqa.core.action import FAILED, ActionRecord
 from kvmqa.core.model import Level, Verdict
 from kvmqa.pytest_plugin.install import finding_of
 from kvmqa.stages.cpu.actions import missing_modules, severity

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.act.base import (
+from kvmqa.act.runner import actions_for, host_actions
+from kvmqa.core.action import (
     DONE,
     FAILED,
     PLANNED,
@@ -26,11 +27,12 @@ from kvmqa.act.base import (
     run_action,
     verify_after,
 )
-from kvmqa.act.runner import actions_for, host_actions
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Verdict
-from kvmqa.gather.facts import HostFacts, parse_probe
+from kvmqa.gather.facts import parse_probe
 from kvmqa.gather.install import parse_install
 from kvmqa.pytest_plugin.install import finding_of, summary_lines
+from kvmqa.stages import builtin
 from kvmqa.stages.cpu import actions as modules
 from kvmqa.stages.libvirt import access, daemons, objects
 from kvmqa.stages.packages import actions as packages
@@ -87,12 +89,12 @@ def no_run(cmd: str, timeout: float) -> Res:
 
 # --- the catalogue ------------------------------------------------------------------------------
 def test_catalogue_ids_stages_and_timeouts():
-    assert [a.id for a in host_actions()] == ["install.modules", "install.packages", "install.daemons", "install.default-network",
+    assert [a.id for a in host_actions(builtin())] == ["install.modules", "install.packages", "install.daemons", "install.default-network",
                                        "install.storage-pool", "install.libvirt-user"]
-    assert [a.id for a in actions_for("libvirt")] == ["install.daemons", "install.default-network", "install.storage-pool",
+    assert [a.id for a in actions_for("libvirt", builtin())] == ["install.daemons", "install.default-network", "install.storage-pool",
                                                        "install.libvirt-user"]
-    assert actions_for("cpu")[0].id == "install.modules" and actions_for("packages")[0].id == "install.packages"
-    assert all(0 < a.timeout <= 1800 for a in host_actions())
+    assert actions_for("cpu", builtin())[0].id == "install.modules" and actions_for("packages", builtin())[0].id == "install.packages"
+    assert all(0 < a.timeout <= 1800 for a in host_actions(builtin()))
 
 
 # --- recorded Debian facts (this machine) -------------------------------------------------------
@@ -112,7 +114,7 @@ def test_debian_recorded_facts_decisions(deb):
 
 def test_plan_mode_runs_nothing_and_lists_commands(deb):
     c = ctx(run=no_run, execute=False)
-    recs = [run_action(a, deb, c) for a in host_actions() if a.applies is None or a.applies(c)]
+    recs = [run_action(a, deb, c) for a in host_actions(builtin()) if a.applies is None or a.applies(c)]
     assert [r.status for r in recs] == [PLANNED, SATISFIED, SATISFIED, PLANNED, PLANNED]
     assert recs[0].command.startswith("modprobe -a kvm_amd vhost_net")
     assert "pool-build default" in recs[4].command

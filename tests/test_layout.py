@@ -12,9 +12,69 @@ from tests.support.imports import PACKAGE, cycles, graph
 STAGE_NAMES = set(builtin().names())
 
 
-def test_no_import_cycles_even_through_imports_inside_functions() -> None:
+# The layers, bottom first. A module may import its own package and any layer below its own, never one above
+# and never another package of its own layer (the stage folders may import each other: they are one layer).
+# Imports inside functions and under `if TYPE_CHECKING:` count.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("data",),  # packaged data files (no code)
+    ("core",),  # model, checks, stage and registry, gate, action model, facts container: imports nothing above
+    ("transport",),  # how commands reach a host
+    ("config",),  # options, profiles, inventories (their targets are transport.Target)
+    ("gather",),  # the probe runner, the shared sh library, the facts every stage reads
+    ("stages", "api"),  # one folder per stage; api: what a site stage imports
+    ("site",),  # loads site stages from folders
+    ("session",),  # one host during one run
+    ("act",),  # install mode's runner
+    ("policy",),  # waivers, baselines
+    ("report",),  # results.json, HTML: only read results
+    ("pytest_plugin",),
+    ("offline",),  # python -m kvmqa evaluate: facts from Ansible, the same verdicts
+    ("suites", "__main__"),  # what users run
+)
+
+
+def _layer(module: str) -> tuple[int, str]:
+    top = module.split(".")[1] if "." in module else ""
+    for index, names in enumerate(LAYERS):
+        if top in names:
+            return index, top
+    raise AssertionError(f"{module} is in no layer of tests/test_layout.py LAYERS")
+
+
+def test_no_import_cycles_even_through_imports_inside_functions_or_for_type_checking() -> None:
     assert cycles(graph(lazy=False)) == []
     assert cycles(graph(lazy=True)) == []
+    assert cycles(graph(lazy=True, typing=True)) == []
+
+
+def test_imports_only_run_down_the_layers() -> None:
+    upward = []
+    for module, deps in graph(lazy=True, typing=True).items():
+        if module == "kvmqa":
+            continue
+        mine, top = _layer(module)
+        for dep in deps:
+            theirs, dep_top = _layer(dep)
+            if theirs > mine or (theirs == mine and dep_top != top):
+                upward.append(f"{module} -> {dep} ({LAYERS[mine]} imports {LAYERS[theirs]})")
+    assert upward == []
+
+
+def test_the_bottom_layer_imports_nothing_else_of_kvmqa() -> None:
+    core = {m: deps for m, deps in graph(lazy=True, typing=True).items() if m.startswith("kvmqa.core")}
+    assert {m: sorted(d for d in deps if not d.startswith("kvmqa.core")) for m, deps in core.items()} == {
+        m: [] for m in core
+    }
+
+
+def test_the_global_registry_is_read_only_by_the_plugin_and_the_command_line() -> None:
+    """`builtin()` is where a run's registry starts; everything below the plugin is handed the run's registry."""
+    readers = sorted(
+        str(p.relative_to(PACKAGE))
+        for p in PACKAGE.rglob("*.py")
+        if "builtin()" in p.read_text() and "stages" not in p.relative_to(PACKAGE).parts[:1]
+    )
+    assert readers == ["__main__.py", "offline.py", "pytest_plugin/plugin.py"]
 
 
 def test_each_stage_folder_declares_its_stage_once_and_its_suite_follows_the_order() -> None:

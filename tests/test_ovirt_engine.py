@@ -12,9 +12,9 @@ import pytest
 
 from kvmqa.config.options import RunOptions, Secret
 from kvmqa.config.profile import Profile
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.core.model import Finding, Verdict
-from kvmqa.gather.facts import HostFacts
 from kvmqa.stages.ovirt_engine.checks import CHECKS
 from kvmqa.stages.ovirt_engine.client import gather_engine
 from kvmqa.transport.target import Target

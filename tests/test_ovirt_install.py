@@ -1,4 +1,4 @@
-"""oVirt install actions (kvmqa.act.base.Action, run by the one install framework): preconditions from facts,
+"""oVirt install actions (kvmqa.core.action.Action, run by the one install framework): preconditions from facts,
 engine-setup with a stand-in, add-host against the engine stand-in."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 import ovirtsdk4 as sdk
 import pytest
 
-from kvmqa.act.base import ActionContext, Decision, skip
 from kvmqa.config.options import Secret
+from kvmqa.core.action import ActionContext, Decision, skip
 from kvmqa.stages.ovirt_engine import actions as install
 from kvmqa.stages.vdsm import actions as vdsm_install
 from tests.standins import engine as standin

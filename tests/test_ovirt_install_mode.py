@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from kvmqa.act.base import DONE, FAILED, PLANNED, SATISFIED, SKIPPED, ActionContext, run_action
 from kvmqa.act.runner import actions_for
 from kvmqa.config.options import RunOptions, Secret
 from kvmqa.config.profile import Profile
-from kvmqa.gather.facts import HostFacts
+from kvmqa.core.action import DONE, FAILED, PLANNED, SATISFIED, SKIPPED, ActionContext, run_action
+from kvmqa.core.facts import HostFacts
+from kvmqa.stages import builtin
 from kvmqa.stages.ovirt_engine import actions as install
 from kvmqa.transport.target import CommandResult, Target
 from tests.standins import engine as standin
@@ -135,7 +136,7 @@ def el9_ctx(target: FakeTarget | None = None, *, roles: tuple[str, ...], execute
 
 
 def run_stage_actions(stage: str, host_facts: HostFacts, ctx: ActionContext) -> list[Any]:
-    return [run_action(a, host_facts, ctx) for a in actions_for(stage) if a.applies is None or a.applies(ctx)]
+    return [run_action(a, host_facts, ctx) for a in actions_for(stage, builtin()) if a.applies is None or a.applies(ctx)]
 
 
 def test_el9_engine_plan_lists_exactly_the_commands_in_order() -> None:
@@ -203,7 +204,7 @@ def test_el9_engine_already_set_up_with_its_hosts_is_satisfied() -> None:
     assert [(r.id, r.status) for r in recs] == [(i, SATISFIED) for i in ENGINE_IDS]
     # one host still deploying: only the wait is planned, it is not added twice
     done["engine"]["hosts"][0]["status"] = "installing"
-    rec = run_action(actions_for("ovirt_engine")[3], done, el9_ctx(roles=("ovirt-engine",)))
+    rec = run_action(actions_for("ovirt_engine", builtin())[3], done, el9_ctx(roles=("ovirt-engine",)))
     assert rec.status == PLANNED and rec.command == "engine API: wait until hv1 is up (now installing)"
     assert rec.reason == "not up: hv1 (installing)"
 
@@ -212,7 +213,7 @@ def test_el9_engine_setup_runs_through_put_file_and_removes_the_secrets() -> Non
     target = FakeTarget()
     ctx = el9_ctx(target, roles=("ovirt-engine",), execute=True)
     el9 = facts("constructed-el9-intel")
-    recs = [run_action(a, el9, ctx) for a in actions_for("ovirt_engine")[:3]]
+    recs = [run_action(a, el9, ctx) for a in actions_for("ovirt_engine", builtin())[:3]]
     assert [r.status for r in recs] == [DONE, DONE, DONE], [r.message for r in recs]
     d = install.REMOTE_DIR
     assert target.ran == ["dnf -y install centos-release-ovirt45", "dnf -y install ovirt-engine",
@@ -230,7 +231,7 @@ def test_el9_engine_setup_runs_through_put_file_and_removes_the_secrets() -> Non
 
 def test_el9_engine_setup_failure_still_removes_the_secrets() -> None:
     target = FakeTarget(answers={"engine-setup --offline": Res(1, "", "[ ERROR ] Failed to execute stage 'Misc'")})
-    rec = run_action(actions_for("ovirt_engine")[2], facts("constructed-el9-intel"),
+    rec = run_action(actions_for("ovirt_engine", builtin())[2], facts("constructed-el9-intel"),
                      el9_ctx(target, roles=("ovirt-engine",), execute=True))
     assert rec.status == FAILED and rec.rc == 1 and "Failed to execute stage" in rec.message
     assert target.ran[-1] == f"rm -f {install.REMOTE_DIR}/engine-setup-secrets.conf"
@@ -238,7 +239,7 @@ def test_el9_engine_setup_failure_still_removes_the_secrets() -> None:
 
 def test_engine_setup_without_a_password_is_not_possible() -> None:
     ctx = ActionContext(host="el9", roles=("ovirt-engine",), stage_context=SETUP)
-    rec = run_action(actions_for("ovirt_engine")[2], facts("constructed-el9-intel"), ctx)
+    rec = run_action(actions_for("ovirt_engine", builtin())[2], facts("constructed-el9-intel"), ctx)
     assert rec.status == FAILED and rec.message.startswith("not possible: engine-setup needs the engine admin password")
 
 
@@ -264,7 +265,7 @@ def test_add_hosts_step_adds_and_waits_through_the_engine_connection(pki: Pki) -
         el9["engine"] = {"health": {"ok": True}, "api": {"ok": True}, "hosts": list(scenario.hosts)}
         ctx = ActionContext(host="engine", execute=True, roles=("ovirt-engine",), stage_context=setup,
                             secrets=(scenario.password,))
-        rec = run_action(actions_for("ovirt_engine")[3], el9, ctx)
+        rec = run_action(actions_for("ovirt_engine", builtin())[3], el9, ctx)
     assert rec.status == DONE, rec.message
     added = next(h for h in scenario.hosts if h["name"] == "hv1")
     assert added["address"] == "192.0.2.21" and added["ssh_authentication_method"] == "publickey"
@@ -276,13 +277,13 @@ def test_the_engine_stage_declares_what_its_steps_get_and_the_framework_hands_it
     """act/ knows no stage: `Stage.install_context` names the function; install mode gives its result to that
     stage's steps only (ctx.stage_context), here the oVirt setup built from the inventory for an engine target."""
     from kvmqa.act.runner import HostInstall, context_for
-    from kvmqa.core.session import HostSession
+    from kvmqa.session.host import HostSession
     from kvmqa.stages import builtin
 
     engine_t = Target(name="engine", host="engine.lab", roles=("ovirt-engine",))
     hv1 = Target(name="hv1", host="192.0.2.21", roles=("kvm-host", "ovirt-host"))
     session = HostSession(engine_t, Profile(), RunOptions(reports_dir=tmp_path, engine_url="https://engine.lab/ovirt-engine/api"),
-                          all_targets=[engine_t, hv1])
+                          builtin(), all_targets=[engine_t, hv1])
     stages = builtin()
     ctx = context_for(session, HostInstall(), stages.get("ovirt_engine"))
     assert isinstance(ctx.stage_context, install.OvirtSetup)

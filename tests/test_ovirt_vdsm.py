@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from kvmqa.config.profile import Profile
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.core.model import Finding, Verdict
-from kvmqa.gather.facts import HostFacts, split_sections
+from kvmqa.gather.facts import split_sections
 from kvmqa.stages.vdsm.checks import CHECKS
 from kvmqa.stages.vdsm.client import KSM_KEYS, parse_vdsm_sections
 from tests.ovirt_support import VDSM_DAEMONS, VDSM_STANDINS, vdsm_daemons, vdsm_listener

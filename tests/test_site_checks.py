@@ -392,7 +392,7 @@ def test_a_requires_of_an_earlier_site_stage_is_fine_a_later_one_is_not(tmp_path
 
 def acme_facts(**sections: str) -> dict[str, str]:
     (stage,) = load_site_stages([EXAMPLE])
-    profile = profile_from_dict({"acme": {"hugepages_1g": 4, "ntp_servers": ["ntp1.acme.lab"]}}, stages=[*builtin().columns(), "acme"])
+    profile = profile_from_dict({"acme": {"hugepages_1g": 4, "ntp_servers": ["ntp1.acme.lab"]}}, "<test>", [*builtin().columns(), "acme"])
     facts = recorded_facts("lab-bookworm-tcg", **sections)
     return {f.check_id: f.verdict.value for f in evaluate_stage(stage, "hv1", facts, profile)}
 

@@ -13,6 +13,7 @@ import pytest
 from kvmqa.config.inventory import InventoryError, load_inventory
 from kvmqa.config.profile import ProfileError, load_profile
 from kvmqa.policy.waivers import WaiverError, load_waivers
+from kvmqa.stages import builtin
 
 # (text, line where the broken construct starts, line where PyYAML gave up or None when it is the same)
 BROKEN = [
@@ -33,7 +34,7 @@ def _loaders():
         load_inventory(path)
 
     def profile(path: Path) -> None:
-        load_profile(path)
+        load_profile(path, builtin().columns())
 
     def waivers(path: Path) -> None:
         load_waivers.cache_clear()

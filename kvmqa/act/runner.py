@@ -17,32 +17,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kvmqa.act.base import DONE, FAILED, Action, ActionContext, ActionRecord, run_action, verify_after
+from kvmqa.core.action import DONE, FAILED, Action, ActionContext, ActionRecord, run_action, verify_after
 from kvmqa.core.stage import Registry, Stage
 from kvmqa.gather.install import gather_install
 
 if TYPE_CHECKING:
-    from kvmqa.core.session import HostSession
+    from kvmqa.session.host import HostSession
 
 STATE_ATTR = "_kvmqa_install"
 
 
-def _registry(registry: Registry | None) -> Registry:
-    if registry is None:
-        from kvmqa.stages import builtin
-
-        return builtin()
-    return registry
-
-
-def actions_for(stage: str, registry: Registry | None = None) -> list[Action]:
+def actions_for(stage: str, registry: Registry) -> list[Action]:
     """A stage's install steps, in order, as its folder declares them (Stage.actions)."""
-    return _registry(registry).get(stage).install_actions()
+    return registry.get(stage).install_actions()
 
 
-def host_actions(registry: Registry | None = None) -> list[Action]:
+def host_actions(registry: Registry) -> list[Action]:
     """Every install step of the stages that apply to every host (no role), in run order."""
-    return [a for s in _registry(registry) if not s.roles for a in s.install_actions()]
+    return [a for s in registry if not s.roles for a in s.install_actions()]
 
 
 @dataclass

@@ -61,16 +61,8 @@ def _err(src: str, key: str, msg: str) -> ProfileError:
     return ProfileError(f"{src}: field {key!r}: {msg}")
 
 
-def stage_names(stages: Sequence[str] | None) -> list[str]:
-    """The stages a profile may hold settings for: the run's (site stages too), else the built-in ones."""
-    if stages is not None:
-        return list(stages)
-    from kvmqa.stages import builtin
-
-    return builtin().columns()
-
-
-def load_profile(path: Path | None, stages: Sequence[str] | None = None) -> Profile:
+def load_profile(path: Path | None, stages: Sequence[str]) -> Profile:
+    """The profile at `path` (None: the defaults); `stages` are the run's stage names (Registry.columns())."""
     if path is None:
         return Profile()
     src = str(path)
@@ -87,9 +79,9 @@ def load_profile(path: Path | None, stages: Sequence[str] | None = None) -> Prof
     return profile_from_dict(data, src, stages)
 
 
-def profile_from_dict(data: dict[str, Any], src: str = "<profile>", stages: Sequence[str] | None = None) -> Profile:
+def profile_from_dict(data: dict[str, Any], src: str, stages: Sequence[str]) -> Profile:
     known = {f.name for f in fields(Profile)} - {"source"}
-    stage_keys = [s for s in stage_names(stages) if s != "reach"]  # reach has no settings of its own
+    stage_keys = [s for s in stages if s != "reach"]  # reach has no settings of its own
     unknown = sorted(set(data) - known - set(stage_keys))
     if unknown:
         raise _err(src, unknown[0], f"unknown field (known: {', '.join(sorted(known | set(stage_keys)))})")

@@ -11,15 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Finding, Level, Outcome, Verdict
 
-if TYPE_CHECKING:
-    from kvmqa.config.profile import Profile
-    from kvmqa.gather.facts import HostFacts
-
-CheckFn = Callable[["HostFacts", "Profile"], Outcome]
+# A check reads the host's facts and the run's profile (kvmqa.config.profile.Profile, a layer above this one:
+# the bottom layer passes it through untouched, so it is typed Any here and Profile in the stages).
+CheckFn = Callable[[HostFacts, Any], Outcome]
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class Check:
     requires: tuple[str, ...]
     fn: CheckFn
 
-    def evaluate(self, host: str, facts: HostFacts, profile: Profile) -> Finding:
+    def evaluate(self, host: str, facts: HostFacts, profile: Any) -> Finding:
         """Run the check over facts; a bug in a check is an ERROR finding, never a crash."""
         started = time.perf_counter()
         try:

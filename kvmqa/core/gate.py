@@ -11,14 +11,13 @@ over recorded facts), and by install mode (`ActionContext.check_gate`).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kvmqa.core.model import Finding, Verdict
 
 if TYPE_CHECKING:
-    from kvmqa.config.profile import Profile
     from kvmqa.core.checks import Check
-    from kvmqa.gather.facts import HostFacts
+    from kvmqa.core.facts import HostFacts
 
 OK_VERDICTS = frozenset({Verdict.PASS, Verdict.WARN, Verdict.INFO, Verdict.WAIVED})
 
@@ -51,7 +50,7 @@ def first_blocker(check_ids: Iterable[str], lookup: Callable[[str], Finding | No
     return None
 
 
-def evaluate_stage(stage: Iterable[Check], host: str, facts: HostFacts, profile: Profile) -> list[Finding]:
+def evaluate_stage(stage: Iterable[Check], host: str, facts: HostFacts, profile: Any) -> list[Finding]:
     """Evaluate a stage's checks over facts alone, honouring `requires` inside the stage (unit tests, the CLI)."""
     done: dict[str, Finding] = {}
     for c in stage:

@@ -20,12 +20,10 @@ import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from kvmqa.core.action import Action
 from kvmqa.core.checks import Check, StageChecks
-
-if TYPE_CHECKING:
-    from kvmqa.act.base import Action
 
 Gatherer = Callable[[Any], dict[str, Any]]  # (HostSession) -> a fact section
 INSTALL_COLUMN = "install"  # install mode's steps are findings of this pseudo-stage (a matrix column)

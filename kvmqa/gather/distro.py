@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from kvmqa.core.model import Level
 
@@ -72,6 +74,11 @@ REQUIREMENTS: tuple[Requirement, ...] = (
 # Extra names the probe asks about (recorded, not required): oVirt and helpers.
 EXTRA_DEB = ("libvirt0", "dnsmasq-base", "python3-libvirt", "qemu-guest-agent")
 EXTRA_RPM = ("libvirt-libs", "vdsm", "ovirt-host", "ovirt-engine", "qemu-guest-agent", "ovirt-release45", "centos-release-ovirt45")
+
+
+def package_manager_of(facts: Mapping[str, Any]) -> str | None:
+    """The manager of the host's distro family ('rpm', 'dpkg'): whose order its versions follow."""
+    return PACKAGE_MANAGER.get((facts.get("os") or {}).get("family") or "")
 
 
 def family_of(os_id: str, id_like: str = "") -> str:

@@ -6,12 +6,11 @@ Parsing is pure: `parse_probe(text)` is tested on recorded probe outputs in `fix
 from __future__ import annotations
 
 import importlib
-import json
 import re
-from pathlib import Path
 from typing import Any
 
-from kvmqa.gather.distro import PACKAGE_MANAGER, RPM_KERNELS, UnknownDistroError, family_of, rpm_kernel_unames
+from kvmqa.core.facts import HostFacts
+from kvmqa.gather.distro import RPM_KERNELS, UnknownDistroError, family_of, rpm_kernel_unames
 
 SECTION_RE = re.compile(r"^@@kvmqa:(?P<name>[\w.-]+) rc=(?P<rc>-?\d+)$", re.M)
 
@@ -19,34 +18,6 @@ SECTION_RE = re.compile(r"^@@kvmqa:(?P<name>[\w.-]+) rc=(?P<rc>-?\d+)$", re.M)
 EXTRA_PARSERS: dict[str, str] = {"vdsm": "kvmqa.stages.vdsm.client:parse_vdsm_sections"}
 
 VHV_LINE = re.compile(r"^\s*(?P<driver>\w+): (?P<check>.+?)\s*: (?P<verdict>PASS|FAIL|WARN|NOTE)(?: \((?P<hint>.*)\))?\s*$")
-
-
-class HostFacts(dict[str, Any]):
-    """A host's facts: sections of plain data. `facts["cpu"]["flags"]`, `facts.get("libvirt")`."""
-
-    @property
-    def cpu_flags(self) -> set[str]:
-        return set(self.get("cpu", {}).get("flags", []))
-
-    @property
-    def family(self) -> str | None:
-        return self.get("os", {}).get("family")
-
-    @property
-    def package_manager(self) -> str | None:
-        """The manager of the host's distro family ('rpm', 'dpkg'): whose order its versions follow."""
-        return PACKAGE_MANAGER.get(self.family or "")
-
-    def device(self, path: str) -> dict[str, Any]:
-        return self.get("devices", {}).get(path, {"exists": False})
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self, indent=2, sort_keys=True, default=str))
-
-    @classmethod
-    def load(cls, path: Path) -> HostFacts:
-        return cls(json.loads(Path(path).read_text()))
 
 
 def split_sections(text: str) -> dict[str, tuple[int, str]]:

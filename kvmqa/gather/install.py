@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from kvmqa.gather.distro import PACKAGE_MANAGER
 
 if TYPE_CHECKING:
-    from kvmqa.act.base import ActionContext
-    from kvmqa.core.session import HostSession
+    from kvmqa.core.action import ActionContext
+    from kvmqa.gather.context import HostContext
 
 PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9+._:~-]*$")
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,30}\$?$")
@@ -59,7 +59,7 @@ def parse_install(text: str) -> dict[str, Any]:
     return out
 
 
-def gather_install(session: HostSession, ctx: ActionContext) -> dict[str, Any]:
+def gather_install(session: HostContext, ctx: ActionContext) -> dict[str, Any]:
     res = session.target.run(install_script(session.facts, ctx), timeout=60)
     data = parse_install(res.stdout)
     data["rc"] = res.rc

@@ -27,7 +27,7 @@ from kvmqa.config.inventory import LineLoader, load_yaml_with_lines, strip_lines
 from kvmqa.core.model import Finding, Verdict
 
 if TYPE_CHECKING:
-    from kvmqa.core.session import HostSession
+    from kvmqa.session.host import HostSession
 
 WAIVABLE = (Verdict.FAIL, Verdict.WARN)
 FIELDS = {"check": True, "hosts": True, "justification": True, "expires": True, "owner": False}

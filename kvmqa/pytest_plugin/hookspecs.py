@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from kvmqa.core.session import HostSession
     from kvmqa.core.stage import Stage
+    from kvmqa.session.host import HostSession
 
 
 @pytest.hookspec
 def pytest_kvmqa_before_stage(session: HostSession, stage: Stage) -> None:
-    """Before a stage's gate on one host (`session`: kvmqa.core.session.HostSession, `stage`: kvmqa.core.stage.Stage)."""
+    """Before a stage's gate on one host (`session`: kvmqa.session.host.HostSession, `stage`: kvmqa.core.stage.Stage)."""
 
 
 @pytest.hookspec

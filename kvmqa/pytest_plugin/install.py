@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from kvmqa.act.base import DONE, FAILED, PLANNED, REFUSED, SATISFIED, SKIPPED, STATUSES, ActionRecord
 from kvmqa.act.runner import run_stage
+from kvmqa.core.action import DONE, FAILED, PLANNED, REFUSED, SATISFIED, SKIPPED, STATUSES, ActionRecord
 from kvmqa.core.model import Finding, Level, Verdict
 from kvmqa.pytest_plugin.run import RUN_KEY
 
 if TYPE_CHECKING:
-    from kvmqa.core.session import HostSession
     from kvmqa.core.stage import Stage
+    from kvmqa.session.host import HostSession
 
 ACTION_PROP = "kvmqa_install_action"
 VERDICTS = {DONE: Verdict.PASS, SATISFIED: Verdict.PASS, PLANNED: Verdict.WARN, FAILED: Verdict.FAIL,

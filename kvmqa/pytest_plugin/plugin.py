@@ -19,7 +19,6 @@ from kvmqa.config.inventory import InventoryError, load_inventory, targets_from_
 from kvmqa.config.options import RunOptions, engine_password_from
 from kvmqa.config.profile import ProfileError, load_profile
 from kvmqa.core.model import Finding, Verdict
-from kvmqa.core.session import HostSession
 from kvmqa.core.stage import StageError
 from kvmqa.policy.baseline import BaselineError, load_baseline
 from kvmqa.policy.waivers import WaiverError, apply_waivers, load_waivers
@@ -28,6 +27,7 @@ from kvmqa.pytest_plugin.fleet import prefetch_facts
 from kvmqa.pytest_plugin.run import FINDING_PROP, HOST_PROP, RUN_KEY, KvmqaRun
 from kvmqa.report.html import sections_html, summary_html
 from kvmqa.report.results import RunResults
+from kvmqa.session.host import HostSession
 from kvmqa.site import load_site_stages
 from kvmqa.stages import builtin, stage_def
 from kvmqa.transport.target import Target

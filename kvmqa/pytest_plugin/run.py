@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from kvmqa.config.options import RunOptions
-from kvmqa.core.session import HostSession
 from kvmqa.core.stage import Registry
 from kvmqa.report.results import RunResults
+from kvmqa.session.host import HostSession
 from kvmqa.stages.first_vm.progress import terminal_writer
 from kvmqa.transport.target import Target
 
@@ -42,8 +42,8 @@ class KvmqaRun:
         if name not in self.sessions:
             target = next(t for t in self.targets if t.name == name)
             hook = self.config.hook
-            self.sessions[name] = HostSession(target, self.profile, self.options, all_targets=self.targets, peers=self.peers,
-                                              registry=self.registry,
+            self.sessions[name] = HostSession(target, self.profile, self.options, self.registry,
+                                              all_targets=self.targets, peers=self.peers,
                                               before_stage=lambda s, stage: hook.pytest_kvmqa_before_stage(session=s, stage=stage),
                                               progress=terminal_writer(self.config))
         return self.sessions[name]

@@ -23,7 +23,7 @@ class RunResults:
     sections: dict[str, Any] = field(default_factory=dict)  # extra report sections (baseline comparison, ...)
     started: float = field(default_factory=time.time)
     errors: list[str] = field(default_factory=list)
-    columns: tuple[str, ...] = ()  # the matrix's stage order (the run's Registry.columns()); () = the built-in stages
+    columns: tuple[str, ...] = ()  # the matrix's stage order (the run's Registry.columns()); () = as findings came
     interruption: Interruption | None = None  # the run was cut short (Ctrl-C): what the plugin saw
 
     def add(self, finding: Finding) -> None:
@@ -39,7 +39,7 @@ class RunResults:
 
     def stages(self) -> list[str]:
         seen = {f.stage for f in self.findings}
-        order = self.columns or _builtin_columns()
+        order = self.columns or tuple(dict.fromkeys(f.stage for f in self.findings))
         return [s for s in order if s in seen] + sorted(seen - set(order))
 
     def cell(self, host: str, stage: str) -> tuple[Verdict | None, list[Finding]]:
@@ -117,8 +117,3 @@ class RunResults:
             lines.append(h.ljust(width) + "  " + "  ".join(cells))
         return "\n".join(lines)
 
-
-def _builtin_columns() -> tuple[str, ...]:
-    from kvmqa.stages import builtin
-
-    return tuple(builtin().columns())

@@ -20,10 +20,28 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from kvmqa.transport.target import Target
+
+class TargetSpec(Protocol):
+    """What a transport reads of the inventory's data about its host (kvmqa.transport.target.Target)."""
+
+    name: str
+    backend: str
+    host: str | None
+    user: str | None
+    port: int | None
+    identity_file: Path | None
+    sudo: bool
+    strict_host_keys: bool
+    known_hosts: Path | None
+    ssh_config: Path | None
+    ssh_args: tuple[str, ...]
+    connect_timeout: float
+    command_timeout: float
+
+    @property
+    def url(self) -> str: ...
 
 
 class TargetError(Exception):
@@ -74,7 +92,7 @@ class Transport(ABC):
 
     name = "base"
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: TargetSpec) -> None:
         self.target = target
         self.round_trips = 0
         self._connection: Any = None  # what connect() made: a testinfra host, a paramiko client
@@ -140,7 +158,7 @@ class Transport(ABC):
                            f"{first_meaningful_line(err) or 'no message'} (exit {rc})", err)
 
 
-def failure_line(target: Target, what: str, reason: str, role: str) -> str:
+def failure_line(target: TargetSpec, what: str, reason: str, role: str) -> str:
     """The one line a user reads: host, the command's role, the transport, what failed where, and why."""
     return f"{target.name}: {role} over {target.backend}: {what} {target.url}: {reason}"
 
@@ -191,7 +209,7 @@ def stderr_of(result: Any) -> str:
     return ""
 
 
-def classify_ssh_error(target: Target, text: str, role: str = "command", rc: int = 255) -> TargetError:
+def classify_ssh_error(target: TargetSpec, text: str, role: str = "command", rc: int = 255) -> TargetError:
     """One TargetError line from OpenSSH's exit 255 and its stderr (kept whole in `.stderr`)."""
     low = text.lower()
     reason = first_meaningful_line(text) or "ssh gave no message"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from kvmqa.gather.facts import HostFacts, parse_probe
+from kvmqa.core.facts import HostFacts
+from kvmqa.gather.facts import parse_probe
 
 FACTS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "facts"
 

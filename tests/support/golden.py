@@ -8,9 +8,10 @@ from typing import Any
 
 from kvmqa.config.options import RunOptions
 from kvmqa.config.profile import load_profile
-from kvmqa.core.session import HostSession
-from kvmqa.gather.facts import HostFacts, parse_probe
+from kvmqa.core.facts import HostFacts
+from kvmqa.gather.facts import parse_probe
 from kvmqa.report.results import RunResults
+from kvmqa.session.host import HostSession
 from kvmqa.stages import builtin
 from kvmqa.transport.target import Target
 
@@ -53,7 +54,8 @@ def results_of(case: str, reports: Path) -> dict[str, Any]:
     """Every stage's findings for one case, as results.json holds them, without durations and paths."""
     name, roles, first_vm = CASES[case]
     target = Target(name="golden", backend="ssh", host="golden.invalid", roles=ROLE_SETS[roles])
-    session = HostSession(target, load_profile(None), RunOptions(reports_dir=reports), all_targets=[target])
+    session = HostSession(target, load_profile(None, builtin().columns()), RunOptions(reports_dir=reports), builtin(),
+                          all_targets=[target])
     facts = facts_of(name, first_vm)
     facts["target"] = {"name": target.name, "url": target.url, "roles": list(target.roles), "sudo": False}
     session.use_facts(facts)

@@ -3,7 +3,8 @@
     python -m tests.support.imports            # one line per package: what it imports (module-level imports)
     python -m tests.support.imports --all      # including imports inside functions (lazy ones)
 
-Imports under `if TYPE_CHECKING:` are left out: they never run.
+Imports under `if TYPE_CHECKING:` are left out unless `typing=True`: they never run, but they are still a
+dependency of the module's meaning, so the layer order counts them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _type_checking(node: ast.If) -> bool:
     return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
 
 
-def imports_of(path: Path, lazy: bool) -> set[str]:
+def imports_of(path: Path, lazy: bool, typing: bool = False) -> set[str]:
     tree = ast.parse(path.read_text())
     found: set[str] = set()
     modules = {module_name(p) for p in PACKAGE.rglob("*.py")}
@@ -42,6 +43,7 @@ def imports_of(path: Path, lazy: bool) -> set[str]:
     def visit(body: list[ast.stmt], top: bool) -> None:
         for node in body:
             if isinstance(node, ast.If) and _type_checking(node):
+                visit(node.body if typing else [], top)
                 visit(node.orelse, top)
                 continue
             if isinstance(node, ast.Import):
@@ -67,8 +69,8 @@ def imports_of(path: Path, lazy: bool) -> set[str]:
     return found
 
 
-def graph(lazy: bool = False) -> dict[str, set[str]]:
-    return {module_name(p): imports_of(p, lazy) for p in sorted(PACKAGE.rglob("*.py"))}
+def graph(lazy: bool = False, typing: bool = False) -> dict[str, set[str]]:
+    return {module_name(p): imports_of(p, lazy, typing) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def cycles(g: dict[str, set[str]]) -> list[list[str]]:

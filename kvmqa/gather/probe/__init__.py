@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import TYPE_CHECKING
 
+from kvmqa.core.facts import HostFacts
 from kvmqa.gather.distro import RPM_KERNELS, managers_by_id, probe_package_names
-from kvmqa.gather.facts import HostFacts, parse_probe
+from kvmqa.gather.facts import parse_probe
 
 if TYPE_CHECKING:
     from kvmqa.transport.target import Target

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kvmqa.act.base import Action, ActionContext, Decision, needed, satisfied, unsupported
+from kvmqa.core.action import Action, ActionContext, Decision, needed, satisfied, unsupported
 from kvmqa.gather.install import MODULES_LOAD
 from kvmqa.gather.vendors import kvm_module_for
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
-from kvmqa.gather.facts import HostFacts
 from kvmqa.gather.vendors import HW_KVM_MODULES, KVM_MODULE, VIRT_FLAG_VENDOR, vendor_of
 
 CHECKS = StageChecks("cpu")

@@ -28,7 +28,7 @@ from kvmqa.stages.first_vm.space import DEFAULT_DISK_MIB
 from kvmqa.stages.first_vm.virtinstall import virt_install_boot
 
 if TYPE_CHECKING:
-    from kvmqa.core.session import HostSession
+    from kvmqa.gather.context import HostContext
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class FirstVmSettings:
         return cls(**known)
 
 
-def gather_first_vm(session: HostSession) -> dict[str, Any]:
+def gather_first_vm(session: HostContext) -> dict[str, Any]:
     """Boot real guests on the session's host and return the observation dict (facts["first_vm"])."""
     from kvmqa.core.stage import GatherError
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, not_applicable, passed
-from kvmqa.gather.facts import HostFacts
+from kvmqa.gather.distro import package_manager_of
 from kvmqa.gather.versions import comparator
 
 CHECKS = StageChecks("host")
@@ -60,7 +61,7 @@ def reboot_pending(facts: HostFacts, profile: Profile) -> Outcome:
     pk = facts.get("host_packages", {})
     kernels = list(pk.get("kernels") or [])
     flag = " (/var/run/reboot-required is present too)" if pk.get("reboot_required_file") else ""
-    manager = facts.package_manager or pk.get("manager", "none")
+    manager = package_manager_of(facts) or pk.get("manager", "none")
     if not kernels or manager not in ("rpm", "dpkg"):
         if pk.get("reboot_required_file"):
             return failed("/var/run/reboot-required is present: an upgrade asked for a reboot", level=Level.WARN)

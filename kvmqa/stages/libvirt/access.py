@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kvmqa.act.base import Action, ActionContext, Decision, needed, satisfied, unsupported
+from kvmqa.core.action import Action, ActionContext, Decision, needed, satisfied, unsupported
 from kvmqa.gather.install import USER_NAME
 
 GROUPS = ("libvirt", "kvm")

@@ -7,8 +7,9 @@ from typing import Any
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
-from kvmqa.gather.facts import HostFacts
+from kvmqa.gather.distro import package_manager_of
 from kvmqa.gather.versions import at_least
 from kvmqa.stages.first_vm.space import POOL_BASE, reusable_pool, space_need
 
@@ -94,7 +95,7 @@ def versions(facts: HostFacts, profile: Profile) -> Outcome:
     lv = facts.get("libvirt", {})
     have = {"libvirt": lv.get("lib_version", ""), "qemu": lv.get("hypervisor_version", "")}
     # libvirt's own x.y.z numbers, not package versions: both orders agree on them; the family's when known
-    manager = facts.package_manager or "rpm"
+    manager = package_manager_of(facts) or "rpm"
 
     def below(floors: dict[str, str]) -> list[str]:
         return [f"{k} {have[k]} < {floors[k]}" for k in have

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kvmqa.act.base import Action, ActionContext, Decision, needed, satisfied
+from kvmqa.core.action import Action, ActionContext, Decision, needed, satisfied
 from kvmqa.gather.install import DAEMONS as DAEMON_NAMES
 from kvmqa.stages.libvirt.checks import daemon_layout
 

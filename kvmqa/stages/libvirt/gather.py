@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from kvmqa.core.session import HostSession
+    from kvmqa.gather.context import HostContext
 
 
 def _version(n: int) -> str:
@@ -121,7 +121,7 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
     return facts
 
 
-def gather_libvirt_for(session: HostSession) -> dict[str, Any]:
+def gather_libvirt_for(session: HostContext) -> dict[str, Any]:
     """The libvirt stage's gatherer: a failed connection is a fact (checked by libvirt.connect), not a crash."""
     import time
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kvmqa.act.base import PLANNED, Action, ActionContext, Decision, needed, satisfied, unsupported
+from kvmqa.core.action import PLANNED, Action, ActionContext, Decision, needed, satisfied, unsupported
 
 VIRSH = "virsh -q -c qemu:///system"
 POOL_PATH = "/var/lib/libvirt/images"

@@ -1,4 +1,4 @@
-"""oVirt install mode on EL8/EL9: `kvmqa.act.base.Action`s run by the one install framework
+"""oVirt install mode on EL8/EL9: `kvmqa.core.action.Action`s run by the one install framework
 (`--mode install` / `--plan`, kvmqa.act.runner), each with a precondition read from facts.
 
     stage ovirt_engine (role ovirt-engine): ovirt.release-repo, ovirt.engine-package, ovirt.engine-setup,
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kvmqa.act.base import Action, ActionContext, Call, Command, Decision, needed, satisfied, skip, unsupported
+from kvmqa.core.action import Action, ActionContext, Call, Command, Decision, needed, satisfied, skip, unsupported
 from kvmqa.core.paths import data_file
 from kvmqa.gather.distro import EL_IDS
 
 if TYPE_CHECKING:
-    from kvmqa.core.session import HostSession
+    from kvmqa.gather.context import HostContext
 
 log = logging.getLogger("kvmqa.stages.ovirt_engine.actions")
 
@@ -50,7 +50,7 @@ class CommandResultLike(Protocol):
 
 
 class InstallContext(Protocol):
-    """What engine-setup needs from the install framework (kvmqa.act.base.ActionContext has it)."""
+    """What engine-setup needs from the install framework (kvmqa.core.action.ActionContext has it)."""
 
     def run(self, command: str, timeout: float) -> CommandResultLike: ...
 
@@ -298,7 +298,7 @@ ENGINE_ACTIONS: tuple[Action, ...] = tuple(engine_actions())  # stage ovirt_engi
 
 
 # -- what the framework gives the steps ---------------------------------------------------------------------------
-def ovirt_setup(session: HostSession) -> OvirtSetup | None:
+def ovirt_setup(session: HostContext) -> OvirtSetup | None:
     """`ActionContext.stage_context` for a host session with an oVirt role (None otherwise)."""
     target = session.target
     if not {ENGINE_ROLE, HOST_ROLE} & set(target.roles):
@@ -319,7 +319,7 @@ class EngineUnavailable(Exception):
 
 
 @contextmanager
-def engine_connection(session: HostSession) -> Iterator[Any]:
+def engine_connection(session: HostContext) -> Iterator[Any]:
     """An `ovirtsdk4.Connection` to the engine, TLS verified exactly as kvmqa.stages.ovirt_engine.client's gatherer does
     (--engine-ca, else the system store, else profile TOFU for the CA download); closed (token revoked) after."""
     import ovirtsdk4 as sdk

@@ -12,7 +12,7 @@ from kvmqa.stages.ovirt_engine import cpu_list
 
 if TYPE_CHECKING:
     from kvmqa.config.profile import Profile
-    from kvmqa.gather.facts import HostFacts
+    from kvmqa.core.facts import HostFacts
 
 CHECKS = StageChecks("ovirt_engine")
 

@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
-from kvmqa.act.base import Action, ActionContext, Decision, Retry, needed, satisfied, unsupported
+from kvmqa.core.action import Action, ActionContext, Decision, Retry, needed, satisfied, unsupported
 from kvmqa.gather.distro import EL_IDS, PACKAGE_MANAGER, REQUIREMENTS
 from kvmqa.gather.install import PACKAGE_NAME, extra_packages
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, info, passed
-from kvmqa.gather.distro import PACKAGE_MANAGER, REQUIREMENTS, Requirement
-from kvmqa.gather.facts import HostFacts
+from kvmqa.gather.distro import PACKAGE_MANAGER, REQUIREMENTS, Requirement, package_manager_of
 from kvmqa.gather.versions import at_least
 
 CHECKS = StageChecks("packages")
@@ -51,7 +51,7 @@ def requirement_check(req: Requirement) -> None:
             return failed(f"none of {', '.join(names)} is installed", level=level)
         name, version = found
         minimum = profile.min_versions.get(req.key)
-        if minimum and not at_least(version, minimum, facts.package_manager or ""):
+        if minimum and not at_least(version, minimum, package_manager_of(facts) or ""):
             return failed(f"{name} {version} is older than the profile's minimum {minimum}", level=level,
                           hint=f"Upgrade {name} to {minimum} or newer", package=name, version=version)
         suffix = f" (minimum {minimum})" if minimum else ""

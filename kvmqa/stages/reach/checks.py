@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Outcome, failed, passed, undecided
-from kvmqa.gather.facts import HostFacts
 from kvmqa.gather.probe import PROBE_TIMEOUT
 
 CHECKS = StageChecks("reach")

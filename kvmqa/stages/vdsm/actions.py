@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kvmqa.act.base import Action, ActionContext, Decision, needed, satisfied
+from kvmqa.core.action import Action, ActionContext, Decision, needed, satisfied
 from kvmqa.stages.ovirt_engine.actions import (
     HINT,
     HOST_ROLE,

@@ -21,7 +21,7 @@ from kvmqa.stages.vdsm.client import SERVICES
 
 if TYPE_CHECKING:
     from kvmqa.config.profile import Profile
-    from kvmqa.gather.facts import HostFacts
+    from kvmqa.core.facts import HostFacts
 
 CHECKS = StageChecks("vdsm")
 

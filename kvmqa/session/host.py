@@ -12,11 +12,11 @@ from typing import Any
 from kvmqa.config.options import RunOptions
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import Check
+from kvmqa.core.facts import HostFacts
 from kvmqa.core.gate import dependency_reason, first_blocker, root_cause, skipped_by
 from kvmqa.core.model import Finding, StageCheck, Verdict
 from kvmqa.core.paths import safe_name
 from kvmqa.core.stage import Gatherer, GatherError, Registry, Stage, StageInterrupted
-from kvmqa.gather.facts import HostFacts
 from kvmqa.transport.target import Target, TargetError, TargetUnusable
 
 log = logging.getLogger("kvmqa")
@@ -27,12 +27,12 @@ class HostSession:
     target: Target
     profile: Profile
     options: RunOptions
+    registry: Registry  # the run's stages (built-in and site ones)
     all_targets: list[Target] = field(default_factory=list)
     findings: dict[str, Finding] = field(default_factory=dict)
     _facts: HostFacts | None = None
     _conn: Any = None
     _gathered: dict[str, str | None] = field(default_factory=dict)  # stage -> error or None
-    registry: Registry | None = None  # the run's stages (None: the built-in ones)
     before_stage: Callable[[HostSession, Stage], None] | None = None  # the plugin's pytest_kvmqa_before_stage hook
     progress: Callable[[str], None] | None = None  # where long gatherers' progress lines go (None: stderr)
     libvirt_connects: int = 0
@@ -159,10 +159,6 @@ class HostSession:
 
     @property
     def stages(self) -> Registry:
-        if self.registry is None:
-            from kvmqa.stages import builtin
-
-            self.registry = builtin()
         return self.registry
 
     def _evaluate_silently(self, check_id: str) -> Finding | None:
