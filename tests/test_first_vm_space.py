@@ -9,11 +9,11 @@ from typing import Any
 
 import libvirt
 import pytest
-from kvmqa.core.session import HostSession
 
 from kvmqa.config.options import RunOptions
 from kvmqa.config.profile import Profile
 from kvmqa.core.model import Finding, Verdict
+from kvmqa.session.host import HostSession
 from kvmqa.stages import builtin
 from kvmqa.stages.first_vm.boot import stage_kit
 from kvmqa.stages.first_vm.kit import build_kit
@@ -34,7 +34,7 @@ def session_for(storage: dict[str, Any], pools: list[dict[str, Any]], profile: P
     facts["storage"] = storage
     facts["libvirt"]["pools"] = pools
     target = Target(name="hv", backend="ssh", host="hv.invalid")
-    session = HostSession(target, profile or Profile(), RunOptions(reports_dir=tmp), all_targets=[target])
+    session = HostSession(target, profile or Profile(), RunOptions(reports_dir=tmp), builtin(), all_targets=[target])
     session.use_facts(facts)
     return session
 
