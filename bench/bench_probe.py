@@ -7,12 +7,14 @@
                                                           # an ssh target that already runs (a lab host), with sudo
 
 Prints the median, min and max wall time per way, the script's size and its section count. With --ref the
-script is built from that ref's kvmqa/gather/probe/ (kvmqa/probe/ in older trees) (git show), so one tree measures both the old and the new probe.
+script is built from that ref's kvmqa/gather/probe/ (kvmqa/probe/ in older trees) and its stages' probe.sh
+(git show), so one tree measures both the old and the new probe.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import subprocess
 import sys
@@ -25,13 +27,14 @@ sys.path.insert(0, str(ROOT))
 
 from kvmqa.gather.facts import split_sections  # noqa: E402
 from kvmqa.gather.probe import build_script  # noqa: E402
+from kvmqa.stages import builtin  # noqa: E402
 from kvmqa.transport.target import Target  # noqa: E402
 
 
 def script_at(ref: str | None) -> str:
     """The probe script of the working tree, or of a git ref (its probe files built the same way)."""
     if ref is None:
-        return build_script(("kvm-host",))
+        return build_script(builtin().probe_snippets(("kvm-host",)))
     import kvmqa.gather.probe as probe
 
     folder = "kvmqa/gather/probe"  # kvmqa/probe before the one-stage-one-folder layout
@@ -44,15 +47,32 @@ def script_at(ref: str | None) -> str:
     with tempfile.TemporaryDirectory(prefix="kvmqa-bench-probe-") as tmp:
         for name in names:
             if name.endswith((".sh", ".py")):
-                text = subprocess.run(["git", "show", f"{ref}:{folder}/{name}"], cwd=ROOT, check=True,
-                                      capture_output=True, text=True).stdout
-                (Path(tmp) / name).write_text(text)
+                text = _show(ref, f"{folder}/{name}")
+                if "# roles:" not in "\n".join(text.splitlines()[:5]) or "kvm-host" in text.splitlines()[0]:
+                    (Path(tmp) / name).write_text(text)  # older trees: role-limited snippets in the folder
         original = probe.resources.files
         probe.resources.files = lambda _pkg: Path(tmp)  # type: ignore[assignment,return-value]
         try:
-            return build_script(("kvm-host",))
+            return build_script(_stage_snippets_at(ref))
         finally:
             probe.resources.files = original  # type: ignore[assignment]
+
+
+def _show(ref: str, path: str) -> str:
+    return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
+def _stage_snippets_at(ref: str) -> list[str]:
+    """The stages' probe.sh of a ref (none in older trees), in stage order, for a kvm-host (no role-limited stage)."""
+    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref, "kvmqa/stages"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.split()
+    found = []
+    for path in (p for p in listed if p.endswith("/probe.sh")):
+        declared = _show(ref, path.replace("probe.sh", "__init__.py"))
+        order = re.search(r"order=(\d+)", declared)
+        if "roles=" not in declared and order:
+            found.append((int(order.group(1)), _show(ref, path)))
+    return [text for _, text in sorted(found)]
 
 
 def time_runs(target: Target, script: str, repeat: int) -> tuple[list[float], int]:

@@ -93,11 +93,13 @@ def cmd_checks(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from kvmqa.gather.probe import run_probe
+    from kvmqa.stages import builtin
     from kvmqa.transport.target import Target, TargetError
 
     target = Target.from_url(args.url, sudo=args.sudo, strict_host_keys=not args.no_strict_host_keys)
+    registry = builtin()
     try:
-        facts, _ = run_probe(target)
+        facts, _ = run_probe(target, registry.probe_snippets(target.roles), registry.probe_parsers())
     except TargetError as exc:
         print(f"kvmqa: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@
 The script Ansible runs is kvmqa's own probe (kvmqa/probe, the same text kvmqa's ssh transport sends) followed
 by LIBVIRT_SH: what kvmqa's own run reads over its libvirt connection, read here with `virsh` on the host, so one
 `ansible.builtin.script` task is the host's only round trip. `evaluate` turns that raw output into facts with the
-same parsers (kvmqa.gather.facts.parse_probe, kvmqa.stages.libvirt.gather.parse_*) and runs the same checks through a
+same parsers (kvmqa.gather.facts.parse_probe with the stages' parsers, kvmqa.stages.libvirt.gather.parse_*) and runs the same checks through a
 HostSession, so a host gets the same verdicts either way. Stages that need a live connection from the controller
 (ovirt_engine, first_vm) are not evaluated here.
 """
@@ -28,7 +28,7 @@ from kvmqa.gather.facts import parse_probe, split_sections
 from kvmqa.stages.libvirt.gather import parse_capabilities, parse_domcapabilities
 
 if TYPE_CHECKING:
-    from kvmqa.core.stage import Registry, Stage
+    from kvmqa.core.stage import ProbeParser, Registry, Stage
 
 LIBVIRT_SH = r"""
 # --- kvmqa over Ansible: libvirt facts with virsh (read-only), what kvmqa's own run reads over its libvirt connection
@@ -63,13 +63,14 @@ def evaluated_stages(registry: Registry | None = None) -> tuple[str, ...]:
 
 
 def probe_script(roles: tuple[str, ...], site: Sequence[Stage] = ()) -> str:
-    """kvmqa's probe for these roles (with the snippets of the site stages that apply to them), then virsh's facts."""
+    """kvmqa's probe for these roles (with the snippets of the stages, built-in and site, that apply to them),
+    then virsh's facts."""
     from kvmqa.gather.probe import build_script
+    from kvmqa.stages import builtin
 
     started = "KVMQA_T0=$(date +%s%N 2>/dev/null); export KVMQA_T0\n"  # how long the probe ran on the host (GNU date)
     elapsed = "_kq_sec probe_elapsed_ns sh -c 'echo $(( $(date +%s%N) - KVMQA_T0 ))'\n"
-    snippets = [s.probe for s in site if s.probe and (not s.roles or set(s.roles) & set(roles))]
-    return started + build_script(roles, snippets) + LIBVIRT_SH + elapsed
+    return started + build_script(builtin().with_stages(site).probe_snippets(roles)) + LIBVIRT_SH + elapsed
 
 
 def write_probe_scripts(out_dir: Path, hosts_groups: dict[str, list[str]], site: Sequence[Stage] = ()) -> dict[str, str]:
@@ -175,9 +176,10 @@ def parse_libvirt_sections(text: str, uri_note: str) -> dict[str, Any] | None:
 
 
 # --- evaluate ---------------------------------------------------------------------------------------------------
-def facts_from_probe_output(text: str, host: str, *, unreachable: str | None = None, error: str | None = None,
-                            rc: int | None = None, via: str = "ansible") -> HostFacts:
-    """Facts as kvmqa's own run builds them (kvmqa.gather.probe.run_probe, HostSession.probe), from Ansible's output."""
+def facts_from_probe_output(text: str, host: str, parsers: Sequence[ProbeParser], *, unreachable: str | None = None,
+                            error: str | None = None, rc: int | None = None, via: str = "ansible") -> HostFacts:
+    """Facts as kvmqa's own run builds them (kvmqa.gather.probe.run_probe, HostSession.probe), from Ansible's output;
+    `parsers`: the run's stages' (Registry.probe_parsers())."""
     text = text.replace("\r\n", "\n")  # Ansible runs a script under a pty when it becomes root
     if unreachable:
         return HostFacts(reach={"error": f"{host}: cannot reach {host} (Ansible: {unreachable.strip()})"},
@@ -186,7 +188,7 @@ def facts_from_probe_output(text: str, host: str, *, unreachable: str | None = N
         detail = text.strip()[-500:] or (f"Ansible: {error.strip()}" if error else "no output")
         return HostFacts(reach={"error": f"{host}: the probe did not run (rc={rc if rc is not None else '?'}): {detail}"},
                          probe={"target": via})
-    facts = parse_probe(text)
+    facts = parse_probe(text, parsers)
     rc_elapsed, elapsed = split_sections(text).get("probe_elapsed_ns", (1, ""))
     facts["probe"]["duration_s"] = round(int(elapsed.strip()) / 1e9, 3) if rc_elapsed == 0 and elapsed.strip().isdigit() else 0.0
     facts["probe"]["target"] = via
@@ -225,7 +227,8 @@ def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = 
     session = HostSession(target, profile, options, registry, all_targets=[target])
     if text.strip():
         (session.host_dir / "probe.txt").write_text(text)  # the raw output, as kvmqa's own run keeps it
-    facts = facts_from_probe_output(text, host, unreachable=unreachable, error=error, rc=rc)
+    facts = facts_from_probe_output(text, host, registry.probe_parsers(), unreachable=unreachable, error=error,
+                                    rc=rc)
     if duration is not None and "duration_s" in facts.get("probe", {}):
         facts["probe"]["duration_s"] = round(duration, 3)
     facts["target"] = {"name": host, "url": "ansible", "roles": list(roles), "sudo": bool(facts.get("probe", {}).get("euid") == "0")}

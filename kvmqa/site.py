@@ -107,11 +107,11 @@ def _what(exc: BaseException) -> str:
 
 def _kvmqa_fact_sections(builtin: Registry) -> set[str]:
     """The facts kvmqa fills itself (probe sections, gatherers, the run's own): no site stage may share one."""
-    from kvmqa.gather.facts import EXTRA_PARSERS, parse_probe
+    from kvmqa.gather.facts import parse_probe
 
     gathered = {name for s in builtin for name in s.gatherers}
-    return {*parse_probe(""), *gathered, *EXTRA_PARSERS, "reach", "target", "round_trips", "kvm_probe_user",
-            "kvm_probe_qemu_user", INSTALL_COLUMN}
+    return {*parse_probe("", builtin.probe_parsers()), *gathered, "reach", "target", "round_trips",
+            "kvm_probe_user", "kvm_probe_qemu_user", INSTALL_COLUMN}
 
 
 def _check_stage(path: Path, stage: Stage, builtin: Registry, found: list[tuple[Path, Stage]]) -> None:

@@ -17,7 +17,7 @@ from kvmqa.core.facts import HostFacts
 from kvmqa.core.gate import OK_VERDICTS, evaluate_stage, skipped_by
 from kvmqa.stages.host.checks import CHECKS
 from kvmqa.stages.packages.checks import CHECKS as PACKAGES
-from tests.support.facts import facts
+from tests.support.facts import facts, parse, probe_script
 from tests.support.suite import run_suite
 
 EL9 = "constructed-el9-intel"
@@ -320,17 +320,16 @@ def test_the_probe_stays_posix_sh_and_its_new_sections_parse(shell: list[str]) -
     """The whole probe (one script) under dash and busybox sh on this machine; the new sections are read as data."""
     import subprocess
 
-    from kvmqa.gather.facts import parse_probe, split_sections
-    from kvmqa.gather.probe import build_script
+    from kvmqa.gather.facts import split_sections
 
     if not shutil.which(shell[0]):
         pytest.skip(f"{shell[0]} is not installed")
-    done = subprocess.run([*shell, "-s"], input=build_script(), capture_output=True, text=True, timeout=180)
+    done = subprocess.run([*shell, "-s"], input=probe_script(), capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-1000:]
     sections = split_sections(done.stdout)
     for name in ("firmware", "vulnerabilities", "ksm", "host_packages", "stale_binaries", "hostname", "time_sync"):
         assert name in sections, name
-    f = parse_probe(done.stdout)
+    f = parse(done.stdout)
     assert f["firmware"]["msr"] in ("ok", "no-device", "read-error", "not-root", "not-x86")
     assert f["hostname"]["hostname"] == socket.gethostname()
     assert f["storage"]["available_kib"] > 0
@@ -358,8 +357,6 @@ def test_a_process_running_a_deleted_binary_is_found_for_real(tmp_path: Path) ->
     removes the old one; the real probe finds it through /proc and the check names it."""
     import subprocess
 
-    from kvmqa.gather.facts import parse_probe
-    from kvmqa.gather.probe import build_script
     from kvmqa.transport.target import Target
 
     binary = tmp_path / "qemu-system-kvmqa"
@@ -368,7 +365,7 @@ def test_a_process_running_a_deleted_binary_is_found_for_real(tmp_path: Path) ->
     try:
         binary.unlink()
         assert os.readlink(f"/proc/{proc.pid}/exe").endswith(" (deleted)")  # the state, read here
-        f = parse_probe(Target.from_url("local://").run(build_script(), timeout=180).stdout)
+        f = parse(Target.from_url("local://").run(probe_script(), timeout=180).stdout)
         mine = next(p for p in f["stale_binaries"]["processes"] if p["pid"] == proc.pid)
         assert mine["comm"] == "qemu-system-kvm" and mine["exe_deleted"] and mine["maps_readable"]
         v = verdicts(f)["host.stale-binaries"]

@@ -6,12 +6,11 @@ import json
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.gate import evaluate_stage
-from kvmqa.gather.facts import parse_probe
 from kvmqa.stages import builtin
 from kvmqa.stages.libvirt.checks import CHECKS as LIBVIRT
 from kvmqa.stages.libvirt.checks import compare_with_vhv
 from kvmqa.stages.packages.checks import CHECKS as PACKAGES
-from tests.support.facts import facts, probe_text, with_section
+from tests.support.facts import facts, parse, probe_text, with_section
 
 LIBVIRT_FACTS = {
     "connected": True, "uri": "qemu:///system", "lib_version": "9.0.0", "hypervisor_version": "7.2.22", "connect_s": 0.01,
@@ -53,7 +52,7 @@ def test_missing_ovmf_is_a_warning_and_missing_qemu_a_failure() -> None:
     text = probe_text("debian12-pvm")
     body = "\n".join(line for line in text.split("@@kvmqa:packages rc=0\n")[1].split("@@kvmqa:")[0].splitlines()
                      if not line.startswith(("ovmf", "qemu-system-x86")))
-    v = run(PACKAGES, parse_probe(with_section(text, "packages", body)))
+    v = run(PACKAGES, parse(with_section(text, "packages", body)))
     assert v["packages.ovmf"][0] == "warn"
     assert v["packages.qemu"][0] == "fail" and "qemu-system-x86" in v["packages.qemu"][1]
 

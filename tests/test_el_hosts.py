@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from kvmqa.gather.distro import package_manager_of
-from kvmqa.gather.facts import HostFacts, parse_probe, split_sections
+from kvmqa.gather.facts import HostFacts, split_sections
 from kvmqa.gather.probe import preamble, snippet
 from tests.support.el import EL_DIR, os_release, recorded_lines, rpm_qf_lines
-from tests.support.facts import facts
+from tests.support.facts import facts, parse
 from tests.test_checks_host import EL9, verdicts
 
 EL_RELEASES = {
@@ -64,7 +64,7 @@ def test_el_host_with_dpkg_installed_is_asked_with_rpm_for_every_kernel_flavour(
         assert f" {flavour} " in f" {asked} ".replace("\n", " "), flavour
     sections = split_sections(out)
     assert sections["packages"][1].startswith("manager=rpm")
-    f = parse_probe(out)
+    f = parse(out)
     assert f["host_packages"]["manager"] == "rpm"
     assert f["host_packages"]["kernels"][0]["unames"] == ["5.15.0-323.211.3.5.el8uek.x86_64"]
 

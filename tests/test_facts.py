@@ -6,13 +6,12 @@ import json
 import subprocess
 from pathlib import Path
 
-from kvmqa.gather.facts import parse_probe, split_sections
-from kvmqa.gather.probe import build_script, snippet_roles
-from tests.support.facts import probe_text
+from kvmqa.gather.facts import split_sections
+from tests.support.facts import parse, probe_script, probe_text
 
 
 def test_recorded_debian_host_parses_completely() -> None:
-    f = parse_probe(probe_text("debian12-pvm"))
+    f = parse(probe_text("debian12-pvm"))
     assert f["os"]["family"] == "debian" and f["os"]["version_id"] == "12"
     assert "hypervisor" in f["cpu"]["flags"] and f["cpu"]["count"] >= 1
     assert f["devices"]["/dev/kvm"]["exists"] and f["devices"]["/dev/vhost-net"] == {"exists": False}
@@ -25,13 +24,13 @@ def test_recorded_debian_host_parses_completely() -> None:
 
 
 def test_recorded_ssh_sudo_probe_has_the_login_users_view() -> None:
-    f = parse_probe(probe_text("debian12-pvm-ssh-sudo"))
+    f = parse(probe_text("debian12-pvm-ssh-sudo"))
     assert f["probe"]["sudo_user"] == "kvmqa-ci" and f["probe"]["user"] == "root"
     assert f["kvm_probe_user"]["as_user"] == "kvmqa-ci"
 
 
 def test_constructed_el9_parses_rpm_and_systemd() -> None:
-    f = parse_probe(probe_text("constructed-el9-intel"))
+    f = parse(probe_text("constructed-el9-intel"))
     assert f["os"]["family"] == "el" and f["packages"]["manager"] == "rpm"
     assert f["packages"]["installed"]["libvirt-daemon-kvm"] == "10.0.0-6.el9_4"  # '(none):' epoch dropped
     assert "vdsm" in f["packages"]["absent"]
@@ -46,17 +45,17 @@ def test_sections_split_and_rc() -> None:
 
 def test_probe_script_is_posix_sh_and_runs_under_dash(tmp_path: Path) -> None:
     """The probe must run with nothing but a POSIX sh (Debian's dash), read-only."""
-    script = build_script()
+    script = probe_script()
     out = subprocess.run(["dash", "-c", script], capture_output=True, text=True, timeout=120)
     sections = split_sections(out.stdout)
     for name in ("probe_env", "os_release", "cpuinfo", "modules", "devices", "cgroups", "iommu", "meminfo", "packages",
                  "kvm_probe", "virt_host_validate", "init", "processes"):
         assert name in sections, name
-    f = parse_probe(out.stdout)
+    f = parse(out.stdout)
     assert f["host"]["arch"] == subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
 
 
-def test_role_snippets_only_for_their_roles() -> None:
-    assert snippet_roles("# roles: ovirt-host\necho") == {"ovirt-host"}
-    assert "60-vdsm.sh" not in build_script(("kvm-host",))
-    assert "60-vdsm.sh" in build_script(("ovirt-host",))
+def test_a_stages_snippet_runs_only_where_the_stage_applies() -> None:
+    """vdsm's probe.sh (stage roles: ovirt-host) is in an oVirt host's probe only."""
+    assert "_kq_vdsm_sec" not in probe_script(("kvm-host",))
+    assert "_kq_vdsm_sec" in probe_script(("ovirt-host",))

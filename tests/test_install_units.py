@@ -29,13 +29,13 @@ from kvmqa.core.action import (
 )
 from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Verdict
-from kvmqa.gather.facts import parse_probe
 from kvmqa.gather.install import parse_install
 from kvmqa.pytest_plugin.install import finding_of, summary_lines
 from kvmqa.stages import builtin
 from kvmqa.stages.cpu import actions as modules
 from kvmqa.stages.libvirt import access, daemons, objects
 from kvmqa.stages.packages import actions as packages
+from tests.support.facts import parse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "facts"
 
@@ -51,7 +51,7 @@ def deb() -> HostFacts:
 
 @pytest.fixture
 def el9() -> HostFacts:
-    return parse_probe((FIXTURES / "constructed-el9-intel.probe.txt").read_text())
+    return parse((FIXTURES / "constructed-el9-intel.probe.txt").read_text())
 
 
 @dataclass

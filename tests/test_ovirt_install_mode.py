@@ -29,7 +29,7 @@ from kvmqa.transport.target import CommandResult, Target
 from tests.standins import engine as standin
 from tests.standins.engine import StandinEngine
 from tests.standins.pki import Pki, make_pki
-from tests.support.facts import facts, probe_text, with_section
+from tests.support.facts import facts, parse, probe_text, with_section
 from tests.support.sshd import Sshd
 from tests.support.suite import run_suite
 
@@ -181,12 +181,10 @@ def _installed(*lines: str) -> str:
 
 
 def test_el9_host_already_deployed_is_satisfied_and_runs_nothing() -> None:
-    from kvmqa.gather.facts import parse_probe
-
     text = _installed("ovirt-release45|(none):4.5.6-1.el9|ii", "ovirt-host|(none):4.5.0-3.el9|ii",
                       "vdsm|(none):4.50.3.4-1.el9|ii")
     text = with_section(text, "vdsm.is-configured", "Manager should be configured\nall modules are configured")
-    deployed = parse_probe(text)
+    deployed = parse(text)
     assert deployed["vdsm"]["is_configured"]["ok"] is True
     recs = run_stage_actions("vdsm", deployed, el9_ctx(roles=("ovirt-host",), execute=True))  # no_run: nothing may run
     assert [(r.id, r.status) for r in recs] == [(i, SATISFIED) for i in HOST_IDS]
@@ -195,9 +193,7 @@ def test_el9_host_already_deployed_is_satisfied_and_runs_nothing() -> None:
 
 
 def test_el9_engine_already_set_up_with_its_hosts_is_satisfied() -> None:
-    from kvmqa.gather.facts import parse_probe
-
-    done = parse_probe(_installed("centos-release-ovirt45|(none):9.2-1.el9s|ii", "ovirt-engine|(none):4.5.6-1.el9|ii"))
+    done = parse(_installed("centos-release-ovirt45|(none):9.2-1.el9s|ii", "ovirt-engine|(none):4.5.6-1.el9|ii"))
     done["engine"] = {"health": {"ok": True}, "api": {"ok": True},
                       "hosts": [{"name": "hv1", "address": "192.0.2.21", "status": "up"}]}
     recs = run_stage_actions("ovirt_engine", done, el9_ctx(roles=("ovirt-engine",), execute=True))

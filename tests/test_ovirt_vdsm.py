@@ -22,13 +22,14 @@ from kvmqa.core.facts import HostFacts
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.core.model import Finding, Verdict
 from kvmqa.gather.facts import split_sections
+from kvmqa.stages import builtin
 from kvmqa.stages.vdsm.checks import CHECKS
-from kvmqa.stages.vdsm.client import KSM_KEYS, parse_vdsm_sections
+from kvmqa.stages.vdsm.facts import KSM_KEYS, parse_vdsm_sections
 from tests.ovirt_support import VDSM_DAEMONS, VDSM_STANDINS, vdsm_daemons, vdsm_listener
 from tests.ovirt_support import exclusive_host as host_lock
 
 ROOT = Path(__file__).resolve().parents[1]
-SNIPPET = ROOT / "kvmqa" / "gather" / "probe" / "60-vdsm.sh"
+SNIPPET = ROOT / "kvmqa" / "stages" / "vdsm" / "probe.sh"
 STANDINS = VDSM_STANDINS
 RECORDED = ROOT / "tests" / "recorded" / "vdsm"
 HASWELL_48 = {"cluster_cpu_type": "Intel Haswell Family", "cluster_level": "4.8"}
@@ -73,9 +74,9 @@ def evaluate(output: str, profile: Profile = HASWELL) -> tuple[dict, dict[str, F
     return vdsm, by_id(HostFacts(vdsm=vdsm), profile)
 
 
-def test_snippet_declares_its_role() -> None:
-    head = SNIPPET.read_text().splitlines()[:3]
-    assert "# roles: ovirt-host" in head
+def test_snippet_is_its_stages_and_runs_only_on_ovirt_hosts() -> None:
+    stage = builtin().get("vdsm")
+    assert stage.probe == SNIPPET.read_text() and stage.roles == ("ovirt-host",)
     assert subprocess.run(["/bin/sh", "-n", str(SNIPPET)]).returncode == 0
 
 

@@ -25,10 +25,10 @@ import pytest
 from kvmqa.config.profile import profile_from_dict
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.core.stage import StageError
-from kvmqa.gather.facts import parse_probe
 from kvmqa.site import load_site_stages
 from kvmqa.stages import builtin
 from tests.support.facts import facts as recorded_facts
+from tests.support.facts import parse
 from tests.support.suite import ROOT, SuiteRun, run_suite
 
 EXAMPLE = ROOT / "docs" / "examples" / "site-checks"
@@ -413,7 +413,7 @@ def test_acme_checks_pass_and_fail_over_recorded_facts() -> None:
 
 
 def test_site_sections_land_in_the_stages_facts() -> None:
-    facts = parse_probe("@@kvmqa:acme.ntp rc=0\nchrony ntp1.acme.lab\n@@kvmqa:acme.other rc=3\n\n")
+    facts = parse("@@kvmqa:acme.ntp rc=0\nchrony ntp1.acme.lab\n@@kvmqa:acme.other rc=3\n\n")
     assert facts["acme"] == {"ntp": {"rc": 0, "out": "chrony ntp1.acme.lab"}, "other": {"rc": 3, "out": ""}}
 
 

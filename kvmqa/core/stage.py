@@ -6,12 +6,15 @@
         requires=("reach.probe", "packages.libvirt-daemon"),    # checks of earlier stages that must hold
         gatherers={"libvirt": "kvmqa.stages.libvirt.gather:gather_libvirt_for"},   # fact section -> function
         actions=("kvmqa.stages.libvirt.daemons:DAEMONS", ...),  # install mode's steps, in order
+        probe=probe_snippet(__name__),                          # the folder's probe.sh: its sections
+        parser="kvmqa.stages.libvirt.facts:parse",              # those sections -> its fact sections
     )
 
 Everything that needs the list of stages reads a `Registry`: the suite order, the pytest plugin, reports
 (the matrix's columns), profiles (a stage's own settings), `python -m kvmqa checks`, install mode and
-`python -m kvmqa evaluate`. Gatherers and actions are named as "module:attribute" and resolved when first used,
-so listing the checks never imports libvirt or ovirtsdk4.
+`python -m kvmqa evaluate`. Gatherers, actions and parsers are named as "module:attribute" and resolved when first
+used, so listing the checks never imports libvirt or ovirtsdk4. The probe runner (kvmqa.gather) is handed the
+stages' snippets and parsers (`Registry.probe_snippets`, `Registry.probe_parsers`): a fact lives with its stage.
 """
 
 from __future__ import annotations
@@ -20,12 +23,15 @@ import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from importlib import resources
 from typing import Any
 
 from kvmqa.core.action import Action
 from kvmqa.core.checks import Check, StageChecks
 
 Gatherer = Callable[[Any], dict[str, Any]]  # (HostSession) -> a fact section
+Sections = Mapping[str, tuple[int, str]]  # a probe output's sections: name -> (rc, text)
+ProbeParser = Callable[[Sections], dict[str, Any]]  # a stage's sections -> its fact sections
 INSTALL_COLUMN = "install"  # install mode's steps are findings of this pseudo-stage (a matrix column)
 
 
@@ -64,6 +70,11 @@ def resolve(ref: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def probe_snippet(package: str) -> str:
+    """The `probe.sh` in a stage's folder (`probe_snippet(__name__)` in its __init__.py): the sections it owns."""
+    return resources.files(package).joinpath("probe.sh").read_text()
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -76,6 +87,7 @@ class Stage:
     roles: tuple[str, ...] = ()  # the inventory roles it applies to; () = every host
     offline: bool = True  # decidable from the probe's output alone (`python -m kvmqa evaluate`, Ansible runs)
     probe: str = ""  # a probe snippet (POSIX sh, `_kq_sec NAME CMD...` sections) added to the host's one probe
+    parser: str = ""  # "module:function" (Sections) -> the fact sections this stage's snippet feeds
     site: bool = False  # from a site-checks folder (--site-checks), not built in
     install_context: str = ""  # "module:function" (HostSession) -> what this stage's steps read as ctx.stage_context
 
@@ -86,6 +98,10 @@ class Stage:
     def gatherer(self, name: str) -> Gatherer:
         fn = self.gatherers[name]
         return resolve(fn) if isinstance(fn, str) else fn  # type: ignore[no-any-return]
+
+    def applies_to(self, roles: Sequence[str]) -> bool:
+        """Whether this stage runs on a host with these inventory roles."""
+        return not self.roles or bool(set(self.roles) & set(roles))
 
     def stage_context(self, session: Any) -> Any:
         """What this stage's install steps need besides facts (ActionContext.stage_context), or None."""
@@ -149,6 +165,14 @@ class Registry:
         host_installers = [i for i, s in enumerate(self.stages) if s.actions and not s.roles and not s.site]
         at = host_installers[-1] + 1 if host_installers else len(names)
         return [*names[:at], INSTALL_COLUMN, *names[at:]]
+
+    def probe_snippets(self, roles: Sequence[str]) -> list[str]:
+        """The probe snippets of the stages that apply to a host with these roles, in run order."""
+        return [s.probe for s in self.stages if s.probe and s.applies_to(roles)]
+
+    def probe_parsers(self) -> list[ProbeParser]:
+        """Every stage's parser of its probe sections (a parser of sections a host lacks adds nothing)."""
+        return [resolve(s.parser) for s in self.stages if s.parser]
 
     def with_stages(self, extra: Sequence[Stage]) -> Registry:
         return Registry(tuple(sorted((*self.stages, *extra), key=lambda s: s.order)))

@@ -1,21 +1,21 @@
 """Facts: the probe's raw sections turned into plain data (JSON-serialisable), one dict per host.
 
-Parsing is pure: `parse_probe(text)` is tested on recorded probe outputs in `fixtures/facts/`.
+Parsing is pure: `parse_probe(text, parsers)` is tested on recorded probe outputs in `fixtures/facts/`. This module
+parses what every stage reads (the host, its tools, os-release, the kernel); each stage parses its own sections
+(`kvmqa/stages/<stage>/facts.py`, handed down as the run's `Registry.probe_parsers()`).
 """
 
 from __future__ import annotations
 
-import importlib
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from kvmqa.core.facts import HostFacts
+from kvmqa.core.stage import ProbeParser, Sections
 from kvmqa.gather.distro import RPM_KERNELS, UnknownDistroError, family_of, rpm_kernel_unames
 
 SECTION_RE = re.compile(r"^@@kvmqa:(?P<name>[\w.-]+) rc=(?P<rc>-?\d+)$", re.M)
-
-# Sections other rooms parse (name -> "module:function"), e.g. vdsm's.
-EXTRA_PARSERS: dict[str, str] = {"vdsm": "kvmqa.stages.vdsm.client:parse_vdsm_sections"}
 
 VHV_LINE = re.compile(r"^\s*(?P<driver>\w+): (?P<check>.+?)\s*: (?P<verdict>PASS|FAIL|WARN|NOTE)(?: \((?P<hint>.*)\))?\s*$")
 
@@ -30,7 +30,13 @@ def split_sections(text: str) -> dict[str, tuple[int, str]]:
     return sections
 
 
-def _kv(body: str) -> dict[str, str]:
+def body_of(sections: Sections, name: str) -> str:
+    """A section's text ('' when the probe printed no such section)."""
+    return sections.get(name, (0, ""))[1]
+
+
+def key_values(body: str) -> dict[str, str]:
+    """`key=value` lines as a dict (other lines ignored)."""
     out: dict[str, str] = {}
     for line in body.splitlines():
         if "=" in line:
@@ -40,7 +46,7 @@ def _kv(body: str) -> dict[str, str]:
 
 
 def _os_release(body: str) -> dict[str, Any]:
-    raw = {k: v.strip('"').strip("'") for k, v in _kv(body).items()}
+    raw = {k: v.strip('"').strip("'") for k, v in key_values(body).items()}
     info: dict[str, Any] = {
         "id": raw.get("ID", ""),
         "id_like": raw.get("ID_LIKE", ""),
@@ -107,7 +113,7 @@ def _devices(body: str) -> dict[str, Any]:
 
 def _kvm_params(body: str) -> dict[str, str]:
     out = {}
-    for k, v in _kv(body).items():
+    for k, v in key_values(body).items():
         # /sys/module/kvm_intel/parameters/nested -> kvm_intel.nested
         m = re.match(r"/sys/module/(\w+)/parameters/(\w+)", k)
         if m:
@@ -158,7 +164,7 @@ KNOWN_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer",
 
 
 def _iommu(body: str) -> dict[str, Any]:
-    kv = _kv(body)
+    kv = key_values(body)
     groups = kv.get("iommu_groups", "absent")
     return {
         "acpi_tables": kv.get("acpi_tables", "").split(),
@@ -186,7 +192,7 @@ def _meminfo(body: str) -> dict[str, Any]:
 def _hugepages(body: str) -> dict[str, Any]:
     thp = ""
     pools: dict[str, int] = {}
-    for k, v in _kv(body).items():
+    for k, v in key_values(body).items():
         if k.endswith("transparent_hugepage/enabled"):
             m = re.search(r"\[(\w+)\]", v)
             thp = m.group(1) if m else v
@@ -220,7 +226,7 @@ def _packages(rc: int, body: str) -> dict[str, Any]:
 
 
 def _kvm_probe(body: str) -> dict[str, Any]:
-    kv = _kv(body)
+    kv = key_values(body)
     result: dict[str, Any] = dict(kv)
     if kv.get("method", "none") == "none":
         result["measured"] = False
@@ -233,7 +239,7 @@ def _kvm_probe(body: str) -> dict[str, Any]:
 
 
 def _init(body: str, units_body: str) -> dict[str, Any]:
-    kv = _kv(body)
+    kv = key_values(body)
     units: dict[str, dict[str, str]] = {}
     for line in units_body.splitlines():
         parts = line.split("|")
@@ -338,7 +344,7 @@ def _rpm_kernel(name: str, evr: str, arch: str) -> dict[str, Any]:
 def _host_packages(body: str) -> dict[str, Any]:
     """Microcode packages and every installed kernel package, with the release(s) `uname -r` would show."""
     kv_lines = [line for line in body.splitlines() if "|" not in line]
-    meta = _kv("\n".join(kv_lines))
+    meta = key_values("\n".join(kv_lines))
     installed: dict[str, str] = {}
     kernels: list[dict[str, Any]] = []
     for line in body.splitlines():
@@ -424,7 +430,7 @@ def _hostname(body: str) -> dict[str, Any]:
 
 
 def _time_sync(body: str, clock: str) -> dict[str, Any]:
-    kv = {**_kv(body), **_kv(clock)}
+    kv = {**key_values(body), **key_values(clock)}
     adj = kv.get("adjtimex", "")
     return {"adjtimex": int(adj) if adj.lstrip("-").isdigit() else None, "adjtimex_raw": adj,
             "ntp_synchronized": kv.get("NTPSynchronized", kv.get("ntp_synchronized")),
@@ -443,14 +449,14 @@ def parse_virt_host_validate(rc: int, body: str) -> dict[str, Any]:
     return {"installed": installed, "rc": rc, "lines": lines, "raw_tail": body[-2000:] if not lines else ""}
 
 
-def parse_probe(text: str) -> HostFacts:
-    """Turn one probe output into HostFacts."""
+def parse_probe(text: str, parsers: Sequence[ProbeParser]) -> HostFacts:
+    """Turn one probe output into HostFacts: the shared sections here, then each stage's (`parsers`)."""
     sec = split_sections(text)
 
     def body(name: str) -> str:
         return sec.get(name, (0, ""))[1]
 
-    env = _kv(body("probe_env"))
+    env = key_values(body("probe_env"))
     tools = {k[5:]: v for k, v in env.items() if k.startswith("tool.") and v}
     facts = HostFacts(
         probe={"sections": sorted(sec), "user": env.get("user", ""), "euid": env.get("euid", ""),
@@ -465,7 +471,7 @@ def parse_probe(text: str) -> HostFacts:
         kvm_params=_kvm_params(body("kvm_params")),
         cgroups=_cgroups(body("cgroups")),
         iommu=_iommu(body("iommu")),
-        secure_guest={**_kv(body("secure_guest"))},
+        secure_guest={**key_values(body("secure_guest"))},
         memory=_meminfo(body("meminfo")),
         hugepages=_hugepages(body("hugepages")),
         init=_init(body("init"), body("units")),
@@ -473,7 +479,7 @@ def parse_probe(text: str) -> HostFacts:
         sockets=_sockets(body("sockets")),
         libvirt_conf=_libvirt_conf(body("libvirt_conf")),
         storage=_storage(body("storage")),
-        security=_kv(body("security")),
+        security=key_values(body("security")),
         packages=_packages(*sec.get("packages", (3, "manager=none"))),
         kvm_probe=_kvm_probe(body("kvm_probe")),
         virt_host_validate=parse_virt_host_validate(*sec.get("virt_host_validate", (127, ""))),
@@ -492,9 +498,6 @@ def parse_probe(text: str) -> HostFacts:
         if "." in name:
             stage, _, key = name.partition(".")
             facts.setdefault(stage, {})[key] = {"rc": rc, "out": text}
-    for name, ref in EXTRA_PARSERS.items():
-        wanted = {k: v for k, v in sec.items() if k.startswith(name)}
-        if wanted:
-            module, func = ref.split(":")
-            facts[name] = getattr(importlib.import_module(module), func)(wanted)
+    for parse in parsers:
+        facts.update(parse(sec))
     return facts

@@ -69,8 +69,8 @@ class HostSession:
         from kvmqa.gather.probe import run_probe
 
         try:
-            roles = set(self.target.roles)  # a site stage's snippet runs only where the stage applies
-            facts, raw = run_probe(self.target, [s.probe for s in self.stages if s.probe and (not s.roles or roles & set(s.roles))])
+            snippets = self.stages.probe_snippets(self.target.roles)  # only where the stage applies
+            facts, raw = run_probe(self.target, snippets, self.stages.probe_parsers())
             (self.host_dir / "probe.txt").write_text(raw)
         except TargetError as exc:
             reach: dict[str, Any] = {"error": str(exc)}

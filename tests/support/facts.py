@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from kvmqa.core.facts import HostFacts
 from kvmqa.gather.facts import parse_probe
+from kvmqa.gather.probe import build_script
+from kvmqa.stages import builtin
 
 FACTS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "facts"
+
+
+def parse(text: str) -> HostFacts:
+    """A probe output parsed as a run parses it: the shared sections and every built-in stage's."""
+    return parse_probe(text, builtin().probe_parsers())
+
+
+def probe_script(roles: Sequence[str] = ("kvm-host",)) -> str:
+    """The probe a run sends to a host with these roles (the built-in stages' snippets)."""
+    return build_script(builtin().probe_snippets(roles))
 
 
 def probe_text(name: str) -> str:
@@ -32,4 +45,4 @@ def facts(name: str, **sections: str) -> HostFacts:
     text = probe_text(name)
     for section, body in sections.items():
         text = with_section(text, section, body)
-    return parse_probe(text)
+    return parse(text)

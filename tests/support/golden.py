@@ -41,7 +41,7 @@ CASES = _cases()
 def facts_of(name: str, first_vm: str | None) -> HostFacts:
     path = FACTS / name
     if name.endswith(".probe.txt"):
-        facts = parse_probe(path.read_text())
+        facts = parse_probe(path.read_text(), builtin().probe_parsers())
     else:
         facts = HostFacts(json.loads(path.read_text()))
     facts.setdefault("libvirt", dict(NOT_RECORDED))

@@ -1,7 +1,8 @@
 """The probe: one POSIX sh script per host, one round trip, every raw fact the verify stages need.
 
-The script is the concatenation of this folder's `NN-*.sh` snippets (in name order). A snippet whose
-first lines say `# roles: <role> ...` runs only on targets with one of those roles.
+The script is this folder's `NN-*.sh` snippets (in name order: the shared sh library and the sections every stage
+reads), then the snippets of the stages that apply to the host (`Registry.probe_snippets(roles)`: each stage's
+`probe.sh`, then site stages' snippets). Its output is parsed by `parse_probe` with the stages' parsers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from kvmqa.core.facts import HostFacts
+from kvmqa.core.stage import ProbeParser
 from kvmqa.gather.distro import RPM_KERNELS, managers_by_id, probe_package_names
 from kvmqa.gather.facts import parse_probe
 
@@ -24,13 +26,6 @@ PROBE_TIMEOUT = 180
 def _snippets() -> list[tuple[str, str]]:
     folder = resources.files(__package__)
     return sorted((p.name, p.read_text()) for p in folder.iterdir() if p.name.endswith(".sh"))
-
-
-def snippet_roles(text: str) -> set[str] | None:
-    for line in text.splitlines()[:5]:
-        if line.startswith("# roles:"):
-            return set(line.split(":", 1)[1].split())
-    return None
 
 
 def preamble() -> list[str]:
@@ -49,33 +44,32 @@ def preamble() -> list[str]:
 
 
 def snippet(name: str) -> str:
-    """One snippet's text (`00-lib.sh`, `25-host.sh`, ...)."""
+    """One shared snippet's text (`00-lib.sh`, `10-host.sh`)."""
     return dict(_snippets())[name]
 
 
-def build_script(roles: tuple[str, ...] = ("kvm-host",), extra: Sequence[str] = ()) -> str:
-    """The probe for a target with these roles; `extra`: site stages' snippets (Stage.probe)."""
+def build_script(stages: Sequence[str]) -> str:
+    """The probe: the shared snippets, then `stages`: the snippets of the stages that apply to the target
+    (`Registry.probe_snippets(roles)`)."""
     parts = preamble()
-    for name, text in _snippets():
-        wanted = snippet_roles(text)
-        if wanted is None or wanted & set(roles):
-            parts.append(f"# --- {name}\n{text}")
-    parts += [f"# --- site snippet {n}\n{text}" for n, text in enumerate(extra, 1)]
+    parts += [f"# --- {name}\n{text}" for name, text in _snippets()]
+    parts += [f"# --- stage snippet {n}\n{text}" for n, text in enumerate(stages, 1)]
     return "\n".join(parts) + "\n"
 
 
-def run_probe(target: Target, extra: Sequence[str] = ()) -> tuple[HostFacts, str]:
-    """Probe one target (one round trip) and return its facts and the raw output."""
+def run_probe(target: Target, snippets: Sequence[str], parsers: Sequence[ProbeParser]) -> tuple[HostFacts, str]:
+    """Probe one target (one round trip) and return its facts and the raw output: `snippets` and `parsers` are
+    the run's stages' (`Registry.probe_snippets(target.roles)`, `Registry.probe_parsers()`)."""
     from kvmqa.transport.target import TargetError, first_meaningful_line
 
-    result = target.run(build_script(target.roles, extra), timeout=PROBE_TIMEOUT, role="probe")
+    result = target.run(build_script(snippets), timeout=PROBE_TIMEOUT, role="probe")
     if "@@kvmqa:probe_env" not in result.stdout:
         if result.timed_out:
             why = f"did not finish within the probe timeout of {PROBE_TIMEOUT} s (exit {result.rc})"
         else:
             why = f"did not run: {first_meaningful_line(result.stderr or result.stdout) or 'no output'} (exit {result.rc})"
         raise TargetError(f"{target.name}: probe over {target.backend} on {target.url} {why}", result.stderr or result.stdout)
-    facts = parse_probe(result.stdout)
+    facts = parse_probe(result.stdout, parsers)
     facts["probe"]["duration_s"] = round(result.duration, 3)
     facts["probe"]["target"] = target.url
     facts["probe"]["timed_out"] = result.timed_out

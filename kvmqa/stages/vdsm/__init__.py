@@ -1,6 +1,6 @@
 """Stage vdsm: vdsm on oVirt hosts: services, port, API, KVM."""
 
-from kvmqa.core.stage import Stage
+from kvmqa.core.stage import Stage, probe_snippet
 from kvmqa.stages.vdsm.checks import CHECKS
 
 STAGE = Stage(
@@ -13,4 +13,6 @@ STAGE = Stage(
         "kvmqa.stages.vdsm.actions:HOST_ACTIONS",
     ),
     roles=("ovirt-host",),
+    probe=probe_snippet(__name__),
+    parser="kvmqa.stages.vdsm.facts:parse",
 )

@@ -1,4 +1,4 @@
-"""vdsm stage: pure checks over `facts["vdsm"]` (kvmqa.stages.vdsm.client.parse_vdsm_sections) on ovirt-host targets.
+"""vdsm stage: pure checks over `facts["vdsm"]` (kvmqa.stages.vdsm.facts.parse_vdsm_sections) on ovirt-host targets.
 
 Profile settings (`vdsm` stage): `cluster_cpu_type` (e.g. "Intel Haswell Family") and `cluster_level`
 (e.g. "4.8") name the CPU type whose flags vdsm's cpuFlags must carry; without them the engine's
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed, undecided
 from kvmqa.stages.ovirt_engine import cpu_list
-from kvmqa.stages.vdsm.client import SERVICES
+from kvmqa.stages.vdsm.facts import SERVICES
 
 if TYPE_CHECKING:
     from kvmqa.config.profile import Profile

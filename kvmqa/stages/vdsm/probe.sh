@@ -1,6 +1,5 @@
-# roles: ovirt-host
-# kvmqa probe snippet: vdsm. Services, port 54321, vdsm-tool is-configured, vdsm-client Host verbs.
-# Sections (parsed by kvmqa.stages.vdsm.client.parse_vdsm_sections):
+# kvmqa probe, stage vdsm (ovirt-host targets only: the stage's roles). Services, port 54321,
+# vdsm-tool is-configured, vdsm-client Host verbs. Sections (parsed by kvmqa.stages.vdsm.facts):
 #   vdsm.svc.<unit>    first line "method=systemctl" or "method=process", then the state
 #   vdsm.port          first line "method=ss" or "method=proc", then the listening lines for 54321
 #   vdsm.is-configured vdsm-tool is-configured output (rc as vdsm-tool returned it)

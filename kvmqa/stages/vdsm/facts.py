@@ -1,5 +1,6 @@
-"""vdsm probe sections (kvmqa/gather/probe/60-vdsm.sh) -> `facts["vdsm"]`.
+"""vdsm probe sections (this folder's probe.sh) -> `facts["vdsm"]`.
 
+`parse` is the stage's parser (kvmqa.core.stage.Stage.parser): `{"vdsm": ...}` when the output has vdsm's sections.
 `parse_vdsm_sections` takes the probe's sections as `{name: (rc, text)}` (all of them or only the
 `vdsm.*` ones) and returns a JSON-serialisable dict. A host without the snippet's sections (not an
 ovirt-host) gives `{"present": False}`.
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+from kvmqa.core.stage import Sections
 
 SERVICES = ("vdsmd", "supervdsmd", "mom-vdsm", "ovirt-imageio")
 PORT = 54321
@@ -31,7 +34,13 @@ _WARNING_STARTS = ("WARNING:", "This configuration is not supported")
 KSM_KEYS = ("ksmState", "ksmPages", "ksmMergeAcrossNodes", "memShared", "ksmCpu")
 
 
-def parse_vdsm_sections(sections: dict[str, tuple[int, str]]) -> dict[str, Any]:
+def parse(sections: Sections) -> dict[str, Any]:
+    """The stage's fact section, only when the probe ran this folder's snippet (an ovirt-host)."""
+    wanted = {k: v for k, v in sections.items() if k.startswith("vdsm")}
+    return {"vdsm": parse_vdsm_sections(wanted)} if wanted else {}
+
+
+def parse_vdsm_sections(sections: Sections) -> dict[str, Any]:
     mine = {k: v for k, v in sections.items() if k.startswith("vdsm.")}
     if not mine:
         return {"present": False}
