@@ -1,6 +1,6 @@
 """Stage cpu: CPU, kernel and device support for KVM guests."""
 
-from kvmqa.core.stage import Stage
+from kvmqa.core.stage import Stage, probe_snippet
 from kvmqa.stages.cpu.checks import CHECKS
 
 STAGE = Stage(
@@ -12,4 +12,6 @@ STAGE = Stage(
     actions=(
         "kvmqa.stages.cpu.actions:MODULES",
     ),
+    probe=probe_snippet(__name__),
+    parser="kvmqa.stages.cpu.facts:parse",
 )
