@@ -11,6 +11,7 @@ import pytest
 from kvmqa.gather.distro import package_manager_of
 from kvmqa.gather.facts import HostFacts, split_sections
 from kvmqa.gather.probe import preamble, snippet
+from kvmqa.stages import builtin
 from tests.support.el import EL_DIR, os_release, recorded_lines, rpm_qf_lines
 from tests.support.facts import facts, parse
 from tests.test_checks_host import EL9, verdicts
@@ -41,7 +42,7 @@ def test_recorded_el_os_release_is_an_rpm_host(release: str) -> None:
 
 
 def run_snippets(tmp_path: Path, osr: str, *names: str) -> str:
-    """The probe's library and snippets under dash, with os-release and the package tools stood in for."""
+    """The probe's library and these stages' snippets under dash, with os-release and the package tools stood in for."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
     for tool, answer in (("rpm", "kernel-uek-core|(none):5.15.0-323.211.3.5.el8uek|ii |x86_64"),
@@ -50,13 +51,13 @@ def run_snippets(tmp_path: Path, osr: str, *names: str) -> str:
         (stubs / tool).chmod(0o755)
     (tmp_path / "os-release").write_text(osr)
     script = "\n".join([*preamble(), snippet("00-lib.sh"), f"_kq_osr={tmp_path}/os-release",
-                        *(snippet(n) for n in names)])
+                        *(builtin().get(n).probe for n in names)])
     env = {"PATH": f"{stubs}:/usr/bin:/bin"}
     return subprocess.run(["dash", "-c", script], capture_output=True, text=True, env=env, timeout=60).stdout
 
 
 def test_el_host_with_dpkg_installed_is_asked_with_rpm_for_every_kernel_flavour(tmp_path: Path) -> None:
-    out = run_snippets(tmp_path, os_release("ol-server-8.9"), "20-packages.sh", "25-host.sh")
+    out = run_snippets(tmp_path, os_release("ol-server-8.9"), "packages", "host")
     assert not (tmp_path / "dpkg-query.args").exists()
     asked = (tmp_path / "rpm.args").read_text()
     for flavour in ("kernel-core", "kernel-uek-core", "kernel-uek", "kernel-rt-core", "kernel-debug-core",
@@ -70,10 +71,10 @@ def test_el_host_with_dpkg_installed_is_asked_with_rpm_for_every_kernel_flavour(
 
 
 def test_debian_stays_dpkg_and_an_unknown_distro_asks_no_manager(tmp_path: Path) -> None:
-    debian = run_snippets(tmp_path, 'ID=debian\nVERSION_ID="12"\n', "20-packages.sh")
+    debian = run_snippets(tmp_path, 'ID=debian\nVERSION_ID="12"\n', "packages")
     assert split_sections(debian)["packages"][1].startswith("manager=dpkg")
     (tmp_path / "plan9").mkdir()
-    plan9 = run_snippets(tmp_path / "plan9", "ID=plan9\n", "20-packages.sh")
+    plan9 = run_snippets(tmp_path / "plan9", "ID=plan9\n", "packages")
     assert split_sections(plan9)["packages"] == (3, "manager=none")
     v = verdicts(facts(EL9, os_release="ID=plan9\nID_LIKE=bell-labs"))
     assert v["host.reboot-pending"][0] == "skip" and "packages.manager" in v["host.reboot-pending"][1]

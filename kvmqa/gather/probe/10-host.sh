@@ -42,7 +42,4 @@ _kq_sec init _kq_init
 _kq_sec processes _kq_processes
 _kq_sec sockets _kq_sockets
 _kq_sec units _kq_units
-# Where libvirt keeps images (or the nearest existing parent, where they will go).
-_kq_storage() { for d in /var/lib/libvirt/images /var/lib/libvirt /var/lib /var /; do [ -d "$d" ] && { echo "dir=$d"; df -Pk "$d"; return; }; done; }
-_kq_sec storage _kq_storage
 _kq_sec security _kq_security

@@ -1,6 +1,6 @@
-"""The cpu stage's probe sections (this folder's probe.sh) -> its facts: the CPU, kernel modules, device nodes,
-KVM's parameters, cgroups, IOMMU, secure guests, memory and huge pages, the QEMU user libvirt runs, firmware,
-vulnerabilities, KSM and the functional /dev/kvm probe (as root, the login user and the QEMU user).
+"""The cpu stage's probe sections (this folder's probe.sh) -> its facts: the CPU, kernel modules, device
+nodes, KVM's parameters, cgroups, IOMMU, secure guests, memory and huge pages, the QEMU user libvirt runs,
+firmware, vulnerabilities, KSM and the functional /dev/kvm probe (as root, the login user and the QEMU user).
 
     >>> parse({"kvm_params": (0, "/sys/module/kvm_intel/parameters/nested=Y")})["kvm_params"]
     {'kvm_intel.nested': 'Y'}

@@ -1,6 +1,6 @@
 """Stage packages: the virtualization packages and their versions."""
 
-from kvmqa.core.stage import Stage
+from kvmqa.core.stage import Stage, probe_snippet
 from kvmqa.stages.packages.checks import CHECKS
 
 STAGE = Stage(
@@ -12,4 +12,6 @@ STAGE = Stage(
     actions=(
         "kvmqa.stages.packages.actions:PACKAGES",
     ),
+    probe=probe_snippet(__name__),
+    parser="kvmqa.stages.packages.facts:parse",
 )

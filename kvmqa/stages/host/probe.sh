@@ -1,4 +1,5 @@
-# kvmqa probe: host health after upgrades and for oVirt (kernel packages, stale daemons, host name, time).
+# kvmqa probe, stage host: health after upgrades and for oVirt (kernel packages, stale daemons, host name, time)
+# and the free space for images (parsed by kvmqa.stages.host.facts).
 _kq_host_pkgs() {
     [ -e /var/run/reboot-required ] && echo "reboot_required_file=present"
     _kq_m=$(_kq_manager)
@@ -68,3 +69,6 @@ _kq_sec host_packages _kq_host_pkgs
 _kq_sec stale_binaries _kq_stale
 _kq_sec hostname _kq_hostname
 _kq_sec time_sync _kq_time
+# Where libvirt keeps images (or the nearest existing parent, where they will go).
+_kq_storage() { for d in /var/lib/libvirt/images /var/lib/libvirt /var/lib /var /; do [ -d "$d" ] && { echo "dir=$d"; df -Pk "$d"; return; }; done; }
+_kq_sec storage _kq_storage

@@ -1,5 +1,5 @@
-# kvmqa probe: package versions, asked of the distro family's manager (_kq_manager); KVMQA_PKGS_DEB and
-# KVMQA_PKGS_RPM are set by the controller.
+# kvmqa probe, stage packages (parsed by kvmqa.stages.packages.facts): package versions, asked of the distro
+# family's manager (_kq_manager); KVMQA_PKGS_DEB and KVMQA_PKGS_RPM are set by the controller.
 _kq_pkgs() {
     _kq_m=$(_kq_manager)
     echo "manager=$_kq_m"
