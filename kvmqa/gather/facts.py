@@ -17,8 +17,6 @@ from kvmqa.gather.distro import UnknownDistroError, family_of
 
 SECTION_RE = re.compile(r"^@@kvmqa:(?P<name>[\w.-]+) rc=(?P<rc>-?\d+)$", re.M)
 
-VHV_LINE = re.compile(r"^\s*(?P<driver>\w+): (?P<check>.+?)\s*: (?P<verdict>PASS|FAIL|WARN|NOTE)(?: \((?P<hint>.*)\))?\s*$")
-
 
 def split_sections(text: str) -> dict[str, tuple[int, str]]:
     sections: dict[str, tuple[int, str]] = {}
@@ -61,59 +59,19 @@ def _os_release(body: str) -> dict[str, Any]:
     return info
 
 
-def _init(body: str, units_body: str) -> dict[str, Any]:
-    kv = key_values(body)
-    units: dict[str, dict[str, str]] = {}
-    for line in units_body.splitlines():
-        parts = line.split("|")
-        if len(parts) == 3:
-            units[parts[0]] = {"active": parts[1], "enabled": parts[2]}
-    systemd = kv.get("systemd_running") == "yes"
-    return {"system": "systemd" if systemd else (kv.get("pid1_comm") or "unknown"), "systemd": systemd,
-            "pid1_comm": kv.get("pid1_comm", ""), "units": units}
-
-
-def _sockets(body: str) -> dict[str, Any]:
-    out = {}
-    for line in body.splitlines():
-        parts = line.split("|")
-        if len(parts) == 4:
-            out[parts[0]] = {"mode": parts[1], "owner": parts[2], "group": parts[3]}
-    return out
-
-
-def parse_virt_host_validate(rc: int, body: str) -> dict[str, Any]:
-    lines = []
-    for line in body.splitlines():
-        m = VHV_LINE.match(line)
-        if m:
-            lines.append({"driver": m.group("driver"), "check": m.group("check").strip(), "verdict": m.group("verdict"),
-                          "hint": m.group("hint") or ""})
-    installed = rc != 127
-    return {"installed": installed, "rc": rc, "lines": lines, "raw_tail": body[-2000:] if not lines else ""}
-
-
 def parse_probe(text: str, parsers: Sequence[ProbeParser]) -> HostFacts:
     """Turn one probe output into HostFacts: the shared sections here, then each stage's (`parsers`)."""
     sec = split_sections(text)
-
-    def body(name: str) -> str:
-        return sec.get(name, (0, ""))[1]
-
-    env = key_values(body("probe_env"))
+    env = key_values(body_of(sec, "probe_env"))
     tools = {k[5:]: v for k, v in env.items() if k.startswith("tool.") and v}
     facts = HostFacts(
         probe={"sections": sorted(sec), "user": env.get("user", ""), "euid": env.get("euid", ""),
                "sudo_user": env.get("sudo_user", ""), "groups": env.get("groups", "").split(), "date": env.get("date", "")},
         host={"hostname": env.get("hostname", ""), "arch": env.get("arch", "")},
         tools=tools,
-        os=_os_release(body("os_release")),
-        kernel={"release": env.get("kernel", ""), "cmdline": body("cmdline").strip()},
-        init=_init(body("init"), body("units")),
-        processes=sorted({p.strip() for p in body("processes").splitlines() if p.strip()}),
-        sockets=_sockets(body("sockets")),
-        security=key_values(body("security")),
-        virt_host_validate=parse_virt_host_validate(*sec.get("virt_host_validate", (127, ""))),
+        os=_os_release(body_of(sec, "os_release")),
+        kernel={"release": env.get("kernel", ""), "cmdline": body_of(sec, "cmdline").strip()},
+        security=key_values(body_of(sec, "security")),
     )
     for name, (rc, text) in sec.items():  # site snippets: section "acme.ntp" -> facts["acme"]["ntp"]
         if "." in name:

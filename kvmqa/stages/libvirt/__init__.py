@@ -1,6 +1,6 @@
 """Stage libvirt: libvirt daemon, capabilities, network and pool."""
 
-from kvmqa.core.stage import Stage
+from kvmqa.core.stage import Stage, probe_snippet
 from kvmqa.stages.libvirt.checks import CHECKS
 
 STAGE = Stage(
@@ -16,4 +16,6 @@ STAGE = Stage(
         "kvmqa.stages.libvirt.objects:STORAGE_POOL",
         "kvmqa.stages.libvirt.access:LIBVIRT_USER",
     ),
+    probe=probe_snippet(__name__),
+    parser="kvmqa.stages.libvirt.facts:parse",
 )

@@ -1,0 +1,62 @@
+"""The libvirt stage's probe sections (this folder's probe.sh) -> its facts: the init system and libvirt's units,
+the running processes, libvirt's sockets and virt-host-validate's verdicts. What libvirt itself answers over its
+connection is gather.py's (`facts["libvirt"]`).
+
+    >>> parse({"sockets": (0, "/run/libvirt/libvirt-sock|666|root|root")})["sockets"]
+    {'/run/libvirt/libvirt-sock': {'mode': '666', 'owner': 'root', 'group': 'root'}}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kvmqa.core.stage import Sections
+from kvmqa.gather.facts import body_of, key_values
+
+
+def parse(sections: Sections) -> dict[str, Any]:
+    def body(name: str) -> str:
+        return body_of(sections, name)
+
+    return {
+        "init": _init(body("init"), body("units")),
+        "processes": sorted({p.strip() for p in body("processes").splitlines() if p.strip()}),
+        "sockets": _sockets(body("sockets")),
+        "virt_host_validate": parse_virt_host_validate(*sections.get("virt_host_validate", (127, ""))),
+    }
+
+
+VHV_LINE = re.compile(r"^\s*(?P<driver>\w+): (?P<check>.+?)\s*: (?P<verdict>PASS|FAIL|WARN|NOTE)(?: \((?P<hint>.*)\))?\s*$")
+
+
+def _init(body: str, units_body: str) -> dict[str, Any]:
+    kv = key_values(body)
+    units: dict[str, dict[str, str]] = {}
+    for line in units_body.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3:
+            units[parts[0]] = {"active": parts[1], "enabled": parts[2]}
+    systemd = kv.get("systemd_running") == "yes"
+    return {"system": "systemd" if systemd else (kv.get("pid1_comm") or "unknown"), "systemd": systemd,
+            "pid1_comm": kv.get("pid1_comm", ""), "units": units}
+
+
+def _sockets(body: str) -> dict[str, Any]:
+    out = {}
+    for line in body.splitlines():
+        parts = line.split("|")
+        if len(parts) == 4:
+            out[parts[0]] = {"mode": parts[1], "owner": parts[2], "group": parts[3]}
+    return out
+
+
+def parse_virt_host_validate(rc: int, body: str) -> dict[str, Any]:
+    lines = []
+    for line in body.splitlines():
+        m = VHV_LINE.match(line)
+        if m:
+            lines.append({"driver": m.group("driver"), "check": m.group("check").strip(), "verdict": m.group("verdict"),
+                          "hint": m.group("hint") or ""})
+    installed = rc != 127
+    return {"installed": installed, "rc": rc, "lines": lines, "raw_tail": body[-2000:] if not lines else ""}
