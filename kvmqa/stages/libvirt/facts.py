@@ -1,6 +1,6 @@
-"""The libvirt stage's probe sections (this folder's probe.sh) -> its facts: the init system and libvirt's units,
-the running processes, libvirt's sockets and virt-host-validate's verdicts. What libvirt itself answers over its
-connection is gather.py's (`facts["libvirt"]`).
+"""The libvirt stage's probe sections (this folder's probe.sh) -> its facts: the init system and libvirt's
+units, the running processes, libvirt's sockets and virt-host-validate's verdicts. What libvirt itself answers
+over its connection is gather.py's (`facts["libvirt"]`); parsed here from libvirt's XML: `machine_types`.
 
     >>> parse({"sockets": (0, "/run/libvirt/libvirt-sock|666|root|root")})["sockets"]
     {'/run/libvirt/libvirt-sock': {'mode': '666', 'owner': 'root', 'group': 'root'}}
@@ -9,10 +9,13 @@ connection is gather.py's (`facts["libvirt"]`).
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from typing import Any
 
 from kvmqa.core.stage import Sections
 from kvmqa.gather.facts import body_of, key_values
+
+NOT_RUN = (127, "")  # no virt_host_validate section: as if it were not installed
 
 
 def parse(sections: Sections) -> dict[str, Any]:
@@ -23,7 +26,7 @@ def parse(sections: Sections) -> dict[str, Any]:
         "init": _init(body("init"), body("units")),
         "processes": sorted({p.strip() for p in body("processes").splitlines() if p.strip()}),
         "sockets": _sockets(body("sockets")),
-        "virt_host_validate": parse_virt_host_validate(*sections.get("virt_host_validate", (127, ""))),
+        "virt_host_validate": parse_virt_host_validate(*sections.get("virt_host_validate", NOT_RUN)),
     }
 
 
@@ -60,3 +63,23 @@ def parse_virt_host_validate(rc: int, body: str) -> dict[str, Any]:
                           "hint": m.group("hint") or ""})
     installed = rc != 127
     return {"installed": installed, "rc": rc, "lines": lines, "raw_tail": body[-2000:] if not lines else ""}
+
+
+def machine_types(capabilities: ET.Element) -> dict[str, list[dict[str, Any]]]:
+    """Each guest architecture's machine types as libvirt reports them (`<guest><arch name=...><machine>`):
+    the name, the machine an alias stands for (`pc` -> `pc-i440fx-7.2`; a versioned machine is its own),
+    the most vCPUs it takes and whether QEMU deprecates it; sorted by name.
+
+        {"x86_64": [{"name": "pc", "canonical": "pc-i440fx-7.2", "max_cpus": 255, "deprecated": False}, ...]}
+    """
+    arches: dict[str, dict[str, dict[str, Any]]] = {}
+    for arch in capabilities.findall("./guest/arch"):
+        machines = arches.setdefault(arch.get("name", ""), {})
+        # older libvirt lists machines under a domain type too
+        for m in (*arch.findall("machine"), *arch.findall("domain/machine")):
+            name = (m.text or "").strip()
+            if name and name not in machines:
+                machines[name] = {"name": name, "canonical": m.get("canonical") or name,
+                                  "max_cpus": int(m.get("maxCpus") or 0),
+                                  "deprecated": m.get("deprecated") == "yes"}
+    return {arch: sorted(found.values(), key=lambda m: m["name"]) for arch, found in arches.items()}

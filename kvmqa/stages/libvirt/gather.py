@@ -5,6 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
+from kvmqa.stages.libvirt.facts import machine_types
+
 if TYPE_CHECKING:
     from kvmqa.gather.context import HostContext
 
@@ -34,6 +36,7 @@ def parse_capabilities(xml: str) -> dict[str, Any]:
         "host_cpu_model": cpu.findtext("model", "") if cpu is not None else "",
         "host_cpu_features": sorted(f.get("name", "") for f in cpu.findall("feature")) if cpu is not None else [],
         "guests": guests,
+        "machine_types": machine_types(root),
     }
 
 
