@@ -153,3 +153,22 @@ def test_reading_the_registry_imports_no_heavy_library() -> None:
             "('libvirt', 'ovirtsdk4', 'paramiko', 'testinfra', 'pytest')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/").stdout.split()
     assert int(out[0]) > 60 and out[1:] == ["False"] * 5
+
+
+def test_a_fact_lives_with_its_stage() -> None:
+    """A stage's probe snippet is its folder's probe.sh and its parser its folder's facts.py; kvmqa/gather/probe
+    keeps only the shared library and what every stage reads; no two rooms fill the same fact section."""
+    from kvmqa.core.stage import resolve
+    from kvmqa.gather.facts import parse_probe
+
+    shared = sorted(p.name for p in (PACKAGE / "gather" / "probe").glob("*.sh"))
+    assert shared == ["00-lib.sh", "10-host.sh"]
+    filled: dict[str, str] = dict.fromkeys(parse_probe("", []), "gather")
+    for stage in builtin():
+        folder = PACKAGE / "stages" / stage.name
+        assert stage.probe == ((folder / "probe.sh").read_text() if (folder / "probe.sh").exists() else ""), stage.name
+        assert stage.parser in ("", f"kvmqa.stages.{stage.name}.facts:parse"), stage.name
+        assert bool(stage.probe) == bool(stage.parser), stage.name
+        for name in resolve(stage.parser)({}) if stage.parser else ():
+            assert name not in filled, f"{stage.name} and {filled[name]} both fill facts[{name!r}]"
+            filled[name] = stage.name
