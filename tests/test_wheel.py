@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from kvmqa.stages import builtin
 from tests.support.suite import ROOT, run_suite
 
 STAGES = "reach,cpu,packages,host"
@@ -57,6 +58,9 @@ def test_the_wheel_carries_the_suites_the_plugin_and_the_data(installed: tuple[P
               "kvmqa/data/guest-init.sh", "kvmqa/gather/probe/00-lib.sh", "kvmqa/gather/probe/kvm_probe.py", "kvmqa/gather/install-facts.sh",
               "kvmqa/stages/libvirt/__init__.py", "kvmqa/api.py"):
         assert f in names, f
+    for stage in builtin():  # each stage's probe snippet travels with it
+        if stage.probe:
+            assert f"kvmqa/stages/{stage.name}/probe.sh" in names, stage.name
     assert not any(n.startswith(("tests/", "fixtures/")) for n in names)
     assert "[pytest11]\nkvmqa = kvmqa.pytest_plugin.plugin" in entry_points
     assert "[console_scripts]\nkvmqa = kvmqa.__main__:main" in entry_points
