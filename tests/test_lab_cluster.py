@@ -89,7 +89,8 @@ def test_the_guest_network_is_active_on_both_with_one_definition(lab_cluster: La
 def test_the_hosts_have_a_migratable_cpu_baseline_each_host_runs(
         lab_cluster: Lab, tmp_path_factory: pytest.TempPathFactory) -> None:
     facts = cpu_facts(lab_cluster)
-    print(f"\nbaseline model {facts.model}, {len(facts.features)} features: {' '.join(facts.features)}")
+    print(f"\nbaseline model {facts.model}, {len(facts.features)} features required: {' '.join(facts.features)};"
+          f" disabled: {' '.join(facts.disabled) or 'none'}")
     for name, (status, sentence) in facts.compare.items():
         print(f"{name}: hypervisor-cpu-compare exit {status}: {sentence}")
         print(f"{name}: {' / '.join(facts.versions[name].splitlines())}")

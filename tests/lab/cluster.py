@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from xml.etree import ElementTree
 
 from tests.lab.boot import BOOT_TIMEOUT, LabBootError, LabHost, _die_with_parent, finish_boot, launch
 from tests.lab.image import LAB_IMAGES, BuiltImage, build_image
@@ -389,7 +390,8 @@ def leftovers(host: LabHost) -> list[str]:
 class CpuFacts:
     baseline_xml: str
     model: str
-    features: list[str]
+    features: list[str]                   # policy='require'
+    disabled: list[str]                   # policy='disable'
     compare: dict[str, tuple[int, str]]   # host -> (exit status, hypervisor-cpu-compare's sentence)
     versions: dict[str, str]              # host -> `virsh version` as seen over qemu+ssh from lab1
 
@@ -405,8 +407,10 @@ def cpu_facts(lab: Lab) -> CpuFacts:
                           "virsh hypervisor-cpu-baseline --features --migratable /tmp/kvmqa-caps.xml "
                           "> /tmp/kvmqa-baseline.xml; rm -f /tmp/kvmqa-caps.xml; cat /tmp/kvmqa-baseline.xml",
                           check=True, timeout=300).stdout
-    model = baseline.split("<model", 1)[1].split(">", 1)[1].split("<", 1)[0] if "<model" in baseline else ""
-    features = [part.split("'")[0] for part in baseline.split("name='")[1:]]
+    cpu = ElementTree.fromstring(baseline)
+    model = cpu.findtext("model", "").strip()
+    features = [f.get("name", "") for f in cpu.iter("feature") if f.get("policy", "require") == "require"]
+    disabled = [f.get("name", "") for f in cpu.iter("feature") if f.get("policy") == "disable"]
     compare: dict[str, tuple[int, str]] = {}
     versions: dict[str, str] = {}
     for name, uri in uris.items():
@@ -415,4 +419,4 @@ def cpu_facts(lab: Lab) -> CpuFacts:
         compare[name] = (proc.returncode, (proc.stdout + proc.stderr).strip())
         versions[name] = first.sudo(f"virsh -c {uri} version", check=True, timeout=120).stdout.strip()
     first.sudo("rm -f /tmp/kvmqa-baseline.xml", timeout=60)
-    return CpuFacts(baseline, model, features, compare, versions)
+    return CpuFacts(baseline, model, features, disabled, compare, versions)
