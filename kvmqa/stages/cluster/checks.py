@@ -17,7 +17,7 @@ from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, not_applicable, passed, undecided
-from kvmqa.stages.cluster.facts import SSH_PORT
+from kvmqa.stages.cluster.facts import SSH_PORT, peer_offset
 
 CHECKS = StageChecks("cluster")
 DEFAULT_TIME_SKEW_S = 0.5
@@ -57,15 +57,17 @@ def pair_rows(names: list[str], problems: list[Problem]) -> list[dict[str, str]]
     return [{"source": a, "destination": b, "reason": r} for (a, b), r in rows.items()]
 
 
-def conclude(facts: Mapping[str, Any], problems: list[Problem], ok: str, **details: Any) -> Outcome:
-    """The outcome of a cluster check: hosts not judged first (an ERROR naming them), then its problems."""
+def conclude(facts: Mapping[str, Any], problems: list[Problem], ok: str, note: str = "", **details: Any) -> Outcome:
+    """The outcome of a cluster check: hosts not judged first (an ERROR naming them), then its problems (the
+    note closes the message either way)."""
     names = members(facts)
     problems = [Problem(f"{h} not judged: {why}", host=h) for h, why in facts.get("missing", {}).items()] + problems
     details = {**details, "pairs": pair_rows(names, problems), "hosts": names}
     if not problems:
-        return passed(ok, **details)
+        return passed(f"{ok}; {note}" if note else ok, **details)
     reasons = list(dict.fromkeys(p.reason for p in problems))
     text = "; ".join(reasons[:SHOWN]) + (f"; and {len(reasons) - SHOWN} more" if len(reasons) > SHOWN else "")
+    text += f"; {note}" if note else ""
     if facts.get("missing"):
         return undecided(text, **details)
     return failed(text, **details)
@@ -222,6 +224,23 @@ def versions(facts: HostFacts, profile: Profile) -> Outcome:
 
 
 # -- time ------------------------------------------------------------------------------------------------------------
+def pair_skew(facts: Mapping[str, Any], a: str, b: str) -> tuple[float, float, str] | None:
+    """How far b's clock is ahead of a's, ± what bound, measured how: straight between the hosts (each reads the
+    other's clock over ssh, the tighter of the two), else both against this controller's clock."""
+    direct = []
+    if (there := peer_offset((seen(facts, a, b) or {}).get("clock", []))) is not None:
+        direct.append((there["offset_s"], there["uncertainty_s"], f"from {a}"))
+    if (back := peer_offset((seen(facts, b, a) or {}).get("clock", []))) is not None:
+        direct.append((-back["offset_s"], back["uncertainty_s"], f"from {b}"))
+    if direct:
+        return min(direct, key=lambda d: d[1])
+    clock = cross(facts, "clock")
+    if "offset_s" in clock.get(a, {}) and "offset_s" in clock.get(b, {}):
+        return (clock[b]["offset_s"] - clock[a]["offset_s"],
+                clock[a]["uncertainty_s"] + clock[b]["uncertainty_s"], "against this controller")
+    return None
+
+
 @cluster_check("cluster.time-skew", "Host clocks agree within the limit (default 0.5 s)",
                hint="Run a time daemon (chrony) against the same servers on every host; a guest's clock jumps by "
                     "the skew when it moves (profile: cluster: {time_skew_limit_s: ...})")
@@ -230,16 +249,19 @@ def time_skew(facts: HostFacts, profile: Profile) -> Outcome:
     clock = cross(facts, "clock")
     daemons = {n: host(facts, n)["time_daemon"] or "no time daemon" for n in facts["hosts"]}
     problems = [Problem(f"{n}'s clock not measured: {cross(facts, 'script', n).get('error') or clock.get(n, {})}",
-                        host=n) for n in facts["hosts"] if "offset_s" not in clock.get(n, {})]
+                        host=n) for n in facts["hosts"] if cross(facts, "script", n).get("error")]
     unsure, skews = [], []
     measured = [n for n in facts["hosts"] if "offset_s" in clock.get(n, {})]
-    for i, a in enumerate(measured):
-        for b in measured[i + 1:]:
-            skew = clock[a]["offset_s"] - clock[b]["offset_s"]
-            bound = clock[a]["uncertainty_s"] + clock[b]["uncertainty_s"]
-            ahead, behind = (a, b) if skew > 0 else (b, a)
-            text = f"{ahead}'s clock is {abs(skew):.2f} s ± {bound:.2f} s ahead of {behind}'s (limit {limit} s)"
-            skews.append(f"{ahead} {abs(skew):.2f} s ± {bound:.2f} s ahead of {behind}")
+    for i, a in enumerate(facts["hosts"]):
+        for b in list(facts["hosts"])[i + 1:]:
+            pair = pair_skew(facts, a, b)
+            if pair is None:
+                continue
+            skew, bound, how = pair
+            ahead, behind = (b, a) if skew > 0 else (a, b)
+            text = (f"{ahead}'s clock is {abs(skew):.2f} s ± {bound:.2f} s ahead of {behind}'s "
+                    f"(limit {limit} s, measured {how})")
+            skews.append(f"{ahead} {abs(skew):.3f} s ± {bound:.3f} s ahead of {behind}, measured {how}")
             if abs(skew) - bound > limit:  # beyond the limit even at the bound's nearer end
                 problems += [Problem(text, a, b), Problem(text, b, a)]
             elif abs(skew) > limit:  # beyond it as measured, within it at the bound's nearer end
@@ -250,10 +272,7 @@ def time_skew(facts: HostFacts, profile: Profile) -> Outcome:
         return Outcome(False, f"cannot tell within the bound: {'; '.join(unsure)}; {against}",
                        {"offsets": clock, "daemons": daemons, "hosts": members(facts), "pairs": []},
                        level=Level.WARN)
-    if problems:
-        problems[-1] = Problem(f"{problems[-1].reason}; {against}", problems[-1].source,
-                               problems[-1].destination, problems[-1].host)
-    return conclude(facts, problems, f"clocks agree within {limit} s as measured ({'; '.join(skews)}), {against}",
+    return conclude(facts, problems, f"clocks agree within {limit} s as measured ({'; '.join(skews)})", against,
                     offsets=clock, daemons=daemons)
 
 

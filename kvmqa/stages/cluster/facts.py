@@ -153,8 +153,16 @@ def peer_script(peers: Sequence[tuple[str, str, Sequence[int]]], tcp_timeout: fl
     for label, hostname, ports in peers:
         trust = (f"timeout {trust_timeout} virsh -c 'qemu+ssh://root@{hostname}/system?no_tty=1' -q version"
                  f" </dev/null >\"$d/trust-{label}\" 2>&1; echo \"rc=$?\" >>\"$d/trust-{label}\"")
+        # the peer's clock straight over the migration network: three reads through one ssh connection, each
+        # bracketed by this host's clock (the tightest bracket wins); needs root's trust, like the migration
+        mux = f"ssh -o BatchMode=yes -o ControlPath=\"$d/mux-{label}\" -o ConnectTimeout=20"
+        clock = (f"{mux} -o ControlMaster=yes -o ControlPersist=30 -fN root@{hostname} </dev/null >/dev/null 2>&1 && "
+                 f"for i in 1 2 3; do t0=$(date +%s.%N); r=$({mux} root@{hostname} date +%s.%N </dev/null); "
+                 f"t1=$(date +%s.%N); echo \"peer|{label}|clock|$t0|$r|$t1\"; done >\"$d/clock-{label}\"; "
+                 f"{mux} -O exit root@{hostname} 2>/dev/null")
         lines += [
             f"( {trust} ) &",
+            f"( {clock} ) &",
             f"a=$(getent ahostsv4 {hostname} | awk 'NR==1{{print $1}}'); [ -n \"$a\" ] || "
             f"a=$(getent hosts {hostname} | awk 'NR==1{{print $1}}')",
             f"echo \"peer|{label}|resolve|$(getent hosts {hostname} | awk '{{print $1}}' | sort -u | tr '\\n' ' ')\"",
@@ -189,6 +197,7 @@ def peer_script(peers: Sequence[tuple[str, str, Sequence[int]]], tcp_timeout: fl
     for label, _, _ in peers:
         lines.append(f"echo \"peer|{label}|trust|$(tail -n1 \"$d/trust-{label}\" | cut -d= -f2)|"
                      f"$(grep -v '^rc=' \"$d/trust-{label}\" | tr '\\n|' '  ' | cut -c1-300)\"")
+        lines.append(f"cat \"$d/clock-{label}\" 2>/dev/null")
     lines.append("echo clock_end=$(date +%s.%N)")
     return "\n".join(lines) + "\n"
 
@@ -209,6 +218,11 @@ def parse_peers(text: str) -> dict[str, Any]:
                 peer["tcp"][rest[0]] = "|".join(rest[1:])
             elif kind == "ping" and rest:
                 peer["ping"] = rest[0]
+            elif kind == "clock" and len(rest) >= 3:
+                try:
+                    peer.setdefault("clock", []).append([float(rest[0]), float(rest[1]), float(rest[2])])
+                except ValueError:
+                    pass
             elif kind == "trust" and len(rest) >= 2:
                 peer["trust"] = {"rc": int(rest[0]) if rest[0].isdigit() else None, "output": rest[1].strip()}
         elif "=" in line:
@@ -233,6 +247,15 @@ def clock_offset(parsed: Mapping[str, Any], sent: float, received: float) -> dic
     middle = (earliest + latest) / 2
     return {"offset_s": round(end - middle, 4), "uncertainty_s": round(max(latest - earliest, 0.0) / 2, 4),
             "script_s": round(end - start, 3), "round_trip_s": round(received - sent, 3)}
+
+
+def peer_offset(samples: Sequence[Sequence[float]]) -> dict[str, float] | None:
+    """A peer's clock against this host's from (before, peer's clock, after) reads: the tightest bracket's middle,
+    ± half of it (None without a sample)."""
+    if not samples:
+        return None
+    before, theirs, after = min(samples, key=lambda s: s[2] - s[0])
+    return {"offset_s": round(theirs - (before + after) / 2, 4), "uncertainty_s": round((after - before) / 2, 4)}
 
 
 def cluster_facts(hosts: Mapping[str, Mapping[str, Any]], missing: Mapping[str, str],
