@@ -153,11 +153,11 @@ def peer_script(peers: Sequence[tuple[str, str, Sequence[int]]], tcp_timeout: fl
     for label, hostname, ports in peers:
         trust = (f"timeout {trust_timeout} virsh -c 'qemu+ssh://root@{hostname}/system?no_tty=1' -q version"
                  f" </dev/null >\"$d/trust-{label}\" 2>&1; echo \"rc=$?\" >>\"$d/trust-{label}\"")
-        # the peer's clock straight over the migration network: three reads through one ssh connection, each
+        # the peer's clock straight over the migration network: five reads through one ssh connection, each
         # bracketed by this host's clock (the tightest bracket wins); needs root's trust, like the migration
         mux = f"ssh -o BatchMode=yes -o ControlPath=\"$d/mux-{label}\" -o ConnectTimeout=20"
         clock = (f"{mux} -o ControlMaster=yes -o ControlPersist=30 -fN root@{hostname} </dev/null >/dev/null 2>&1 && "
-                 f"for i in 1 2 3; do t0=$(date +%s.%N); r=$({mux} root@{hostname} date +%s.%N </dev/null); "
+                 f"for i in 1 2 3 4 5; do t0=$(date +%s.%N); r=$({mux} root@{hostname} date +%s.%N </dev/null); "
                  f"t1=$(date +%s.%N); echo \"peer|{label}|clock|$t0|$r|$t1\"; done >\"$d/clock-{label}\"; "
                  f"{mux} -O exit root@{hostname} 2>/dev/null")
         lines += [
