@@ -84,6 +84,7 @@ def test_cases_4_to_6_name_the_clock_the_port_and_the_pool() -> None:
     assert pairs_of(storage) == {("lab1", "lab2")}
     text = pairs_text(matrix(found))
     assert "lab1 → lab2: cluster.time-skew: lab2's clock is 5." in text  # the first failing check per pair
+    assert "(also refused by cluster.reach, cluster.storage)" in text
 
 
 def test_a_tighter_limit_and_a_minimum_cpu_model_come_from_the_profile() -> None:

@@ -94,6 +94,8 @@ def pairs_html(name: str, matrix: dict[str, Any]) -> str:
             verdict = "pass" if c["ok"] else c["verdict"]
             title = "can take its guests" if c["ok"] else ("not judged" if verdict == "error" else "cannot")
             why = "" if c["ok"] else f'<code>{escape(c["check"])}</code><br>{escape(c["reason"])}'
+            if c.get("also"):
+                why += f'<br><i>also: {escape(", ".join(c["also"]))}</i>'
             cells.append(f'<td class="cell kvmqa-pair-{verdict}" data-source="{escape(a)}" '
                          f'data-destination="{escape(b)}" style="background:{COLOURS.get(verdict, "#999")}">'
                          f"<b>{title}</b>{why}</td>")

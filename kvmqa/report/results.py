@@ -115,7 +115,7 @@ class RunResults:
             if "pairs" not in f.details or not isinstance(hosts, list) or len(hosts) < 2:
                 continue
             matrix = out.setdefault(f.host, {"hosts": list(hosts), "cells": {
-                a: {b: {"ok": True, "check": "", "verdict": "pass", "reason": "can take its guests"}
+                a: {b: {"ok": True, "check": "", "verdict": "pass", "reason": "can take its guests", "also": []}
                     for b in hosts if b != a} for a in hosts}})
             if f.verdict not in (Verdict.FAIL, Verdict.ERROR):
                 continue
@@ -123,6 +123,8 @@ class RunResults:
                 cell = matrix["cells"].get(pair["source"], {}).get(pair["destination"])
                 if cell is not None and cell["ok"]:
                     cell.update(ok=False, check=f.check_id, verdict=f.verdict.value, reason=pair["reason"])
+                elif cell is not None and f.check_id not in (cell["check"], *cell["also"]):
+                    cell["also"].append(f.check_id)  # further checks that refuse this pair too
         return out
 
     def terminal_matrix(self) -> str:
@@ -156,5 +158,6 @@ def pairs_text(matrix: dict[str, Any]) -> str:
     for a in hosts:
         for b, c in matrix["cells"][a].items():
             if not c["ok"]:
-                lines.append(f"{a} → {b}: {c['check']}: {c['reason']}")
+                also = f" (also refused by {', '.join(c['also'])})" if c.get("also") else ""
+                lines.append(f"{a} → {b}: {c['check']}: {c['reason']}{also}")
     return "\n".join(lines)
