@@ -1,4 +1,5 @@
-"""The cluster stage's checks over recorded facts of real two-host labs (tests/recorded/cluster/, each copied from
+"""The cluster stage's checks over recorded facts of real two-host labs (tests/recorded/cluster/, each
+copied from
 a lab run's reports/cluster/facts.json: KVMQA_RECORD_CLUSTER in tests/test_lab_cluster_stage*.py), the pair
 matrix the reports draw from their findings, and the peers script's parser."""
 
@@ -53,9 +54,19 @@ def matrix(findings: dict[str, Finding]) -> dict[str, Any]:
 def test_the_stage_is_run_scoped_and_declares_the_issues_checks() -> None:
     assert STAGE.scope == "run" and STAGE.order == 65 and not STAGE.offline
     assert STAGE.checks.ids() == [
-        "cluster.cpu-vendor-arch", "cluster.cpu-baseline", "cluster.cpu-pairwise", "cluster.machine-types",
-        "cluster.versions", "cluster.time-skew", "cluster.names", "cluster.reach", "cluster.mtu",
-        "cluster.storage", "cluster.networks", "cluster.trust"]
+        "cluster.cpu-vendor-arch",
+        "cluster.cpu-baseline",
+        "cluster.cpu-pairwise",
+        "cluster.machine-types",
+        "cluster.versions",
+        "cluster.time-skew",
+        "cluster.names",
+        "cluster.reach",
+        "cluster.mtu",
+        "cluster.storage",
+        "cluster.networks",
+        "cluster.trust",
+    ]
     assert all(c.hint for c in STAGE.checks)
     with pytest.raises(StageError, match="scope 'fleet'"):
         Stage("x", 1, "x", StageChecks("x"), scope="fleet")
@@ -77,7 +88,10 @@ def test_cases_4_to_6_name_the_clock_the_port_and_the_pool() -> None:
     assert skew.verdict == Verdict.FAIL and skew.message.startswith("lab2's clock is 5.")
     assert "ahead of lab1's (limit 0.5 s, measured from lab1)" in skew.message
     reach = found["cluster.reach"]
-    assert (reach.verdict, reach.message) == (Verdict.FAIL, "lab1 → lab2: QEMU migration port 49152 filtered (no answer)")
+    assert (reach.verdict, reach.message) == (
+        Verdict.FAIL,
+        "lab1 → lab2: QEMU migration port 49152 filtered (no answer)",
+    )
     assert pairs_of(reach) == {("lab1", "lab2")}
     storage = found["cluster.storage"]
     assert storage.message == "pool kvmqa-fault-pool (dir, active on lab1) is missing on lab2"
@@ -91,8 +105,9 @@ def test_a_tighter_limit_and_a_minimum_cpu_model_come_from_the_profile() -> None
     facts = recorded("case1-two-bookworm")
     profile = profile_from_dict({"cluster": {"time_skew_limit_s": 0.0001}}, "test", builtin().columns())
     assert judge(facts, profile)["cluster.time-skew"].verdict in (Verdict.WARN, Verdict.FAIL)
-    facts["cross"]["cpu"]["min_model"] = {h: {"result": "incompatible", "missing": ["avx512f"], "message": ""}
-                                          for h in ("lab1", "lab2")}
+    facts["cross"]["cpu"]["min_model"] = {
+        h: {"result": "incompatible", "missing": ["avx512f"], "message": ""} for h in ("lab1", "lab2")
+    }
     profile = profile_from_dict({"cluster": {"min_cpu_model": "Skylake-Server"}}, "test", builtin().columns())
     baseline = judge(facts, profile)["cluster.cpu-baseline"]
     assert baseline.verdict == Verdict.FAIL
@@ -104,7 +119,9 @@ def test_one_host_makes_every_check_not_applicable_naming_it() -> None:
     one = {"hosts": {"lab1": facts["hosts"]["lab1"]}, "missing": {}, "members": ["lab1"], "cross": {}}
     found = judge(one)
     assert {f.verdict for f in found.values()} == {Verdict.SKIP}
-    assert found["cluster.reach"].message == "one host in this run (lab1): a cluster check compares two or more"
+    assert (
+        found["cluster.reach"].message == "one host in this run (lab1): a cluster check compares two or more"
+    )
     assert RunResults(findings=list(found.values())).pair_matrices() == {}
 
 
@@ -131,18 +148,33 @@ def test_each_other_fault_names_its_pair_and_fact() -> None:
     broken["cross"]["peers"]["lab1"]["lab2"]["resolved"] = ["127.0.1.1"]
     broken["cross"]["peers"]["lab2"]["lab1"]["mtu"] = 9000
     broken["cross"]["peers"]["lab2"]["lab1"]["trust"] = {"rc": 1, "output": "Host key verification failed."}
-    broken["hosts"]["lab1"]["guests"] = [{"name": "web1", "arch": "x86_64", "machine": "pc-q35-10.0",
-                                          "networks": ["kvmqa-only-here"], "pools": []}]
+    broken["hosts"]["lab1"]["guests"] = [
+        {
+            "name": "web1",
+            "arch": "x86_64",
+            "machine": "pc-q35-10.0",
+            "networks": ["kvmqa-only-here"],
+            "pools": [],
+        }
+    ]
     found = judge(broken)
-    assert found["cluster.cpu-vendor-arch"].message == ("lab1 is AuthenticAMD x86_64, lab2 is GenuineIntel x86_64; "
-                                                        "lab2 is GenuineIntel x86_64, lab1 is AuthenticAMD x86_64")
+    assert found["cluster.cpu-vendor-arch"].message == (
+        "lab1 is AuthenticAMD x86_64, lab2 is GenuineIntel x86_64; "
+        "lab2 is GenuineIntel x86_64, lab1 is AuthenticAMD x86_64"
+    )
     assert found["cluster.names"].message == "lab2 resolves on lab1 to loopback 127.0.1.1"
     assert found["cluster.mtu"].message.startswith("MTU 1500 on lab1 (ens3) but 9000 on lab2 (ens3)")
-    assert found["cluster.trust"].message.startswith("lab2 cannot open qemu+ssh://root@lab1/system without a "
-                                                     "prompt (exit 1): Host key verification failed.")
-    assert found["cluster.machine-types"].message == ("guest web1 on lab1 pc-q35-10.0 (QEMU 7.2.22) is not on lab2 "
-                                                      "(QEMU 7.2.22, newest pc-q35-7.2)")
-    assert found["cluster.networks"].message == "network kvmqa-only-here (used by guest web1 on lab1) is missing on lab2"
+    assert found["cluster.trust"].message.startswith(
+        "lab2 cannot open qemu+ssh://root@lab1/system without a "
+        "prompt (exit 1): Host key verification failed."
+    )
+    assert found["cluster.machine-types"].message == (
+        "guest web1 on lab1 pc-q35-10.0 (QEMU 7.2.22) is not on lab2 (QEMU 7.2.22, newest pc-q35-7.2)"
+    )
+    assert (
+        found["cluster.networks"].message
+        == "network kvmqa-only-here (used by guest web1 on lab1) is missing on lab2"
+    )
     assert pairs_of(found["cluster.trust"]) == {("lab2", "lab1")}
 
 
@@ -159,29 +191,41 @@ def test_the_pair_matrix_in_results_json_the_terminal_and_html() -> None:
 
 
 def test_the_peers_script_output_and_clock_arithmetic() -> None:
-    text = ("clock_start=100.0\nuser=root\nping=absent\npeer|lab2|resolve|192.168.77.12 \n"
-            "peer|lab2|route|ens3|1500|192.168.77.11\npeer|lab2|tcp|22|open\npeer|lab2|tcp|49152|filtered\n"
-            "peer|lab2|trust|0|Running hypervisor: QEMU 7.2.0\npeer|lab2|clock|101.0|106.2|101.4\n"
-            "peer|lab2|clock|102.0|107.05|102.1\nclock_end=104.0\n")
+    text = (
+        "clock_start=100.0\nuser=root\nping=absent\npeer|lab2|resolve|192.168.77.12 \n"
+        "peer|lab2|route|ens3|1500|192.168.77.11\npeer|lab2|tcp|22|open\npeer|lab2|tcp|49152|filtered\n"
+        "peer|lab2|trust|0|Running hypervisor: QEMU 7.2.0\npeer|lab2|clock|101.0|106.2|101.4\n"
+        "peer|lab2|clock|102.0|107.05|102.1\nclock_end=104.0\n"
+    )
     parsed = parse_peers(text)
     peer = parsed["peers"]["lab2"]
     assert peer["resolved"] == ["192.168.77.12"] and peer["mtu"] == 1500 and peer["device"] == "ens3"
     assert peer["tcp"] == {"22": "open", "49152": "filtered"} and peer["trust"]["rc"] == 0
     assert peer_offset(peer["clock"]) == {"offset_s": 5.0, "uncertainty_s": 0.05}  # the tighter bracket
     # sent at 50, received at 55, the script ran 4 s: its end was between 54 and 55 on the controller's clock
-    assert clock_offset(parsed, 50.0, 55.0) == {"offset_s": 49.5, "uncertainty_s": 0.5, "script_s": 4.0,
-                                                "round_trip_s": 5.0}
+    assert clock_offset(parsed, 50.0, 55.0) == {
+        "offset_s": 49.5,
+        "uncertainty_s": 0.5,
+        "script_s": 4.0,
+        "round_trip_s": 5.0,
+    }
     with pytest.raises(ValueError, match="not a plain host name"):
         peer_script([("lab2", "lab2; rm -rf /", (22,))])
     assert "qemu+ssh://root@lab2/system?no_tty=1" in peer_script([("lab2", "lab2", (22, 49152))])
 
 
 def test_libvirts_host_model_becomes_a_cpu_element_and_missing_features_are_read() -> None:
-    domcaps = ("<domainCapabilities><cpu><mode name='host-model' supported='yes'><model fallback='forbid'>EPYC"
-               "</model><vendor>AMD</vendor><feature policy='require' name='x2apic'/></mode></cpu>"
-               "</domainCapabilities>")
-    assert host_model_cpu(domcaps) == ('<cpu><model fallback="forbid">EPYC</model><vendor>AMD</vendor>'
-                                       '<feature policy="require" name="x2apic" /></cpu>')
-    message = ("the CPU is incompatible with host CPU: Host CPU does not provide required features: "
-               "fma, pcid, x2apic")
+    domcaps = (
+        "<domainCapabilities><cpu><mode name='host-model' supported='yes'><model fallback='forbid'>EPYC"
+        "</model><vendor>AMD</vendor><feature policy='require' name='x2apic'/></mode></cpu>"
+        "</domainCapabilities>"
+    )
+    assert host_model_cpu(domcaps) == (
+        '<cpu><model fallback="forbid">EPYC</model><vendor>AMD</vendor>'
+        '<feature policy="require" name="x2apic" /></cpu>'
+    )
+    message = (
+        "the CPU is incompatible with host CPU: Host CPU does not provide required features: "
+        "fma, pcid, x2apic"
+    )
     assert missing_features(message) == ["fma", "pcid", "x2apic"]

@@ -3,7 +3,8 @@ plain commands on the hosts say. Each test boots its own lab (two hosts, -smp 1)
 
 Case 2: bookworm (QEMU 7.2) beside trixie (QEMU 10.0): trixie's default machine type is not on bookworm, so
 trixie -> bookworm is refused by cluster.machine-types and bookworm -> trixie is able.
-Case 3: -cpu max beside -cpu Opteron_G5: the baseline is the lesser model, the pair matrix is asymmetric and the
+Case 3: -cpu max beside -cpu Opteron_G5: the baseline is the lesser model, the pair matrix is asymmetric and
+the
 features lab1's host-model CPU lacks on lab2 are named, as `virsh hypervisor-cpu-compare` names them.
 """
 
@@ -23,15 +24,21 @@ pytestmark = [pytest.mark.lab, pytest.mark.lab_slow]  # each boots a lab of its 
 
 
 def test_case2_bookworm_and_trixie_trixie_to_bookworm_is_refused_for_its_machine_type(
-        lab_cluster_factory: Callable[..., Any], tmp_path: Path) -> None:
+    lab_cluster_factory: Callable[..., Any], tmp_path: Path
+) -> None:
     with lab_cluster_factory(("bookworm", "trixie"), ("max", "max")) as lab:
         faults.sync_clock(lab["lab2"], "lab1")
         bookworm, trixie = lab["lab1"], lab["lab2"]
         default_trixie, default_bookworm = faults.default_machine(trixie), faults.default_machine(bookworm)
         on_bookworm, on_trixie = faults.machines(bookworm), faults.machines(trixie)
-        print(f"\nplain: trixie's default {default_trixie} on bookworm's QEMU: {default_trixie in on_bookworm}; "
-              f"bookworm's default {default_bookworm} on trixie's QEMU: {default_bookworm in on_trixie}")
-        compare = {(a, b): faults.host_model_compare(lab, a, b) for a, b in (("lab1", "lab2"), ("lab2", "lab1"))}
+        print(
+            f"\nplain: trixie's default {default_trixie} on bookworm's QEMU: "
+            f"{default_trixie in on_bookworm}; "
+            f"bookworm's default {default_bookworm} on trixie's QEMU: {default_bookworm in on_trixie}"
+        )
+        compare = {
+            (a, b): faults.host_model_compare(lab, a, b) for a, b in (("lab1", "lab2"), ("lab2", "lab1"))
+        }
         print(f"plain: host-model compares: {compare}")
         results, found = run_and_show(lab, tmp_path / "reports", "case2-bookworm-trixie")
     assert default_trixie not in on_bookworm and default_bookworm in on_trixie
@@ -42,18 +49,23 @@ def test_case2_bookworm_and_trixie_trixie_to_bookworm_is_refused_for_its_machine
     cells = results["cluster"]["cluster"]["cells"]
     assert not cells["lab2"]["lab1"]["ok"]
     # bookworm -> trixie: able exactly when plain commands say so (its machine type there, its CPU there)
-    assert cells["lab1"]["lab2"]["ok"] == (default_bookworm in on_trixie and compare[("lab1", "lab2")][0] == 0), cells
+    assert cells["lab1"]["lab2"]["ok"] == (
+        default_bookworm in on_trixie and compare[("lab1", "lab2")][0] == 0
+    ), cells
 
 
 def test_case3_two_cpu_models_the_baseline_is_the_lesser_and_the_pairs_are_asymmetric(
-        lab_cluster_factory: Callable[..., Any], tmp_path: Path) -> None:
+    lab_cluster_factory: Callable[..., Any], tmp_path: Path
+) -> None:
     with lab_cluster_factory(("bookworm", "bookworm"), ("max", "Opteron_G5")) as lab:
         faults.sync_clock(lab["lab2"], "lab1")
         truth = cpu_facts(lab)
         there = faults.host_model_compare(lab, "lab1", "lab2")
         back = faults.host_model_compare(lab, "lab2", "lab1")
-        print(f"\nplain: baseline {truth.model} ({len(truth.features)} features); lab1's host-model on lab2: "
-              f"exit {there[0]}: {there[1]}; lab2's on lab1: exit {back[0]}: {back[1]}")
+        print(
+            f"\nplain: baseline {truth.model} ({len(truth.features)} features); lab1's host-model on lab2: "
+            f"exit {there[0]}: {there[1]}; lab2's on lab1: exit {back[0]}: {back[1]}"
+        )
         results, found = run_and_show(lab, tmp_path / "reports", "case3-max-opteron-g5")
     baseline = next(r for r in results["results"] if r["check_id"] == "cluster.cpu-baseline")
     assert baseline["details"]["model"] == truth.model and baseline["details"]["dropped"]

@@ -40,7 +40,8 @@ class HostContext(Protocol):
 
 
 class ClusterContext(Protocol):
-    """The run's hosts together (kvmqa.session.cluster.ClusterSession), as a run-scoped stage's gatherer sees them."""
+    """The run's hosts together (kvmqa.session.cluster.ClusterSession), as a run-scoped stage's gatherer
+    sees them."""
 
     profile: Profile
     options: RunOptions

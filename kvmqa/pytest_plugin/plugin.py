@@ -224,7 +224,8 @@ def run_check(host: HostSession, stage: Any, check_id: str, request: pytest.Fixt
 
 
 def run_stage_test(stage: Any) -> Any:
-    """The test function of a run-scoped stage (cluster): one test per check, about the run's hosts together."""
+    """The test function of a run-scoped stage (cluster): one test per check, about the run's hosts
+    together."""
 
     @pytest.mark.kvmqa_stage(stage.name)
     @pytest.mark.parametrize("check_id", stage.checks.ids())
@@ -394,6 +395,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_sep("=", "kvmqa: hosts x stages")
     terminalreporter.write_line(run.results.terminal_matrix())
     for pseudo, pairs in run.results.pair_matrices().items():
-        terminalreporter.write_sep("=", f"kvmqa: {pseudo}: can the source (row) take its guests to the destination")
+        title = f"kvmqa: {pseudo}: can the source (row) take its guests to the destination"
+        terminalreporter.write_sep("=", title)
         terminalreporter.write_line(pairs_text(pairs))
     terminalreporter.write_line(f"reports: {run.options.reports_dir}/report.html, junit.xml, results.json")

@@ -36,7 +36,8 @@ class KvmqaRun:
         self._cluster: ClusterSession | None = None
 
     def cluster(self) -> ClusterSession:
-        """The run's hosts together, for run-scoped stages (their sessions are this process's host sessions)."""
+        """The run's hosts together, for run-scoped stages (their sessions are this process's host
+        sessions)."""
         if self._cluster is None:
             self._cluster = ClusterSession(self.session, [t.name for t in self.targets], self.profile,
                                            self.options, self.registry)

@@ -82,7 +82,8 @@ def pairs_html(name: str, matrix: dict[str, Any]) -> str:
     """A run-scoped stage's host x host matrix (rows: source, columns: destination): green where the source's
     guests can go, else the colour of the failing check's verdict with its ID and the reason for that pair."""
     hosts = matrix["hosts"]
-    head = '<tr><th>source ↓ / destination →</th>' + "".join(f"<th>{escape(h)}</th>" for h in hosts) + "</tr>"
+    head = "<tr><th>source ↓ / destination →</th>" + "".join(f"<th>{escape(h)}</th>" for h in hosts)
+    head += "</tr>"
     rows = [head]
     for a in hosts:
         cells = []

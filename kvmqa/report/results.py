@@ -114,9 +114,9 @@ class RunResults:
             hosts = f.details.get("hosts")
             if "pairs" not in f.details or not isinstance(hosts, list) or len(hosts) < 2:
                 continue
-            matrix = out.setdefault(f.host, {"hosts": list(hosts), "cells": {
-                a: {b: {"ok": True, "check": "", "verdict": "pass", "reason": "can take its guests", "also": []}
-                    for b in hosts if b != a} for a in hosts}})
+            able = {"ok": True, "check": "", "verdict": "pass", "reason": "can take its guests"}
+            cells = {a: {b: {**able, "also": []} for b in hosts if b != a} for a in hosts}
+            matrix = out.setdefault(f.host, {"hosts": list(hosts), "cells": cells})
             if f.verdict not in (Verdict.FAIL, Verdict.ERROR):
                 continue
             for pair in f.details["pairs"]:
@@ -149,12 +149,15 @@ def pairs_text(matrix: dict[str, Any]) -> str:
     """A pair matrix for the terminal: rows are sources, columns destinations; each refusal's reason below."""
     hosts = matrix["hosts"]
     width = max(len(h) for h in [*hosts, "source \\ to"])
-    cells = {a: {b: ("yes" if c["ok"] else ("NOT JUDGED" if c["verdict"] == "error" else "NO") + f" ({c['check']})")
-                 for b, c in row.items()} for a, row in matrix["cells"].items()}
+    def word(c: dict[str, Any]) -> str:
+        return "yes" if c["ok"] else ("NOT JUDGED" if c["verdict"] == "error" else "NO") + f" ({c['check']})"
+
+    cells = {a: {b: word(c) for b, c in row.items()} for a, row in matrix["cells"].items()}
     col = max([len(h) for h in hosts] + [len(t) for row in cells.values() for t in row.values()])
     lines = ["source \\ to".ljust(width) + "  " + "  ".join(h.ljust(col) for h in hosts)]
     for a in hosts:
-        lines.append(a.ljust(width) + "  " + "  ".join(("-" if a == b else cells[a][b]).ljust(col) for b in hosts))
+        row = ("-" if a == b else cells[a][b] for b in hosts)
+        lines.append(a.ljust(width) + "  " + "  ".join(text.ljust(col) for text in row))
     for a in hosts:
         for b, c in matrix["cells"][a].items():
             if not c["ok"]:

@@ -1,6 +1,7 @@
 """ClusterSession: the run's hosts together, for the stages scoped to the whole run (`Stage(scope="run")`).
 
-Its findings have the pseudo-host `cluster` (a row of the stage matrix), so checks, the gate, waivers and every
+Its findings have the pseudo-host `cluster` (a row of the stage matrix), so checks, the gate, waivers and
+every
 report treat them like a host's. It is built from the run's host sessions: their facts (one probe each) and
 their libvirt connections are the ones the host stages used; a run-scoped stage's `requires` are looked up on
 each host, and a host where one does not hold is named as not judged (`member_facts`), never dropped.
@@ -72,11 +73,15 @@ class ClusterSession:
         return facts, missing
 
     def round_trips(self) -> dict[str, dict[str, Any]]:
-        """What checking the hosts cost, per host (the cluster's own script is one of each host's commands)."""
+        """What checking the hosts cost, per host (the cluster's own script is one of each host's
+        commands)."""
         out = {}
         for name in self.names:
             host = self.member(name)
-            out[name] = {"ssh_commands": host.target.round_trips, "libvirt_connections": host.libvirt_connects}
+            out[name] = {
+                "ssh_commands": host.target.round_trips,
+                "libvirt_connections": host.libvirt_connects,
+            }
         return out
 
     def facts(self, stage: Stage) -> HostFacts:
@@ -107,13 +112,22 @@ class ClusterSession:
             blocked = first_blocker(check.requires, self.findings.get)
             facts = self.facts(stage)
             view = HostFacts(facts.get(stage.name, facts))  # the stage's section: hosts, missing, cross
-            finding = (skipped_by(check, CLUSTER_HOST, blocked) if blocked is not None
-                       else check.evaluate(CLUSTER_HOST, view, self.profile))
+            finding = (
+                skipped_by(check, CLUSTER_HOST, blocked)
+                if blocked is not None
+                else check.evaluate(CLUSTER_HOST, view, self.profile)
+            )
         finding.duration = round(time.perf_counter() - started, 6)
         self.findings[check.id] = finding
         return finding
 
     def summary(self) -> dict[str, Any]:
         """The pseudo-host's row of results.json's hosts: its members and what they cost."""
-        return {"url": "", "roles": ["cluster"], "members": list(self.names), "round_trips": {},
-                "member_round_trips": self.round_trips(), "facts": str(self.host_dir / "facts.json")}
+        return {
+            "url": "",
+            "roles": ["cluster"],
+            "members": list(self.names),
+            "round_trips": {},
+            "member_round_trips": self.round_trips(),
+            "facts": str(self.host_dir / "facts.json"),
+        }

@@ -1,4 +1,5 @@
-"""Stage cluster: CPU baseline and pairs, machine types, versions, clocks, names, ports, MTU, pools, networks, trust."""
+"""Stage cluster: CPU baseline and pairs, machine types, versions, clocks, names, ports, MTU, pools, networks,
+trust."""
 
 from kvmqa.pytest_plugin.plugin import stage_test
 

@@ -1,8 +1,8 @@
 """What a cluster test does to lab hosts, and the plain commands that say what is true there (never kvmqa).
 
-    sync_clock(lab["lab2"], "lab1")                     # lab2's clock set from lab1's over the segment
-    with clock_off(lab["lab2"], 5.0, "lab1"), migration_port_dropped(lab["lab2"], 1), pool_only_on(lab["lab1"]):
-        ...                                             # each fault undone when the block ends, also on errors
+    sync_clock(lab["lab2"], "lab1")           # lab2's clock set from lab1's over the segment
+    with clock_off(lab2, 5.0, "lab1"), migration_port_dropped(lab2, 1), pool_only_on(lab1):
+        ...                                   # each fault undone when the block ends, also on errors
 
 Every thing made is named kvmqa-... (the iptables rule's comment, the pool, its directory).
 """
@@ -57,16 +57,20 @@ def sync_clock(host: LabHost, peer: str) -> tuple[float, float]:
 
 
 def shift_clock(host: LabHost, seconds: float) -> None:
-    host.sudo(f"python3 -c 'import time; time.clock_settime(time.CLOCK_REALTIME, time.time() + {seconds})'",
-              check=True, timeout=120)
+    host.sudo(
+        f"python3 -c 'import time; time.clock_settime(time.CLOCK_REALTIME, time.time() + {seconds})'",
+        check=True,
+        timeout=120,
+    )
 
 
 def clock_gap(source: LabHost, peer: str) -> tuple[float, float]:
     """Plain commands on source: `date +%s.%N` there, on peer over ssh, there again. The peer's lead over
     source lies between (its clock - after) and (its clock - before); ssh's log-in comes before the peer's
     `date`, so the first is the nearer."""
-    out = source.sudo(f"date +%s.%N; ssh -o BatchMode=yes root@{peer} date +%s.%N; date +%s.%N",
-                      check=True, timeout=180).stdout.split()
+    out = source.sudo(
+        f"date +%s.%N; ssh -o BatchMode=yes root@{peer} date +%s.%N; date +%s.%N", check=True, timeout=180
+    ).stdout.split()
     before, theirs, after = map(float, out)
     return theirs - after, theirs - before
 
@@ -84,8 +88,10 @@ def clock_off(host: LabHost, seconds: float, reference: str) -> Iterator[None]:
 @contextlib.contextmanager
 def migration_port_dropped(host: LabHost, peer_index: int, port: int = MIGRATION_PORT) -> Iterator[str]:
     """An iptables rule on host dropping TCP to `port` from the peer's segment address; removed afterwards."""
-    rule = (f"INPUT -s {segment_address(peer_index)} -p tcp --dport {port} -j DROP "
-            f"-m comment --comment {RULE_TAG}")
+    rule = (
+        f"INPUT -s {segment_address(peer_index)} -p tcp --dport {port} -j DROP "
+        f"-m comment --comment {RULE_TAG}"
+    )
     host.sudo(f"iptables -I {rule}", check=True)
     try:
         yield rule
@@ -128,27 +134,53 @@ def default_machine(host: LabHost) -> str:
 def host_model_compare(lab: Lab, source: str, destination: str) -> tuple[int, str]:
     """On source: its own domcapabilities (host-model CPU) compared on destination over qemu+ssh:
     `virsh hypervisor-cpu-compare --error`; exit status and libvirt's sentence."""
-    proc = lab[source].sudo(f"virsh domcapabilities --virttype kvm > /tmp/kvmqa-caps.xml && "
-                            f"virsh -c qemu+ssh://root@{destination}/system hypervisor-cpu-compare --error "
-                            "/tmp/kvmqa-caps.xml; rc=$?; rm -f /tmp/kvmqa-caps.xml; exit $rc", timeout=240)
+    proc = lab[source].sudo(
+        f"virsh domcapabilities --virttype kvm > /tmp/kvmqa-caps.xml && "
+        f"virsh -c qemu+ssh://root@{destination}/system hypervisor-cpu-compare --error "
+        "/tmp/kvmqa-caps.xml; rc=$?; rm -f /tmp/kvmqa-caps.xml; exit $rc",
+        timeout=240,
+    )
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
 def run_cluster_stage(lab: Lab, reports: Path) -> tuple[dict[str, Any], str, float]:
-    """`pytest suites/test_65_cluster.py --inventory ...` (what ./run suite runs) against the lab: results.json,
+    """`pytest suites/test_65_cluster.py --inventory ...` (what ./run suite runs) against the lab:
+    results.json,
     the terminal's cluster section and the seconds it took."""
     inventory = lab.write_inventory(reports.parent / f"{reports.name}-inventory.yaml")
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "suites/test_65_cluster.py", "--inventory",
-                           str(inventory), "--reports-dir", str(reports), "-p", "no:cacheprovider"],
-                          cwd=REPO, capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "suites/test_65_cluster.py",
+            "--inventory",
+            str(inventory),
+            "--reports-dir",
+            str(reports),
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        stdin=subprocess.DEVNULL,
+    )
     seconds = time.monotonic() - started
     results = reports / "results.json"
     if not results.exists():
-        raise AssertionError(f"no results.json (exit {proc.returncode}): {proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+        raise AssertionError(
+            f"no results.json (exit {proc.returncode}): {proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        )
     text = proc.stdout
     start = text.find("kvmqa: hosts x stages")
-    return json.loads(results.read_text()), text[start:text.find("reports:", start)] if start >= 0 else "", seconds
+    return (
+        json.loads(results.read_text()),
+        text[start : text.find("reports:", start)] if start >= 0 else "",
+        seconds,
+    )
 
 
 def verdicts(results: dict[str, Any]) -> dict[str, tuple[str, str]]:

@@ -1,6 +1,8 @@
-"""The cluster stage's gatherer: the hosts' own facts (their probe and libvirt stage, gathered once each), one sh
+"""The cluster stage's gatherer: the hosts' own facts (their probe and libvirt stage, gathered once each),
+one sh
 script per host about its peers (the only extra round trip), and libvirt API calls over the libvirt connection
-each host already has: the migratable CPU baseline, each host's compare, each ordered pair's host-model compare,
+each host already has: the migratable CPU baseline, each host's compare, each ordered pair's host-model
+compare,
 and a kvmqa- volume written into each shared pool on one host and read back on the others (always removed).
 """
 
@@ -35,7 +37,8 @@ SCRIPT_TIMEOUT = 150
 
 
 def gather_cluster(cluster: ClusterContext) -> dict[str, Any]:
-    """The facts every cluster check reads: hosts (digests), missing (not judged: why) and cross (measured)."""
+    """The facts every cluster check reads: hosts (digests), missing (not judged: why) and cross
+    (measured)."""
     own, missing = cluster.member_facts()
     hosts = {name: digest(name, facts) for name, facts in own.items()}
     names = list(cluster.member_names())
@@ -44,8 +47,10 @@ def gather_cluster(cluster: ClusterContext) -> dict[str, Any]:
     present = [n for n in names if n in hosts]
     cross: dict[str, Any] = {"peers": {}, "clock": {}, "script": {}}
     # the scripts first, all at once and alone: each host's clock is read while nothing else loads it
-    threads = [threading.Thread(target=_run_script, args=(cluster, n, hosts, present, cross), daemon=True)
-               for n in present]
+    threads = [
+        threading.Thread(target=_run_script, args=(cluster, n, hosts, present, cross), daemon=True)
+        for n in present
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -56,9 +61,14 @@ def gather_cluster(cluster: ClusterContext) -> dict[str, Any]:
     return {"hosts": hosts, "missing": missing, "members": names, "cross": cross}
 
 
-def _run_script(cluster: ClusterContext, name: str, hosts: Mapping[str, Any], present: list[str],
-                cross: dict[str, Any]) -> None:
-    peers = [(p, hosts[p]["hostname"] or p, (SSH_PORT, hosts[p]["migration_port_min"])) for p in present if p != name]
+def _run_script(
+    cluster: ClusterContext, name: str, hosts: Mapping[str, Any], present: list[str], cross: dict[str, Any]
+) -> None:
+    peers = [
+        (p, hosts[p]["hostname"] or p, (SSH_PORT, hosts[p]["migration_port_min"]))
+        for p in present
+        if p != name
+    ]
     target = cluster.member(name).target
     try:
         script = peer_script(peers)
@@ -69,8 +79,13 @@ def _run_script(cluster: ClusterContext, name: str, hosts: Mapping[str, Any], pr
         cross["script"][name] = {"error": str(exc)}
         return
     parsed = parse_peers(result.stdout)
-    cross["script"][name] = {"rc": result.rc, "user": parsed.get("user", ""), "ping": parsed.get("ping", ""),
-                             "tcp_tool": parsed.get("tcp_tool", ""), "stderr": result.stderr[-500:]}
+    cross["script"][name] = {
+        "rc": result.rc,
+        "user": parsed.get("user", ""),
+        "ping": parsed.get("ping", ""),
+        "tcp_tool": parsed.get("tcp_tool", ""),
+        "stderr": result.stderr[-500:],
+    }
     cross["peers"][name] = parsed["peers"]
     cross["clock"][name] = clock_offset(parsed, sent, received)
 
@@ -87,13 +102,15 @@ def missing_features(message: str) -> list[str]:
 
 
 def compare(conn: Any, arch: str, cpu_xml: str) -> dict[str, Any]:
-    """libvirt's compareHypervisorCPU of a CPU definition on a host: identical / superset / incompatible (with the
+    """libvirt's compareHypervisorCPU of a CPU definition on a host: identical / superset / incompatible
+    (with the
     features the host lacks) / error."""
     import libvirt
 
     try:
-        code = conn.compareHypervisorCPU(None, arch, None, "kvm", cpu_xml,
-                                         libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE)
+        code = conn.compareHypervisorCPU(
+            None, arch, None, "kvm", cpu_xml, libvirt.VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE
+        )
     except libvirt.libvirtError as exc:
         message = _libvirt_error(exc)
         if exc.get_error_code() == libvirt.VIR_ERR_CPU_INCOMPATIBLE or "incompatible" in message:
@@ -103,8 +120,11 @@ def compare(conn: Any, arch: str, cpu_xml: str) -> dict[str, Any]:
     return {"result": words.get(code, "incompatible"), "missing": [], "message": ""}
 
 
-def cpu_cross(conns: Mapping[str, Any], hosts: Mapping[str, dict[str, Any]], min_model: str | None) -> dict[str, Any]:
-    """The migratable baseline of every host's domcapabilities (computed on the first host), each host's compare
+def cpu_cross(
+    conns: Mapping[str, Any], hosts: Mapping[str, dict[str, Any]], min_model: str | None
+) -> dict[str, Any]:
+    """The migratable baseline of every host's domcapabilities (computed on the first host), each host's
+    compare
     of it, each host's own migratable host-model (to name what the baseline drops) and each ordered pair's
     host-model compare (A's host-model CPU on B)."""
     import libvirt
@@ -120,7 +140,9 @@ def cpu_cross(conns: Mapping[str, Any], hosts: Mapping[str, dict[str, Any]], min
             domcaps[name] = host_model_cpu(xml)
             if not domcaps[name]:
                 raise GatherError(f"{name} offers no host-model CPU for KVM guests")
-            out["own"][name] = cpu_of(conn.baselineHypervisorCPU(None, arch, None, "kvm", [domcaps[name]], flags))
+            out["own"][name] = cpu_of(
+                conn.baselineHypervisorCPU(None, arch, None, "kvm", [domcaps[name]], flags)
+            )
         except libvirt.libvirtError as exc:
             out["own"][name] = {"error": _libvirt_error(exc)}
             domcaps.pop(name, None)
@@ -133,7 +155,9 @@ def cpu_cross(conns: Mapping[str, Any], hosts: Mapping[str, dict[str, Any]], min
     first = next(iter(conns))
     arch = hosts[first]["arch"] or "x86_64"
     try:
-        baseline_xml = conns[first].baselineHypervisorCPU(None, arch, None, "kvm", list(domcaps.values()), flags)
+        baseline_xml = conns[first].baselineHypervisorCPU(
+            None, arch, None, "kvm", list(domcaps.values()), flags
+        )
     except libvirt.libvirtError as exc:
         out["error"] = f"baselineHypervisorCPU on {first}: {_libvirt_error(exc)}"
         return out
@@ -157,7 +181,8 @@ def cpu_cross(conns: Mapping[str, Any], hosts: Mapping[str, dict[str, Any]], min
 
 
 def shared_storage(conns: Mapping[str, Any], hosts: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
-    """For each pool of a shared type active on every host: a small kvmqa- volume written on the first host, read
+    """For each pool of a shared type active on every host: a small kvmqa- volume written on the first host,
+    read
     back on the others (after a pool refresh), then deleted, also when reading failed."""
     import libvirt
 
@@ -175,8 +200,11 @@ def shared_storage(conns: Mapping[str, Any], hosts: Mapping[str, dict[str, Any]]
         vol = None
         try:
             src = conns[writer].storagePoolLookupByName(pool_name)
-            vol = src.createXML(f"<volume><name>{volume}</name><capacity unit='bytes'>{len(token)}</capacity>"
-                                "<target><format type='raw'/></target></volume>", 0)
+            vol = src.createXML(
+                f"<volume><name>{volume}</name><capacity unit='bytes'>{len(token)}</capacity>"
+                "<target><format type='raw'/></target></volume>",
+                0,
+            )
             stream = conns[writer].newStream(0)
             vol.upload(stream, 0, len(token), 0)
             stream.send(token)

@@ -197,8 +197,8 @@ def _kvm_probe(body: str) -> dict[str, Any]:
 
 
 # qemu.conf's settings the checks read (the cluster stage: the migration ports and address a peer connects to)
-QEMU_CONF_LINE = re.compile(r"^\s*(user|group|namespaces|dynamic_ownership|migration_port_min|migration_port_max"
-                            r"|migration_address)\s*=\s*(.+)$")
+QEMU_CONF_LINE = re.compile(r"^\s*(user|group|namespaces|dynamic_ownership"
+                            r"|migration_port_min|migration_port_max|migration_address)\s*=\s*(.+)$")
 
 
 def _libvirt_conf(body: str) -> dict[str, Any]:

@@ -86,6 +86,10 @@ def machine_types(capabilities: ET.Element) -> dict[str, list[dict[str, Any]]]:
     return {arch: sorted(found.values(), key=lambda m: m["name"]) for arch, found in arches.items()}
 
 
+NETWORK_SOURCES = "./devices/interface[@type='network']/source"
+POOL_SOURCES = "./devices/disk[@type='volume']/source"
+
+
 def defined_guest(domain: ET.Element) -> dict[str, Any]:
     """What a defined guest needs of a host it runs on, from its domain XML: its architecture and machine type
     (as defined: `pc-q35-7.2`, or an alias), the libvirt networks its NICs use and the pools its disks use.
@@ -97,7 +101,6 @@ def defined_guest(domain: ET.Element) -> dict[str, Any]:
         "name": domain.findtext("name", ""),
         "arch": os_type.get("arch", "") if os_type is not None else "",
         "machine": os_type.get("machine", "") if os_type is not None else "",
-        "networks": sorted({s.get("network", "") for s in domain.findall("./devices/interface[@type='network']/source")}
-                           - {""}),
-        "pools": sorted({s.get("pool", "") for s in domain.findall("./devices/disk[@type='volume']/source")} - {""}),
+        "networks": sorted({s.get("network", "") for s in domain.findall(NETWORK_SOURCES)} - {""}),
+        "pools": sorted({s.get("pool", "") for s in domain.findall(POOL_SOURCES)} - {""}),
     }

@@ -123,7 +123,8 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
     domains = conn.listAllDomains()
     facts["domains"] = sorted(d.name() for d in domains)
     # what a guest needs of any host it moves to (the cluster stage): its machine type, networks and pools
-    facts["guests"] = sorted((defined_guest(ET.fromstring(d.XMLDesc(0))) for d in domains), key=lambda g: g["name"])
+    guests = (defined_guest(ET.fromstring(d.XMLDesc(0))) for d in domains)
+    facts["guests"] = sorted(guests, key=lambda g: g["name"])
     return facts
 
 
