@@ -9,7 +9,7 @@ a host whose facts could not be gathered is named as not judged (an ERROR), neve
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -381,6 +381,18 @@ def script_problem(facts: Mapping[str, Any], a: str, b: str) -> Problem | None:
     return None
 
 
+def measured_pairs(
+    facts: Mapping[str, Any], problems: list[Problem]
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """The ordered pairs whose source's script measured its peer, with what it saw; the others become
+    problems."""
+    for a, b in present_pairs(facts):
+        if (p := script_problem(facts, a, b)) is not None:
+            problems.append(p)
+        else:
+            yield a, b, seen(facts, a, b) or {}
+
+
 @cluster_check(
     "cluster.names",
     "Each host's name resolves on the others to an address that reaches it",
@@ -388,12 +400,9 @@ def script_problem(facts: Mapping[str, Any], a: str, b: str) -> Problem | None:
     "address in DNS or /etc/hosts on every host (not 127.0.1.1 as Debian's installer writes)",
 )
 def names(facts: HostFacts, profile: Profile) -> Outcome:
-    problems = []
-    for a, b in present_pairs(facts):
-        if (p := script_problem(facts, a, b)) is not None:
-            problems.append(p)
-            continue
-        peer, dst = seen(facts, a, b) or {}, host(facts, b)
+    problems: list[Problem] = []
+    for a, b, peer in measured_pairs(facts, problems):
+        dst = host(facts, b)
         resolved, name = peer.get("resolved", []), dst["hostname"] or b
         mine = set(host(facts, a)["addresses"])
         if not resolved:
@@ -438,12 +447,9 @@ def port_state(state: str | None) -> str:
     "(qemu.conf migration_port_min..migration_port_max, default 49152-49215) in the firewall",
 )
 def reach(facts: HostFacts, profile: Profile) -> Outcome:
-    problems = []
-    for a, b in present_pairs(facts):
-        if (p := script_problem(facts, a, b)) is not None:
-            problems.append(p)
-            continue
-        tcp = (seen(facts, a, b) or {}).get("tcp", {})
+    problems: list[Problem] = []
+    for a, b, peer in measured_pairs(facts, problems):
+        tcp = peer.get("tcp", {})
         if not tcp:
             problems.append(
                 Problem(
@@ -479,12 +485,10 @@ def reach(facts: HostFacts, profile: Profile) -> Outcome:
     "(a jumbo-frame mismatch stalls migrations mid-way)",
 )
 def mtu(facts: HostFacts, profile: Profile) -> Outcome:
-    problems, no_ping = [], []
-    for a, b in present_pairs(facts):
-        if (p := script_problem(facts, a, b)) is not None:
-            problems.append(p)
-            continue
-        there, back = seen(facts, a, b) or {}, seen(facts, b, a) or {}
+    problems: list[Problem] = []
+    no_ping: list[str] = []
+    for a, b, there in measured_pairs(facts, problems):
+        back = seen(facts, b, a) or {}
         if there.get("mtu") is None:
             problems.append(Problem(f"{a} has no route to {b}", a, b))
         elif back.get("mtu") is not None and back["mtu"] != there["mtu"]:
@@ -590,12 +594,9 @@ def networks(facts: HostFacts, profile: Profile) -> Outcome:
     "a key authorized on every host and every host's key in root's known_hosts",
 )
 def trust(facts: HostFacts, profile: Profile) -> Outcome:
-    problems = []
-    for a, b in present_pairs(facts):
-        if (p := script_problem(facts, a, b)) is not None:
-            problems.append(p)
-            continue
-        result = (seen(facts, a, b) or {}).get("trust") or {"rc": None, "output": "not tried"}
+    problems: list[Problem] = []
+    for a, b, peer in measured_pairs(facts, problems):
+        result = peer.get("trust") or {"rc": None, "output": "not tried"}
         uri = f"qemu+ssh://root@{host(facts, b)['hostname'] or b}/system"
         if result["rc"] != 0:
             problems.append(
