@@ -294,7 +294,8 @@ USERS = {"root": "/root", "qa": "/home/qa"}
 def setup_cluster(lab: Lab) -> float:
     """What a cluster needs, as an admin sets it up, over ssh; idempotent. Returns the seconds it took.
     - trust for qemu+ssh: root and qa of every host have a key, authorized on every host for the same user,
-      and known_hosts entries for every lab name and segment address (tagged `kvmqa-cluster`);
+      and known_hosts entries for every lab name and segment address, every host key type (as ssh-keyscan
+      gives them: ssh's UpdateHostKeys then has nothing to add), tagged `kvmqa-cluster`;
     - NFS: lab1 exports /srv/kvmqa-shared to the segment; every host mounts it as the libvirt netfs pool
       kvmqa-shared (autostart);
     - the guest network kvmqa-lab, one definition on every host (isolated: no forward), active, autostart."""
@@ -305,7 +306,8 @@ def setup_cluster(lab: Lab) -> float:
             f"[ -f {home}/.ssh/id_ed25519 ] || su -s /bin/sh {user} -c \"ssh-keygen -q -t ed25519 -N '' "
             f"-C '{KEY_TAG} {user}@{lab_name(index)}' -f {home}/.ssh/id_ed25519\"\n"
             f"printf '{user} '; cat {home}/.ssh/id_ed25519.pub\n"
-            for user, home in USERS.items()) + "printf 'hostkey '; cat /etc/ssh/ssh_host_ed25519_key.pub\n"
+            for user, home in USERS.items()) + \
+            "for k in /etc/ssh/ssh_host_*_key.pub; do printf 'hostkey '; cat $k; done\n"
 
     found: dict[str, list[str]] = {user: [] for user in (*USERS, "hostkey")}
     for index, out in enumerate(_on_all(lab, keys), start=1):
@@ -361,10 +363,15 @@ def teardown_cluster(lab: Lab) -> float:
             script += (f"if virsh -q {kind}-info {name} >/dev/null 2>&1; then\n"
                        f"  virsh -q {kind}-destroy {name} >/dev/null 2>&1 || true\n{delete}"
                        f"  virsh -q {kind}-undefine {name} >/dev/null\nfi\n")
+        peers = " ".join(f"{lab_name(i)} {segment_address(i)}" for i in range(1, len(lab.hosts) + 1))
         for home in USERS.values():
             ssh = f"{home}/.ssh"
             script += (f"sed -i '/ {KEY_TAG}\\( \\|$\\)/d' {ssh}/authorized_keys {ssh}/known_hosts "
                        "2>/dev/null || true\n"
+                       # what ssh learnt on its own about the peers (hashed), and the backups it made
+                       f"[ -f {ssh}/known_hosts ] && for p in {peers}; do "
+                       f"ssh-keygen -q -R $p -f {ssh}/known_hosts >/dev/null 2>&1; done\n"
+                       f"rm -f {ssh}/known_hosts.old\n"
                        f"grep -qs ' {KEY_TAG} ' {home}/.ssh/id_ed25519.pub && "
                        f"rm -f {home}/.ssh/id_ed25519 {home}/.ssh/id_ed25519.pub\n")
         return script + "true\n"
@@ -377,46 +384,59 @@ def teardown_cluster(lab: Lab) -> float:
 
 
 def leftovers(host: LabHost) -> list[str]:
-    """Whatever named kvmqa-... is on the host now (libvirt objects, mounts, links, exports, tagged keys)."""
+    """Whatever named kvmqa-... is on the host now (libvirt objects, mounts, links, exports, tagged keys), and
+    known_hosts entries for lab names (as `kvmqa-trust FILE NAME: ...`)."""
     out = host.sudo("virsh -q list --all --name; virsh -q net-list --all --name;"
                     " virsh -q pool-list --all --name; findmnt -rn -o TARGET; ip -o link;"
                     " ls -1 /etc/exports.d /srv 2>/dev/null; exportfs -v 2>/dev/null;"
-                    f" cat /root/.ssh/* /home/qa/.ssh/* 2>/dev/null | grep -h '{KEY_TAG}' || true",
+                    f" cat /root/.ssh/* /home/qa/.ssh/* 2>/dev/null | grep -h '{KEY_TAG}';"
+                    " for f in /root/.ssh/known_hosts /home/qa/.ssh/known_hosts; do"
+                    " for p in $(seq -f lab%g 1 9); do"
+                    " ssh-keygen -F $p -f $f | sed \"s|^|kvmqa-trust $f $p: |\"; done; done; true",
                     timeout=120).stdout
     return [line.strip() for line in out.splitlines() if "kvmqa-" in line and "kvmqa-repo" not in line]
 
 
 @dataclass
 class CpuFacts:
-    baseline_xml: str
+    baseline_xml: str                     # the baseline of the first host that could compute one ('' if none)
+    computed_on: str                      # that host
     model: str
     features: list[str]                   # policy='require'
     disabled: list[str]                   # policy='disable'
+    baselines: dict[str, tuple[int, str]]  # host -> (exit status, its baseline XML or its error)
     compare: dict[str, tuple[int, str]]   # host -> (exit status, hypervisor-cpu-compare's sentence)
-    versions: dict[str, str]              # host -> `virsh version` as seen over qemu+ssh from lab1
+    versions: dict[str, str]              # host -> `virsh version --daemon` over qemu+ssh from lab1
 
 
 def cpu_facts(lab: Lab) -> CpuFacts:
-    """From lab1, over qemu+ssh as root: every host's domcapabilities concatenated, the migratable baseline of
-    them (`hypervisor-cpu-baseline --features --migratable`), and each host's `hypervisor-cpu-compare --error`
-    of that baseline."""
+    """From lab1, as root over qemu+ssh: every host's domcapabilities concatenated; the migratable baseline of
+    them (`hypervisor-cpu-baseline --features --migratable`) as each host's libvirt computes it (an older
+    libvirt may not know a newer one's features); each host's `hypervisor-cpu-compare --error` of the first
+    baseline that was computed."""
     first = lab.hosts[0]
     uris = {name: f"qemu+ssh://root@{name}/system" for name in lab.names}
     caps = "; ".join(f"virsh -c {uri} domcapabilities" for uri in uris.values())
-    baseline = first.sudo(f"set -e; {{ {caps}; }} > /tmp/kvmqa-caps.xml; "
-                          "virsh hypervisor-cpu-baseline --features --migratable /tmp/kvmqa-caps.xml "
-                          "> /tmp/kvmqa-baseline.xml; rm -f /tmp/kvmqa-caps.xml; cat /tmp/kvmqa-baseline.xml",
-                          check=True, timeout=300).stdout
-    cpu = ElementTree.fromstring(baseline)
-    model = cpu.findtext("model", "").strip()
-    features = [f.get("name", "") for f in cpu.iter("feature") if f.get("policy", "require") == "require"]
-    disabled = [f.get("name", "") for f in cpu.iter("feature") if f.get("policy") == "disable"]
-    compare: dict[str, tuple[int, str]] = {}
-    versions: dict[str, str] = {}
+    first.sudo(f"set -e; {{ {caps}; }} > /tmp/kvmqa-caps.xml", check=True, timeout=300)
+    baselines: dict[str, tuple[int, str]] = {}
     for name, uri in uris.items():
-        proc = first.sudo(f"virsh -c {uri} hypervisor-cpu-compare --error /tmp/kvmqa-baseline.xml",
-                          timeout=180)
-        compare[name] = (proc.returncode, (proc.stdout + proc.stderr).strip())
-        versions[name] = first.sudo(f"virsh -c {uri} version", check=True, timeout=120).stdout.strip()
-    first.sudo("rm -f /tmp/kvmqa-baseline.xml", timeout=60)
-    return CpuFacts(baseline, model, features, disabled, compare, versions)
+        proc = first.sudo(f"virsh -c {uri} hypervisor-cpu-baseline --features --migratable "
+                          "/tmp/kvmqa-caps.xml", timeout=180)
+        baselines[name] = (proc.returncode, proc.stdout if proc.returncode == 0 else proc.stderr.strip())
+    computed_on, baseline = next(((n, xml) for n, (rc, xml) in baselines.items() if rc == 0), ("", ""))
+    compare: dict[str, tuple[int, str]] = {}
+    model, features, disabled = "", [], []
+    if baseline:
+        cpu = ElementTree.fromstring(baseline)
+        model = cpu.findtext("model", "").strip()
+        features = [f.get("name", "") for f in cpu.iter("feature") if f.get("policy", "require") == "require"]
+        disabled = [f.get("name", "") for f in cpu.iter("feature") if f.get("policy") == "disable"]
+        first.sudo(_put("/tmp/kvmqa-baseline.xml", baseline), check=True)
+        for name, uri in uris.items():
+            proc = first.sudo(f"virsh -c {uri} hypervisor-cpu-compare --error /tmp/kvmqa-baseline.xml",
+                              timeout=180)
+            compare[name] = (proc.returncode, (proc.stdout + proc.stderr).strip())
+    versions = {name: first.sudo(f"virsh -c {uri} version --daemon", check=True, timeout=120).stdout.strip()
+                for name, uri in uris.items()}
+    first.sudo("rm -f /tmp/kvmqa-caps.xml /tmp/kvmqa-baseline.xml", timeout=60)
+    return CpuFacts(baseline, computed_on, model, features, disabled, baselines, compare, versions)
