@@ -59,15 +59,20 @@ def pair_rows(names: list[str], problems: list[Problem]) -> list[dict[str, str]]
 
 
 def conclude(
-    facts: Mapping[str, Any], problems: list[Problem], ok: str, note: str = "", **details: Any
+    facts: Mapping[str, Any],
+    problems: list[Problem],
+    ok: str,
+    note: str = "",
+    cluster_wide: bool = False,
+    **details: Any,
 ) -> Outcome:
     """The outcome of a cluster check: hosts not judged first (an ERROR naming them), then its problems (the
-    note closes the message either way)."""
+    note closes the message either way). A cluster-wide check's problems refuse no pair of the matrix (only
+    its hosts not judged do): the pairs are the pairwise checks' to decide."""
     names = members(facts)
-    problems = [
-        Problem(f"{h} not judged: {why}", host=h) for h, why in facts.get("missing", {}).items()
-    ] + problems
-    details = {**details, "pairs": pair_rows(names, problems), "hosts": names}
+    not_judged = [Problem(f"{h} not judged: {why}", host=h) for h, why in facts.get("missing", {}).items()]
+    problems = not_judged + problems
+    details = {**details, "pairs": pair_rows(names, not_judged if cluster_wide else problems), "hosts": names}
     if not problems:
         return passed(f"{ok}; {note}" if note else ok, **details)
     reasons = list(dict.fromkeys(p.reason for p in problems))
@@ -148,6 +153,7 @@ def cpu_baseline(facts: HostFacts, profile: Profile) -> Outcome:
             facts,
             [Problem(f"no baseline: {cpu.get('error', 'not computed')}", host=h) for h in facts["hosts"]],
             "",
+            cluster_wide=True,
         )
     base = cpu["baseline"]
     required = set(base["require"])
@@ -170,6 +176,9 @@ def cpu_baseline(facts: HostFacts, profile: Profile) -> Outcome:
             lacks = f"lacks {', '.join(result['missing'])}" if result.get("missing") else result["message"]
             problems.append(Problem(f"{name} cannot run the cluster CPU type {minimum}: {lacks}", host=name))
     drop_text = "; ".join(f"{f} ({', '.join(h)})" for f, h in dropped.items()) or "none"
+    refused = "; ".join(
+        f"{n}'s libvirt cannot compute it: {e}" for n, e in cpu.get("baseline_refused", {}).items()
+    )
     ok = (
         f"baseline {base['model']} with {len(base['require'])} features (computed on {base['computed_on']}), "
         f"every host runs it{f', and the cluster CPU type {minimum}' if minimum else ''}; "
@@ -179,6 +188,8 @@ def cpu_baseline(facts: HostFacts, profile: Profile) -> Outcome:
         facts,
         problems,
         ok,
+        refused,
+        cluster_wide=True,
         model=base["model"],
         features=base["require"],
         disabled=base.get("disable", []),
@@ -195,12 +206,9 @@ def cpu_baseline(facts: HostFacts, profile: Profile) -> Outcome:
 def cpu_pairwise(facts: HostFacts, profile: Profile) -> Outcome:
     pairs = cross(facts, "cpu", "pairs")
     if not pairs:
-        return (
-            cpu_baseline(facts, profile)
-            if cross(facts, "cpu").get("error")
-            else conclude(
-                facts, [Problem("host-model CPUs not compared", host=h) for h in facts["hosts"]], ""
-            )
+        why = cross(facts, "cpu").get("error") or "no libvirt answer"
+        return conclude(
+            facts, [Problem(f"host-model CPUs not compared: {why}", host=h) for h in facts["hosts"]], ""
         )
     problems = []
     able = []

@@ -123,10 +123,9 @@ def compare(conn: Any, arch: str, cpu_xml: str) -> dict[str, Any]:
 def cpu_cross(
     conns: Mapping[str, Any], hosts: Mapping[str, dict[str, Any]], min_model: str | None
 ) -> dict[str, Any]:
-    """The migratable baseline of every host's domcapabilities (computed on the first host), each host's
-    compare
-    of it, each host's own migratable host-model (to name what the baseline drops) and each ordered pair's
-    host-model compare (A's host-model CPU on B)."""
+    """Each ordered pair's host-model compare (A's host-model CPU on B), the migratable baseline of every
+    host's domcapabilities (computed by the first host whose libvirt can), each host's compare of it and
+    each host's own migratable host-model (to name what the baseline drops)."""
     import libvirt
 
     flags = libvirt.VIR_CONNECT_BASELINE_CPU_EXPAND_FEATURES | libvirt.VIR_CONNECT_BASELINE_CPU_MIGRATABLE
@@ -152,21 +151,7 @@ def cpu_cross(
     if len(domcaps) != len(conns):
         out["error"] = "; ".join(f"{n}: {o['error']}" for n, o in out["own"].items() if "error" in o)
         return out
-    first = next(iter(conns))
-    arch = hosts[first]["arch"] or "x86_64"
-    try:
-        baseline_xml = conns[first].baselineHypervisorCPU(
-            None, arch, None, "kvm", list(domcaps.values()), flags
-        )
-    except libvirt.libvirtError as exc:
-        out["error"] = f"baselineHypervisorCPU on {first}: {_libvirt_error(exc)}"
-        return out
-    out["baseline"] = {**cpu_of(baseline_xml), "xml": baseline_xml, "computed_on": first}
-    for name, conn in conns.items():
-        out["compare"][name] = compare(conn, arch, baseline_xml)
-        if min_model:
-            model_xml = f"<cpu mode='custom' match='exact'><model fallback='forbid'>{min_model}</model></cpu>"
-            out["min_model"][name] = compare(conn, arch, model_xml)
+    arch = hosts[next(iter(conns))]["arch"] or "x86_64"
     for source in conns:
         model = hosts[source].get("host_model", {})
         for destination, conn in conns.items():
@@ -177,6 +162,25 @@ def cpu_cross(
             else:
                 result = compare(conn, arch, host_model_cpu_xml(model))
             out["pairs"].setdefault(source, {})[destination] = result
+    # computed by the first host whose libvirt can (an older libvirt may not know a newer one's features)
+    baseline_xml, computed_on, refused = "", "", {}
+    for name, conn in conns.items():
+        try:
+            baseline_xml = conn.baselineHypervisorCPU(None, arch, None, "kvm", list(domcaps.values()), flags)
+            computed_on = name
+            break
+        except libvirt.libvirtError as exc:
+            refused[name] = _libvirt_error(exc)
+    out["baseline_refused"] = refused
+    if not computed_on:
+        out["error"] = "baselineHypervisorCPU: " + "; ".join(f"on {n}: {e}" for n, e in refused.items())
+        return out
+    out["baseline"] = {**cpu_of(baseline_xml), "xml": baseline_xml, "computed_on": computed_on}
+    for name, conn in conns.items():
+        out["compare"][name] = compare(conn, arch, baseline_xml)
+        if min_model:
+            model_xml = f"<cpu mode='custom' match='exact'><model fallback='forbid'>{min_model}</model></cpu>"
+            out["min_model"][name] = compare(conn, arch, model_xml)
     return out
 
 
