@@ -86,7 +86,7 @@ def test_cases_4_to_6_name_the_clock_the_port_and_the_pool() -> None:
     found = judge(recorded("case456-clock-port-pool"))
     skew = found["cluster.time-skew"]
     assert skew.verdict == Verdict.FAIL and skew.message.startswith("lab2's clock is 5.")
-    assert "ahead of lab1's (limit 0.5 s, measured from lab1)" in skew.message
+    assert "ahead of lab1's (limit 0.5 s, measured between lab1 and lab2 both ways)" in skew.message
     reach = found["cluster.reach"]
     assert (reach.verdict, reach.message) == (
         Verdict.FAIL,
@@ -229,3 +229,24 @@ def test_libvirts_host_model_becomes_a_cpu_element_and_missing_features_are_read
         "fma, pcid, x2apic"
     )
     assert missing_features(message) == ["fma", "pcid", "x2apic"]
+
+
+def test_hosts_that_are_one_machine_are_no_cluster(tmp_path: Path) -> None:
+    """Several inventory names for one running kernel (one boot id): the stage does not apply, nothing is asked."""
+    from kvmqa.config.options import RunOptions
+    from kvmqa.session.cluster import ClusterSession
+    from kvmqa.session.host import HostSession
+    from kvmqa.transport.target import Target
+
+    options = RunOptions(reports_dir=tmp_path)
+    sessions = {}
+    for name, boot_id in (("a", "b1"), ("b", "b1"), ("c", "b2")):
+        sessions[name] = HostSession(Target.from_url("local://", name=name), Profile(), options, builtin())
+        sessions[name].use_facts(HostFacts(hostname={"boot_id": boot_id}))
+
+    def cluster(*names: str) -> ClusterSession:
+        return ClusterSession(sessions.__getitem__, list(names), Profile(), options, builtin())
+
+    assert cluster("a", "b").not_applicable() == "a, b are one machine (one boot id): a cluster needs two or more"
+    assert cluster("a").not_applicable() == "one host in this run (a): a cluster needs two or more"
+    assert cluster("a", "b", "c").not_applicable() is None

@@ -38,7 +38,7 @@ def two_bookworm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         [HostPlan("bookworm")] * 2,
         tmp_path_factory.mktemp("lab-cluster-stage"),
     ) as lab:
-        offset, bound = faults.sync_clock(lab["lab2"], "lab1")
+        offset, bound = faults.sync_clock(lab, "lab2", "lab1")
         print(f"\nlab2's clock set from lab1's: moved {offset:+.3f} s (± {bound:.3f} s)")
         yield lab
 
@@ -79,7 +79,7 @@ def test_cases_4_to_6_a_clock_off_a_dropped_migration_port_and_a_missing_pool_ar
 ) -> None:
     lab1, lab2 = two_bookworm["lab1"], two_bookworm["lab2"]
     with (
-        faults.clock_off(lab2, 5.0, "lab1"),
+        faults.clock_off(two_bookworm, "lab2", 5.0, "lab1"),
         faults.migration_port_dropped(lab2, 1) as rule,
         faults.pool_only_on(lab1) as pool,
     ):

@@ -27,7 +27,7 @@ def test_case2_bookworm_and_trixie_trixie_to_bookworm_is_refused_for_its_machine
     lab_cluster_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     with lab_cluster_factory(("bookworm", "trixie"), ("max", "max")) as lab:
-        faults.sync_clock(lab["lab2"], "lab1")
+        faults.sync_clock(lab, "lab2", "lab1")
         bookworm, trixie = lab["lab1"], lab["lab2"]
         default_trixie, default_bookworm = faults.default_machine(trixie), faults.default_machine(bookworm)
         on_bookworm, on_trixie = faults.machines(bookworm), faults.machines(trixie)
@@ -58,7 +58,7 @@ def test_case3_two_cpu_models_the_baseline_is_the_lesser_and_the_pairs_are_asymm
     lab_cluster_factory: Callable[..., Any], tmp_path: Path
 ) -> None:
     with lab_cluster_factory(("bookworm", "bookworm"), ("max", "Opteron_G5")) as lab:
-        faults.sync_clock(lab["lab2"], "lab1")
+        faults.sync_clock(lab, "lab2", "lab1")
         truth = cpu_facts(lab)
         there = faults.host_model_compare(lab, "lab1", "lab2")
         back = faults.host_model_compare(lab, "lab2", "lab1")

@@ -59,6 +59,19 @@ class ClusterSession:
     def member(self, name: str) -> HostSession:
         return self.session_of(name)
 
+    def not_applicable(self) -> str | None:
+        """Why the run's hosts are not a cluster to judge (None: they are): fewer than two, or all of them one
+        machine reached under several names (one running kernel: the same boot id)."""
+        if len(self.names) < 2:
+            return f"one host in this run ({', '.join(self.names) or 'none'}): a cluster needs two or more"
+        machines: dict[str, list[str]] = {}
+        for name in self.names:
+            boot_id = self.member(name).facts.get("hostname", {}).get("boot_id") or f"unknown:{name}"
+            machines.setdefault(boot_id, []).append(name)
+        if len(machines) < 2:
+            return f"{', '.join(self.names)} are one machine (one boot id): a cluster needs two or more"
+        return None
+
     def member_facts(self) -> tuple[dict[str, HostFacts], dict[str, str]]:
         """Each host's facts where the stage's requires hold on it; else why it is not judged."""
         facts: dict[str, HostFacts] = {}

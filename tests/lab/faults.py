@@ -1,7 +1,7 @@
 """What a cluster test does to lab hosts, and the plain commands that say what is true there (never kvmqa).
 
-    sync_clock(lab["lab2"], "lab1")           # lab2's clock set from lab1's over the segment
-    with clock_off(lab2, 5.0, "lab1"), migration_port_dropped(lab2, 1), pool_only_on(lab1):
+    sync_clock(lab, "lab2", "lab1")           # lab2's clock set from lab1's over the segment
+    with clock_off(lab, "lab2", 5.0, "lab1"), migration_port_dropped(lab2, 1), pool_only_on(lab1):
         ...                                   # each fault undone when the block ends, also on errors
 
 Every thing made is named kvmqa-... (the iptables rule's comment, the pool, its directory).
@@ -28,9 +28,9 @@ MIGRATION_PORT = 49152  # qemu.conf's migration_port_min on a stock Debian host
 RULE_TAG = "kvmqa-lab-fault"
 FAULT_POOL = "kvmqa-fault-pool"
 
-# On the host being set, as root: its clock against a peer's, read through one ssh connection (the tightest of
-# seven brackets), then moved by that much. What a time daemon would do, without a time server on the segment.
-SYNC_PY = r"""
+# On a host, as root: a peer's clock against its own, read through one ssh connection (the tightest of seven
+# brackets): "offset bound". An ssh client's start-up biases it one way; sync_clock reads both ways.
+READ_PY = r"""
 import subprocess, sys, time
 peer = sys.argv[1]
 mux = ["ssh", "-o", "BatchMode=yes", "-o", "ControlPath=/tmp/kvmqa-sync-%s" % peer]
@@ -44,16 +44,26 @@ for _ in range(7):
     t1 = time.time()
     if best is None or t1 - t0 < best[0]:
         best = (t1 - t0, theirs - (t0 + t1) / 2)
-time.clock_settime(time.CLOCK_REALTIME, time.time() + best[1])
 subprocess.run(mux + ["-O", "exit", "root@" + peer], stderr=subprocess.DEVNULL)
 print("%.4f %.4f" % (best[1], best[0] / 2))
 """
 
 
-def sync_clock(host: LabHost, peer: str) -> tuple[float, float]:
-    """Set host's clock to peer's (root's ssh trust between them); the offset it corrected, ± its bound."""
-    out = host.sudo(f"python3 -c {shlex.quote(SYNC_PY)} {peer}", check=True, timeout=180).stdout.split()
+def read_clock(host: LabHost, peer: str) -> tuple[float, float]:
+    """On host: how far peer's clock is ahead of host's, ± half the tightest bracket."""
+    out = host.sudo(f"python3 -c {shlex.quote(READ_PY)} {peer}", check=True, timeout=180).stdout.split()
     return float(out[0]), float(out[1])
+
+
+def sync_clock(lab: Lab, name: str, reference: str) -> tuple[float, float]:
+    """Set host `name`'s clock to `reference`'s, as a time daemon would (there is no time server on the
+    segment): read both ways, the bias of each reading cancels; the seconds it moved, ± the bound."""
+    there, u1 = read_clock(lab[name], reference)  # reference - name, + bias
+    back, u2 = read_clock(lab[reference], name)  # name - reference, + bias
+    low, high = max(there - u1, -back - u2), min(there + u1, -back + u2)
+    lead, bound = ((low + high) / 2, (high - low) / 2) if low <= high else ((there - back) / 2, (u1 + u2) / 2)
+    shift_clock(lab[name], lead)
+    return lead, bound
 
 
 def shift_clock(host: LabHost, seconds: float) -> None:
@@ -76,13 +86,13 @@ def clock_gap(source: LabHost, peer: str) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def clock_off(host: LabHost, seconds: float, reference: str) -> Iterator[None]:
-    """host's clock `seconds` ahead for the block; afterwards set from `reference` again."""
-    shift_clock(host, seconds)
+def clock_off(lab: Lab, name: str, seconds: float, reference: str) -> Iterator[None]:
+    """Host `name`'s clock `seconds` ahead for the block; afterwards set from `reference`'s again."""
+    shift_clock(lab[name], seconds)
     try:
         yield
     finally:
-        sync_clock(host, reference)
+        sync_clock(lab, name, reference)
 
 
 @contextlib.contextmanager

@@ -301,15 +301,20 @@ def versions(facts: HostFacts, profile: Profile) -> Outcome:
 
 # -- time ----------------------------------------------------------------------------------------------------
 def pair_skew(facts: Mapping[str, Any], a: str, b: str) -> tuple[float, float, str] | None:
-    """How far b's clock is ahead of a's, ± what bound, measured how: straight between the hosts (each reads
-    the
-    other's clock over ssh, the tighter of the two), else both against this controller's clock."""
+    """How far b's clock is ahead of a's, ± what bound, measured how. Straight between the hosts: each read
+    the other's clock over ssh inside a bracket of its own clock; the true skew lies in both brackets, so
+    their overlap is the answer (an ssh client's start-up biases each reading one way, the overlap cancels
+    it). Else both against this controller's clock."""
     direct = []
     if (there := peer_offset((seen(facts, a, b) or {}).get("clock", []))) is not None:
         direct.append((there["offset_s"], there["uncertainty_s"], f"from {a}"))
     if (back := peer_offset((seen(facts, b, a) or {}).get("clock", []))) is not None:
         direct.append((-back["offset_s"], back["uncertainty_s"], f"from {b}"))
-    if direct:
+    low = max((d[0] - d[1] for d in direct), default=0.0)
+    high = min((d[0] + d[1] for d in direct), default=0.0)
+    if len(direct) == 2 and low <= high:
+        return (low + high) / 2, (high - low) / 2, f"between {a} and {b} both ways"
+    if direct:  # one way only (or brackets that miss each other: the clocks moved between the reads)
         return min(direct, key=lambda d: d[1])
     clock = cross(facts, "clock")
     if "offset_s" in clock.get(a, {}) and "offset_s" in clock.get(b, {}):

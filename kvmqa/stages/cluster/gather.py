@@ -39,11 +39,11 @@ SCRIPT_TIMEOUT = 150
 def gather_cluster(cluster: ClusterContext) -> dict[str, Any]:
     """The facts every cluster check reads: hosts (digests), missing (not judged: why) and cross
     (measured)."""
+    names = list(cluster.member_names())
+    if len(names) < 2:  # nothing to compare: no host is asked anything more
+        return {"hosts": {}, "missing": {}, "members": names, "cross": {}}
     own, missing = cluster.member_facts()
     hosts = {name: digest(name, facts) for name, facts in own.items()}
-    names = list(cluster.member_names())
-    if len(names) < 2:
-        return {"hosts": hosts, "missing": missing, "members": names, "cross": {}}
     present = [n for n in names if n in hosts]
     cross: dict[str, Any] = {"peers": {}, "clock": {}, "script": {}}
     # the scripts first, all at once and alone: each host's clock is read while nothing else loads it

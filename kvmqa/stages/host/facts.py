@@ -137,7 +137,8 @@ def _hostname(body: str) -> dict[str, Any]:
         elif "=" in line and target is None:
             k, v = line.split("=", 1)
             kv[k] = v.strip()
-    return {"hostname": kv.get("hostname", ""), "fqdn": kv.get("fqdn", ""), "resolved": sorted(set(resolved)),
+    return {"hostname": kv.get("hostname", ""), "fqdn": kv.get("fqdn", ""), "boot_id": kv.get("boot_id", ""),
+            "resolved": sorted(set(resolved)),
             "local": local, "measured": bool(body.strip())}
 
 
