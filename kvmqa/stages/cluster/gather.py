@@ -64,10 +64,11 @@ def gather_cluster(cluster: ClusterContext) -> dict[str, Any]:
 def _run_script(
     cluster: ClusterContext, name: str, hosts: Mapping[str, Any], present: list[str], cross: dict[str, Any]
 ) -> None:
+    others = [p for p in present if p != name]
+    # in the script each peer is p0, p1, ... (inventory names such as 127.0.0.1:2222 are no shell words)
     peers = [
-        (p, hosts[p]["hostname"] or p, (SSH_PORT, hosts[p]["migration_port_min"]))
-        for p in present
-        if p != name
+        (f"p{i}", hosts[p]["hostname"] or p, (SSH_PORT, hosts[p]["migration_port_min"]))
+        for i, p in enumerate(others)
     ]
     target = cluster.member(name).target
     try:
@@ -86,7 +87,8 @@ def _run_script(
         "tcp_tool": parsed.get("tcp_tool", ""),
         "stderr": result.stderr[-500:],
     }
-    cross["peers"][name] = parsed["peers"]
+    seen = parsed["peers"]
+    cross["peers"][name] = {p: seen[f"p{i}"] for i, p in enumerate(others) if f"p{i}" in seen}
     cross["clock"][name] = clock_offset(parsed, sent, received)
 
 
