@@ -43,10 +43,12 @@ def two_bookworm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         yield lab
 
 
-def run_and_show(lab: Lab, reports: Path, name: str) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+def run_and_show(
+    lab: Lab, reports: Path, name: str, **how: Any
+) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
     """Run the cluster stage against the lab, print its matrix, time and verdicts; record its facts when
     asked."""
-    results, terminal, seconds = faults.run_cluster_stage(lab, reports)
+    results, terminal, seconds = faults.run_cluster_stage(lab, reports, **how)
     where = os.environ.get("KVMQA_RECORD_CLUSTER")
     if where:
         Path(where).mkdir(parents=True, exist_ok=True)
@@ -61,16 +63,28 @@ def run_and_show(lab: Lab, reports: Path, name: str) -> tuple[dict[str, Any], di
 def test_case1_two_identical_hosts_every_check_passes_and_the_baseline_is_libvirts(
     two_bookworm: Lab, tmp_path: Path
 ) -> None:
-    results, found = run_and_show(two_bookworm, tmp_path / "reports", "case1-two-bookworm")
+    """Through `./run suite --hosts ssh://...,ssh://... --sudo`: every stage but first_vm, then cluster."""
+    results, found = run_and_show(
+        two_bookworm,
+        tmp_path / "reports",
+        "case1-two-bookworm",
+        by_url=True,
+        select=("suites", "-k", "not first_vm"),
+    )
     assert {v for v, _ in found.values()} == {"pass"}, found
-    assert all(c["ok"] for row in results["cluster"]["cluster"]["cells"].values() for c in row.values())
+    names = {h.name: f"127.0.0.1:{h.port}" for h in two_bookworm.hosts}  # --hosts names targets host:port
+    cells = results["cluster"]["cluster"]["cells"]
+    assert cells[names["lab1"]][names["lab2"]]["ok"] and cells[names["lab2"]][names["lab1"]]["ok"], cells
+    assert set(results["matrix"]) == {"cluster", *names.values()}  # the pseudo-host row beside the hosts'
+    assert results["matrix"]["cluster"] == {"cluster": "pass"}
+    assert all(results["matrix"][n]["libvirt"] in ("pass", "warn") for n in names.values()), results["matrix"]
     truth = cpu_facts(two_bookworm)  # virsh hypervisor-cpu-baseline --features --migratable, on lab1
     print(f"plain: baseline {truth.model}, {len(truth.features)} features; compare: {truth.compare}")
     model = next(r for r in results["results"] if r["check_id"] == "cluster.cpu-baseline")["details"]
     assert model["model"] == truth.model and sorted(model["features"]) == sorted(truth.features)
     assert all(status == 0 for status, _ in truth.compare.values())
     trips = results["hosts"]["cluster"]["member_round_trips"]
-    print(f"round trips per host (probe + cluster script; libvirt connections): {trips}")
+    print(f"round trips per host (the probe + the cluster's script; libvirt connections): {trips}")
     assert all(t["ssh_commands"] == 2 and t["libvirt_connections"] == 1 for t in trips.values()), trips
 
 

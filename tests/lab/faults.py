@@ -153,30 +153,42 @@ def host_model_compare(lab: Lab, source: str, destination: str) -> tuple[int, st
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 
-def run_cluster_stage(lab: Lab, reports: Path) -> tuple[dict[str, Any], str, float]:
-    """`pytest suites/test_65_cluster.py --inventory ...` (what ./run suite runs) against the lab:
-    results.json,
-    the terminal's cluster section and the seconds it took."""
-    inventory = lab.write_inventory(reports.parent / f"{reports.name}-inventory.yaml")
+def run_cluster_stage(
+    lab: Lab, reports: Path, *, by_url: bool = False, select: tuple[str, ...] = ("suites/test_65_cluster.py",)
+) -> tuple[dict[str, Any], str, float]:
+    """`pytest suites/...` (what ./run suite runs) against the lab, through a kvmqa inventory or (by_url) as
+    `--hosts ssh://qa@127.0.0.1:PORT,... --sudo`: results.json, the terminal's cluster section and the
+    seconds it took."""
+    if by_url:
+        known = reports.parent / f"{reports.name}-known_hosts"
+        known.write_text("".join(h.known_hosts.read_text() for h in lab.hosts))
+        keys = {str(h.key) for h in lab.hosts}
+        assert len(keys) == 1, f"--hosts takes one identity file: {keys}"
+        where = [
+            "--hosts",
+            ",".join(h.url() for h in lab.hosts),
+            "--sudo",
+            "--ssh-identity-file",
+            keys.pop(),
+            "--known-hosts",
+            str(known),
+        ]
+    else:
+        where = ["--inventory", str(lab.write_inventory(reports.parent / f"{reports.name}-inventory.yaml"))]
     started = time.monotonic()
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *select,
+        *where,
+        "--reports-dir",
+        str(reports),
+        "-p",
+        "no:cacheprovider",
+    ]
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "suites/test_65_cluster.py",
-            "--inventory",
-            str(inventory),
-            "--reports-dir",
-            str(reports),
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        stdin=subprocess.DEVNULL,
+        command, cwd=REPO, capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL
     )
     seconds = time.monotonic() - started
     results = reports / "results.json"
