@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from kvmqa.core.model import Finding, Verdict
 from kvmqa.core.stage import Stage, StageError
 from kvmqa.report.html import pairs_html
 from kvmqa.report.results import RunResults, pairs_text
+from kvmqa.report.screenshot import find_browser, png_size, rendered_dom, screenshot
+from kvmqa.report.standalone import write_standalone
 from kvmqa.stages import builtin
 from kvmqa.stages.cluster.facts import (
     clock_offset,
@@ -232,7 +235,7 @@ def test_libvirts_host_model_becomes_a_cpu_element_and_missing_features_are_read
 
 
 def test_hosts_that_are_one_machine_are_no_cluster(tmp_path: Path) -> None:
-    """Several inventory names for one running kernel (one boot id): the stage does not apply, nothing is asked."""
+    """Several inventory names for one running kernel (one boot id): the stage does not apply."""
     from kvmqa.config.options import RunOptions
     from kvmqa.session.cluster import ClusterSession
     from kvmqa.session.host import HostSession
@@ -247,6 +250,48 @@ def test_hosts_that_are_one_machine_are_no_cluster(tmp_path: Path) -> None:
     def cluster(*names: str) -> ClusterSession:
         return ClusterSession(sessions.__getitem__, list(names), Profile(), options, builtin())
 
-    assert cluster("a", "b").not_applicable() == "a, b are one machine (one boot id): a cluster needs two or more"
+    assert (
+        cluster("a", "b").not_applicable()
+        == "a, b are one machine (one boot id): a cluster needs two or more"
+    )
     assert cluster("a").not_applicable() == "one host in this run (a): a cluster needs two or more"
     assert cluster("a", "b", "c").not_applicable() is None
+
+
+def test_case2_bookworm_and_trixie_trixie_to_bookworm_is_refused() -> None:
+    found = judge(recorded("case2-bookworm-trixie"))
+    machine = found["cluster.machine-types"]
+    assert machine.message == (
+        "lab2's default machine type pc-i440fx-10.0 (QEMU 10.0.13) is not on lab1 "
+        "(QEMU 7.2.22, newest pc-i440fx-7.2)"
+    )
+    assert pairs_of(machine) == {("lab2", "lab1")}
+    assert found["cluster.versions"].verdict == Verdict.WARN and pairs_of(found["cluster.versions"]) == set()
+    pairwise = found["cluster.cpu-pairwise"]  # bookworm's libvirt 9.0 does not know trixie's newer features
+    assert pairs_of(pairwise) == {("lab2", "lab1")} and "Unknown CPU feature" in pairwise.message
+    baseline = found["cluster.cpu-baseline"]  # computed by trixie's libvirt, which knows both hosts' features
+    assert baseline.verdict == Verdict.PASS and "(computed on lab2)" in baseline.message
+    assert "lab1's libvirt cannot compute it: internal error: Unknown CPU feature" in baseline.message
+    cells = matrix(found)["cells"]
+    assert cells["lab1"]["lab2"]["ok"] and not cells["lab2"]["lab1"]["ok"]
+    assert cells["lab2"]["lab1"]["also"] == ["cluster.machine-types"]
+
+
+@pytest.mark.skipif(find_browser() is None, reason="no Chromium (apt-get install -y chromium)")
+def test_the_pair_matrix_as_a_person_sees_it(tmp_path: Path) -> None:
+    found = judge(recorded("case2-bookworm-trixie"))
+    report = write_standalone(RunResults(findings=list(found.values())), tmp_path / "report.html")
+    dom = rendered_dom(report)
+    table = re.search(r'<table class="pairs" id="kvmqa-pairs">.*?</table>', dom, re.S)
+    assert table, "the pair matrix is not in the rendered DOM"
+    cells = re.findall(
+        r'<td class="cell kvmqa-pair-(\w+)" data-source="(\w+)" data-destination="(\w+)" '
+        r'style="background:(#\w+)"><b>([^<]+)</b>',
+        table.group(0),
+    )
+    assert cells == [
+        ("pass", "lab1", "lab2", "#2e7d32", "can take its guests"),
+        ("fail", "lab2", "lab1", "#c62828", "cannot"),
+    ]
+    assert "also: cluster.machine-types" in table.group(0)
+    assert png_size(screenshot(report)) == (1400, 1000)

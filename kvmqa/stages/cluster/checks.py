@@ -288,7 +288,13 @@ def versions(facts: HostFacts, profile: Profile) -> Outcome:
     lv = {n: host(facts, n)["libvirt"] or "?" for n in facts["hosts"]}
     os_names = {n: host(facts, n)["os"] or "?" for n in facts["hosts"]}
     text = f"QEMU {listing(qemu)}; libvirt {listing(lv)}; OS {listing(os_names)}"
-    details: dict[str, Any] = {"qemu": qemu, "libvirt": lv, "os": os_names, "hosts": members(facts)}
+    details: dict[str, Any] = {
+        "qemu": qemu,
+        "libvirt": lv,
+        "os": os_names,
+        "hosts": members(facts),
+        "pairs": [],
+    }
     if facts.get("missing"):
         return conclude(facts, [], text, **details)
     if len(set(qemu.values())) > 1 or len(set(lv.values())) > 1:
