@@ -295,3 +295,25 @@ def test_the_pair_matrix_as_a_person_sees_it(tmp_path: Path) -> None:
     ]
     assert "also: cluster.machine-types" in table.group(0)
     assert png_size(screenshot(report)) == (1400, 1000)
+
+
+def test_case3_two_cpu_models_each_direction_names_what_the_other_lacks() -> None:
+    """-cpu max (lab1) beside -cpu Opteron_G5 (lab2): libvirt's baseline is below both (qemu64), and each
+    host-model CPU lacks something on the other host, asymmetrically (as `virsh hypervisor-cpu-compare` said:
+    29 features one way, virt-ssbd the other)."""
+    found = judge(recorded("case3-max-opteron-g5"))
+    baseline = found["cluster.cpu-baseline"]
+    assert baseline.verdict == Verdict.PASS and baseline.details["model"] == "qemu64"
+    assert baseline.details["dropped"]["virt-ssbd"] == ["lab2"] and baseline.details["dropped"]["avx2"] == [
+        "lab1"
+    ]
+    reasons = {
+        (p["source"], p["destination"]): p["reason"] for p in found["cluster.cpu-pairwise"].details["pairs"]
+    }
+    assert reasons[("lab2", "lab1")] == "lab2's host-model CPU (Opteron_G5) lacks on lab1: virt-ssbd"
+    there = reasons[("lab1", "lab2")].split("lacks on lab2: ")[1].split(", ")
+    assert len(there) == 29 and {"avx2", "xsave", "la57"} <= set(there)
+    assert pairs_text(matrix(found)).splitlines()[1:3] == [
+        "lab1         -                          NO (cluster.cpu-pairwise)",
+        "lab2         NO (cluster.cpu-pairwise)  -                        ",
+    ]
