@@ -4,8 +4,8 @@ plain commands on the hosts say. Each test boots its own lab (two hosts, -smp 1)
 Case 2: bookworm (QEMU 7.2) beside trixie (QEMU 10.0): trixie's default machine type is not on bookworm, so
 trixie -> bookworm is refused by cluster.machine-types and bookworm -> trixie is able.
 Case 3: -cpu max beside -cpu Opteron_G5: the baseline is libvirt's (below both: qemu64), and each direction is
-refused exactly when `virsh hypervisor-cpu-compare` refuses it, naming the features it names (asymmetric: max's
-host-model lacks 29 features on the Opteron_G5 host, the Opteron_G5's lacks virt-ssbd on the max host).
+refused exactly when `virsh hypervisor-cpu-compare` refuses it, naming the features it names (asymmetric:
+max's host-model lacks 29 features on the Opteron_G5 host, the Opteron_G5's lacks virt-ssbd on the max host).
 """
 
 from __future__ import annotations
