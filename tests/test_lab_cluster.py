@@ -41,8 +41,8 @@ def test_a_mixed_lab_bookworm_max_and_trixie_opteron_g5(lab_cluster_factory: Any
         facts = _report(cpu_facts(lab))
         host_model = lab["lab2"].sudo("virsh domcapabilities | grep -A40 \"<mode name='host-model'\"",
                                       check=True).stdout
-    assert "libvirt 9.0.0" in facts.versions["lab1"] and "QEMU 7.2" in facts.versions["lab1"]
-    assert "libvirt 11.3.0" in facts.versions["lab2"] and "QEMU 10.0" in facts.versions["lab2"]
+    assert "daemon: 9.0.0" in facts.versions["lab1"] and "hypervisor: QEMU 7.2" in facts.versions["lab1"]
+    assert "daemon: 11.3.0" in facts.versions["lab2"] and "hypervisor: QEMU 10.0" in facts.versions["lab2"]
     assert facts.baselines["lab1"][0] != 0 and "overflow-recov" in facts.baselines["lab1"][1]
     assert facts.baselines["lab2"][0] == 0 and facts.computed_on == "lab2"
     assert facts.model == "qemu64" and {"svm", "npt"} <= set(facts.features), facts.baseline_xml
