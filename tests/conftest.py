@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,6 +46,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     report = yield
     record_lab_test(report, item)
     return report
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `lab_slow` (each boots a lab of its own) run when asked for: `-m` naming lab_slow, or
+    KVMQA_LAB_SLOW=1; otherwise they are deselected (their mark says when they last passed)."""
+    if "lab_slow" in (config.option.markexpr or "") or os.environ.get("KVMQA_LAB_SLOW") == "1":
+        return
+    slow = [item for item in items if item.get_closest_marker("lab_slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("lab_slow") is None]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
