@@ -9,11 +9,97 @@ probe prints) and the free space where libvirt keeps images.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from kvmqa.core.stage import Sections
 from kvmqa.gather.distro import RPM_KERNELS, rpm_kernel_unames
 from kvmqa.gather.facts import body_of, key_values
+
+
+# --- typed views of this stage's sections -------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelPackage:
+    """An installed kernel package, with the `uname -r` strings it boots as."""
+
+    package: str = ""
+    release: str = ""
+    version: str = ""  # compared in the order of the host's package manager
+    unames: tuple[str, ...] = ()
+    line: str = ""  # its flavour's line: a newer kernel of another line is no reason to reboot
+
+
+@dataclass(frozen=True)
+class HostPackages:
+    SECTION: ClassVar[str] = "host_packages"
+    manager: str | None = None  # None: no host_packages section (an older probe)
+    installed: dict[str, str] = field(default_factory=dict)  # microcode and firmware packages
+    kernels: tuple[KernelPackage, ...] = ()
+    reboot_required_file: bool = False  # /var/run/reboot-required
+
+
+@dataclass(frozen=True)
+class StaleProcess:
+    """A libvirt daemon or QEMU process and what of its code is deleted on disk."""
+
+    pid: int | str = ""
+    comm: str = ""
+    exe: str = ""  # /proc/PID/exe's target, " (deleted)" included
+    deleted_libs: tuple[str, ...] = ()
+    maps_readable: bool = False
+    guest: str = ""  # the guest a QEMU process runs
+    exe_deleted: bool = False
+
+
+@dataclass(frozen=True)
+class StaleBinaries:
+    SECTION: ClassVar[str] = "stale_binaries"
+    root: bool | None = None  # whether the probe ran as root (it reads maps only then)
+    processes: tuple[StaleProcess, ...] = ()
+    measured: bool = False
+
+
+@dataclass(frozen=True)
+class LocalAddress:
+    device: str = ""
+    address: str = ""
+    cidr: str = ""
+
+
+@dataclass(frozen=True)
+class Hostname:
+    SECTION: ClassVar[str] = "hostname"
+    hostname: str = ""
+    fqdn: str = ""
+    resolved: tuple[str, ...] = ()  # what the name resolves to (getent ahosts)
+    local: tuple[LocalAddress, ...] = ()  # the host's own addresses
+    measured: bool = False
+
+
+@dataclass(frozen=True)
+class TimeSync:
+    SECTION: ClassVar[str] = "time_sync"
+    adjtimex: int | None = None  # the kernel clock's state (5: unsynchronised)
+    adjtimex_raw: str | None = None  # None: no time facts (an older probe)
+    ntp_synchronized: str | None = None  # timedatectl's yes or no
+    ntp_enabled: str | None = None
+    chrony_leap: str | None = None  # chronyc's leap status
+
+    @property
+    def measured(self) -> bool:
+        return self.adjtimex_raw is not None
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The free space where libvirt keeps images (or of the nearest existing parent directory)."""
+
+    SECTION: ClassVar[str] = "storage"
+    path: str | None = None  # the filesystem's mount point
+    dir: str = ""  # the directory asked about
+    available_kib: int | None = None  # None: df could not tell
+    size_kib: int | None = None
+    error: str = ""
 
 
 def parse(sections: Sections) -> dict[str, Any]:
