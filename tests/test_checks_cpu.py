@@ -181,9 +181,19 @@ def test_iommu_required_fails_without_groups() -> None:
 
 def test_a_broken_check_is_an_error_not_a_crash() -> None:
     f = facts("debian12-pvm")
+    broken = Profile()
+    broken.min_cpus = None  # type: ignore[assignment]
+    results = {x.check_id: x for x in evaluate_stage(CHECKS, "h", f, broken)}
+    assert results["cpu.host-cpus"].verdict == Verdict.ERROR
+
+
+def test_an_odd_section_reads_as_its_defaults_not_an_error() -> None:
+    """The checks read typed views: a section of the wrong shape is an absent one, never a crash."""
+    f = facts("debian12-pvm")
     f["cpu"] = None  # type: ignore[assignment]
-    results = {x.check_id: x for x in evaluate_stage(CHECKS, "h", f, Profile())}
-    assert results["cpu.hw-virt"].verdict == Verdict.ERROR
+    v = verdicts(f)
+    assert v["cpu.hw-virt"][0] == "fail" and "(CPU: ?)" in v["cpu.hw-virt"][1]
+    assert v["cpu.host-cpus"][1].startswith("0 CPUs")
 
 
 # --- issue 13: firmware lock, Xen, guest features, microcode, vulnerabilities, KSM, secure guests, other arches ---
@@ -393,7 +403,7 @@ def test_s390x_needs_the_sie_facility() -> None:
     assert v["cpu.hw-virt"] == ("pass", "s390x: the CPU lists the SIE facility (sie)")
     assert v["cpu.kvm-module"][0] == "pass"
     assert v["cpu.iommu-acpi"][0] == "pass" and "zPCI" in v["cpu.iommu-acpi"][1]
-    f["cpu"]["flags"].remove("sie")
+    f["cpu"] = {**f["cpu"], "flags": [x for x in f["cpu"]["flags"] if x != "sie"]}  # set anew: views rebuilt
     assert verdicts(f)["cpu.hw-virt"][0] == "fail"
 
 
