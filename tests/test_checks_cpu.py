@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 
 from kvmqa.config.profile import Profile
+from kvmqa.core.facts import WHOLE
 from kvmqa.core.gate import evaluate_stage
 from kvmqa.core.model import Level, Verdict
+from kvmqa.stages.cpu import facts as cpu_facts
 from kvmqa.stages.cpu.checks import CHECKS
-from tests.support.facts import facts
+from tests.support.facts import FACTS_DIR, facts
+
+VIEWS = (cpu_facts.CpuInfo, cpu_facts.Modules, cpu_facts.Devices, cpu_facts.KvmParams, cpu_facts.Cgroups,
+         cpu_facts.Iommu, cpu_facts.SecureGuest, cpu_facts.Memory, cpu_facts.Hugepages, cpu_facts.LibvirtConf,
+         cpu_facts.Firmware, cpu_facts.Vulnerabilities, cpu_facts.Ksm, cpu_facts.KvmProbe,
+         cpu_facts.KvmProbeUser, cpu_facts.KvmProbeQemuUser)
 
 
 def verdicts(f, profile: Profile | None = None) -> dict[str, tuple[str, str]]:
@@ -181,9 +191,19 @@ def test_iommu_required_fails_without_groups() -> None:
 
 def test_a_broken_check_is_an_error_not_a_crash() -> None:
     f = facts("debian12-pvm")
+    broken = Profile()
+    broken.min_cpus = None  # type: ignore[assignment]
+    results = {x.check_id: x for x in evaluate_stage(CHECKS, "h", f, broken)}
+    assert results["cpu.host-cpus"].verdict == Verdict.ERROR
+
+
+def test_an_odd_section_reads_as_its_defaults_not_an_error() -> None:
+    """The checks read typed views: a section of the wrong shape is an absent one, never a crash."""
+    f = facts("debian12-pvm")
     f["cpu"] = None  # type: ignore[assignment]
-    results = {x.check_id: x for x in evaluate_stage(CHECKS, "h", f, Profile())}
-    assert results["cpu.hw-virt"].verdict == Verdict.ERROR
+    v = verdicts(f)
+    assert v["cpu.hw-virt"][0] == "fail" and "(CPU: ?)" in v["cpu.hw-virt"][1]
+    assert v["cpu.host-cpus"][1].startswith("0 CPUs")
 
 
 # --- issue 13: firmware lock, Xen, guest features, microcode, vulnerabilities, KSM, secure guests, other arches ---
@@ -393,7 +413,7 @@ def test_s390x_needs_the_sie_facility() -> None:
     assert v["cpu.hw-virt"] == ("pass", "s390x: the CPU lists the SIE facility (sie)")
     assert v["cpu.kvm-module"][0] == "pass"
     assert v["cpu.iommu-acpi"][0] == "pass" and "zPCI" in v["cpu.iommu-acpi"][1]
-    f["cpu"]["flags"].remove("sie")
+    f["cpu"] = {**f["cpu"], "flags": [x for x in f["cpu"]["flags"] if x != "sie"]}  # set anew: views rebuilt
     assert verdicts(f)["cpu.hw-virt"][0] == "fail"
 
 
@@ -425,3 +445,32 @@ def test_kvm_module_failure_names_what_is_missing() -> None:
     assert only_kvm["cpu.kvm-module"] == ("fail", "kvm_amd (this CPU has svm) is not loaded (kvm is)")
     no_flag = verdicts(facts("debian12-pvm", modules="source=/proc/modules\nkvm"))
     assert no_flag["cpu.kvm-module"][1].startswith("neither kvm_intel nor kvm_amd is loaded")
+
+
+def _plain(value: Any) -> Any:
+    """A view's value as the probe's plain data (fields by their raw keys, None fields left out)."""
+    if dataclasses.is_dataclass(value):
+        return {f.metadata.get("key", f.name): _plain(getattr(value, f.name))
+                for f in dataclasses.fields(value) if getattr(value, f.name) is not None}
+    if isinstance(value, frozenset):
+        return sorted(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@pytest.mark.parametrize("recorded", sorted(p.name.split(".")[0] for p in FACTS_DIR.glob("*.probe.txt")))
+def test_the_typed_views_read_every_recorded_value_they_declare(recorded: str) -> None:
+    """The cpu stage's dataclasses match what its parser produces: no recorded value becomes a default."""
+    f = facts(recorded)
+    for cls in VIEWS:
+        raw, view = f.get(cls.SECTION) or {}, f.view(cls)
+        for fld in dataclasses.fields(cls):
+            key = fld.metadata.get("key", fld.name)
+            got = _plain(getattr(view, fld.name))
+            if key == WHOLE:
+                assert got == raw, (recorded, cls.SECTION)
+            elif key in raw:
+                assert got == raw[key], (recorded, cls.SECTION, key)

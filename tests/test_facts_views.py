@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from kvmqa.core.facts import HostFacts, view_of
+from kvmqa.core.facts import WHOLE, HostFacts, view_of
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,14 @@ def test_a_view_is_built_once_and_again_after_its_section_changes() -> None:
     facts["hugepages"] = {"total": 2}
     assert facts.view(Pages).total == 2
     assert "_views" not in facts and "total" not in facts  # views are not facts: facts.json stays plain data
+
+
+@dataclass(frozen=True)
+class Names:
+    SECTION: ClassVar[str] = "vulnerabilities"
+    by_name: dict[str, str] = field(default_factory=dict, metadata={"key": WHOLE})
+
+
+def test_a_section_of_open_ended_names_is_read_whole() -> None:
+    assert HostFacts(vulnerabilities={"mds": "Not affected", "odd": 1}).view(Names).by_name == {"mds": "Not affected"}
+    assert HostFacts().view(Names) == Names() and HostFacts(vulnerabilities=[1]).view(Names).by_name == {}

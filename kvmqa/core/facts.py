@@ -67,9 +67,12 @@ class HostFacts(dict[str, Any]):
 # them, `X | None`, and plain values. A key the data lacks takes the field's default; a key the type does not
 # declare is ignored (an older or newer probe); a value of the wrong shape is replaced by the default, so a
 # check never crashes on a host's odd facts (the raw mapping stays in facts.json for the details).
+# A section of open-ended names (the kernel's vulnerabilities) is read whole: a field with
+# `metadata={"key": WHOLE}` holds the section's mapping itself, e.g. `by_name: dict[str, str]`.
 
 T = TypeVar("T")
 _MISSING = object()
+WHOLE = "<the whole section>"  # a field's metadata key: the field holds the section's whole mapping
 
 
 class FactsView(Protocol):
@@ -136,7 +139,10 @@ def view_of(cls: type[T], data: Mapping[str, Any] | None) -> T:
         if not f.init:
             continue
         key = f.metadata.get("key", f.name)
-        raw = (data or {}).get(key, _MISSING)
+        if key == WHOLE:
+            raw = data if data is not None else _MISSING
+        else:
+            raw = (data or {}).get(key, _MISSING)
         if raw is _MISSING:
             continue
         converted = _convert(hints[f.name], raw)
