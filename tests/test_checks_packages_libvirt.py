@@ -9,6 +9,7 @@ from kvmqa.core.gate import evaluate_stage
 from kvmqa.stages import builtin
 from kvmqa.stages.libvirt.checks import CHECKS as LIBVIRT
 from kvmqa.stages.libvirt.checks import compare_with_vhv
+from kvmqa.stages.libvirt.facts import VirtHostValidate
 from kvmqa.stages.packages.checks import CHECKS as PACKAGES
 from tests.support.facts import facts, parse, probe_text, with_section
 
@@ -122,7 +123,8 @@ def test_virt_host_validate_disagreements_have_reasons() -> None:
 
 def test_vhv_mapping_on_this_machine_agrees_on_hw_virt() -> None:
     f = facts("debian12-pvm")
-    rows = compare_with_vhv(f["virt_host_validate"]["lines"], {"cpu.hw-virt": "fail", "cpu.tun": "pass", "cpu.vhost-net": "warn"})
+    ours = {"cpu.hw-virt": "fail", "cpu.tun": "pass", "cpu.vhost-net": "warn"}
+    rows = compare_with_vhv(f.view(VirtHostValidate).lines, ours)
     hw = next(r for r in rows if "hardware virtualization" in r["vhv_check"])
     assert hw["agree"] == "yes"
     assert next(r for r in rows if "/dev/net/tun" in r["vhv_check"])["agree"] == "yes"
@@ -174,6 +176,7 @@ def test_kvm_guest_is_looked_for_in_the_host_architecture() -> None:
     assert v[0] == "pass" and v[1].startswith("aarch64 hvm guests: domain types kvm, qemu")
     assert "the first_vm stage boots x86_64 guests only" in v[1]
     lv["capabilities"]["guests"][0]["domain_types"] = ["qemu"]
+    f["libvirt"] = lv  # set again: a typed view is rebuilt when its section is set, not when it is edited
     v = run(LIBVIRT, f)["libvirt.kvm-guest"]
     assert v[0] == "fail" and "arch=aarch64 domaintype=kvm" in v[1]
 

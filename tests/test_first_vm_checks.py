@@ -73,7 +73,7 @@ def test_kvm_warn_profile_makes_the_kvm_failure_a_warning() -> None:
 
 def test_a_working_kvm_host_passes_and_decides_on_the_kvm_boot() -> None:
     obs = kvm_worked(sample("kvm-fails-emulation-allowed"))
-    assert deciding_boot(HostFacts(first_vm=obs))["label"] == "KVM"
+    assert deciding_boot(HostFacts(first_vm=obs)).label == "KVM"
     v = verdicts(obs)
     assert v["first_vm.kvm-boot"][0] == Verdict.PASS
     assert v["first_vm.emulated-boot"][0] == Verdict.SKIP

@@ -3,6 +3,7 @@ and a side-by-side with the real virt-host-validate."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kvmqa.config.profile import Profile
@@ -12,6 +13,7 @@ from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passe
 from kvmqa.gather.distro import package_manager_of
 from kvmqa.gather.versions import at_least
 from kvmqa.stages.first_vm.space import POOL_BASE, reusable_pool, space_need
+from kvmqa.stages.libvirt.facts import Init, Libvirt, VhvLine, VirtHostValidate, processes, sockets
 
 CHECKS = StageChecks("libvirt")
 
@@ -20,15 +22,15 @@ MODULAR = ("virtqemud", "virtnetworkd", "virtstoraged")
 
 def daemon_layout(facts: HostFacts) -> dict[str, Any]:
     """Which libvirt daemons run, how they are started, and which sockets exist."""
-    procs = set(facts.get("processes", []))
-    units = facts.get("init", {}).get("units", {})
-    sockets = facts.get("sockets", {})
-    active_units = sorted(u for u, s in units.items() if s.get("active") == "active")
+    procs = processes(facts).names
+    init = facts.view(Init)
+    active_units = sorted(u for u, s in init.units.items() if s.active == "active")
     monolithic = "libvirtd" in procs or any(u.startswith("libvirtd.") for u in active_units)
     modular = "virtqemud" in procs or "virtqemud.socket" in active_units or "virtqemud.service" in active_units
     return {
-        "monolithic": monolithic, "modular": modular, "processes": sorted(p for p in procs if p.startswith(("libvirtd", "virt"))),
-        "active_units": active_units, "sockets": sorted(sockets), "init": facts.get("init", {}).get("system", "unknown"),
+        "monolithic": monolithic, "modular": modular,
+        "processes": sorted(p for p in procs if p.startswith(("libvirtd", "virt"))),
+        "active_units": active_units, "sockets": sorted(sockets(facts).by_path), "init": init.system,
     }
 
 
@@ -38,9 +40,11 @@ def daemon_layout(facts: HostFacts) -> dict[str, Any]:
 def daemon(facts: HostFacts, profile: Profile) -> Outcome:
     layout = daemon_layout(facts)
     init = layout["init"]
-    how = "systemd" if facts.get("init", {}).get("systemd") else f"no systemd (PID 1 is {init}): started by hand"
-    if facts.get("init", {}).get("systemd"):
-        daemon_sockets = [u for u in layout["active_units"] if u.endswith(".socket") and u.startswith(("libvirtd", "virtqemud"))]
+    systemd = facts.view(Init).systemd
+    how = "systemd" if systemd else f"no systemd (PID 1 is {init}): started by hand"
+    if systemd:
+        daemon_sockets = [u for u in layout["active_units"]
+                          if u.endswith(".socket") and u.startswith(("libvirtd", "virtqemud"))]
         how += f", socket activation: {', '.join(daemon_sockets)}" if daemon_sockets else ", no socket activation"
     if layout["monolithic"]:
         return passed(f"monolithic libvirtd running ({how})", **layout)
@@ -54,11 +58,11 @@ def daemon(facts: HostFacts, profile: Profile) -> Outcome:
 @CHECKS.check("libvirt.socket", "The libvirt client socket exists", hint="The daemon is not listening: restart it and check its log",
               requires=("libvirt.daemon",))
 def socket(facts: HostFacts, profile: Profile) -> Outcome:
-    sockets = facts.get("sockets", {})
+    by_path = sockets(facts).by_path
     for path in ("/run/libvirt/virtqemud-sock", "/run/libvirt/libvirt-sock"):
-        if path in sockets:
-            s = sockets[path]
-            return passed(f"{path} (mode {s['mode']}, {s['owner']}:{s['group']})")
+        if path in by_path:
+            s = by_path[path]
+            return passed(f"{path} (mode {s.mode}, {s.owner}:{s.group})")
     return failed("no /run/libvirt/libvirt-sock or /run/libvirt/virtqemud-sock")
 
 
@@ -66,10 +70,10 @@ def socket(facts: HostFacts, profile: Profile) -> Outcome:
               hint="Start virtlogd (systemctl start virtlogd.socket, or virtlogd -d): without it domains fail to start",
               requires=("libvirt.daemon",))
 def virtlogd(facts: HostFacts, profile: Profile) -> Outcome:
-    units = facts.get("init", {}).get("units", {})
-    if "virtlogd" in facts.get("processes", []):
+    socket_unit = facts.view(Init).units.get("virtlogd.socket")
+    if "virtlogd" in processes(facts).names:
         return passed("virtlogd running")
-    if units.get("virtlogd.socket", {}).get("active") == "active":
+    if socket_unit is not None and socket_unit.active == "active":
         return passed("virtlogd.socket active (socket-activated)")
     return failed("virtlogd is neither running nor socket-activated")
 
@@ -78,13 +82,13 @@ def virtlogd(facts: HostFacts, profile: Profile) -> Outcome:
               hint="Check the daemon's log; over SSH the user needs sudo or membership of the libvirt group",
               requires=("libvirt.daemon",))
 def connect(facts: HostFacts, profile: Profile) -> Outcome:
-    lv = facts.get("libvirt", {})
-    if not lv.get("connected"):
-        if lv.get("uri", "").startswith("qemu+ext"):  # the URI carries a local helper script's path: the error names the host
-            return failed(lv.get("error", "not attempted"), stderr=lv.get("stderr", ""))
-        return failed(f"cannot connect to {lv.get('uri', 'libvirt')}: {lv.get('error', 'not attempted')}")
-    return passed(f"connected to {lv['uri']} (libvirt {lv.get('lib_version')}, QEMU {lv.get('hypervisor_version', '?')}) "
-                  f"in {lv.get('connect_s', 0):.2f} s")
+    lv = facts.view(Libvirt)
+    if not lv.connected:
+        if lv.uri.startswith("qemu+ext"):  # the URI holds a local helper's path: the error names the host
+            return failed(lv.error, stderr=lv.stderr)
+        return failed(f"cannot connect to {lv.uri or 'libvirt'}: {lv.error}")
+    qemu = "?" if lv.hypervisor_version is None else lv.hypervisor_version
+    return passed(f"connected to {lv.uri} (libvirt {lv.lib_version}, QEMU {qemu}) in {lv.connect_s:.2f} s")
 
 
 @CHECKS.check("libvirt.versions", "libvirt and QEMU versions meet the profile's floors (default: nova's)",
@@ -92,8 +96,8 @@ def connect(facts: HostFacts, profile: Profile) -> Outcome:
                    "required, >= 10.0.0 / 8.2.2 recommended); a profile's min_versions / warn_versions override them",
               requires=("libvirt.connect",))
 def versions(facts: HostFacts, profile: Profile) -> Outcome:
-    lv = facts.get("libvirt", {})
-    have = {"libvirt": lv.get("lib_version", ""), "qemu": lv.get("hypervisor_version", "")}
+    lv = facts.view(Libvirt)
+    have = {"libvirt": lv.lib_version or "", "qemu": lv.hypervisor_version or ""}
     # libvirt's own x.y.z numbers, not package versions: both orders agree on them; the family's when known
     manager = package_manager_of(facts) or "rpm"
 
@@ -115,15 +119,8 @@ def versions(facts: HostFacts, profile: Profile) -> Outcome:
 
 def kvm_arch(facts: HostFacts) -> str:
     """The architecture KVM guests have on this host: its own (libvirt's host arch, else uname -m)."""
-    arch = facts.get("libvirt", {}).get("capabilities", {}).get("host_arch") or facts.get("host", {}).get("arch")
+    arch = facts.view(Libvirt).capabilities.host_arch or facts.get("host", {}).get("arch")
     return str(arch or "x86_64")
-
-
-def _guest_types(facts: HostFacts, arch: str = "x86_64") -> list[str]:
-    for g in facts.get("libvirt", {}).get("capabilities", {}).get("guests", []):
-        if g.get("arch") == arch and g.get("os_type") == "hvm":
-            return list(g.get("domain_types", []))
-    return []
 
 
 FIRST_VM_ARCH_NOTE = ("; note: the first_vm stage boots x86_64 guests only, so on this {arch} host it cannot prove "
@@ -135,7 +132,7 @@ FIRST_VM_ARCH_NOTE = ("; note: the first_vm stage boots x86_64 guests only, so o
               requires=("libvirt.connect",))
 def kvm_guest(facts: HostFacts, profile: Profile) -> Outcome:
     arch = kvm_arch(facts)
-    types = _guest_types(facts, arch)
+    types = facts.view(Libvirt).hvm_domain_types(arch)
     note = FIRST_VM_ARCH_NOTE.format(arch=arch) if arch != "x86_64" else ""
     if "kvm" in types:
         return passed(f"{arch} hvm guests: domain types {', '.join(types)}{note}")
@@ -147,7 +144,7 @@ def kvm_guest(facts: HostFacts, profile: Profile) -> Outcome:
               hint="Install the QEMU system emulator (qemu-system-x86 / qemu-kvm)", level=Level.WARN,
               requires=("libvirt.connect",))
 def qemu_guest(facts: HostFacts, profile: Profile) -> Outcome:
-    types = _guest_types(facts)
+    types = facts.view(Libvirt).hvm_domain_types("x86_64")
     level = Level.FAIL if profile.allow_emulation else Level.WARN
     if "qemu" in types:
         return passed("x86_64 hvm guests can be emulated (domain type qemu)")
@@ -158,33 +155,34 @@ def qemu_guest(facts: HostFacts, profile: Profile) -> Outcome:
               hint="libvirt cannot describe what a KVM guest may use: check the QEMU binary and libvirt's log",
               requires=("libvirt.connect",))
 def domcapabilities(facts: HostFacts, profile: Profile) -> Outcome:
-    caps = facts.get("libvirt", {}).get("domcapabilities", {})
-    kvm = caps.get("kvm", {})
-    if "error" in kvm or not kvm:
-        qemu = caps.get("qemu", {})
-        if "error" in qemu or not qemu:
-            return failed(f"domcapabilities failed for kvm ({kvm.get('error', '?')}) and qemu ({qemu.get('error', '?')})")
-        return failed(f"domcapabilities for kvm failed: {kvm.get('error', 'missing')}; TCG: machine {qemu.get('machine')}",
-                      level=profile.kvm)
-    modes = [m for m, ok in kvm.get("cpu_modes", {}).items() if ok]
-    uefi = "UEFI loader available" if kvm.get("loader_supported") and kvm.get("loader_values") else "no UEFI loader"
-    arch = facts.get("libvirt", {}).get("domcapabilities_arch", {}).get("kvm", "x86_64")
-    secure = kvm.get("launch_security") or []
-    return passed(f"kvm ({arch}): machine {kvm.get('machine')}, max {kvm.get('max_vcpus')} vCPUs, CPU modes "
+    lv = facts.view(Libvirt)
+    kvm, qemu = lv.described("kvm"), lv.described("qemu")
+    if kvm is None:
+        if qemu is None:
+            return failed(f"domcapabilities failed for kvm ({lv.domcapabilities_error('kvm', '?')}) "
+                          f"and qemu ({lv.domcapabilities_error('qemu', '?')})")
+        return failed(f"domcapabilities for kvm failed: {lv.domcapabilities_error('kvm', 'missing')}; "
+                      f"TCG: machine {qemu.machine}", level=profile.kvm)
+    modes = [m for m, ok in kvm.cpu_modes.items() if ok]
+    uefi = "UEFI loader available" if kvm.loader_supported and kvm.loader_values else "no UEFI loader"
+    arch = lv.domcapabilities_arch.get("kvm", "x86_64")
+    secure = list(kvm.launch_security)
+    return passed(f"kvm ({arch}): machine {kvm.machine}, max {kvm.max_vcpus} vCPUs, CPU modes "
                   f"{', '.join(modes)}, {uefi}, launch security: {', '.join(secure) or 'none'}",
-                  cpu_modes=modes, usable_cpu_models=len(kvm.get("usable_cpu_models", [])), launch_security=secure)
+                  cpu_modes=modes, usable_cpu_models=len(kvm.usable_cpu_models), launch_security=secure)
 
 
 @CHECKS.check("libvirt.default-network", "The default network is defined and active",
               hint="virsh net-start default && virsh net-autostart default (kvmqa --mode install does it)",
               requires=("libvirt.connect",))
 def default_network(facts: HostFacts, profile: Profile) -> Outcome:
-    nets = {n["name"]: n for n in facts.get("libvirt", {}).get("networks", [])}
+    nets = {n.name: n for n in facts.view(Libvirt).networks}
     net = nets.get("default")
     if net is None:
         return failed(f"no network named default (networks: {', '.join(nets) or 'none'})")
-    desc = f"default: {net['forward']} on {net['bridge'] or '?'} {net['address']}, autostart {'on' if net['autostart'] else 'off'}"
-    if not net["active"]:
+    desc = (f"default: {net.forward} on {net.bridge or '?'} {net.address}, "
+            f"autostart {'on' if net.autostart else 'off'}")
+    if not net.active:
         return failed(desc + ", inactive")
     return passed(desc + ", active")
 
@@ -194,17 +192,17 @@ def default_network(facts: HostFacts, profile: Profile) -> Outcome:
                    "virsh pool-start default && virsh pool-autostart default (kvmqa --mode install does it)",
               requires=("libvirt.connect",))
 def storage_pool(facts: HostFacts, profile: Profile) -> Outcome:
-    pools = facts.get("libvirt", {}).get("pools", [])
-    active = [p for p in pools if p["active"] and not p["name"].startswith("kvmqa-")]
+    pools = facts.view(Libvirt).pools
+    active = [p for p in pools if p.active and not p.name.startswith("kvmqa-")]
     if not active:
-        names = ", ".join(f"{p['name']} ({'active' if p['active'] else 'inactive'})" for p in pools) or "none"
+        names = ", ".join(f"{p.name} ({'active' if p.active else 'inactive'})" for p in pools) or "none"
         return failed(f"no active storage pool (pools: {names})")
-    p = next((p for p in active if p["name"] == "default"), active[0])
-    free_gib = p["available"] / 1024**3
+    p = next((p for p in active if p.name == "default"), active[0])
+    free_gib = p.available / 1024**3
     if free_gib < profile.min_free_disk_gib:
-        return failed(f"pool {p['name']} ({p['type']} {p['path']}) has {free_gib:.1f} GiB free, the profile requires "
+        return failed(f"pool {p.name} ({p.type} {p.path}) has {free_gib:.1f} GiB free, the profile requires "
                       f"{profile.min_free_disk_gib:g} GiB", level=Level.WARN)
-    return passed(f"pool {p['name']} ({p['type']} {p['path']}) active, {free_gib:.1f} GiB free")
+    return passed(f"pool {p.name} ({p.type} {p.path}) active, {free_gib:.1f} GiB free")
 
 
 def _size_text(n_bytes: float) -> str:
@@ -214,9 +212,9 @@ def _size_text(n_bytes: float) -> str:
 def first_vm_destination(facts: HostFacts) -> tuple[str, float | None, str]:
     """(where the first VM writes, its free bytes or None, why unknown): the pool its Workspace reuses (the
     first active dir pool kvmqa did not create), else /var/lib/libvirt/images, where it makes its own."""
-    for p in facts.get("libvirt", {}).get("pools", []):
-        if p.get("active") and reusable_pool(str(p.get("name", "")), str(p.get("type", ""))):
-            return f"pool {p['name']} ({p.get('path')})", float(p.get("available", 0)), ""
+    for p in facts.view(Libvirt).pools:
+        if p.active and reusable_pool(p.name, p.type):
+            return f"pool {p.name} ({p.path})", float(p.available), ""
     st = facts.get("storage", {})
     where = (f"{POOL_BASE} (no active dir pool: the first VM creates its own there; measured at "
              f"{st.get('dir') or POOL_BASE}, filesystem {st.get('path')})")
@@ -267,20 +265,20 @@ VHV_MAP = (  # (substring of the virt-host-validate line, our check id, why we m
 VHV_OURS = {"PASS": {"pass"}, "FAIL": {"fail"}, "WARN": {"warn"}, "NOTE": {"info", "pass", "skip"}}
 
 
-def compare_with_vhv(vhv_lines: list[dict[str, str]], ours: dict[str, str]) -> list[dict[str, str]]:
+def compare_with_vhv(vhv_lines: Sequence[VhvLine], ours: dict[str, str]) -> list[dict[str, str]]:
     """Pair virt-host-validate's lines with kvmqa's verdicts; `ours` maps check id -> verdict."""
     rows = []
     for line in vhv_lines:
-        mapping = next(((cid, why) for key, cid, why in VHV_MAP if key in line["check"]), None)
+        mapping = next(((cid, why) for key, cid, why in VHV_MAP if key in line.check), None)
         if mapping is None:
-            rows.append({"vhv_check": line["check"], "vhv": line["verdict"], "check_id": "", "kvmqa": "",
+            rows.append({"vhv_check": line.check, "vhv": line.verdict, "check_id": "", "kvmqa": "",
                          "agree": "n/a", "reason": "no kvmqa counterpart"})
             continue
         cid, why = mapping
         verdict = ours.get(cid, "not run")
-        agree = verdict in VHV_OURS.get(line["verdict"], set())
-        reason = "" if agree else (why or _default_reason(cid, line["verdict"], verdict))
-        rows.append({"vhv_check": line["check"], "vhv": line["verdict"], "check_id": cid, "kvmqa": verdict,
+        agree = verdict in VHV_OURS.get(line.verdict, set())
+        reason = "" if agree else (why or _default_reason(cid, line.verdict, verdict))
+        rows.append({"vhv_check": line.check, "vhv": line.verdict, "check_id": cid, "kvmqa": verdict,
                      "agree": "yes" if agree else "no", "reason": reason})
     return rows
 
@@ -294,12 +292,12 @@ def _default_reason(cid: str, vhv: str, ours: str) -> str:
 
 
 def vhv_comparison(facts: HostFacts, ours: dict[str, str]) -> Outcome:
-    vhv = facts.get("virt_host_validate", {})
-    if not vhv.get("installed"):
+    vhv = facts.view(VirtHostValidate)
+    if not vhv.installed:
         return not_applicable("virt-host-validate is not installed on the target")
-    rows = compare_with_vhv(vhv.get("lines", []), ours)
+    rows = compare_with_vhv(vhv.lines, ours)
     disagree = [r for r in rows if r["agree"] == "no"]
-    summary = f"virt-host-validate qemu: rc {vhv.get('rc')}, {len(rows)} lines, {len(disagree)} disagreements"
+    summary = f"virt-host-validate qemu: rc {vhv.rc}, {len(rows)} lines, {len(disagree)} disagreements"
     if disagree:
         summary += ": " + "; ".join(f"{r['vhv_check']}: vhv {r['vhv']} vs kvmqa {r['check_id']} {r['kvmqa']} ({r['reason']})"
                                     for r in disagree)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from kvmqa.core.action import Action, ActionContext, Decision, needed, satisfied
+from kvmqa.core.facts import HostFacts
 from kvmqa.gather.install import DAEMONS as DAEMON_NAMES
 from kvmqa.stages.libvirt.checks import daemon_layout
 
@@ -61,7 +62,7 @@ def _virtlogd_running(facts: Mapping[str, Any]) -> bool:
 def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
     facts = live_facts(facts)
     init = facts.get("init") or {}
-    layout = daemon_layout(facts)  # type: ignore[arg-type]
+    layout = daemon_layout(HostFacts(facts))
     if init.get("systemd"):
         groups = ([("virtqemud", ("virtqemud.service", "virtqemud.socket")), ("virtnetworkd", ("virtnetworkd.socket",)),
                    ("virtstoraged", ("virtstoraged.socket",))] if uses_modular(facts)
@@ -95,7 +96,7 @@ def commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
     facts = live_facts(facts)
     if (facts.get("init") or {}).get("systemd"):
         return [f"systemctl enable --now {' '.join(systemd_units(facts))}", WAIT]
-    layout = daemon_layout(facts)  # type: ignore[arg-type]
+    layout = daemon_layout(HostFacts(facts))
     out = []
     if not _virtlogd_running(facts):
         out.append("virtlogd -d")
