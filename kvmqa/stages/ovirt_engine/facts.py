@@ -120,7 +120,7 @@ class EngineHost:
     """A host as the engine lists it; `status` is the last read, `status_history` every read in the window."""
 
     id: str | None = None
-    name: str | None = None
+    name: str = ""
     address: str | None = None
     status: str | None = None
     status_detail: str | None = None
@@ -135,7 +135,7 @@ class EngineHost:
 class InventoryHost:
     """An inventory ovirt-host target, the engine host it matched, and its CPU flags from its own facts."""
 
-    target: str | None = None
+    target: str = ""  # the inventory name
     address: str | None = None
     engine_host: str | None = None
     engine_host_id: str | None = None
@@ -169,7 +169,7 @@ class ClusterLevel:
 @dataclass(frozen=True)
 class StorageDomain:
     id: str | None = None
-    name: str | None = None
+    name: str = ""
     type: str | None = None
     status: str | None = None
     master: bool = False
@@ -179,7 +179,7 @@ class StorageDomain:
 @dataclass(frozen=True)
 class DataCenter:
     id: str | None = None
-    name: str | None = None
+    name: str = ""
     status: str | None = None
     version: str | None = None
     storage_domains: list[StorageDomain] = field(default_factory=list)  # the domains attached to it
