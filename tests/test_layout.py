@@ -172,3 +172,17 @@ def test_a_fact_lives_with_its_stage() -> None:
         for name in resolve(stage.parser)({}) if stage.parser else ():
             assert name not in filled, f"{stage.name} and {filled[name]} both fill facts[{name!r}]"
             filled[name] = stage.name
+
+
+def test_checks_read_typed_facts_not_raw_sections() -> None:
+    """Each stage's checks read fact sections through typed views (facts.view(CpuInfo).flags), never by key."""
+    import re
+
+    raw = re.compile(r"\bfacts(?:\.get\(|\[)\s*['\"]")
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+        for path in sorted((PACKAGE / "stages").glob("*/checks.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if raw.search(line) and not line.lstrip().startswith(("#", '"""')) and "``" not in line
+    ]
+    assert offenders == []

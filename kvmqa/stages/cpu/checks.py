@@ -16,6 +16,7 @@ from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
+from kvmqa.gather.facts import HostInfo, Kernel, OsRelease, Probe
 from kvmqa.gather.vendors import HW_KVM_MODULES, KVM_MODULE, VIRT_FLAG_VENDOR, vendor_of
 from kvmqa.stages.cpu.facts import (
     Cgroups,
@@ -36,6 +37,8 @@ from kvmqa.stages.cpu.facts import (
     SecureGuest,
     Vulnerabilities,
 )
+from kvmqa.stages.host.facts import HostPackages
+from kvmqa.stages.libvirt.facts import Libvirt
 
 CHECKS = StageChecks("cpu")
 
@@ -61,7 +64,7 @@ NON_X86_KVM_BUILTIN = ("aarch64", "s390x")  # KVM is usually built in there: no 
 
 
 def host_arch(facts: HostFacts) -> str:
-    return str(facts.get("host", {}).get("arch", "") or "")
+    return facts.view(HostInfo).arch
 
 
 def is_x86(facts: HostFacts) -> bool:
@@ -264,8 +267,8 @@ def kvm_device_access(facts: HostFacts, profile: Profile) -> Outcome:
     session_kvm_access level: reached as root it always holds."""
     dev = facts.view(Devices).kvm
     where = _where(dev)
-    probe = facts.get("probe", {})
-    login = probe.get("sudo_user")
+    probe = facts.view(Probe)
+    login = probe.sudo_user
     if login and login != "root":
         opened = facts.view(KvmProbeUser).open or ""
         if opened.startswith("error"):
@@ -274,7 +277,7 @@ def kvm_device_access(facts: HostFacts, profile: Profile) -> Outcome:
                           level=profile.session_kvm_access, user=login)
         if opened == "ok":
             return passed(f"login user {login} opened /dev/kvm")
-    user, groups = probe.get("user", ""), probe.get("groups", [])
+    user, groups = probe.user, list(probe.groups)
     if _can_access(dev, user, groups):
         return passed(f"{user} can read and write /dev/kvm ({where})")
     return failed(f"{user} cannot read and write /dev/kvm ({where}, groups {' '.join(groups) or '-'}){SESSION_ONLY}",
@@ -477,7 +480,7 @@ def iommu_acpi(facts: HostFacts, profile: Profile) -> Outcome:
 def iommu_kernel(facts: HostFacts, profile: Profile) -> Outcome:
     level = Level.FAIL if profile.iommu == "required" else Level.WARN
     groups = facts.view(Iommu).iommu_groups
-    cmdline = facts.get("kernel", {}).get("cmdline", "")
+    cmdline = facts.view(Kernel).cmdline
     if groups is None:
         return failed("IOMMU support is not compiled into the kernel (/sys/kernel/iommu_groups absent)", level=level)
     if groups > 0:
@@ -587,11 +590,12 @@ def microcode(facts: HostFacts, profile: Profile) -> Outcome:
     if is_vm(facts):
         return not_applicable(f"a virtual machine: microcode is loaded by the hypervisor's host (revision {revision})")
     vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(cpu.vendor_id)
-    pk = facts.get("host_packages", {})
-    names = MICROCODE_PACKAGES.get((facts.family or "", vendor or ""))
-    if not names or pk.get("manager", "none") == "none":
-        return not_applicable(f"no microcode package known for {facts.family or '?'} on {vendor or 'this CPU'}")
-    found = {n: pk.get("installed", {})[n] for n in names if n in pk.get("installed", {})}
+    pk = facts.view(HostPackages)
+    family = facts.view(OsRelease).family
+    names = MICROCODE_PACKAGES.get((family or "", vendor or ""))
+    if not names or (pk.manager or "none") == "none":
+        return not_applicable(f"no microcode package known for {family or '?'} on {vendor or 'this CPU'}")
+    found = {n: pk.installed[n] for n in names if n in pk.installed}
     if found:
         return passed(", ".join(f"{n} {v}" for n, v in found.items()) + f" (running revision {revision})")
     return failed(f"{' or '.join(names)} is not installed (running revision {revision})")
@@ -685,9 +689,9 @@ def secure_guest_capacity(facts: HostFacts, profile: Profile) -> Outcome:
         s = state[t]
         cap = f", capacity {s['capacity']}" if s["capacity"] is not None else ", capacity not known (no misc cgroup)"
         parts.append(f"{t}: usable{cap}" if s["usable"] else f"{t}: not usable ({'; '.join(s['why'])})")
-    dom = facts.get("libvirt", {}).get("domcapabilities", {}).get("kvm", {})
-    if dom.get("launch_security") is not None:
-        parts.append(f"libvirt launchSecurity: {', '.join(dom['launch_security']) or 'none'}")
+    dom = facts.view(Libvirt).domcapabilities.get("kvm")
+    if dom is not None and dom.launch_security is not None:
+        parts.append(f"libvirt launchSecurity: {', '.join(dom.launch_security) or 'none'}")
     text = "; ".join(parts)
     if not wanted:
         return info(text, state=state)

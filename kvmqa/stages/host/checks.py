@@ -26,6 +26,7 @@ from kvmqa.stages.host.facts import (
     Storage,
     TimeSync,
 )
+from kvmqa.stages.libvirt.facts import processes
 
 CHECKS = StageChecks("host")
 
@@ -183,7 +184,7 @@ def time_sync(facts: HostFacts, profile: Profile) -> Outcome:
     ts = facts.view(TimeSync)
     if not ts.measured:
         return not_applicable("no time facts (an older probe)")
-    procs = set(facts.get("processes", []))  # the libvirt stage's section: every process name
+    procs = set(processes(facts).names)  # the libvirt stage's section: every process name
     daemons = [d for d in TIME_DAEMONS if d in procs]
     adj = ts.adjtimex
     if ts.ntp_synchronized in ("yes", "no"):

@@ -11,8 +11,10 @@ from kvmqa.core.checks import StageChecks
 from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
 from kvmqa.gather.distro import package_manager_of
+from kvmqa.gather.facts import HostInfo
 from kvmqa.gather.versions import at_least
 from kvmqa.stages.first_vm.space import POOL_BASE, reusable_pool, space_need
+from kvmqa.stages.host.facts import Storage
 from kvmqa.stages.libvirt.facts import Init, Libvirt, VhvLine, VirtHostValidate, processes, sockets
 
 CHECKS = StageChecks("libvirt")
@@ -119,7 +121,7 @@ def versions(facts: HostFacts, profile: Profile) -> Outcome:
 
 def kvm_arch(facts: HostFacts) -> str:
     """The architecture KVM guests have on this host: its own (libvirt's host arch, else uname -m)."""
-    arch = facts.view(Libvirt).capabilities.host_arch or facts.get("host", {}).get("arch")
+    arch = facts.view(Libvirt).capabilities.host_arch or facts.view(HostInfo).arch
     return str(arch or "x86_64")
 
 
@@ -166,7 +168,7 @@ def domcapabilities(facts: HostFacts, profile: Profile) -> Outcome:
     modes = [m for m, ok in kvm.cpu_modes.items() if ok]
     uefi = "UEFI loader available" if kvm.loader_supported and kvm.loader_values else "no UEFI loader"
     arch = lv.domcapabilities_arch.get("kvm", "x86_64")
-    secure = list(kvm.launch_security)
+    secure = list(kvm.launch_security or ())
     return passed(f"kvm ({arch}): machine {kvm.machine}, max {kvm.max_vcpus} vCPUs, CPU modes "
                   f"{', '.join(modes)}, {uefi}, launch security: {', '.join(secure) or 'none'}",
                   cpu_modes=modes, usable_cpu_models=len(kvm.usable_cpu_models), launch_security=secure)
@@ -215,12 +217,12 @@ def first_vm_destination(facts: HostFacts) -> tuple[str, float | None, str]:
     for p in facts.view(Libvirt).pools:
         if p.active and reusable_pool(p.name, p.type):
             return f"pool {p.name} ({p.path})", float(p.available), ""
-    st = facts.get("storage", {})
+    st = facts.view(Storage)
     where = (f"{POOL_BASE} (no active dir pool: the first VM creates its own there; measured at "
-             f"{st.get('dir') or POOL_BASE}, filesystem {st.get('path')})")
-    if st.get("available_kib") is None:
-        return where, None, str(st.get("error") or "no df output")
-    return where, st["available_kib"] * 1024.0, ""
+             f"{st.dir or POOL_BASE}, filesystem {st.path})")
+    if st.available_kib is None:
+        return where, None, st.error or "no df output"
+    return where, st.available_kib * 1024.0, ""
 
 
 @CHECKS.check("libvirt.first-vm-space", "The storage pool the first VM writes to has room for its volumes",

@@ -202,7 +202,7 @@ class DomainCapabilities:
     usable_cpu_models: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
     features: tuple[str, ...] = ()
-    launch_security: tuple[str, ...] = ()  # sev, sev-snp, tdx, s390-pv
+    launch_security: tuple[str, ...] | None = None  # sev, sev-snp, tdx, s390-pv; None: libvirt did not say
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ The checks read it as `facts.view(Vdsm)` (kvmqa.stages.vdsm.facts).
 
 Profile settings (`vdsm` stage): `cluster_cpu_type` (e.g. "Intel Haswell Family") and `cluster_level`
 (e.g. "4.8") name the CPU type whose flags vdsm's cpuFlags must carry; without them the engine's
-cluster from `facts["engine"]` is used when this host's facts hold one (all-in-one setups);
+cluster from the engine facts (`Engine`) is used when this host's facts hold one (all-in-one setups);
 `vdsm.cluster-level` compares the same cluster level with getCapabilities' clusterLevels.
 `strict_maybe: true` fails `vdsm.is-configured` for modules answering MAYBE (vdsm accepts them); the
 former `accept_maybe: false` means the same, `accept_maybe: true` is the default.
