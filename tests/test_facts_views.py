@@ -1,4 +1,5 @@
-"""Typed views of fact sections (kvmqa.core.facts.view_of / HostFacts.view): what checks read as attributes."""
+"""Typed views of fact sections (kvmqa.core.facts.view_of / HostFacts.view): what checks read as
+attributes."""
 
 from __future__ import annotations
 
@@ -26,16 +27,32 @@ class Pages:
 
 
 def test_a_section_becomes_its_dataclass_nested_containers_included() -> None:
-    facts = HostFacts(hugepages={"total": 4, "pools": {"2048kB": {"free": 2}}, "names": ["a", "b"], "ratio": 1,
-                                 "note": None, "enabled": True, "added_by_a_newer_probe": 1})
+    facts = HostFacts(
+        hugepages={
+            "total": 4,
+            "pools": {"2048kB": {"free": 2}},
+            "names": ["a", "b"],
+            "ratio": 1,
+            "note": None,
+            "enabled": True,
+            "added_by_a_newer_probe": 1,
+        }
+    )
     pages = facts.view(Pages)
     assert pages == Pages(total=4, pools={"2048kB": Pool(free=2)}, names=("a", "b"), ratio=1.0, enabled=True)
     assert isinstance(pages.ratio, float) and pages.pools["2048kB"].size_kib == 0
 
 
 def test_missing_or_odd_values_take_the_default_never_a_crash() -> None:
-    odd = HostFacts(hugepages={"total": "4", "pools": {"2048kB": {"free": 2}, "bad": 3}, "names": ["a", 1],
-                               "enabled": 1, "note": 5})
+    odd = HostFacts(
+        hugepages={
+            "total": "4",
+            "pools": {"2048kB": {"free": 2}, "bad": 3},
+            "names": ["a", 1],
+            "enabled": 1,
+            "note": 5,
+        }
+    )
     pages = odd.view(Pages)
     assert pages.total == 0 and list(pages.pools) == ["2048kB"] and pages.names == ("a",)
     assert pages.enabled is False and pages.note is None
@@ -59,5 +76,7 @@ class Names:
 
 
 def test_a_section_of_open_ended_names_is_read_whole() -> None:
-    assert HostFacts(vulnerabilities={"mds": "Not affected", "odd": 1}).view(Names).by_name == {"mds": "Not affected"}
+    assert HostFacts(vulnerabilities={"mds": "Not affected", "odd": 1}).view(Names).by_name == {
+        "mds": "Not affected"
+    }
     assert HostFacts().view(Names) == Names() and HostFacts(vulnerabilities=[1]).view(Names).by_name == {}

@@ -50,8 +50,10 @@ class HostFacts(dict[str, Any]):
         return cls(json.loads(Path(path).read_text()))
 
 
-# --- typed views -------------------------------------------------------------------------------------------------
-# Facts travel as plain data (facts.json, recorded fixtures, Ansible runs); each stage declares what its sections
+# --- typed views
+# -------------------------------------------------------------------------------------------------
+# Facts travel as plain data (facts.json, recorded fixtures, Ansible runs); each stage declares what its
+# sections
 # hold as frozen dataclasses, and its checks read them as attributes:
 #
 #     @dataclass(frozen=True)
@@ -63,7 +65,8 @@ class HostFacts(dict[str, Any]):
 #     pages = facts.view(Hugepages)          # built once per HostFacts from facts["hugepages"], then cached
 #     pages.total, pages.pools["2048kB"].free
 #
-# `view_of` turns a mapping into such a dataclass by its type hints: nested dataclasses, lists, tuples and dicts of
+# `view_of` turns a mapping into such a dataclass by its type hints: nested dataclasses, lists, tuples and
+# dicts of
 # them, `X | None`, and plain values. A key the data lacks takes the field's default; a key the type does not
 # declare is ignored (an older or newer probe); a value of the wrong shape is replaced by the default, so a
 # check never crashes on a host's odd facts (the raw mapping stays in facts.json for the details).

@@ -1,7 +1,9 @@
 """Facts: the probe's raw sections turned into plain data (JSON-serialisable), one dict per host.
 
-Parsing is pure: `parse_probe(text, parsers)` is tested on recorded probe outputs in `fixtures/facts/`. This module
-parses what every stage reads (the host, its tools, os-release, the kernel); each stage parses its own sections
+Parsing is pure: `parse_probe(text, parsers)` is tested on recorded probe outputs in `fixtures/facts/`. This
+module
+parses what every stage reads (the host, its tools, os-release, the kernel); each stage parses its own
+sections
 (`kvmqa/stages/<stage>/facts.py`, handed down as the run's `Registry.probe_parsers()`).
 
 Beside the parser, the typed views of the shared sections (`facts.view(OsRelease).family`): those parsed here,
@@ -70,8 +72,14 @@ def parse_probe(text: str, parsers: Sequence[ProbeParser]) -> HostFacts:
     env = key_values(body_of(sec, "probe_env"))
     tools = {k[5:]: v for k, v in env.items() if k.startswith("tool.") and v}
     facts = HostFacts(
-        probe={"sections": sorted(sec), "user": env.get("user", ""), "euid": env.get("euid", ""),
-               "sudo_user": env.get("sudo_user", ""), "groups": env.get("groups", "").split(), "date": env.get("date", "")},
+        probe={
+            "sections": sorted(sec),
+            "user": env.get("user", ""),
+            "euid": env.get("euid", ""),
+            "sudo_user": env.get("sudo_user", ""),
+            "groups": env.get("groups", "").split(),
+            "date": env.get("date", ""),
+        },
         host={"hostname": env.get("hostname", ""), "arch": env.get("arch", "")},
         tools=tools,
         os=_os_release(body_of(sec, "os_release")),
@@ -165,8 +173,9 @@ class Security:
 
     SECTION: ClassVar[str] = "security"
     selinux_enforce: str | None = field(default=None, metadata={"key": "/sys/fs/selinux/enforce"})
-    apparmor_enabled: str | None = field(default=None,
-                                         metadata={"key": "/sys/module/apparmor/parameters/enabled"})
+    apparmor_enabled: str | None = field(
+        default=None, metadata={"key": "/sys/module/apparmor/parameters/enabled"}
+    )
 
 
 @dataclass(frozen=True)

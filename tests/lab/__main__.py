@@ -25,12 +25,27 @@ def _say(msg: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.lab", description="Build and boot a lab KVM host (tests/lab).")
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.lab", description="Build and boot a lab KVM host (tests/lab)."
+    )
     ap.add_argument("command", choices=("up", "build"))
-    ap.add_argument("--suite", choices=sorted(LAB_IMAGES), default="bookworm", help="the Debian release of the lab host")
+    ap.add_argument(
+        "--suite", choices=sorted(LAB_IMAGES), default="bookworm", help="the Debian release of the lab host"
+    )
     ap.add_argument("--smp", type=int, default=2, help="vCPUs of the lab host (default 2)")
-    ap.add_argument("--for", dest="seconds", type=float, default=None, help="stop after SECONDS instead of waiting for Ctrl-C")
-    ap.add_argument("--run-dir", type=Path, default=None, help="where the overlay and console log go (default: a temp dir)")
+    ap.add_argument(
+        "--for",
+        dest="seconds",
+        type=float,
+        default=None,
+        help="stop after SECONDS instead of waiting for Ctrl-C",
+    )
+    ap.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="where the overlay and console log go (default: a temp dir)",
+    )
     args = ap.parse_args(argv)
     try:
         image = build_image(LAB_IMAGES[args.suite], log=_say)
@@ -51,11 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         _say("interrupted")
         return 130
     try:
-        _say(f"{args.suite} answers ssh after {host.timings.get('ssh', 0):.0f} s, systemd up after {host.boot_seconds:.0f} s")
+        _say(
+            f"{args.suite} answers ssh after {host.timings.get('ssh', 0):.0f} s, systemd up after "
+            f"{host.boot_seconds:.0f} s"
+        )
         # a nested KVM host boots its first VM far slower than metal: the nested-lab profile gives it the room
         profile = "fixtures/profiles/nested-lab.yaml"
-        print("Run kvmqa against it (the nested-lab profile: a longer first-VM deadline for a nested KVM host):\n"
-              "  ./run suite " + shlex.join([*host.suite_args(), "--profile", profile]))
+        print(
+            "Run kvmqa against it (the nested-lab profile: a longer first-VM deadline for a nested KVM "
+            "host):\n"
+            "  ./run suite " + shlex.join([*host.suite_args(), "--profile", profile])
+        )
         print(f"Reach it yourself:\n  {shlex.join(host.ssh_argv())}", flush=True)
         if args.seconds is None:
             _say("Ctrl-C stops it and removes its overlay")

@@ -1,6 +1,7 @@
 """pytest wiring for lab hosts: one session-scoped fixture per image, timings in the terminal summary.
 
-`lab_bookworm` / `lab_trixie` build (or reuse) their image and boot it once per session (-smp 1: two can run at
+`lab_bookworm` / `lab_trixie` build (or reuse) their image and boot it once per session (-smp 1: two can run
+at
 once on two cores), and stop it at session end, also after failures; QEMU also dies with the pytest process
 (PR_SET_PDEATHSIG) and its overlay lives in pytest's temp dir. When an image cannot be built or booted here
 the tests that need it ERROR with the reason: a missing lab is never a silent skip.
@@ -25,8 +26,8 @@ from tests.lab.image import LAB_IMAGES, LabBuildError, build_image
 
 @dataclass
 class LabTimings:
-    images: dict[str, str] = field(default_factory=dict)     # name -> "built in 113 s" / "cached"
-    boots: dict[str, str] = field(default_factory=dict)      # name -> "ssh 42 s, systemd 45 s"
+    images: dict[str, str] = field(default_factory=dict)  # name -> "built in 113 s" / "cached"
+    boots: dict[str, str] = field(default_factory=dict)  # name -> "ssh 42 s, systemd 45 s"
     tests: list[tuple[str, float, str]] = field(default_factory=list)
 
 
@@ -52,20 +53,27 @@ def _say(config: pytest.Config, msg: str) -> None:
         reporter.write_line(f"kvmqa lab: {msg}")
 
 
-# The lab host fixtures and the image each boots, in the order the tests first need them (the prefetch's order).
+# The lab host fixtures and the image each boots, in the order the tests first need them (the prefetch's
+# order).
 # Every one is a host of its own (its own overlay).
 LAB_FIXTURES = {"lab_bookworm": "bookworm", "lab_install_bookworm": "bookworm", "lab_trixie": "trixie"}
 
 
-def _boot(name: str, image_name: str, run_dir: Path, timings: LabTimings, say: Callable[[str], None]) -> LabHost:
+def _boot(
+    name: str, image_name: str, run_dir: Path, timings: LabTimings, say: Callable[[str], None]
+) -> LabHost:
     """Build (or find) the image and boot it: the one way a lab fixture gets its host, prefetched or not."""
     t0 = time.monotonic()
     try:
         image = build_image(LAB_IMAGES[image_name], log=say)
     except LabBuildError as exc:
         raise LabBootError(f"lab image {image_name} cannot be built here: {exc}") from exc
-    timings.images.setdefault(image_name, f"built in {image.build_seconds:.0f} s" if image.build_seconds is not None
-                              else f"from the cache ({time.monotonic() - t0:.1f} s)")
+    timings.images.setdefault(
+        image_name,
+        f"built in {image.build_seconds:.0f} s"
+        if image.build_seconds is not None
+        else f"from the cache ({time.monotonic() - t0:.1f} s)",
+    )
     say(f"booting {name} ({image.dir.name}) ...")
     host = start(image, run_dir, smp=1)
     timings.boots[name] = f"ssh after {host.timings['ssh']:.0f} s, systemd up after {host.boot_seconds:.0f} s"
@@ -73,20 +81,25 @@ def _boot(name: str, image_name: str, run_dir: Path, timings: LabTimings, say: C
 
 
 class LabPrefetch:
-    """The lab hosts the selected tests will use, built and booted in the background as soon as collection ends,
-    at the lowest CPU priority (nice 19): they take only what the other tests leave idle (an empty-cache CI run
+    """The lab hosts the selected tests will use, built and booted in the background as soon as collection
+    ends,
+    at the lowest CPU priority (nice 19): they take only what the other tests leave idle (an empty-cache CI
+    run
     spends minutes of non-lab tests with a core to spare), then get normal priority when a test takes them.
 
     One long-lived daemon thread does it all, in the order the tests need the hosts, and stays alive until the
     session ends: QEMU is started with PR_SET_PDEATHSIG, which fires when the *thread* that started it exits.
     """
 
-    def __init__(self, wanted: list[str], tmp_path_factory: pytest.TempPathFactory, timings: LabTimings) -> None:
+    def __init__(
+        self, wanted: list[str], tmp_path_factory: pytest.TempPathFactory, timings: LabTimings
+    ) -> None:
         self.futures: dict[str, Future[LabHost]] = {name: Future() for name in wanted}
         self.taken: set[str] = set()
         self._done = threading.Event()
         # made here, in the main thread: tmp_path_factory is not thread-safe (two threads creating its base
-        # directory at once get two, and mktemp then refuses its own path: "is not a normalized and relative path")
+        # directory at once get two, and mktemp then refuses its own path: "is not a normalized and relative
+        # path")
         self._dirs = {name: tmp_path_factory.mktemp(f"lab-{name}") for name in wanted}
         self._timings = timings
         self._thread = threading.Thread(target=self._work, name="kvmqa-lab-prefetch", daemon=True)
@@ -98,7 +111,9 @@ class LabPrefetch:
             if self._done.is_set():
                 break
             try:
-                future.set_result(_boot(name, LAB_FIXTURES[name], self._dirs[name], self._timings, lambda m: None))
+                future.set_result(
+                    _boot(name, LAB_FIXTURES[name], self._dirs[name], self._timings, lambda m: None)
+                )
             except BaseException as exc:  # noqa: BLE001 - handed to the test that needs this host
                 future.set_exception(exc)
         self._done.wait()  # keep the thread (and with it every QEMU it started) alive until the session ends
@@ -125,10 +140,15 @@ LAB_PREFETCH = pytest.StashKey[LabPrefetch]()
 
 def start_prefetch(session: pytest.Session) -> None:
     """After collection: prefetch the lab hosts the selected tests use (none when no lab test is selected)."""
-    wanted = [name for name in LAB_FIXTURES if any(name in getattr(item, "fixturenames", ()) for item in session.items)]
+    wanted = [
+        name
+        for name in LAB_FIXTURES
+        if any(name in getattr(item, "fixturenames", ()) for item in session.items)
+    ]
     if wanted and os.environ.get("KVMQA_LAB_PREFETCH", "1") != "0":
         config = session.config
-        config.stash[LAB_PREFETCH] = LabPrefetch(wanted, config._tmp_path_factory, _timings(config))  # type: ignore[attr-defined]
+        # type: ignore[attr-defined]
+        config.stash[LAB_PREFETCH] = LabPrefetch(wanted, config._tmp_path_factory, _timings(config))
 
 
 def stop_prefetch(session: pytest.Session) -> None:
@@ -137,7 +157,9 @@ def stop_prefetch(session: pytest.Session) -> None:
         prefetch.close()
 
 
-def lab_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LabHost]:
+def lab_host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[LabHost]:
     config = request.config
     prefetch = config.stash.get(LAB_PREFETCH, None)
     try:
@@ -146,8 +168,13 @@ def lab_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                 _say(config, f"waiting for {name}, prepared in the background ...")
             host = prefetch.take(name)
         else:
-            host = _boot(name, LAB_FIXTURES[name], tmp_path_factory.mktemp(f"lab-{name}"), _timings(config),
-                         lambda m: _say(config, m))
+            host = _boot(
+                name,
+                LAB_FIXTURES[name],
+                tmp_path_factory.mktemp(f"lab-{name}"),
+                _timings(config),
+                lambda m: _say(config, m),
+            )
     except LabBootError as exc:
         pytest.fail(str(exc), pytrace=False)
     _say(config, f"{name} up: {_timings(config).boots.get(name, '')} ({host.url()})")
@@ -158,7 +185,9 @@ def lab_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="session")
-def lab_bookworm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
+def lab_bookworm(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabHost]:
     yield from lab_host(request, tmp_path_factory, "lab_bookworm")
 
 
@@ -168,8 +197,11 @@ def lab_trixie(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(scope="session")
-def lab_install_bookworm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
-    """A bookworm lab host of its own for install mode, which breaks it first (never the shared lab_bookworm)."""
+def lab_install_bookworm(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabHost]:
+    """A bookworm lab host of its own for install mode, which breaks it first (never the shared
+    lab_bookworm)."""
     yield from lab_host(request, tmp_path_factory, "lab_install_bookworm")
 
 

@@ -77,7 +77,8 @@ def is_vm(facts: HostFacts) -> bool:
 
 
 def xen_role(facts: HostFacts) -> str | None:
-    """'dom0' or 'PV guest' when Xen is underneath in a way KVM cannot use; None otherwise (virt-what's test)."""
+    """'dom0' or 'PV guest' when Xen is underneath in a way KVM cannot use; None otherwise (virt-what's
+    test)."""
     fw = facts.view(Firmware)
     caps = fw.xen_capabilities
     if caps is not None and "control_d" in caps:
@@ -98,7 +99,8 @@ class FirmwareLock:
 
 
 def firmware_lock(facts: HostFacts) -> FirmwareLock:
-    """Whether the firmware turned virtualization off and locked it: the MSR as root, else the kernel's report."""
+    """Whether the firmware turned virtualization off and locked it: the MSR as root, else the kernel's
+    report."""
     if not is_x86(facts):
         return FirmwareLock("n/a", f"architecture {host_arch(facts)} has no VT-x/AMD-V lock", "none")
     cpu = facts.view(CpuInfo)
@@ -111,44 +113,69 @@ def firmware_lock(facts: HostFacts) -> FirmwareLock:
     attempt = "not attempted" if fw.msr is None else fw.msr
     why = f"MSR not read ({attempt}: {fw.msr_reason or 'no reason given'})"
     lines = fw.dmesg_lines or ()
-    bad = [x for x in lines if re.search(r"disabled by bios|vmx \(outside txt\) disabled|svm disabled", x, re.I)]
+    bad = [
+        x for x in lines if re.search(r"disabled by bios|vmx \(outside txt\) disabled|svm disabled", x, re.I)
+    ]
     if bad:
         return FirmwareLock("locked", f"{why}; the kernel's log says: {bad[-1]}", "kernel")
     flags = cpu.flags
     has_flag = bool(flags & set(HW_VIRT_FLAGS))
     if fw.dmesg == "ok":
         tail = "" if has_flag else "; the CPU lists no vmx/svm flag"
-        return FirmwareLock("enabled", f"{why}; used the kernel's log instead: no 'disabled by BIOS' message{tail}",
-                            "kernel")
+        return FirmwareLock(
+            "enabled", f"{why}; used the kernel's log instead: no 'disabled by BIOS' message{tail}", "kernel"
+        )
     module = KVM_MODULE.get(vendor, "")
     if module and module in kvm_backend_modules(facts):
-        return FirmwareLock("enabled", f"{why}; the kernel log is unreadable; used the loaded {module} instead: the kernel "
-                                       "refuses to load it when the firmware disabled virtualization", "kernel")
+        return FirmwareLock(
+            "enabled",
+            f"{why}; the kernel log is unreadable; used the loaded {module} instead: the kernel "
+            "refuses to load it when the firmware disabled virtualization",
+            "kernel",
+        )
     if vendor == "intel" and "vmx" in flags and cpu.vmx_flags:
-        return FirmwareLock("enabled", f"{why}; the kernel log is unreadable; used /proc/cpuinfo instead: the kernel "
-                                       "lists 'vmx flags', so VMX is usable", "kernel")
-    return FirmwareLock("unknown", f"{why}; the kernel log is unreadable (dmesg_restrict? run as root) and /proc/cpuinfo "
-                                   "does not settle it", "none")
+        return FirmwareLock(
+            "enabled",
+            f"{why}; the kernel log is unreadable; used /proc/cpuinfo instead: the kernel "
+            "lists 'vmx flags', so VMX is usable",
+            "kernel",
+        )
+    return FirmwareLock(
+        "unknown",
+        f"{why}; the kernel log is unreadable (dmesg_restrict? run as root) and /proc/cpuinfo "
+        "does not settle it",
+        "none",
+    )
 
 
 def _lock_from_msr(vendor: str, value: int) -> FirmwareLock:
     if vendor == "intel":
         locked, outside_smx = bool(value & 0x1), bool(value & 0x4)
-        desc = (f"read IA32_FEATURE_CONTROL (MSR 0x3a) = {value:#x}: lock bit 0 {'set' if locked else 'clear'}, "
-                f"VMX-outside-SMX bit 2 {'set' if outside_smx else 'clear'}")
+        desc = (
+            f"read IA32_FEATURE_CONTROL (MSR 0x3a) = {value:#x}: lock bit 0 {'set' if locked else 'clear'}, "
+            f"VMX-outside-SMX bit 2 {'set' if outside_smx else 'clear'}"
+        )
         if locked and not outside_smx:
             return FirmwareLock("locked", f"{desc}: VT-x is disabled and locked by the firmware", "msr")
-        return FirmwareLock("enabled", desc + (": VT-x enabled" if locked else ": unlocked, the kernel enables VT-x"), "msr")
+        return FirmwareLock(
+            "enabled", desc + (": VT-x enabled" if locked else ": unlocked, the kernel enables VT-x"), "msr"
+        )
     svmdis, lock = bool(value & 0x10), bool(value & 0x8)
-    desc = (f"read VM_CR (MSR 0xc0010114) = {value:#x}: SVMDIS bit 4 {'set' if svmdis else 'clear'}, "
-            f"lock bit 3 {'set' if lock else 'clear'}")
+    desc = (
+        f"read VM_CR (MSR 0xc0010114) = {value:#x}: SVMDIS bit 4 {'set' if svmdis else 'clear'}, "
+        f"lock bit 3 {'set' if lock else 'clear'}"
+    )
     if svmdis:
         return FirmwareLock("locked", f"{desc}: AMD-V is disabled by the firmware", "msr")
     return FirmwareLock("enabled", desc + ": AMD-V not disabled", "msr")
 
 
-@CHECKS.check("cpu.hw-virt", "CPU has hardware virtualization (vmx/svm) that KVM can use",
-              hint="Enable VT-x/AMD-V in the BIOS/firmware; on a VM, expose it to the guest (nested virtualization, CPU mode host-passthrough)")
+@CHECKS.check(
+    "cpu.hw-virt",
+    "CPU has hardware virtualization (vmx/svm) that KVM can use",
+    hint="Enable VT-x/AMD-V in the BIOS/firmware; on a VM, expose it to the guest (nested virtualization, "
+    "CPU mode host-passthrough)",
+)
 def hw_virt(facts: HostFacts, profile: Profile) -> Outcome:
     flags = facts.view(CpuInfo).flags
     found = [f"{f} ({HW_VIRT_FLAGS[f]})" for f in HW_VIRT_FLAGS if f in flags]
@@ -156,36 +183,61 @@ def hw_virt(facts: HostFacts, profile: Profile) -> Outcome:
     if arch == "s390x":
         if "sie" in flags:
             return passed("s390x: the CPU lists the SIE facility (sie)")
-        return failed("s390x: no 'sie' facility in /proc/cpuinfo features: this machine cannot run KVM guests",
-                      level=profile.kvm)
+        return failed(
+            "s390x: no 'sie' facility in /proc/cpuinfo features: this machine cannot run KVM guests",
+            level=profile.kvm,
+        )
     if not is_x86(facts):
-        return not_applicable(f"architecture {arch}: no vmx/svm flag to look for (KVM is judged by cpu.kvm-module and "
-                              "the /dev/kvm probe)")
+        return not_applicable(
+            f"architecture {arch}: no vmx/svm flag to look for (KVM is judged by cpu.kvm-module and "
+            "the /dev/kvm probe)"
+        )
     xen = xen_role(facts)
     if xen:
-        return failed(f"this host is a Xen {xen}: {', '.join(found) or 'no vmx/svm'} in /proc/cpuinfo, but KVM cannot "
-                      "use hardware virtualization under Xen", level=profile.kvm,
-                      hint="Run KVM on bare metal or in an HVM guest with nested virtualization, not in a Xen dom0/PV guest")
+        return failed(
+            f"this host is a Xen {xen}: {', '.join(found) or 'no vmx/svm'} in /proc/cpuinfo, but KVM cannot "
+            "use hardware virtualization under Xen",
+            level=profile.kvm,
+            hint="Run KVM on bare metal or in an HVM guest with nested virtualization, not in a Xen dom0/PV "
+            "guest",
+        )
     if found:
         return passed(f"/proc/cpuinfo flags include {', '.join(found)}", flags=found)
     lock = firmware_lock(facts)
     model = facts.view(CpuInfo).model_name or "?"
     hint: str | None
     if lock.state == "locked":
-        why, hint = "turn it on in the firmware", "Enable VT-x/AMD-V in the BIOS/UEFI setup (it is disabled and locked)"
+        why, hint = (
+            "turn it on in the firmware",
+            "Enable VT-x/AMD-V in the BIOS/UEFI setup (it is disabled and locked)",
+        )
     elif is_vm(facts):
-        why = "this is a VM without nested virtualization (the 'hypervisor' flag is set: this host is itself a virtual machine)"
+        why = (
+            "this is a VM without nested virtualization (the 'hypervisor' flag is set: this host is itself a "
+            "virtual machine)"
+        )
         hint = "Expose VT-x/AMD-V to this VM: nested=1 on its host and CPU mode host-passthrough"
     elif lock.state == "enabled":
         why, hint = "this CPU has none", "Use a CPU with VT-x or AMD-V"
     else:
-        why, hint = "this CPU has none, or the firmware turned it off (could not tell: see cpu.virt-firmware-lock)", None
-    return failed(f"no vmx or svm flag in /proc/cpuinfo (CPU: {model}): {why}", level=profile.kvm, hint=hint,
-                  firmware_lock=lock.state)
+        why, hint = (
+            "this CPU has none, or the firmware turned it off (could not tell: see cpu.virt-firmware-lock)",
+            None,
+        )
+    return failed(
+        f"no vmx or svm flag in /proc/cpuinfo (CPU: {model}): {why}",
+        level=profile.kvm,
+        hint=hint,
+        firmware_lock=lock.state,
+    )
 
 
-@CHECKS.check("cpu.virt-firmware-lock", "Virtualization is not disabled and locked by the firmware",
-              hint="Enable Intel VT-x / AMD SVM in the BIOS/UEFI setup and power-cycle; the kernel cannot undo the lock")
+@CHECKS.check(
+    "cpu.virt-firmware-lock",
+    "Virtualization is not disabled and locked by the firmware",
+    hint="Enable Intel VT-x / AMD SVM in the BIOS/UEFI setup and power-cycle; the kernel cannot undo the "
+    "lock",
+)
 def virt_firmware_lock(facts: HostFacts, profile: Profile) -> Outcome:
     lock = firmware_lock(facts)
     if lock.state == "n/a":
@@ -197,8 +249,12 @@ def virt_firmware_lock(facts: HostFacts, profile: Profile) -> Outcome:
     return passed(lock.text, source=lock.source)
 
 
-@CHECKS.check("cpu.kvm-module", "A KVM module for this CPU is loaded (kvm_intel/kvm_amd; kvm on aarch64/s390x)",
-              hint="modprobe kvm_intel (Intel) or kvm_amd (AMD); if it fails, check dmesg and the BIOS virtualization setting")
+@CHECKS.check(
+    "cpu.kvm-module",
+    "A KVM module for this CPU is loaded (kvm_intel/kvm_amd; kvm on aarch64/s390x)",
+    hint="modprobe kvm_intel (Intel) or kvm_amd (AMD); if it fails, check dmesg and the BIOS virtualization "
+    "setting",
+)
 def kvm_module(facts: HostFacts, profile: Profile) -> Outcome:
     modules = kvm_backend_modules(facts)
     hw = [m for m in modules if m in HW_KVM_MODULES]
@@ -207,28 +263,51 @@ def kvm_module(facts: HostFacts, profile: Profile) -> Outcome:
     if arch in NON_X86_KVM_BUILTIN:
         if "kvm" in modules or facts.view(Devices).kvm.exists:
             how = "listed in /sys/module" if "kvm" in modules else "/dev/kvm exists"
-            return passed(f"{arch}: KVM is present ({how}; built in or loaded, no vendor module needed)", modules=modules)
-        return failed(f"{arch}: no kvm in /sys/module and no /dev/kvm", level=profile.kvm, modules=modules,
-                      hint="modprobe kvm, or use a kernel built with CONFIG_KVM")
+            return passed(
+                f"{arch}: KVM is present ({how}; built in or loaded, no vendor module needed)",
+                modules=modules,
+            )
+        return failed(
+            f"{arch}: no kvm in /sys/module and no /dev/kvm",
+            level=profile.kvm,
+            modules=modules,
+            hint="modprobe kvm, or use a kernel built with CONFIG_KVM",
+        )
     if hw:
         return passed(f"{', '.join(hw)} loaded", modules=modules)
     others = [m for m in modules if m != "kvm"]
     extra = f"; the KVM backend present is {', '.join(others)}" if others else ""
-    extra += "" if source != "none" else " (no /proc/modules: module loading is disabled or not visible, read /sys/module)"
+    extra += (
+        ""
+        if source != "none"
+        else " (no /proc/modules: module loading is disabled or not visible, read /sys/module)"
+    )
     # Name what is missing: the vendor's module when the CPU flag says which, else both.
     wanted = next((VENDOR_MODULE[f] for f in VENDOR_MODULE if f in facts.view(CpuInfo).flags), "")
-    vendor = f"{wanted} (this CPU has {next(f for f in VENDOR_MODULE if VENDOR_MODULE[f] == wanted)})" if wanted \
+    vendor = (
+        f"{wanted} (this CPU has {next(f for f in VENDOR_MODULE if VENDOR_MODULE[f] == wanted)})"
+        if wanted
         else "neither kvm_intel nor kvm_amd"
+    )
     if "kvm" not in modules:
-        return failed(f"the kvm module is not loaded, nor {vendor}" + extra, level=profile.kvm, modules=modules,
-                      missing=["kvm", wanted] if wanted else ["kvm"])
+        return failed(
+            f"the kvm module is not loaded, nor {vendor}" + extra,
+            level=profile.kvm,
+            modules=modules,
+            missing=["kvm", wanted] if wanted else ["kvm"],
+        )
     if wanted:
-        return failed(f"{vendor} is not loaded (kvm is)" + extra, level=profile.kvm, modules=modules, missing=[wanted])
+        return failed(
+            f"{vendor} is not loaded (kvm is)" + extra, level=profile.kvm, modules=modules, missing=[wanted]
+        )
     return failed("neither kvm_intel nor kvm_amd is loaded" + extra, level=profile.kvm, modules=modules)
 
 
-@CHECKS.check("cpu.kvm-device", "Device /dev/kvm exists",
-              hint="Load kvm and kvm_intel/kvm_amd and check that the BIOS has virtualization enabled")
+@CHECKS.check(
+    "cpu.kvm-device",
+    "Device /dev/kvm exists",
+    hint="Load kvm and kvm_intel/kvm_amd and check that the BIOS has virtualization enabled",
+)
 def kvm_device(facts: HostFacts, profile: Profile) -> Outcome:
     dev = facts.view(Devices).kvm
     if not dev.exists:
@@ -253,15 +332,20 @@ def _can_access(dev: Device, uid_name: str, groups: list[str]) -> bool:
     return mode & 0o006 == 0o006
 
 
-SESSION_ONLY = ("; only qemu:///session guests run as the login user: libvirt's system guests run as the QEMU user "
-                "(cpu.kvm-qemu-user-access)")
+SESSION_ONLY = (
+    "; only qemu:///session guests run as the login user: libvirt's system guests run as the QEMU user "
+    "(cpu.kvm-qemu-user-access)"
+)
 
 
-@CHECKS.check("cpu.kvm-device-access", "/dev/kvm is readable and writable by the login user (qemu:///session)",
-              hint="Needed only for qemu:///session guests: add the login user to the group owning /dev/kvm "
-                   "(usermod -aG kvm USER) or make /dev/kvm mode 0666 via udev; the profile's session_kvm_access sets "
-                   "how much it matters",
-              requires=("cpu.kvm-device",))
+@CHECKS.check(
+    "cpu.kvm-device-access",
+    "/dev/kvm is readable and writable by the login user (qemu:///session)",
+    hint="Needed only for qemu:///session guests: add the login user to the group owning /dev/kvm "
+    "(usermod -aG kvm USER) or make /dev/kvm mode 0666 via udev; the profile's session_kvm_access sets "
+    "how much it matters",
+    requires=("cpu.kvm-device",),
+)
 def kvm_device_access(facts: HostFacts, profile: Profile) -> Outcome:
     """The login user's own access (the QEMU user's is cpu.kvm-qemu-user-access), at the profile's
     session_kvm_access level: reached as root it always holds."""
@@ -272,22 +356,30 @@ def kvm_device_access(facts: HostFacts, profile: Profile) -> Outcome:
     if login and login != "root":
         opened = facts.view(KvmProbeUser).open or ""
         if opened.startswith("error"):
-            return failed(f"login user {login} cannot open /dev/kvm: {probe_error(opened)} ({where})"
-                          f"{SESSION_ONLY}",
-                          level=profile.session_kvm_access, user=login)
+            return failed(
+                f"login user {login} cannot open /dev/kvm: {probe_error(opened)} ({where}){SESSION_ONLY}",
+                level=profile.session_kvm_access,
+                user=login,
+            )
         if opened == "ok":
             return passed(f"login user {login} opened /dev/kvm")
     user, groups = probe.user, list(probe.groups)
     if _can_access(dev, user, groups):
         return passed(f"{user} can read and write /dev/kvm ({where})")
-    return failed(f"{user} cannot read and write /dev/kvm ({where}, groups {' '.join(groups) or '-'}){SESSION_ONLY}",
-                  level=profile.session_kvm_access, user=user)
+    return failed(
+        f"{user} cannot read and write /dev/kvm ({where}, groups {' '.join(groups) or '-'}){SESSION_ONLY}",
+        level=profile.session_kvm_access,
+        user=user,
+    )
 
 
-@CHECKS.check("cpu.kvm-qemu-user-access", "The QEMU user libvirt runs guests as can open /dev/kvm",
-              hint="chgrp kvm /dev/kvm && chmod 0660 /dev/kvm, and persist it with a udev rule: "
-                   "KERNEL==\"kvm\", GROUP=\"kvm\", MODE=\"0660\" (the QEMU user must be in group kvm)",
-              requires=("cpu.kvm-device",))
+@CHECKS.check(
+    "cpu.kvm-qemu-user-access",
+    "The QEMU user libvirt runs guests as can open /dev/kvm",
+    hint="chgrp kvm /dev/kvm && chmod 0660 /dev/kvm, and persist it with a udev rule: "
+    'KERNEL=="kvm", GROUP="kvm", MODE="0660" (the QEMU user must be in group kvm)',
+    requires=("cpu.kvm-device",),
+)
 def kvm_qemu_user_access(facts: HostFacts, profile: Profile) -> Outcome:
     probe = facts.view(KvmProbeQemuUser)
     conf = facts.view(LibvirtConf)
@@ -296,15 +388,22 @@ def kvm_qemu_user_access(facts: HostFacts, profile: Profile) -> Outcome:
         return passed("qemu.conf runs QEMU as root")
     if not probe.reported:
         if not qemu_user:
-            return not_applicable("no QEMU user (libvirt-qemu/qemu) on the host: libvirt is probably not installed")
-        return not_applicable(f"not measured: the probe needs root and runuser to open /dev/kvm as {qemu_user}")
+            return not_applicable(
+                "no QEMU user (libvirt-qemu/qemu) on the host: libvirt is probably not installed"
+            )
+        return not_applicable(
+            f"not measured: the probe needs root and runuser to open /dev/kvm as {qemu_user}"
+        )
     state = probe.open or ""
     if state == "ok":
         created = "?" if probe.create_vm is None else probe.create_vm
         return passed(f"{probe.as_user} opened /dev/kvm and created a VM ({created})")
-    return failed(f"{probe.as_user} (QEMU's user) cannot open /dev/kvm: {probe_error(state)} "
-                  f"({_where(facts.view(Devices).kvm)}); KVM guests started by libvirt will fail",
-                  level=profile.kvm, qemu_user=probe.as_user)
+    return failed(
+        f"{probe.as_user} (QEMU's user) cannot open /dev/kvm: {probe_error(state)} "
+        f"({_where(facts.view(Devices).kvm)}); KVM guests started by libvirt will fail",
+        level=profile.kvm,
+        qemu_user=probe.as_user,
+    )
 
 
 def probe_error(state: str) -> str:
@@ -312,8 +411,12 @@ def probe_error(state: str) -> str:
     return state.removeprefix("error:").replace("_", " ")
 
 
-@CHECKS.check("cpu.kvm-api-version", "KVM_GET_API_VERSION returns 12", hint="The kernel's KVM is broken or too old",
-              requires=("cpu.kvm-device",))
+@CHECKS.check(
+    "cpu.kvm-api-version",
+    "KVM_GET_API_VERSION returns 12",
+    hint="The kernel's KVM is broken or too old",
+    requires=("cpu.kvm-device",),
+)
 def kvm_api_version(facts: HostFacts, profile: Profile) -> Outcome:
     p = facts.view(KvmProbe)
     if not p.measured:
@@ -332,8 +435,12 @@ def _not_measured(p: KvmProbe) -> str:
     return "no probe result" if p.reason is None else p.reason
 
 
-@CHECKS.check("cpu.kvm-create-vm", "KVM_CREATE_VM succeeds", hint="Check dmesg for KVM errors; the module may be loaded without hardware support",
-              requires=("cpu.kvm-device",))
+@CHECKS.check(
+    "cpu.kvm-create-vm",
+    "KVM_CREATE_VM succeeds",
+    hint="Check dmesg for KVM errors; the module may be loaded without hardware support",
+    requires=("cpu.kvm-device",),
+)
 def kvm_create_vm(facts: HostFacts, profile: Profile) -> Outcome:
     p = facts.view(KvmProbe)
     if not p.measured:
@@ -346,22 +453,31 @@ def kvm_create_vm(facts: HostFacts, profile: Profile) -> Outcome:
     return failed(f"KVM_CREATE_VM failed: {state}", level=profile.kvm)
 
 
-@CHECKS.check("cpu.kvm-vcpu-run", "A vCPU runs guest code (KVM_RUN: OUT then HLT)",
-              hint="KVM accepts VMs but cannot run guest code: check dmesg, the KVM backend module and firmware settings",
-              requires=("cpu.kvm-create-vm",))
+@CHECKS.check(
+    "cpu.kvm-vcpu-run",
+    "A vCPU runs guest code (KVM_RUN: OUT then HLT)",
+    hint="KVM accepts VMs but cannot run guest code: check dmesg, the KVM backend module and firmware "
+    "settings",
+    requires=("cpu.kvm-create-vm",),
+)
 def kvm_vcpu_run(facts: HostFacts, profile: Profile) -> Outcome:
     p = facts.view(KvmProbe)
     state = p.vcpu_run or ""
     if state.startswith("not-measured") or not state:
         return not_applicable(f"not measured: {state.removeprefix('not-measured:') or 'no result'}")
     if state == "ok":
-        return passed(f"a vCPU ran 5 bytes of real-mode code: exits {p.vcpu_exits}, port {p.io_port} value "
-                      f"{p.io_value} (this proves KVM runs trivial guest code, not that a full guest boots; "
-                      "the first_vm stage boots one)")
+        return passed(
+            f"a vCPU ran 5 bytes of real-mode code: exits {p.vcpu_exits}, port {p.io_port} value "
+            f"{p.io_value} (this proves KVM runs trivial guest code, not that a full guest boots; "
+            "the first_vm stage boots one)"
+        )
     exits = "-" if p.vcpu_exits is None else p.vcpu_exits
     suberror = "-" if p.internal_suberror is None else p.internal_suberror
-    return failed(f"KVM_RUN did not run the guest code as expected: {state} (exits {exits}, "
-                  f"internal suberror {suberror})", level=profile.kvm)
+    return failed(
+        f"KVM_RUN did not run the guest code as expected: {state} (exits {exits}, "
+        f"internal suberror {suberror})",
+        level=profile.kvm,
+    )
 
 
 @CHECKS.check("cpu.kvm-summary", "What KVM on this host is", level=Level.INFO)
@@ -374,20 +490,29 @@ def kvm_summary(facts: HostFacts, profile: Profile) -> Outcome:
         f"hardware virtualization flag: {', '.join(hw) if hw else 'none'}",
         f"KVM modules: {', '.join(kvm_backend_modules(facts)) or 'none'}",
         f"/dev/kvm: {'present' if facts.view(Devices).kvm.exists else 'missing'}",
-        *(f"{name}: {'not measured' if value is None else value}"
-          for name, value in (("open", p.open), ("KVM_CREATE_VM", p.create_vm), ("vCPU run", p.vcpu_run))),
+        *(
+            f"{name}: {'not measured' if value is None else value}"
+            for name, value in (("open", p.open), ("KVM_CREATE_VM", p.create_vm), ("vCPU run", p.vcpu_run))
+        ),
     ]
     qemu = facts.view(KvmProbeQemuUser)
     if qemu.reported:
         parts.append(f"as {qemu.as_user}: {qemu.open}")
     if not hw and p.create_vm == "ok":
-        parts.append("KVM is provided without hardware virtualization flags: whether full guests run is only proven by "
-                     "the first_vm stage")
+        parts.append(
+            "KVM is provided without hardware virtualization flags: whether full guests run is only "
+            "proven by "
+            "the first_vm stage"
+        )
     return info("; ".join(parts))
 
 
-@CHECKS.check("cpu.nested", "Nested virtualization state", level=Level.INFO,
-              hint="Set options kvm_intel nested=1 (or kvm_amd nested=1) in /etc/modprobe.d and reload the module")
+@CHECKS.check(
+    "cpu.nested",
+    "Nested virtualization state",
+    level=Level.INFO,
+    hint="Set options kvm_intel nested=1 (or kvm_amd nested=1) in /etc/modprobe.d and reload the module",
+)
 def nested(facts: HostFacts, profile: Profile) -> Outcome:
     values = facts.view(KvmParams).nested
     level = Level.FAIL if profile.nested == "required" else Level.INFO
@@ -403,26 +528,38 @@ def nested(facts: HostFacts, profile: Profile) -> Outcome:
     return failed(f"nested virtualization disabled ({desc})", level=level)
 
 
-@CHECKS.check("cpu.vhost-net", "Device /dev/vhost-net exists", level=Level.WARN,
-              hint="Load the 'vhost_net' module to improve performance of virtio networking")
+@CHECKS.check(
+    "cpu.vhost-net",
+    "Device /dev/vhost-net exists",
+    level=Level.WARN,
+    hint="Load the 'vhost_net' module to improve performance of virtio networking",
+)
 def vhost_net(facts: HostFacts, profile: Profile) -> Outcome:
     exists = facts.view(Devices).vhost_net.exists
     return passed("/dev/vhost-net exists") if exists else failed("/dev/vhost-net does not exist")
 
 
-@CHECKS.check("cpu.tun", "Device /dev/net/tun exists", hint="Load the 'tun' module to enable networking for QEMU guests")
+@CHECKS.check(
+    "cpu.tun", "Device /dev/net/tun exists", hint="Load the 'tun' module to enable networking for QEMU guests"
+)
 def tun(facts: HostFacts, profile: Profile) -> Outcome:
     exists = facts.view(Devices).tun.exists
     return passed("/dev/net/tun exists") if exists else failed("/dev/net/tun does not exist")
 
 
 V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "devices", "blkio")
-# cgroup v2 has no devices, freezer, cpuacct or blkio controllers: devices is eBPF, cpuacct is in cpu, blkio is io.
+# cgroup v2 has no devices, freezer, cpuacct or blkio controllers: devices is eBPF, cpuacct is in cpu, blkio
+# is io.
 V2_CONTROLLERS = ("memory", "cpu", "cpuset", "io")
 
 
-@CHECKS.check("cpu.cgroups", "cgroup controllers libvirt uses are available", level=Level.WARN,
-              hint="Enable the missing controllers in the kernel config or mount/enable them (cgroup v2: cgroup.subtree_control)")
+@CHECKS.check(
+    "cpu.cgroups",
+    "cgroup controllers libvirt uses are available",
+    level=Level.WARN,
+    hint="Enable the missing controllers in the kernel config or mount/enable them (cgroup v2: "
+    "cgroup.subtree_control)",
+)
 def cgroups(facts: HostFacts, profile: Profile) -> Outcome:
     cg = facts.view(Cgroups)
     version = cg.version
@@ -431,7 +568,10 @@ def cgroups(facts: HostFacts, profile: Profile) -> Outcome:
     if version == "v2":
         have = set(cg.v2_controllers)
         missing = [c for c in V2_CONTROLLERS if c not in have]
-        note = " (cgroup v2: devices, freezer, cpuacct and blkio are not v2 controllers; their absence is not a problem)"
+        note = (
+            " (cgroup v2: devices, freezer, cpuacct and blkio are not v2 controllers; their absence is not a "
+            "problem)"
+        )
         if missing:
             return failed(f"cgroup v2 lacks controllers {', '.join(missing)}{note}", missing=missing)
         return passed(f"cgroup v2 with {', '.join(V2_CONTROLLERS)}{note}")
@@ -442,8 +582,12 @@ def cgroups(facts: HostFacts, profile: Profile) -> Outcome:
     return passed(f"cgroup {version} with {', '.join(V1_CONTROLLERS)} mounted")
 
 
-@CHECKS.check("cpu.iommu-acpi", "Firmware exposes an IOMMU (ACPI DMAR/IVRS; IORT with an SMMU on ARM) for device assignment",
-              level=Level.WARN, hint="Enable VT-d / AMD-Vi (IOMMU) in the BIOS/firmware")
+@CHECKS.check(
+    "cpu.iommu-acpi",
+    "Firmware exposes an IOMMU (ACPI DMAR/IVRS; IORT with an SMMU on ARM) for device assignment",
+    level=Level.WARN,
+    hint="Enable VT-d / AMD-Vi (IOMMU) in the BIOS/firmware",
+)
 def iommu_acpi(facts: HostFacts, profile: Profile) -> Outcome:
     level = Level.FAIL if profile.iommu == "required" else Level.WARN
     iommu = facts.view(Iommu)
@@ -454,12 +598,18 @@ def iommu_acpi(facts: HostFacts, profile: Profile) -> Outcome:
         if "IORT" in tables and smmus:
             return passed(f"ACPI IORT table present, SMMU: {', '.join(smmus)}")
         if "IORT" in tables:
-            return failed("ACPI IORT table present but no SMMU found (/sys/class/iommu has no smmu)", level=level,
-                          hint="Enable the SMMU in the firmware and load arm-smmu / arm-smmu-v3")
+            return failed(
+                "ACPI IORT table present but no SMMU found (/sys/class/iommu has no smmu)",
+                level=level,
+                hint="Enable the SMMU in the firmware and load arm-smmu / arm-smmu-v3",
+            )
         if smmus:
             return passed(f"no ACPI IORT table (device-tree platform); SMMU: {', '.join(smmus)}")
-        return failed("No ACPI IORT table found and no SMMU in /sys/class/iommu", level=level,
-                      hint="Enable the SMMU (IOMMU) in the firmware")
+        return failed(
+            "No ACPI IORT table found and no SMMU in /sys/class/iommu",
+            level=level,
+            hint="Enable the SMMU (IOMMU) in the firmware",
+        )
     if arch == "s390x":
         if iommu.pci_devices > 0:
             return passed(f"s390x: {iommu.pci_devices} PCI devices online (zPCI)")
@@ -472,25 +622,40 @@ def iommu_acpi(facts: HostFacts, profile: Profile) -> Outcome:
         return failed("unknown CPU vendor: cannot tell which ACPI table (DMAR/IVRS) to expect", level=level)
     if table in tables:
         return passed(f"ACPI {table} table present ({vendor} IOMMU)")
-    return failed(f"no ACPI {table} table: IOMMU disabled in firmware or not supported by this platform", level=level)
+    return failed(
+        f"no ACPI {table} table: IOMMU disabled in firmware or not supported by this platform", level=level
+    )
 
 
-@CHECKS.check("cpu.iommu-kernel", "The kernel has IOMMU groups (IOMMU enabled by the kernel)", level=Level.WARN,
-              hint="Add intel_iommu=on (Intel) to the kernel command line; AMD enables it by default (amd_iommu=on is not a valid value)")
+@CHECKS.check(
+    "cpu.iommu-kernel",
+    "The kernel has IOMMU groups (IOMMU enabled by the kernel)",
+    level=Level.WARN,
+    hint="Add intel_iommu=on (Intel) to the kernel command line; AMD enables it by default (amd_iommu=on is "
+    "not a valid value)",
+)
 def iommu_kernel(facts: HostFacts, profile: Profile) -> Outcome:
     level = Level.FAIL if profile.iommu == "required" else Level.WARN
     groups = facts.view(Iommu).iommu_groups
     cmdline = facts.view(Kernel).cmdline
     if groups is None:
-        return failed("IOMMU support is not compiled into the kernel (/sys/kernel/iommu_groups absent)", level=level)
+        return failed(
+            "IOMMU support is not compiled into the kernel (/sys/kernel/iommu_groups absent)", level=level
+        )
     if groups > 0:
-        passthrough = " (iommu=pt: passthrough mode for host devices)" if "iommu=pt" in cmdline.split() else ""
+        passthrough = (
+            " (iommu=pt: passthrough mode for host devices)" if "iommu=pt" in cmdline.split() else ""
+        )
         return passed(f"{groups} IOMMU groups{passthrough}")
     return failed("IOMMU appears disabled in the kernel: no IOMMU groups", level=level, cmdline=cmdline)
 
 
-@CHECKS.check("cpu.sev", "AMD SEV / SEV-ES / SEV-SNP (confidential guests)", level=Level.INFO,
-              hint="Enable SEV in the firmware and load kvm_amd with sev=1 (sev_es=1, sev_snp=1)")
+@CHECKS.check(
+    "cpu.sev",
+    "AMD SEV / SEV-ES / SEV-SNP (confidential guests)",
+    level=Level.INFO,
+    hint="Enable SEV in the firmware and load kvm_amd with sev=1 (sev_es=1, sev_snp=1)",
+)
 def sev(facts: HostFacts, profile: Profile) -> Outcome:
     if cpu_vendor(facts) != "amd":
         return not_applicable("not an AMD host")
@@ -498,25 +663,39 @@ def sev(facts: HostFacts, profile: Profile) -> Outcome:
     flags = facts.view(CpuInfo).flags
     state = {k: params.value(f"kvm_amd.{k}", "absent") for k in ("sev", "sev_es", "sev_snp")}
     dev = facts.view(Devices).sev.exists
-    desc = ", ".join(f"{k}={v}" for k, v in state.items()) + f", /dev/sev {'present' if dev else 'absent'}, " + \
-        f"cpu flags: {' '.join(f for f in ('sev', 'sev_es', 'sev_snp') if f in flags) or 'none'}"
+    desc = (
+        ", ".join(f"{k}={v}" for k, v in state.items())
+        + f", /dev/sev {'present' if dev else 'absent'}, "
+        + f"cpu flags: {' '.join(f for f in ('sev', 'sev_es', 'sev_snp') if f in flags) or 'none'}"
+    )
     return info(desc, **state)
 
 
-@CHECKS.check("cpu.tdx", "Intel TDX (confidential guests)", level=Level.INFO,
-              hint="Enable TDX in the firmware and load kvm_intel with tdx=Y (kernel 6.16 or newer)")
+@CHECKS.check(
+    "cpu.tdx",
+    "Intel TDX (confidential guests)",
+    level=Level.INFO,
+    hint="Enable TDX in the firmware and load kvm_intel with tdx=Y (kernel 6.16 or newer)",
+)
 def tdx(facts: HostFacts, profile: Profile) -> Outcome:
     if cpu_vendor(facts) != "intel":
         return not_applicable("not an Intel host")
     param = facts.view(KvmParams).intel_tdx or "absent"
     firmware = facts.view(SecureGuest).tdx_firmware or "absent"
     flags = facts.view(CpuInfo).flags
-    return info(f"kvm_intel.tdx={param}, /sys/firmware/tdx {firmware}, cpu flag tdx_host_platform "
-                f"{'present' if 'tdx_host_platform' in flags else 'absent'}")
+    return info(
+        f"kvm_intel.tdx={param}, /sys/firmware/tdx {firmware}, cpu flag tdx_host_platform "
+        f"{'present' if 'tdx_host_platform' in flags else 'absent'}"
+    )
 
 
-@CHECKS.check("cpu.hugepages", "Hugepages for guest memory", level=Level.INFO,
-              hint="Reserve hugepages: sysctl vm.nr_hugepages=N (persist in /etc/sysctl.d) or hugepages=N on the kernel command line")
+@CHECKS.check(
+    "cpu.hugepages",
+    "Hugepages for guest memory",
+    level=Level.INFO,
+    hint="Reserve hugepages: sysctl vm.nr_hugepages=N (persist in /etc/sysctl.d) or hugepages=N on the "
+    "kernel command line",
+)
 def hugepages(facts: HostFacts, profile: Profile) -> Outcome:
     mem = facts.view(Memory)
     thp = facts.view(Hugepages).thp
@@ -529,7 +708,11 @@ def hugepages(facts: HostFacts, profile: Profile) -> Outcome:
     return info(desc)
 
 
-@CHECKS.check("cpu.host-cpus", "Host has enough CPUs for the profile", hint="Use a bigger host or lower min_cpus in the profile")
+@CHECKS.check(
+    "cpu.host-cpus",
+    "Host has enough CPUs for the profile",
+    hint="Use a bigger host or lower min_cpus in the profile",
+)
 def host_cpus(facts: HostFacts, profile: Profile) -> Outcome:
     count = facts.view(CpuInfo).count
     if count >= profile.min_cpus:
@@ -537,7 +720,11 @@ def host_cpus(facts: HostFacts, profile: Profile) -> Outcome:
     return failed(f"{count} CPUs, the profile requires at least {profile.min_cpus}")
 
 
-@CHECKS.check("cpu.host-memory", "Host has enough memory for the profile", hint="Use a bigger host or lower min_memory_gib in the profile")
+@CHECKS.check(
+    "cpu.host-memory",
+    "Host has enough memory for the profile",
+    hint="Use a bigger host or lower min_memory_gib in the profile",
+)
 def host_memory(facts: HostFacts, profile: Profile) -> Outcome:
     gib = facts.view(Memory).total_kib / 1024 / 1024
     if gib >= profile.min_memory_gib:
@@ -549,16 +736,22 @@ def _param_on(value: str | None) -> bool:
     return value in ("Y", "y", "1")
 
 
-@CHECKS.check("cpu.guest-features", "CPU features KVM guests need (lm, sse4_1; on Intel EPT and unrestricted guest)",
-              hint="Use a CPU with these features; on Intel load kvm_intel with ept=1 unrestricted_guest=1 (on a VM, "
-                   "give it CPU mode host-passthrough)")
+@CHECKS.check(
+    "cpu.guest-features",
+    "CPU features KVM guests need (lm, sse4_1; on Intel EPT and unrestricted guest)",
+    hint="Use a CPU with these features; on Intel load kvm_intel with ept=1 unrestricted_guest=1 (on a VM, "
+    "give it CPU mode host-passthrough)",
+)
 def guest_features(facts: HostFacts, profile: Profile) -> Outcome:
     if not is_x86(facts):
         return not_applicable(f"architecture {host_arch(facts)}: the x86 feature list does not apply")
     flags = facts.view(CpuInfo).flags
     missing = [f for f in ("lm", "sse4_1") if f not in flags]
     if missing:
-        return failed(f"the CPU lacks {', '.join(missing)} (64-bit mode / SSE4.1): modern guests will not run", missing=missing)
+        return failed(
+            f"the CPU lacks {', '.join(missing)} (64-bit mode / SSE4.1): modern guests will not run",
+            missing=missing,
+        )
     notes = ["lm and sse4_1 present"]
     if cpu_vendor(facts) == "intel":
         params = facts.view(KvmParams)
@@ -567,28 +760,45 @@ def guest_features(facts: HostFacts, profile: Profile) -> Outcome:
             return passed("; ".join(notes))
         off = [p for p in ("ept", "unrestricted_guest") if not _param_on(params.value(f"kvm_intel.{p}"))]
         if off:
-            where = "a VM host (warning: the hypervisor above does not pass them)" if is_vm(facts) else "bare metal"
+            where = (
+                "a VM host (warning: the hypervisor above does not pass them)"
+                if is_vm(facts)
+                else "bare metal"
+            )
             desc = ", ".join(f"kvm_intel.{p}={params.value(f'kvm_intel.{p}', 'absent')}" for p in off)
-            return failed(f"{desc} on {where}: guests run slowly or not at all", level=Level.WARN if is_vm(facts) else None,
-                          off=off)
+            return failed(
+                f"{desc} on {where}: guests run slowly or not at all",
+                level=Level.WARN if is_vm(facts) else None,
+                off=off,
+            )
         notes.append("kvm_intel ept=Y unrestricted_guest=Y")
     return passed("; ".join(notes))
 
 
-MICROCODE_PACKAGES = {("debian", "intel"): ("intel-microcode",), ("debian", "amd"): ("amd64-microcode",),
-                      ("el", "intel"): ("microcode_ctl",), ("el", "amd"): ("linux-firmware",)}
+MICROCODE_PACKAGES = {
+    ("debian", "intel"): ("intel-microcode",),
+    ("debian", "amd"): ("amd64-microcode",),
+    ("el", "intel"): ("microcode_ctl",),
+    ("el", "amd"): ("linux-firmware",),
+}
 
 
-@CHECKS.check("cpu.microcode", "The CPU microcode package is installed", level=Level.WARN,
-              hint="Install intel-microcode / amd64-microcode (Debian, non-free-firmware) or microcode_ctl / "
-                   "linux-firmware (EL) and reboot")
+@CHECKS.check(
+    "cpu.microcode",
+    "The CPU microcode package is installed",
+    level=Level.WARN,
+    hint="Install intel-microcode / amd64-microcode (Debian, non-free-firmware) or microcode_ctl / "
+    "linux-firmware (EL) and reboot",
+)
 def microcode(facts: HostFacts, profile: Profile) -> Outcome:
     if not is_x86(facts):
         return not_applicable(f"architecture {host_arch(facts)}: no x86 microcode package")
     cpu = facts.view(CpuInfo)
     revision = cpu.microcode or "unknown"
     if is_vm(facts):
-        return not_applicable(f"a virtual machine: microcode is loaded by the hypervisor's host (revision {revision})")
+        return not_applicable(
+            f"a virtual machine: microcode is loaded by the hypervisor's host (revision {revision})"
+        )
     vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(cpu.vendor_id)
     pk = facts.view(HostPackages)
     family = facts.view(OsRelease).family
@@ -601,25 +811,37 @@ def microcode(facts: HostFacts, profile: Profile) -> Outcome:
     return failed(f"{' or '.join(names)} is not installed (running revision {revision})")
 
 
-@CHECKS.check("cpu.vulnerabilities", "The kernel reports no CPU vulnerability as Vulnerable", level=Level.WARN,
-              hint="Update the CPU microcode and the kernel; check the mitigations= kernel argument")
+@CHECKS.check(
+    "cpu.vulnerabilities",
+    "The kernel reports no CPU vulnerability as Vulnerable",
+    level=Level.WARN,
+    hint="Update the CPU microcode and the kernel; check the mitigations= kernel argument",
+)
 def vulnerabilities(facts: HostFacts, profile: Profile) -> Outcome:
     vulns = facts.view(Vulnerabilities).by_name
     if not vulns:
-        return not_applicable("no /sys/devices/system/cpu/vulnerabilities (an older kernel or an older probe)")
+        return not_applicable(
+            "no /sys/devices/system/cpu/vulnerabilities (an older kernel or an older probe)"
+        )
     bad = {k: v for k, v in sorted(vulns.items()) if v.startswith("Vulnerable")}
     if bad:
-        return failed(f"{len(bad)} of {len(vulns)} vulnerable: " + "; ".join(f"{k}: {v}" for k, v in bad.items()),
-                      vulnerable=bad)
+        return failed(
+            f"{len(bad)} of {len(vulns)} vulnerable: " + "; ".join(f"{k}: {v}" for k, v in bad.items()),
+            vulnerable=bad,
+        )
     return passed(f"none of {len(vulns)} is Vulnerable (mitigated or not affected)")
 
 
 KSM_STATES = {"0": "stopped", "1": "merging", "2": "stopped and unmerged"}
 
 
-@CHECKS.check("cpu.ksm", "KSM (kernel same-page merging) state against the lab's policy", level=Level.INFO,
-              hint="The profile's ksm policy: echo 0 > /sys/kernel/mm/ksm/run (off: no cross-guest side channel) or "
-                   "echo 1 (on: memory density); persist it with ksmtuned or a tmpfiles.d entry")
+@CHECKS.check(
+    "cpu.ksm",
+    "KSM (kernel same-page merging) state against the lab's policy",
+    level=Level.INFO,
+    hint="The profile's ksm policy: echo 0 > /sys/kernel/mm/ksm/run (off: no cross-guest side channel) or "
+    "echo 1 (on: memory density); persist it with ksmtuned or a tmpfiles.d entry",
+)
 def ksm(facts: HostFacts, profile: Profile) -> Outcome:
     k = facts.view(Ksm)
     if k.run is None:
@@ -638,19 +860,30 @@ SECURE_TYPES = {"amd": ("sev", "sev-es", "sev-snp"), "intel": ("tdx",)}
 
 
 def secure_guest_state(facts: HostFacts) -> dict[str, dict[str, Any]]:
-    """Per type: usable (CPU + firmware + kernel) and capacity (misc cgroup ASIDs / keys), with the reasons."""
+    """Per type: usable (CPU + firmware + kernel) and capacity (misc cgroup ASIDs / keys), with the
+    reasons."""
     flags = facts.view(CpuInfo).flags
     params = facts.view(KvmParams)
     sg = facts.view(SecureGuest)
     misc_known = sg.misc_file is not None
     sev_dev = facts.view(Devices).sev.exists or sg.dev_sev == "present"
-    # per confidential-guest type: the CPU flag, the kernel parameter, the misc capacity key, one more requirement
+    # per confidential-guest type: the CPU flag, the kernel parameter, the misc capacity key, one more
+    # requirement
     spec = {
         "sev": ("sev", "kvm_amd.sev", "misc.sev", ("/dev/sev", sev_dev)),
         "sev-es": ("sev_es", "kvm_amd.sev_es", "misc.sev_es", ("/dev/sev", sev_dev)),
-        "sev-snp": ("sev_snp", "kvm_amd.sev_snp", "misc.sev_es", ("/dev/sev", sev_dev)),  # SNP guests use SEV-ES ASIDs
-        "tdx": ("tdx_host_platform", "kvm_intel.tdx", "misc.tdx",
-                ("/sys/firmware/tdx", sg.tdx_firmware == "present")),
+        "sev-snp": (
+            "sev_snp",
+            "kvm_amd.sev_snp",
+            "misc.sev_es",
+            ("/dev/sev", sev_dev),
+        ),  # SNP guests use SEV-ES ASIDs
+        "tdx": (
+            "tdx_host_platform",
+            "kvm_intel.tdx",
+            "misc.tdx",
+            ("/sys/firmware/tdx", sg.tdx_firmware == "present"),
+        ),
     }
     out: dict[str, dict[str, Any]] = {}
     for name, (flag, param, misc, (extra_name, extra_ok)) in spec.items():
@@ -666,15 +899,22 @@ def secure_guest_state(facts: HostFacts) -> dict[str, dict[str, Any]]:
             raw = sg.value(misc, "")
             capacity = int(raw) if raw.isdigit() else 0
             if capacity == 0:
-                why.append(f"misc.capacity {misc.split('.', 1)[1]} is {raw or 'absent'}: no ASIDs/keys left for guests")
+                why.append(
+                    f"misc.capacity {misc.split('.', 1)[1]} is {raw or 'absent'}: no ASIDs/keys left for "
+                    "guests"
+                )
         out[name] = {"usable": not why, "capacity": capacity, "why": why, "capacity_known": misc_known}
     return out
 
 
-@CHECKS.check("cpu.secure-guest-capacity", "Confidential guests (SEV / SEV-ES / SEV-SNP / TDX): usable and with capacity",
-              level=Level.INFO,
-              hint="Enable SEV/SNP or TDX in the firmware (and its ASID/key split), load kvm_amd sev=1 sev_es=1 sev_snp=1 "
-                   "or kvm_intel tdx=1; /sys/fs/cgroup/misc.capacity shows how many guests fit")
+@CHECKS.check(
+    "cpu.secure-guest-capacity",
+    "Confidential guests (SEV / SEV-ES / SEV-SNP / TDX): usable and with capacity",
+    level=Level.INFO,
+    hint="Enable SEV/SNP or TDX in the firmware (and its ASID/key split), load kvm_amd sev=1 sev_es=1 "
+    "sev_snp=1 "
+    "or kvm_intel tdx=1; /sys/fs/cgroup/misc.capacity shows how many guests fit",
+)
 def secure_guest_capacity(facts: HostFacts, profile: Profile) -> Outcome:
     vendor = cpu_vendor(facts)
     wanted = list(profile.secure_guests)
@@ -687,7 +927,11 @@ def secure_guest_capacity(facts: HostFacts, profile: Profile) -> Outcome:
         parts.append(f"this CPU offers none of {', '.join(types)} (no CPU flags)")
     for t in () if parts else (types or tuple(wanted)):
         s = state[t]
-        cap = f", capacity {s['capacity']}" if s["capacity"] is not None else ", capacity not known (no misc cgroup)"
+        cap = (
+            f", capacity {s['capacity']}"
+            if s["capacity"] is not None
+            else ", capacity not known (no misc cgroup)"
+        )
         parts.append(f"{t}: usable{cap}" if s["usable"] else f"{t}: not usable ({'; '.join(s['why'])})")
     dom = facts.view(Libvirt).domcapabilities.get("kvm")
     if dom is not None and dom.launch_security is not None:
@@ -697,6 +941,11 @@ def secure_guest_capacity(facts: HostFacts, profile: Profile) -> Outcome:
         return info(text, state=state)
     missing = [t for t in wanted if not state[t]["usable"]]
     if missing:
-        return failed(f"the profile requires {', '.join(wanted)}; not usable: {', '.join(missing)}. {text}",
-                      level=Level.FAIL, state=state)
-    return Outcome(True, f"the profile requires {', '.join(wanted)}: {text}", {"state": state}, level=Level.FAIL)
+        return failed(
+            f"the profile requires {', '.join(wanted)}; not usable: {', '.join(missing)}. {text}",
+            level=Level.FAIL,
+            state=state,
+        )
+    return Outcome(
+        True, f"the profile requires {', '.join(wanted)}: {text}", {"state": state}, level=Level.FAIL
+    )

@@ -81,8 +81,12 @@ def _modules(body: str) -> dict[str, Any]:
         elif line.strip():
             target.append(line.strip())
     # /sys/module lists loaded modules and built-ins with parameters; /proc/modules only loadable ones.
-    return {"source": source, "loaded": sorted(set(loaded)), "sys_module": sorted(set(sysmod)),
-            "present": sorted(set(loaded) | set(sysmod))}
+    return {
+        "source": source,
+        "loaded": sorted(set(loaded)),
+        "sys_module": sorted(set(sysmod)),
+        "present": sorted(set(loaded) | set(sysmod)),
+    }
 
 
 def _devices(body: str) -> dict[str, Any]:
@@ -92,7 +96,13 @@ def _devices(body: str) -> dict[str, Any]:
         if len(parts) == 2 and parts[1] == "missing":
             devices[parts[0]] = {"exists": False}
         elif len(parts) == 5:
-            devices[parts[0]] = {"exists": True, "type": parts[1], "mode": parts[2], "owner": parts[3], "group": parts[4]}
+            devices[parts[0]] = {
+                "exists": True,
+                "type": parts[1],
+                "mode": parts[2],
+                "owner": parts[3],
+                "group": parts[4],
+            }
     return devices
 
 
@@ -128,7 +138,9 @@ def _cgroups(body: str) -> dict[str, Any]:
             typ, mnt, opts = line.split("=", 1)[1].split("|")
             mounts.append({"type": typ, "path": mnt, "options": opts})
             if typ == "cgroup":
-                v1_controllers.update(o for o in opts.split(",") if o in proc_cgroups or o in KNOWN_CONTROLLERS)
+                v1_controllers.update(
+                    o for o in opts.split(",") if o in proc_cgroups or o in KNOWN_CONTROLLERS
+                )
         elif "cgroup.controllers=" in line:
             k, v = line.split("=", 1)
             if k == "/sys/fs/cgroup/cgroup.controllers" or not v2_controllers:
@@ -141,11 +153,30 @@ def _cgroups(body: str) -> dict[str, Any]:
         version = "v1"
     else:
         version = "none"
-    return {"version": version, "fstype": fstype, "v1_controllers": sorted(v1_controllers),
-            "v2_controllers": v2_controllers, "mounts": mounts, "enabled": proc_cgroups}
+    return {
+        "version": version,
+        "fstype": fstype,
+        "v1_controllers": sorted(v1_controllers),
+        "v2_controllers": v2_controllers,
+        "mounts": mounts,
+        "enabled": proc_cgroups,
+    }
 
 
-KNOWN_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "io", "hugetlb", "net_cls", "perf_event"}
+KNOWN_CONTROLLERS = {
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "io",
+    "hugetlb",
+    "net_cls",
+    "perf_event",
+}
 
 
 def _iommu(body: str) -> dict[str, Any]:
@@ -218,7 +249,12 @@ def _libvirt_conf(body: str) -> dict[str, Any]:
         if len(parts) == 4:
             groups[parts[0]] = [u for u in parts[3].split(",") if u]
     qemu_user = conf.get("user") or next(iter(users), "")
-    return {"qemu_conf": conf, "qemu_user": qemu_user, "qemu_user_id": users.get(qemu_user, ""), "groups": groups}
+    return {
+        "qemu_conf": conf,
+        "qemu_user": qemu_user,
+        "qemu_user_id": users.get(qemu_user, ""),
+        "groups": groups,
+    }
 
 
 def _firmware(body: str) -> dict[str, Any]:
@@ -347,8 +383,11 @@ class KvmParams(_ByRawKey):
     @property
     def nested(self) -> dict[str, str]:
         """kvm*.nested -> its value, for the modules that have one."""
-        values = {"kvm.nested": self.kvm_nested, "kvm_intel.nested": self.intel_nested,
-                  "kvm_amd.nested": self.amd_nested}
+        values = {
+            "kvm.nested": self.kvm_nested,
+            "kvm_intel.nested": self.intel_nested,
+            "kvm_amd.nested": self.amd_nested,
+        }
         return {k: v for k, v in values.items() if v is not None}
 
 

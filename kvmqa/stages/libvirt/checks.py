@@ -28,37 +28,61 @@ def daemon_layout(facts: HostFacts) -> dict[str, Any]:
     init = facts.view(Init)
     active_units = sorted(u for u, s in init.units.items() if s.active == "active")
     monolithic = "libvirtd" in procs or any(u.startswith("libvirtd.") for u in active_units)
-    modular = "virtqemud" in procs or "virtqemud.socket" in active_units or "virtqemud.service" in active_units
+    modular = (
+        "virtqemud" in procs or "virtqemud.socket" in active_units or "virtqemud.service" in active_units
+    )
     return {
-        "monolithic": monolithic, "modular": modular,
+        "monolithic": monolithic,
+        "modular": modular,
         "processes": sorted(p for p in procs if p.startswith(("libvirtd", "virt"))),
-        "active_units": active_units, "sockets": sorted(sockets(facts).by_path), "init": init.system,
+        "active_units": active_units,
+        "sockets": sorted(sockets(facts).by_path),
+        "init": init.system,
     }
 
 
-@CHECKS.check("libvirt.daemon", "A libvirt daemon for QEMU is running (libvirtd or virtqemud)",
-              hint="Start it: systemctl enable --now libvirtd (monolithic) or the virtqemud/virtnetworkd/virtstoraged sockets "
-                   "(modular); without systemd: libvirtd -d (after virtlogd -d); kvmqa --mode install does it")
+@CHECKS.check(
+    "libvirt.daemon",
+    "A libvirt daemon for QEMU is running (libvirtd or virtqemud)",
+    hint="Start it: systemctl enable --now libvirtd (monolithic) or the virtqemud/virtnetworkd/virtstoraged "
+    "sockets "
+    "(modular); without systemd: libvirtd -d (after virtlogd -d); kvmqa --mode install does it",
+)
 def daemon(facts: HostFacts, profile: Profile) -> Outcome:
     layout = daemon_layout(facts)
     init = layout["init"]
     systemd = facts.view(Init).systemd
     how = "systemd" if systemd else f"no systemd (PID 1 is {init}): started by hand"
     if systemd:
-        daemon_sockets = [u for u in layout["active_units"]
-                          if u.endswith(".socket") and u.startswith(("libvirtd", "virtqemud"))]
-        how += f", socket activation: {', '.join(daemon_sockets)}" if daemon_sockets else ", no socket activation"
+        daemon_sockets = [
+            u
+            for u in layout["active_units"]
+            if u.endswith(".socket") and u.startswith(("libvirtd", "virtqemud"))
+        ]
+        how += (
+            f", socket activation: {', '.join(daemon_sockets)}"
+            if daemon_sockets
+            else ", no socket activation"
+        )
     if layout["monolithic"]:
         return passed(f"monolithic libvirtd running ({how})", **layout)
     if layout["modular"]:
-        missing = [d for d in MODULAR[1:] if d not in layout["processes"] and f"{d}.socket" not in layout["active_units"]]
+        missing = [
+            d
+            for d in MODULAR[1:]
+            if d not in layout["processes"] and f"{d}.socket" not in layout["active_units"]
+        ]
         extra = f"; not running: {', '.join(missing)}" if missing else ""
         return passed(f"modular virtqemud running or socket-activated ({how}){extra}", **layout)
     return failed(f"neither libvirtd nor virtqemud is running or socket-activated ({how})", **layout)
 
 
-@CHECKS.check("libvirt.socket", "The libvirt client socket exists", hint="The daemon is not listening: restart it and check its log",
-              requires=("libvirt.daemon",))
+@CHECKS.check(
+    "libvirt.socket",
+    "The libvirt client socket exists",
+    hint="The daemon is not listening: restart it and check its log",
+    requires=("libvirt.daemon",),
+)
 def socket(facts: HostFacts, profile: Profile) -> Outcome:
     by_path = sockets(facts).by_path
     for path in ("/run/libvirt/virtqemud-sock", "/run/libvirt/libvirt-sock"):
@@ -68,9 +92,12 @@ def socket(facts: HostFacts, profile: Profile) -> Outcome:
     return failed("no /run/libvirt/libvirt-sock or /run/libvirt/virtqemud-sock")
 
 
-@CHECKS.check("libvirt.virtlogd", "virtlogd is running (QEMU's log handler)",
-              hint="Start virtlogd (systemctl start virtlogd.socket, or virtlogd -d): without it domains fail to start",
-              requires=("libvirt.daemon",))
+@CHECKS.check(
+    "libvirt.virtlogd",
+    "virtlogd is running (QEMU's log handler)",
+    hint="Start virtlogd (systemctl start virtlogd.socket, or virtlogd -d): without it domains fail to start",
+    requires=("libvirt.daemon",),
+)
 def virtlogd(facts: HostFacts, profile: Profile) -> Outcome:
     socket_unit = facts.view(Init).units.get("virtlogd.socket")
     if "virtlogd" in processes(facts).names:
@@ -80,9 +107,12 @@ def virtlogd(facts: HostFacts, profile: Profile) -> Outcome:
     return failed("virtlogd is neither running nor socket-activated")
 
 
-@CHECKS.check("libvirt.connect", "libvirt-python connects to the QEMU driver",
-              hint="Check the daemon's log; over SSH the user needs sudo or membership of the libvirt group",
-              requires=("libvirt.daemon",))
+@CHECKS.check(
+    "libvirt.connect",
+    "libvirt-python connects to the QEMU driver",
+    hint="Check the daemon's log; over SSH the user needs sudo or membership of the libvirt group",
+    requires=("libvirt.daemon",),
+)
 def connect(facts: HostFacts, profile: Profile) -> Outcome:
     lv = facts.view(Libvirt)
     if not lv.connected:
@@ -93,10 +123,13 @@ def connect(facts: HostFacts, profile: Profile) -> Outcome:
     return passed(f"connected to {lv.uri} (libvirt {lv.lib_version}, QEMU {qemu}) in {lv.connect_s:.2f} s")
 
 
-@CHECKS.check("libvirt.versions", "libvirt and QEMU versions meet the profile's floors (default: nova's)",
-              hint="Upgrade libvirt/QEMU (the default floors are OpenStack nova's: libvirt >= 8.0.0 and QEMU >= 6.2.0 "
-                   "required, >= 10.0.0 / 8.2.2 recommended); a profile's min_versions / warn_versions override them",
-              requires=("libvirt.connect",))
+@CHECKS.check(
+    "libvirt.versions",
+    "libvirt and QEMU versions meet the profile's floors (default: nova's)",
+    hint="Upgrade libvirt/QEMU (the default floors are OpenStack nova's: libvirt >= 8.0.0 and QEMU >= 6.2.0 "
+    "required, >= 10.0.0 / 8.2.2 recommended); a profile's min_versions / warn_versions override them",
+    requires=("libvirt.connect",),
+)
 def versions(facts: HostFacts, profile: Profile) -> Outcome:
     lv = facts.view(Libvirt)
     have = {"libvirt": lv.lib_version or "", "qemu": lv.hypervisor_version or ""}
@@ -104,8 +137,11 @@ def versions(facts: HostFacts, profile: Profile) -> Outcome:
     manager = package_manager_of(facts) or "rpm"
 
     def below(floors: dict[str, str]) -> list[str]:
-        return [f"{k} {have[k]} < {floors[k]}" for k in have
-                if floors.get(k) and have[k] and not at_least(have[k], floors[k], manager)]
+        return [
+            f"{k} {have[k]} < {floors[k]}"
+            for k in have
+            if floors.get(k) and have[k] and not at_least(have[k], floors[k], manager)
+        ]
 
     desc = f"libvirt {have['libvirt']}, QEMU {have['qemu'] or 'unknown'}"
     floors = ", ".join(f"{k} >= {v}" for k, v in sorted(profile.min_versions.items()) if k in have)
@@ -114,8 +150,10 @@ def versions(facts: HostFacts, profile: Profile) -> Outcome:
         return failed(f"{desc}: below the profile's minimum: {'; '.join(low)}", level=Level.FAIL)
     soon = below(profile.warn_versions)
     if soon:
-        return failed(f"{desc}: meets the minimum ({floors or 'none'}) but is below the recommended "
-                      f"{'; '.join(soon)}", level=Level.WARN)
+        return failed(
+            f"{desc}: meets the minimum ({floors or 'none'}) but is below the recommended {'; '.join(soon)}",
+            level=Level.WARN,
+        )
     return passed(f"{desc} (minimum {floors or 'none'})")
 
 
@@ -125,26 +163,39 @@ def kvm_arch(facts: HostFacts) -> str:
     return str(arch or "x86_64")
 
 
-FIRST_VM_ARCH_NOTE = ("; note: the first_vm stage boots x86_64 guests only, so on this {arch} host it cannot prove "
-                      "a KVM boot (an x86_64 guest here runs emulated at best)")
+FIRST_VM_ARCH_NOTE = (
+    "; note: the first_vm stage boots x86_64 guests only, so on this {arch} host it cannot prove "
+    "a KVM boot (an x86_64 guest here runs emulated at best)"
+)
 
 
-@CHECKS.check("libvirt.kvm-guest", "Capabilities offer <domain type='kvm'> for guests of the host's architecture",
-              hint="libvirt sees no usable KVM: check the cpu stage (/dev/kvm, modules) and restart the daemon after fixing it",
-              requires=("libvirt.connect",))
+@CHECKS.check(
+    "libvirt.kvm-guest",
+    "Capabilities offer <domain type='kvm'> for guests of the host's architecture",
+    hint="libvirt sees no usable KVM: check the cpu stage (/dev/kvm, modules) and restart the daemon after "
+    "fixing it",
+    requires=("libvirt.connect",),
+)
 def kvm_guest(facts: HostFacts, profile: Profile) -> Outcome:
     arch = kvm_arch(facts)
     types = facts.view(Libvirt).hvm_domain_types(arch)
     note = FIRST_VM_ARCH_NOTE.format(arch=arch) if arch != "x86_64" else ""
     if "kvm" in types:
         return passed(f"{arch} hvm guests: domain types {', '.join(types)}{note}")
-    return failed(f"no <domain type='kvm'> for {arch} (domain types: {', '.join(types) or 'none'}): "
-                  f"could not find capabilities for arch={arch} domaintype=kvm{note}", level=profile.kvm)
+    return failed(
+        f"no <domain type='kvm'> for {arch} (domain types: {', '.join(types) or 'none'}): "
+        f"could not find capabilities for arch={arch} domaintype=kvm{note}",
+        level=profile.kvm,
+    )
 
 
-@CHECKS.check("libvirt.qemu-guest", "Capabilities offer emulated (TCG) x86_64 guests",
-              hint="Install the QEMU system emulator (qemu-system-x86 / qemu-kvm)", level=Level.WARN,
-              requires=("libvirt.connect",))
+@CHECKS.check(
+    "libvirt.qemu-guest",
+    "Capabilities offer emulated (TCG) x86_64 guests",
+    hint="Install the QEMU system emulator (qemu-system-x86 / qemu-kvm)",
+    level=Level.WARN,
+    requires=("libvirt.connect",),
+)
 def qemu_guest(facts: HostFacts, profile: Profile) -> Outcome:
     types = facts.view(Libvirt).hvm_domain_types("x86_64")
     level = Level.FAIL if profile.allow_emulation else Level.WARN
@@ -153,46 +204,66 @@ def qemu_guest(facts: HostFacts, profile: Profile) -> Outcome:
     return failed("no <domain type='qemu'> for x86_64", level=level)
 
 
-@CHECKS.check("libvirt.domcapabilities", "Domain capabilities: machine, CPU modes, firmware",
-              hint="libvirt cannot describe what a KVM guest may use: check the QEMU binary and libvirt's log",
-              requires=("libvirt.connect",))
+@CHECKS.check(
+    "libvirt.domcapabilities",
+    "Domain capabilities: machine, CPU modes, firmware",
+    hint="libvirt cannot describe what a KVM guest may use: check the QEMU binary and libvirt's log",
+    requires=("libvirt.connect",),
+)
 def domcapabilities(facts: HostFacts, profile: Profile) -> Outcome:
     lv = facts.view(Libvirt)
     kvm, qemu = lv.described("kvm"), lv.described("qemu")
     if kvm is None:
         if qemu is None:
-            return failed(f"domcapabilities failed for kvm ({lv.domcapabilities_error('kvm', '?')}) "
-                          f"and qemu ({lv.domcapabilities_error('qemu', '?')})")
-        return failed(f"domcapabilities for kvm failed: {lv.domcapabilities_error('kvm', 'missing')}; "
-                      f"TCG: machine {qemu.machine}", level=profile.kvm)
+            return failed(
+                f"domcapabilities failed for kvm ({lv.domcapabilities_error('kvm', '?')}) "
+                f"and qemu ({lv.domcapabilities_error('qemu', '?')})"
+            )
+        return failed(
+            f"domcapabilities for kvm failed: {lv.domcapabilities_error('kvm', 'missing')}; "
+            f"TCG: machine {qemu.machine}",
+            level=profile.kvm,
+        )
     modes = [m for m, ok in kvm.cpu_modes.items() if ok]
     uefi = "UEFI loader available" if kvm.loader_supported and kvm.loader_values else "no UEFI loader"
     arch = lv.domcapabilities_arch.get("kvm", "x86_64")
     secure = list(kvm.launch_security or ())
-    return passed(f"kvm ({arch}): machine {kvm.machine}, max {kvm.max_vcpus} vCPUs, CPU modes "
-                  f"{', '.join(modes)}, {uefi}, launch security: {', '.join(secure) or 'none'}",
-                  cpu_modes=modes, usable_cpu_models=len(kvm.usable_cpu_models), launch_security=secure)
+    return passed(
+        f"kvm ({arch}): machine {kvm.machine}, max {kvm.max_vcpus} vCPUs, CPU modes "
+        f"{', '.join(modes)}, {uefi}, launch security: {', '.join(secure) or 'none'}",
+        cpu_modes=modes,
+        usable_cpu_models=len(kvm.usable_cpu_models),
+        launch_security=secure,
+    )
 
 
-@CHECKS.check("libvirt.default-network", "The default network is defined and active",
-              hint="virsh net-start default && virsh net-autostart default (kvmqa --mode install does it)",
-              requires=("libvirt.connect",))
+@CHECKS.check(
+    "libvirt.default-network",
+    "The default network is defined and active",
+    hint="virsh net-start default && virsh net-autostart default (kvmqa --mode install does it)",
+    requires=("libvirt.connect",),
+)
 def default_network(facts: HostFacts, profile: Profile) -> Outcome:
     nets = {n.name: n for n in facts.view(Libvirt).networks}
     net = nets.get("default")
     if net is None:
         return failed(f"no network named default (networks: {', '.join(nets) or 'none'})")
-    desc = (f"default: {net.forward} on {net.bridge or '?'} {net.address}, "
-            f"autostart {'on' if net.autostart else 'off'}")
+    desc = (
+        f"default: {net.forward} on {net.bridge or '?'} {net.address}, "
+        f"autostart {'on' if net.autostart else 'off'}"
+    )
     if not net.active:
         return failed(desc + ", inactive")
     return passed(desc + ", active")
 
 
-@CHECKS.check("libvirt.storage-pool", "An active storage pool exists",
-              hint="virsh pool-define-as default dir --target /var/lib/libvirt/images && virsh pool-build default && "
-                   "virsh pool-start default && virsh pool-autostart default (kvmqa --mode install does it)",
-              requires=("libvirt.connect",))
+@CHECKS.check(
+    "libvirt.storage-pool",
+    "An active storage pool exists",
+    hint="virsh pool-define-as default dir --target /var/lib/libvirt/images && virsh pool-build default && "
+    "virsh pool-start default && virsh pool-autostart default (kvmqa --mode install does it)",
+    requires=("libvirt.connect",),
+)
 def storage_pool(facts: HostFacts, profile: Profile) -> Outcome:
     pools = facts.view(Libvirt).pools
     active = [p for p in pools if p.active and not p.name.startswith("kvmqa-")]
@@ -202,8 +273,11 @@ def storage_pool(facts: HostFacts, profile: Profile) -> Outcome:
     p = next((p for p in active if p.name == "default"), active[0])
     free_gib = p.available / 1024**3
     if free_gib < profile.min_free_disk_gib:
-        return failed(f"pool {p.name} ({p.type} {p.path}) has {free_gib:.1f} GiB free, the profile requires "
-                      f"{profile.min_free_disk_gib:g} GiB", level=Level.WARN)
+        return failed(
+            f"pool {p.name} ({p.type} {p.path}) has {free_gib:.1f} GiB free, the profile requires "
+            f"{profile.min_free_disk_gib:g} GiB",
+            level=Level.WARN,
+        )
     return passed(f"pool {p.name} ({p.type} {p.path}) active, {free_gib:.1f} GiB free")
 
 
@@ -218,25 +292,39 @@ def first_vm_destination(facts: HostFacts) -> tuple[str, float | None, str]:
         if p.active and reusable_pool(p.name, p.type):
             return f"pool {p.name} ({p.path})", float(p.available), ""
     st = facts.view(Storage)
-    where = (f"{POOL_BASE} (no active dir pool: the first VM creates its own there; measured at "
-             f"{st.dir or POOL_BASE}, filesystem {st.path})")
+    where = (
+        f"{POOL_BASE} (no active dir pool: the first VM creates its own there; measured at "
+        f"{st.dir or POOL_BASE}, filesystem {st.path})"
+    )
     if st.available_kib is None:
         return where, None, st.error or "no df output"
     return where, st.available_kib * 1024.0, ""
 
 
-@CHECKS.check("libvirt.first-vm-space", "The storage pool the first VM writes to has room for its volumes",
-              hint="Free space in that pool's filesystem (the first VM removes its volumes after the stage), "
-                   "or give libvirt an active dir pool on a filesystem with room",
-              requires=("libvirt.connect",))
+@CHECKS.check(
+    "libvirt.first-vm-space",
+    "The storage pool the first VM writes to has room for its volumes",
+    hint="Free space in that pool's filesystem (the first VM removes its volumes after the stage), "
+    "or give libvirt an active dir pool on a filesystem with room",
+    requires=("libvirt.connect",),
+)
 def first_vm_space(facts: HostFacts, profile: Profile) -> Outcome:
     need = space_need(profile)
     where, free, unknown = first_vm_destination(facts)
-    details: dict[str, Any] = {"where": where, "need_mib": need.total_mib, "disk_mib": need.disk_mib,
-                               "kit_mib": need.kit_mib, "margin_mib": need.margin_mib}
+    details: dict[str, Any] = {
+        "where": where,
+        "need_mib": need.total_mib,
+        "disk_mib": need.disk_mib,
+        "kit_mib": need.kit_mib,
+        "margin_mib": need.margin_mib,
+    }
     if free is None:
-        return failed(f"the first VM needs {need.text()} in {where}, whose free space could not be read: "
-                      f"{unknown}; the first VM runs anyway", level=Level.WARN, **details)
+        return failed(
+            f"the first VM needs {need.text()} in {where}, whose free space could not be read: "
+            f"{unknown}; the first VM runs anyway",
+            level=Level.WARN,
+            **details,
+        )
     details["free_mib"] = round(free / 1024**2)
     text = f"the first VM needs {need.text()} in {where}, which has {_size_text(free)} free"
     if free < need.total_mib * 1024**2:
@@ -244,10 +332,13 @@ def first_vm_space(facts: HostFacts, profile: Profile) -> Outcome:
     return passed(text, **details)
 
 
-# --- side by side with virt-host-validate ---------------------------------------------------------------------
-KVM_ACCESS_WHY = ("virt-host-validate checks the user it runs as (root through sudo here); kvmqa's check is the login "
-                  "user's own access, which only qemu:///session needs, at the profile's session_kvm_access level; "
-                  "libvirt's system guests need the QEMU user's access (cpu.kvm-qemu-user-access)")
+# --- side by side with virt-host-validate
+# ---------------------------------------------------------------------
+KVM_ACCESS_WHY = (
+    "virt-host-validate checks the user it runs as (root through sudo here); kvmqa's check is the login "
+    "user's own access, which only qemu:///session needs, at the profile's session_kvm_access level; "
+    "libvirt's system guests need the QEMU user's access (cpu.kvm-qemu-user-access)"
+)
 VHV_MAP = (  # (substring of the virt-host-validate line, our check id, why we may differ)
     ("hardware virtualization", "cpu.hw-virt", ""),
     ("'/dev/kvm' exists", "cpu.kvm-device", ""),
@@ -256,13 +347,25 @@ VHV_MAP = (  # (substring of the virt-host-validate line, our check id, why we m
     ("/dev/kvm is accessible", "cpu.kvm-device-access", KVM_ACCESS_WHY),
     ("/dev/vhost-net", "cpu.vhost-net", ""),
     ("/dev/net/tun", "cpu.tun", ""),
-    ("cgroup '", "cpu.cgroups", "on cgroup v2 virt-host-validate flags devices/freezer/blkio, which v2 does not have as "
-                                "controllers (libvirt uses eBPF for devices); kvmqa checks the v2 controllers libvirt uses"),
-    ("device assignment IOMMU", "cpu.iommu-acpi", "without vmx/svm virt-host-validate cannot tell the vendor and says 'Unknown'; "
-                                                  "kvmqa falls back to the CPU vendor_id"),
+    (
+        "cgroup '",
+        "cpu.cgroups",
+        "on cgroup v2 virt-host-validate flags devices/freezer/blkio, which v2 does not have as "
+        "controllers (libvirt uses eBPF for devices); kvmqa checks the v2 controllers libvirt uses",
+    ),
+    (
+        "device assignment IOMMU",
+        "cpu.iommu-acpi",
+        "without vmx/svm virt-host-validate cannot tell the vendor and says 'Unknown'; "
+        "kvmqa falls back to the CPU vendor_id",
+    ),
     ("IOMMU is enabled by kernel", "cpu.iommu-kernel", ""),
-    ("secure guest", "cpu.sev", "virt-host-validate warns 'Unknown' on every non-SEV host; kvmqa reports SEV/TDX as "
-                                "information, since most hosts need neither"),
+    (
+        "secure guest",
+        "cpu.sev",
+        "virt-host-validate warns 'Unknown' on every non-SEV host; kvmqa reports SEV/TDX as "
+        "information, since most hosts need neither",
+    ),
 )
 VHV_OURS = {"PASS": {"pass"}, "FAIL": {"fail"}, "WARN": {"warn"}, "NOTE": {"info", "pass", "skip"}}
 
@@ -273,15 +376,31 @@ def compare_with_vhv(vhv_lines: Sequence[VhvLine], ours: dict[str, str]) -> list
     for line in vhv_lines:
         mapping = next(((cid, why) for key, cid, why in VHV_MAP if key in line.check), None)
         if mapping is None:
-            rows.append({"vhv_check": line.check, "vhv": line.verdict, "check_id": "", "kvmqa": "",
-                         "agree": "n/a", "reason": "no kvmqa counterpart"})
+            rows.append(
+                {
+                    "vhv_check": line.check,
+                    "vhv": line.verdict,
+                    "check_id": "",
+                    "kvmqa": "",
+                    "agree": "n/a",
+                    "reason": "no kvmqa counterpart",
+                }
+            )
             continue
         cid, why = mapping
         verdict = ours.get(cid, "not run")
         agree = verdict in VHV_OURS.get(line.verdict, set())
         reason = "" if agree else (why or _default_reason(cid, line.verdict, verdict))
-        rows.append({"vhv_check": line.check, "vhv": line.verdict, "check_id": cid, "kvmqa": verdict,
-                     "agree": "yes" if agree else "no", "reason": reason})
+        rows.append(
+            {
+                "vhv_check": line.check,
+                "vhv": line.verdict,
+                "check_id": cid,
+                "kvmqa": verdict,
+                "agree": "yes" if agree else "no",
+                "reason": reason,
+            }
+        )
     return rows
 
 
@@ -301,12 +420,16 @@ def vhv_comparison(facts: HostFacts, ours: dict[str, str]) -> Outcome:
     disagree = [r for r in rows if r["agree"] == "no"]
     summary = f"virt-host-validate qemu: rc {vhv.rc}, {len(rows)} lines, {len(disagree)} disagreements"
     if disagree:
-        summary += ": " + "; ".join(f"{r['vhv_check']}: vhv {r['vhv']} vs kvmqa {r['check_id']} {r['kvmqa']} ({r['reason']})"
-                                    for r in disagree)
+        summary += ": " + "; ".join(
+            f"{r['vhv_check']}: vhv {r['vhv']} vs kvmqa {r['check_id']} {r['kvmqa']} ({r['reason']})"
+            for r in disagree
+        )
     return info(summary, rows=rows)
 
 
-@CHECKS.check("libvirt.virt-host-validate", "Where the real virt-host-validate and kvmqa disagree", level=Level.INFO)
+@CHECKS.check(
+    "libvirt.virt-host-validate", "Where the real virt-host-validate and kvmqa disagree", level=Level.INFO
+)
 def virt_host_validate(facts: HostFacts, profile: Profile) -> Outcome:
     from kvmqa.core.gate import evaluate_stage
     from kvmqa.stages.cpu.checks import CHECKS as CPU

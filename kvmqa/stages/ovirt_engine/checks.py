@@ -1,4 +1,5 @@
-"""oVirt engine stage: pure checks over `facts["engine"]` (gathered by kvmqa.stages.ovirt_engine.client.gather_engine).
+"""oVirt engine stage: pure checks over `facts["engine"]` (gathered by
+kvmqa.stages.ovirt_engine.client.gather_engine).
 
 The checks read it as `facts.view(Engine)` (kvmqa.stages.ovirt_engine.facts).
 """
@@ -43,8 +44,10 @@ def _api_gap(obs: Engine, key: str) -> Outcome | None:
         return None
     err = obs.api.error
     if err:
-        return failed(f"the engine API failed before {key} could be read: {_api_error_text(err)}",
-                      api_error=dataclasses.asdict(err))
+        return failed(
+            f"the engine API failed before {key} could be read: {_api_error_text(err)}",
+            api_error=dataclasses.asdict(err),
+        )
     return failed(f"the engine API gave no {key}", hint="see ovirt_engine.api-version")
 
 
@@ -78,22 +81,32 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in str(text).split(".")[:3] if p.isdigit())
 
 
-@CHECKS.check("ovirt_engine.tls", "Engine TLS verifies against the engine CA",
-              hint="pass --engine-ca <file> with the engine's CA (from the engine host's "
-                   "/etc/pki/ovirt-engine/ca.pem), or fix the engine's apache certificate chain")
+@CHECKS.check(
+    "ovirt_engine.tls",
+    "Engine TLS verifies against the engine CA",
+    hint="pass --engine-ca <file> with the engine's CA (from the engine host's "
+    "/etc/pki/ovirt-engine/ca.pem), or fix the engine's apache certificate chain",
+)
 @on_engine()
 def tls(obs: Engine, profile: Profile) -> Outcome:
     t, record = obs.tls, obs.tls_record
     if t.ok is None:
-        return failed(f"engine {obs.url} not reachable: {t.error}", hint="check the engine URL and "
-                      "that ovirt-engine and httpd run", **record)
+        return failed(
+            f"engine {obs.url} not reachable: {t.error}",
+            hint="check the engine URL and that ovirt-engine and httpd run",
+            **record,
+        )
     if not t.ok:
         return failed(f"TLS verification failed: {t.error}", **record)
     return passed(f"engine TLS verified by {t.verified_by}", **record)
 
 
-@CHECKS.check("ovirt_engine.ca", "Engine CA certificate downloads and is a CA", requires=("ovirt_engine.tls",),
-              hint="compare /etc/pki/ovirt-engine/ca.pem on the engine with the --engine-ca you passed")
+@CHECKS.check(
+    "ovirt_engine.ca",
+    "Engine CA certificate downloads and is a CA",
+    requires=("ovirt_engine.tls",),
+    hint="compare /etc/pki/ovirt-engine/ca.pem on the engine with the --engine-ca you passed",
+)
 @on_engine()
 def ca(obs: Engine, profile: Profile) -> Outcome:
     c, record = obs.ca, obs.ca_record
@@ -101,10 +114,12 @@ def ca(obs: Engine, profile: Profile) -> Outcome:
         return failed(f"engine CA: {c.error}", **record)
     subject, sha256 = (c.certificate.subject, c.certificate.sha256) if c.certificate else (None, None)
     if c.trust == "tofu":
-        return failed(f"engine CA {subject} (sha256 {sha256}) was trusted on first use, "
-                      "not verified", level=Level.WARN,
-                      hint="pass --engine-ca with the CA obtained out of band and drop ca_trust_on_first_use",
-                      **record)
+        return failed(
+            f"engine CA {subject} (sha256 {sha256}) was trusted on first use, not verified",
+            level=Level.WARN,
+            hint="pass --engine-ca with the CA obtained out of band and drop ca_trust_on_first_use",
+            **record,
+        )
     match = " and matches --engine-ca" if c.matches_user_ca else ""
     return passed(f"engine CA {subject} is a CA certificate{match}", **record)
 
@@ -117,10 +132,14 @@ def _health_problem(scheme: str, h: HealthReply, ok: bool | None) -> str | None:
     return f"{scheme} {h.url}: HTTP {h.status} {h.body!r} (expected 200 and exactly {HEALTHY_BODY!r})"
 
 
-@CHECKS.check("ovirt_engine.health", "Engine health status is exactly DB Up over HTTPS and HTTP",
-              requires=("ovirt_engine.tls",),
-              hint="on the engine: systemctl status ovirt-engine postgresql httpd; see /var/log/ovirt-engine/server.log; "
-                   "for plain HTTP check apache's ovirt-engine proxy config (or set ovirt_engine.http_url in the profile)")
+@CHECKS.check(
+    "ovirt_engine.health",
+    "Engine health status is exactly DB Up over HTTPS and HTTP",
+    requires=("ovirt_engine.tls",),
+    hint="on the engine: systemctl status ovirt-engine postgresql httpd; see "
+    "/var/log/ovirt-engine/server.log; "
+    "for plain HTTP check apache's ovirt-engine proxy config (or set ovirt_engine.http_url in the profile)",
+)
 @on_engine()
 def health(obs: Engine, profile: Profile) -> Outcome:
     h, record = obs.health, obs.health_record
@@ -128,8 +147,14 @@ def health(obs: Engine, profile: Profile) -> Outcome:
         return failed("the health servlet was not called (an earlier step failed)")
     http = h.http
     https_ok = h.ok if h.https_ok is None else h.https_ok  # an older observation has only `ok`
-    problems = [p for p in (_health_problem("HTTPS", h, https_ok),
-                            _health_problem("HTTP", http, http.ok) if http is not None else None) if p]
+    problems = [
+        p
+        for p in (
+            _health_problem("HTTPS", h, https_ok),
+            _health_problem("HTTP", http, http.ok) if http is not None else None,
+        )
+        if p
+    ]
     if http is None:
         problems.append("plain HTTP was not asked (an older observation)")
     if problems or http is None:
@@ -139,9 +164,13 @@ def health(obs: Engine, profile: Profile) -> Outcome:
 
 # An engine whose health servlet does not say "DB Up" cannot authenticate (aaa-jdbc reads the database) nor
 # answer the API: SSO, and through it every API check, depends on health and is skipped naming it.
-@CHECKS.check("ovirt_engine.sso-login", "SSO issues a token (scope ovirt-app-api)", requires=("ovirt_engine.health",),
-              hint="check the user (--engine-user) and the password file / KVMQA_ENGINE_PASSWORD; "
-                   "on the engine see /var/log/ovirt-engine/engine.log")
+@CHECKS.check(
+    "ovirt_engine.sso-login",
+    "SSO issues a token (scope ovirt-app-api)",
+    requires=("ovirt_engine.health",),
+    hint="check the user (--engine-user) and the password file / KVMQA_ENGINE_PASSWORD; "
+    "on the engine see /var/log/ovirt-engine/engine.log",
+)
 @on_engine()
 def sso_login(obs: Engine, profile: Profile) -> Outcome:
     s, record = obs.sso, obs.sso_record
@@ -152,9 +181,12 @@ def sso_login(obs: Engine, profile: Profile) -> Outcome:
     return failed(f"SSO login as {s.user} failed: {s.error}", **record)
 
 
-@CHECKS.check("ovirt_engine.api-version", "Engine API answers with major version 4 at or above the minimum",
-              requires=("ovirt_engine.sso-login",),
-              hint="upgrade the engine, or lower ovirt_engine.min_version in the profile")
+@CHECKS.check(
+    "ovirt_engine.api-version",
+    "Engine API answers with major version 4 at or above the minimum",
+    requires=("ovirt_engine.sso-login",),
+    hint="upgrade the engine, or lower ovirt_engine.min_version in the profile",
+)
 @on_engine()
 def api_version(obs: Engine, profile: Profile) -> Outcome:
     """The version decides; the product name (oVirt Engine, a rebranded build) is only reported."""
@@ -185,23 +217,31 @@ def _hosts(obs: Engine) -> list[EngineHost]:
     return list(obs.hosts or [])
 
 
-@CHECKS.check("ovirt_engine.hosts-known", "Every inventory ovirt-host is known to the engine",
-              requires=("ovirt_engine.api-version",),
-              hint="add the host in the engine (Compute > Hosts > New) or fix its inventory address")
+@CHECKS.check(
+    "ovirt_engine.hosts-known",
+    "Every inventory ovirt-host is known to the engine",
+    requires=("ovirt_engine.api-version",),
+    hint="add the host in the engine (Compute > Hosts > New) or fix its inventory address",
+)
 @on_engine("hosts")
 def hosts_known(obs: Engine, profile: Profile) -> Outcome:
     inv = _inventory(obs)
     if not inv:
-        return not_applicable("the inventory has no ovirt-host targets",
-                              engine_hosts=[h.name for h in _hosts(obs)])
+        return not_applicable(
+            "the inventory has no ovirt-host targets", engine_hosts=[h.name for h in _hosts(obs)]
+        )
     unknown = [i.target for i in inv if not i.engine_host]
     engine_hosts = [f"{h.name} ({h.address})" for h in _hosts(obs)]
     if unknown:
-        return failed(f"not known to the engine: {', '.join(unknown)}; "
-                      f"engine hosts: {', '.join(engine_hosts) or 'none'}",
-                      unknown=unknown, engine_hosts=engine_hosts)
-    return passed(f"{len(inv)} inventory host(s) known to the engine",
-                  matched={i.target: i.engine_host for i in inv})
+        return failed(
+            f"not known to the engine: {', '.join(unknown)}; "
+            f"engine hosts: {', '.join(engine_hosts) or 'none'}",
+            unknown=unknown,
+            engine_hosts=engine_hosts,
+        )
+    return passed(
+        f"{len(inv)} inventory host(s) known to the engine", matched={i.target: i.engine_host for i in inv}
+    )
 
 
 def _quote_events(host: EngineHost) -> str:
@@ -212,10 +252,13 @@ def _quote_events(host: EngineHost) -> str:
     return f": {quoted}"
 
 
-@CHECKS.check("ovirt_engine.hosts-up", "Inventory ovirt-hosts are up in the engine",
-              requires=("ovirt_engine.api-version",),
-              hint="read the quoted events; for non_operational fix the cause and activate the host, for "
-                   "install_failed see /var/log/ovirt-engine/host-deploy/ on the engine")
+@CHECKS.check(
+    "ovirt_engine.hosts-up",
+    "Inventory ovirt-hosts are up in the engine",
+    requires=("ovirt_engine.api-version",),
+    hint="read the quoted events; for non_operational fix the cause and activate the host, for "
+    "install_failed see /var/log/ovirt-engine/host-deploy/ on the engine",
+)
 @on_engine("hosts")
 def hosts_up(obs: Engine, profile: Profile) -> Outcome:
     by_id = {h.id: h for h in _hosts(obs)}
@@ -232,11 +275,18 @@ def hosts_up(obs: Engine, profile: Profile) -> Outcome:
     statuses = {h.name: h.status for h in matched}
     history = {h.name: seen(h) for h in matched}
     if down or flapping:
-        text = [f"{h.name} is flapping: {' -> '.join(map(str, history[h.name]))} within {window}"
-                f"{_quote_events(h)}" for h in flapping]
+        text = [
+            f"{h.name} is flapping: {' -> '.join(map(str, history[h.name]))} within {window}"
+            f"{_quote_events(h)}"
+            for h in flapping
+        ]
         text += [f"{h.name} is {h.status}{_quote_events(h)}" for h in down]
-        return failed(" | ".join(text), statuses=statuses, history=history,
-                      events={h.name: [dataclasses.asdict(e) for e in h.events] for h in down + flapping})
+        return failed(
+            " | ".join(text),
+            statuses=statuses,
+            history=history,
+            events={h.name: [dataclasses.asdict(e) for e in h.events] for h in down + flapping},
+        )
     return passed(f"up and stable ({window}): {', '.join(statuses)}", statuses=statuses, history=history)
 
 
@@ -268,18 +318,23 @@ def _cpu_verdict(inv: InventoryHost, cluster: Cluster, obs: Engine, table: str |
     missing = cpu_list.missing_flags(required, flags)
     if missing:
         return "fail", f"lacks {', '.join(missing)} required by {name!r} ({at})"
-    unchecked = "" if with_models else f"; {', '.join(found.cpu.model_flags)} not checked without vdsm cpuFlags"
+    unchecked = (
+        "" if with_models else f"; {', '.join(found.cpu.model_flags)} not checked without vdsm cpuFlags"
+    )
     return "pass", f"has {', '.join(required)} for {name!r} ({at}){unchecked}"
 
 
 CPU_WORDS = {"fail": "fails", "undecided": "cannot be judged", "pass": "passes"}
 
 
-@CHECKS.check("ovirt_engine.cpu-compat", "Host CPUs provide the cluster CPU type's required flags",
-              requires=("ovirt_engine.api-version",),
-              hint="choose a lower cluster CPU type, update the host CPU microcode/firmware, or move the host to a "
-                   "cluster whose CPU type it supports (engine reason CPU_TYPE_INCOMPATIBLE_WITH_CLUSTER); "
-                   "a host that cannot be judged needs its cpu/vdsm facts, or a ServerCPUList for its level")
+@CHECKS.check(
+    "ovirt_engine.cpu-compat",
+    "Host CPUs provide the cluster CPU type's required flags",
+    requires=("ovirt_engine.api-version",),
+    hint="choose a lower cluster CPU type, update the host CPU microcode/firmware, or move the host to a "
+    "cluster whose CPU type it supports (engine reason CPU_TYPE_INCOMPATIBLE_WITH_CLUSTER); "
+    "a host that cannot be judged needs its cpu/vdsm facts, or a ServerCPUList for its level",
+)
 @on_engine("clusters")
 def cpu_compat(obs: Engine, profile: Profile) -> Outcome:
     """The worst over every inventory host: a failing or undecided host is never hidden by another's pass."""
@@ -305,9 +360,13 @@ def cpu_compat(obs: Engine, profile: Profile) -> Outcome:
     return not_applicable("no inventory ovirt-host to compare", **results)
 
 
-@CHECKS.check("ovirt_engine.datacenters", "Data centers are up", requires=("ovirt_engine.api-version",),
-              hint="an uninitialized data center needs a storage domain attached; a non-responsive or "
-                   "problematic one needs its SPM host and master storage domain back")
+@CHECKS.check(
+    "ovirt_engine.datacenters",
+    "Data centers are up",
+    requires=("ovirt_engine.api-version",),
+    hint="an uninitialized data center needs a storage domain attached; a non-responsive or "
+    "problematic one needs its SPM host and master storage domain back",
+)
 @on_engine("datacenters")
 def datacenters(obs: Engine, profile: Profile) -> Outcome:
     dcs = obs.datacenters
@@ -326,10 +385,13 @@ def datacenters(obs: Engine, profile: Profile) -> Outcome:
 DOWN_DOMAIN = frozenset({"inactive", "unknown", "locked", "detaching", "mixed"})
 
 
-@CHECKS.check("ovirt_engine.storage-domains", "Each data center has an active master domain, none down",
-              requires=("ovirt_engine.api-version",),
-              hint="activate the domain (Storage > Domains > Data Center > Activate); check the storage server "
-                   "and the hosts' connections to it")
+@CHECKS.check(
+    "ovirt_engine.storage-domains",
+    "Each data center has an active master domain, none down",
+    requires=("ovirt_engine.api-version",),
+    hint="activate the domain (Storage > Domains > Data Center > Activate); check the storage server "
+    "and the hosts' connections to it",
+)
 @on_engine("datacenters")
 def storage_domains(obs: Engine, profile: Profile) -> Outcome:
     problems: list[str] = []

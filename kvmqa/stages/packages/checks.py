@@ -1,4 +1,5 @@
-"""Stage packages: the virtualization packages, distro-aware (dpkg-query on Debian/Ubuntu, rpm on EL/Fedora)."""
+"""Stage packages: the virtualization packages, distro-aware (dpkg-query on Debian/Ubuntu, rpm on
+EL/Fedora)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from kvmqa.stages.packages.facts import Packages
 CHECKS = StageChecks("packages")
 
 
-@CHECKS.check("packages.distro", "The distro is one kvmqa knows",
-              hint="kvmqa supports Debian, Ubuntu, RHEL/CentOS/Rocky/AlmaLinux/Oracle Linux 8-9 and Fedora")
+@CHECKS.check(
+    "packages.distro",
+    "The distro is one kvmqa knows",
+    hint="kvmqa supports Debian, Ubuntu, RHEL/CentOS/Rocky/AlmaLinux/Oracle Linux 8-9 and Fedora",
+)
 def distro(facts: HostFacts, profile: Profile) -> Outcome:
     os_ = facts.view(OsRelease)
     if not os_.family:
@@ -23,8 +27,12 @@ def distro(facts: HostFacts, profile: Profile) -> Outcome:
     return passed(f"{os_.pretty_name or os_.id} ({os_.family} family)")
 
 
-@CHECKS.check("packages.manager", "The package manager answers", hint="dpkg-query (Debian family) or rpm (EL family) must work",
-              requires=("packages.distro",))
+@CHECKS.check(
+    "packages.manager",
+    "The package manager answers",
+    hint="dpkg-query (Debian family) or rpm (EL family) must work",
+    requires=("packages.distro",),
+)
 def manager(facts: HostFacts, profile: Profile) -> Outcome:
     pk, family = facts.view(Packages), facts.view(OsRelease).family
     expected = PACKAGE_MANAGER.get(family or "", "rpm")
@@ -42,9 +50,18 @@ def installed_version(facts: HostFacts, req: Requirement) -> tuple[str, str] | N
 
 
 def requirement_check(req: Requirement) -> None:
-    hint = f"Install it: {' or '.join(req.deb)} (Debian/Ubuntu), {' or '.join(req.rpm)} (EL/Fedora); kvmqa --mode install does it"
+    hint = (
+        f"Install it: {' or '.join(req.deb)} (Debian/Ubuntu), {' or '.join(req.rpm)} (EL/Fedora); kvmqa "
+        "--mode install does it"
+    )
 
-    @CHECKS.check(f"packages.{req.key}", f"{req.title} is installed", level=req.level, hint=hint, requires=("packages.manager",))
+    @CHECKS.check(
+        f"packages.{req.key}",
+        f"{req.title} is installed",
+        level=req.level,
+        hint=hint,
+        requires=("packages.manager",),
+    )
     def requirement(facts: HostFacts, profile: Profile) -> Outcome:
         level = profile.ovmf if req.key == "ovmf" else req.level
         found = installed_version(facts, req)
@@ -55,8 +72,13 @@ def requirement_check(req: Requirement) -> None:
         name, version = found
         minimum = profile.min_versions.get(req.key)
         if minimum and not at_least(version, minimum, os_.package_manager or ""):
-            return failed(f"{name} {version} is older than the profile's minimum {minimum}", level=level,
-                          hint=f"Upgrade {name} to {minimum} or newer", package=name, version=version)
+            return failed(
+                f"{name} {version} is older than the profile's minimum {minimum}",
+                level=level,
+                hint=f"Upgrade {name} to {minimum} or newer",
+                package=name,
+                version=version,
+            )
         suffix = f" (minimum {minimum})" if minimum else ""
         return passed(f"{name} {version}{suffix}", package=name, version=version)
 
@@ -65,8 +87,12 @@ for _req in REQUIREMENTS:
     requirement_check(_req)
 
 
-@CHECKS.check("packages.versions", "Installed versions of the virtualization stack", level=Level.INFO,
-              requires=("packages.manager",))
+@CHECKS.check(
+    "packages.versions",
+    "Installed versions of the virtualization stack",
+    level=Level.INFO,
+    requires=("packages.manager",),
+)
 def versions(facts: HostFacts, profile: Profile) -> Outcome:
     installed = facts.view(Packages).installed
     return info(", ".join(f"{k} {v}" for k, v in sorted(installed.items())) or "none", installed=installed)

@@ -1,6 +1,7 @@
 """vdsm probe sections (this folder's probe.sh) -> `facts["vdsm"]`.
 
-`parse` is the stage's parser (kvmqa.core.stage.Stage.parser): `{"vdsm": ...}` when the output has vdsm's sections.
+`parse` is the stage's parser (kvmqa.core.stage.Stage.parser): `{"vdsm": ...}` when the output has vdsm's
+sections.
 `parse_vdsm_sections` takes the probe's sections as `{name: (rc, text)}` (all of them or only the
 `vdsm.*` ones) and returns a JSON-serialisable dict. A host without the snippet's sections (not an
 ovirt-host) gives `{"present": False}`. `Vdsm` is what the section holds, as the checks read it
@@ -34,7 +35,6 @@ _WARNING_STARTS = ("WARNING:", "This configuration is not supported")
 # getStats' KSM keys: vdsm (lib/vdsm/momIF.py::getKsmStats) adds them from MOM's statistics and leaves them
 # out when MOM cannot be reached, the same time getStatus() answers 'inactive'.
 KSM_KEYS = ("ksmState", "ksmPages", "ksmMergeAcrossNodes", "memShared", "ksmCpu")
-
 
 
 @dataclass(frozen=True)
@@ -185,12 +185,16 @@ def _is_configured(section: tuple[int, str] | None) -> dict[str, Any]:
     found = _NOT_CONFIGURED.search(text)
     modules = [m.strip() for m in found.group("mods").split(",")] if found else []
     lines = [line.strip() for line in _lines(text)]
-    return {"ok": rc == 0, "rc": rc, "not_configured": modules,
-            "maybe": [m for m, sign in MAYBE_SIGNS.items() if sign in lines],
-            "warnings": [ln for ln in lines if ln.startswith(_WARNING_STARTS)
-                         and ln not in MAYBE_SIGNS.values()],
-            "crashed": _TRACEBACK in text, "last_line": lines[-1] if lines else "",
-            "output": text.strip()[:2000]}
+    return {
+        "ok": rc == 0,
+        "rc": rc,
+        "not_configured": modules,
+        "maybe": [m for m, sign in MAYBE_SIGNS.items() if sign in lines],
+        "warnings": [ln for ln in lines if ln.startswith(_WARNING_STARTS) and ln not in MAYBE_SIGNS.values()],
+        "crashed": _TRACEBACK in text,
+        "last_line": lines[-1] if lines else "",
+        "output": text.strip()[:2000],
+    }
 
 
 def _json_section(section: tuple[int, str] | None, verb: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -222,7 +226,7 @@ def _capabilities(section: tuple[int, str] | None) -> dict[str, Any]:
         "software_revision": caps.get("software_revision"),
         "cpu_model": caps.get("cpuModel"),
         "cpu_flags": flags,
-        "cpu_models": [f[len("model_"):] for f in flags if f.startswith("model_")],
+        "cpu_models": [f[len("model_") :] for f in flags if f.startswith("model_")],
         "cluster_levels": caps.get("clusterLevels"),
         "supported_engines": caps.get("supportedENGINEs"),
         "operating_system": caps.get("operatingSystem"),
@@ -237,6 +241,9 @@ def _stats(section: tuple[int, str] | None) -> dict[str, Any]:
     if stats is None:
         return {"ok": False, "error": error}
     keep = ("thpState", "vmCount", "vmActive", "bootTime", "elapsedTime", "memFree", "cpuIdle", *KSM_KEYS)
-    return {"ok": True, "mom_status": stats.get("momStatus"), **{k: stats.get(k) for k in keep},
-            "ksm_missing": [k for k in KSM_KEYS if k not in stats]}
-
+    return {
+        "ok": True,
+        "mom_status": stats.get("momStatus"),
+        **{k: stats.get(k) for k in keep},
+        "ksm_missing": [k for k in KSM_KEYS if k not in stats],
+    }
