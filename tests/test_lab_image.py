@@ -106,3 +106,22 @@ def test_a_boot_that_does_not_answer_in_time_names_the_timeout_shows_the_console
     pid = int((tmp_path / "qemu.pid").read_text())
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert image.disk.stat().st_mtime_ns == before
+
+
+def test_a_lab_plan_takes_one_value_for_all_hosts_or_one_per_host() -> None:
+    from tests.lab.cluster import HostPlan, plan_hosts, segment_address, segment_mac
+
+    assert plan_hosts(2) == [HostPlan("bookworm", "max")] * 2
+    assert plan_hosts(2, "bookworm,trixie", "max,Opteron_G5") == [
+        HostPlan("bookworm", "max"),
+        HostPlan("trixie", "Opteron_G5"),
+    ]
+    for args, message in (
+        ((3, "bookworm,trixie"), "give one value or 3"),
+        ((2, "sid"), "sid not one of"),
+        ((2, "bookworm", "qemu64"), "qemu64 not one of"),
+        ((0,), "at least 1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            plan_hosts(*args)  # type: ignore[arg-type]
+    assert (segment_address(2), segment_mac(2)) == ("192.168.77.12", "52:54:00:77:00:02")

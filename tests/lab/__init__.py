@@ -11,21 +11,34 @@ under QEMU TCG with `-cpu max` (which emulates AMD-V), reached only through a ho
 
     LAB_IMAGES["bookworm"].with_(local_repo=("virtinst", "ovmf"))   # another spec: another cache key
 
-In pytest: the session fixtures `lab_bookworm` / `lab_trixie` (tests/lab/fixtures.py, marker `lab`).
+Several hosts on a private segment, set up as a cluster (tests/lab/cluster.py):
 
-`python -m tests.lab up --suite trixie` does the same for a person (see README, "Development").
+    with boot_lab(plan_hosts(2, "bookworm,trixie", "max,Opteron_G5"), run_dir) as lab:
+        setup_cluster(lab)                  # qemu+ssh trust, NFS pool kvmqa-shared, network kvmqa-lab
+        lab["lab1"].sudo("virsh -c qemu+ssh://root@lab2/system version")
+
+In pytest: the session fixtures `lab_bookworm` / `lab_trixie` and `lab_cluster`, the `lab_cluster_factory` for
+mixed labs (tests/lab/fixtures.py, marker `lab`).
+
+`python -m tests.lab up --suite trixie` (or `--hosts 2 ...`) does it for a person (README, "Development").
 """
 
 from tests.lab.boot import LabBootError, LabHost, boot
+from tests.lab.cluster import Lab, boot_lab, plan_hosts, setup_cluster, teardown_cluster
 from tests.lab.image import LAB_IMAGES, BuiltImage, ImageSpec, LabBuildError, build_image
 
 __all__ = [
     "LAB_IMAGES",
     "BuiltImage",
     "ImageSpec",
+    "Lab",
     "LabBootError",
     "LabBuildError",
     "LabHost",
     "boot",
+    "boot_lab",
     "build_image",
+    "plan_hosts",
+    "setup_cluster",
+    "teardown_cluster",
 ]

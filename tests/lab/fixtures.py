@@ -13,7 +13,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.boot import LabBootError, LabHost, start
+from tests.lab.cluster import HostPlan, Lab, setup_cluster, start_lab
 from tests.lab.image import LAB_IMAGES, LabBuildError, build_image
 
 
@@ -28,6 +29,9 @@ from tests.lab.image import LAB_IMAGES, LabBuildError, build_image
 class LabTimings:
     images: dict[str, str] = field(default_factory=dict)  # name -> "built in 113 s" / "cached"
     boots: dict[str, str] = field(default_factory=dict)  # name -> "ssh 42 s, systemd 45 s"
+    clusters: dict[str, str] = field(
+        default_factory=dict
+    )  # name -> "up in 60 s, ..., cluster set up in 31 s"
     tests: list[tuple[str, float, str]] = field(default_factory=list)
 
 
@@ -205,6 +209,69 @@ def lab_install_bookworm(
     yield from lab_host(request, tmp_path_factory, "lab_install_bookworm")
 
 
+@contextlib.contextmanager
+def _lab(
+    config: pytest.Config, name: str, plans: Sequence[HostPlan], run_dir: Path, cluster: bool = True
+) -> Iterator[Lab]:
+    """A multi-host lab (tests/lab/cluster.py) with its timings recorded; cluster set-up unless cluster=False.
+    Stopped (hosts, overlays, the segment) when the block ends, also after failures."""
+    timings = _timings(config)
+    t0 = time.monotonic()
+    try:
+        lab = start_lab(plans, run_dir, say=lambda m: _say(config, m))
+    except (LabBootError, LabBuildError, RuntimeError) as exc:
+        pytest.fail(f"lab {name} did not come up: {exc}", pytrace=False)
+    try:
+        for suite, image in lab.images.items():
+            timings.images.setdefault(
+                suite,
+                f"built in {image.build_seconds:.0f} s"
+                if image.build_seconds is not None
+                else "from the cache",
+            )
+        for index, host in enumerate(lab.hosts):
+            timings.boots[f"{name}/{lab.describe(index)}"] = (
+                f"ssh after {host.timings['ssh']:.0f} s, systemd up after {host.boot_seconds:.0f} s"
+            )
+        how = f"up in {time.monotonic() - t0:.0f} s, segment joined in {lab.timings['join']:.0f} s"
+        if cluster:
+            setup_cluster(lab)
+            how += f", cluster set up in {lab.timings['cluster']:.0f} s"
+        timings.clusters[name] = how
+        _say(config, f"{name}: {how}")
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(scope="session")
+def lab_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Two bookworm hosts (-cpu max) on a private segment as a cluster: qemu+ssh trust, the kvmqa-shared NFS
+    pool, the kvmqa-lab network. Never at the same time as another lab (two hosts at most on two cores)."""
+    run_dir = tmp_path_factory.mktemp("lab-cluster")
+    with _lab(request.config, "lab_cluster", [HostPlan("bookworm")] * 2, run_dir) as lab:
+        yield lab
+
+
+@pytest.fixture
+def lab_cluster_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., contextlib.AbstractContextManager[Lab]]:
+    """Mixed labs: `with lab_cluster_factory(("bookworm", "trixie"), ("max", "Opteron_G5")) as lab:`
+    (cluster=False: only booted and joined). One lab at a time; each is stopped when its block ends."""
+
+    def make(
+        suites: Sequence[str] = ("bookworm", "bookworm"),
+        cpus: Sequence[str] = ("max", "max"),
+        cluster: bool = True,
+    ) -> contextlib.AbstractContextManager[Lab]:
+        plans = [HostPlan(s, c) for s, c in zip(suites, cpus, strict=True)]
+        name = "lab_mixed[" + ",".join(f"{p.suite}/{p.cpu}" for p in plans) + "]"
+        return _lab(request.config, name, plans, tmp_path_factory.mktemp("lab-mixed"), cluster)
+
+    return make
+
+
 def record_lab_test(report: pytest.TestReport, item: pytest.Item) -> None:
     if report.when == "call" and item.get_closest_marker("lab") is not None:
         _timings(item.config).tests.append((report.nodeid, report.duration, report.outcome))
@@ -219,5 +286,7 @@ def lab_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config
         terminalreporter.write_line(f"image {name}: {how}")
     for name, how in t.boots.items():
         terminalreporter.write_line(f"host {name}: {how}")
+    for name, how in t.clusters.items():
+        terminalreporter.write_line(f"lab {name}: {how}")
     for nodeid, seconds, outcome in t.tests:
         terminalreporter.write_line(f"{seconds:6.1f} s  {outcome:7}  {nodeid}")

@@ -59,6 +59,8 @@ BASE_PACKAGES = (
     "nftables",
     "virtinst",
     "ovmf",
+    # a multi-host lab's shared storage: lab1 exports over NFS, every host mounts it (nfs-common comes along)
+    "nfs-kernel-server",
 )
 # Served from the image's local repository, so install mode can bring them back after a test removes them.
 INSTALL_MODE_REPO = ("virtinst", "ovmf", "qemu-utils", "libvirt-daemon-system")
@@ -288,6 +290,12 @@ def _customise(spec: ImageSpec, root: Path, out: Path, buildlog: Path) -> None:
     _write(etc / "fstab", "/dev/vda / ext4 defaults 0 0\n")
     _write(etc / "systemd/network/20-kvmqa-dhcp.network", "[Match]\nName=en*\n\n[Network]\nDHCP=yes\n")
     _chroot(root, buildlog, "systemctl", "enable", "systemd-networkd.service")
+    # A multi-host lab's second NIC gets its static address after boot: until then, the network is online
+    # as soon as one link is (the DHCP one), not after wait-online's 2 minutes for a link without a server.
+    _write(
+        etc / "systemd/system/systemd-networkd-wait-online.service.d/kvmqa-any.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/lib/systemd/systemd-networkd-wait-online --any\n",
+    )
     # Nothing reaches a mirror from here; timers that would try (and hold the dpkg lock) are masked.
     _chroot(
         root,
