@@ -57,3 +57,22 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     lab_summary(terminalreporter, config)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "lab_slow: a long lab test kept out of `./run tests` (CI's budget); `./run tests -m lab_slow` "
+        "runs them. "
+        "Its docstring names when it last passed.",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`lab_slow` tests run only when `-m` names them (`./run tests -m lab_slow`)."""
+    if "lab_slow" in (config.option.markexpr or ""):
+        return
+    slow = [item for item in items if item.get_closest_marker("lab_slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("lab_slow")]
