@@ -32,10 +32,30 @@ def bare_boot(kit: Kit, memory: int, vcpus: int, timeout: float = 120) -> dict[s
     with tempfile.TemporaryDirectory(prefix="kvmqa-bench-") as tmp:
         disk = Path(tmp) / "data.qcow2"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "64M"], check=True)
-        argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", str(memory), "-smp", str(vcpus), "-nographic",
-                "-no-reboot", "-nodefaults", "-serial", "stdio", "-kernel", str(kit.kernel), "-initrd", str(kit.initrd),
-                "-append", kit.cmdline(), "-drive", f"file={disk},if=virtio,format=qcow2",
-                "-nic", "user,model=virtio-net-pci,restrict=on"]
+        argv = [
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-m",
+            str(memory),
+            "-smp",
+            str(vcpus),
+            "-nographic",
+            "-no-reboot",
+            "-nodefaults",
+            "-serial",
+            "stdio",
+            "-kernel",
+            str(kit.kernel),
+            "-initrd",
+            str(kit.initrd),
+            "-append",
+            kit.cmdline(),
+            "-drive",
+            f"file={disk},if=virtio,format=qcow2",
+            "-nic",
+            "user,model=virtio-net-pci,restrict=on",
+        ]
         t0 = time.monotonic()
         marks: dict[str, float] = {}
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -76,9 +96,12 @@ def main() -> int:
     parser.add_argument("--memory", type=int, default=256)
     parser.add_argument("--vcpus", type=int, default=1)
     parser.add_argument("--uri", default="qemu:///system")
-    parser.add_argument("--as-is", action="store_true",
-                        help="leave libvirtd as it runs (by default a libvirtd whose QEMUs only the late-reaping "
-                             "PID 1 of this kind of machine would reap is restarted under tini, as on a normal host)")
+    parser.add_argument(
+        "--as-is",
+        action="store_true",
+        help="leave libvirtd as it runs (by default a libvirtd whose QEMUs only the late-reaping "
+        "PID 1 of this kind of machine would reap is restarted under tini, as on a normal host)",
+    )
     args = parser.parse_args()
 
     if args.uri == "qemu:///system" and not args.as_is:
@@ -102,10 +125,20 @@ def main() -> int:
         values = [r[key] for r in runs if key in r]
         return statistics.median(values) if values else float("nan")
 
-    keys = ("define_to_running_s", "first_byte_s", "boot_marker_s", "done_marker_s", "guest_off_s", "poweroff_s",
-            "shutoff_s", "total_s")
-    print(f"kit {kit.key} kernel {kit.kernel_release}; {args.runs} runs, median seconds; TCG, "
-          f"{args.memory} MiB, {args.vcpus} vCPU")
+    keys = (
+        "define_to_running_s",
+        "first_byte_s",
+        "boot_marker_s",
+        "done_marker_s",
+        "guest_off_s",
+        "poweroff_s",
+        "shutoff_s",
+        "total_s",
+    )
+    print(
+        f"kit {kit.key} kernel {kit.kernel_release}; {args.runs} runs, median seconds; TCG, "
+        f"{args.memory} MiB, {args.vcpus} vCPU"
+    )
     print(f"{'':22}{'bare qemu':>12}{'stage':>12}")
     for key in keys:
         print(f"{key:22}{median(bare_runs, key):12.2f}{median(stage_runs, key):12.2f}")
@@ -116,12 +149,17 @@ def main() -> int:
     guest = [r["define_to_running_s"] + r.get("guest_off_s", r["poweroff_s"]) for r in stage_runs]
     bare_off = median(bare_runs, "guest_off_s")
     teardown = [r["shutoff_s"] - r.get("guest_off_s", r["poweroff_s"]) for r in stage_runs]
-    print(f"until the guest printed 'reboot: Power down': bare {bare_off:.2f}s, stage {statistics.median(guest):.2f}s "
-          f"({statistics.median(guest) / bare_off:.2f}x); libvirt's teardown after that (QEMU exit, reaping, "
-          f"cleanup): {statistics.median(teardown):.2f}s")
+    print(
+        f"until the guest printed 'reboot: Power down': bare {bare_off:.2f}s, stage "
+        f"{statistics.median(guest):.2f}s "
+        f"({statistics.median(guest) / bare_off:.2f}x); libvirt's teardown after that (QEMU exit, reaping, "
+        f"cleanup): {statistics.median(teardown):.2f}s"
+    )
     per_run_with_setup = (stage_total * args.runs + setup_s + close_s) / args.runs
-    print(f"stage incl. set-up/teardown spread over the runs: {per_run_with_setup:.2f}s "
-          f"({per_run_with_setup / bare_total:.2f}x)")
+    print(
+        f"stage incl. set-up/teardown spread over the runs: {per_run_with_setup:.2f}s "
+        f"({per_run_with_setup / bare_total:.2f}x)"
+    )
     return 0
 
 

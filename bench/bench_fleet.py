@@ -26,7 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-STAGES = ("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_20_packages.py", "suites/test_30_libvirt.py")
+STAGES = (
+    "suites/test_00_reach.py",
+    "suites/test_10_cpu.py",
+    "suites/test_20_packages.py",
+    "suites/test_30_libvirt.py",
+)
 
 
 def busy_cpu_s() -> float:
@@ -37,16 +42,33 @@ def busy_cpu_s() -> float:
 
 def run(hosts: list[str], fleet_args: list[str], workers: int, reports: Path) -> tuple[float, dict]:
     tmp = tempfile.mkdtemp(prefix="kf-", dir="/tmp")  # fresh ControlPath directory
-    cmd = [sys.executable, "-m", "pytest", *STAGES, "-q", "-p", "no:randomly", "--reports-dir", str(reports),
-           "--hosts", ",".join(hosts), *fleet_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *STAGES,
+        "-q",
+        "-p",
+        "no:randomly",
+        "--reports-dir",
+        str(reports),
+        "--hosts",
+        ",".join(hosts),
+        *fleet_args,
+    ]
     if workers:
         cmd += ["-n", str(workers), "--dist", "loadgroup"]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TMPDIR": tmp}, timeout=900)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TMPDIR": tmp}, timeout=900
+    )
     wall = time.perf_counter() - started
     results = json.loads((reports / "results.json").read_text())
-    bad = {h: s.get("round_trips") for h, s in results["hosts"].items()
-           if s.get("round_trips") != {"ssh_commands": 1, "libvirt_connections": 1}}
+    bad = {
+        h: s.get("round_trips")
+        for h, s in results["hosts"].items()
+        if s.get("round_trips") != {"ssh_commands": 1, "libvirt_connections": 1}
+    }
     if len(results["hosts"]) != len(hosts) or bad:
         raise SystemExit(f"not every host was fully checked in 2 round trips: {bad}\n{proc.stdout[-2000:]}")
     return wall, results
@@ -68,8 +90,12 @@ def main() -> int:
         proxy = behind_delay(fleet, args.rtt_ms) if args.rtt_ms else None
         try:
             urls = fleet.urls()
-            configs = [("1 host", urls[:1], 0), (f"1 host, -n {args.workers}", urls[:1], args.workers),
-                       (f"{args.hosts} hosts, -n {args.workers}", urls, args.workers), (f"{args.hosts} hosts, serial", urls, 0)]
+            configs = [
+                ("1 host", urls[:1], 0),
+                (f"1 host, -n {args.workers}", urls[:1], args.workers),
+                (f"{args.hosts} hosts, -n {args.workers}", urls, args.workers),
+                (f"{args.hosts} hosts, serial", urls, 0),
+            ]
             times: dict[str, float] = {}
             cpus: dict[str, float] = {}
             for name, hosts, workers in configs:
@@ -85,21 +111,33 @@ def main() -> int:
                 proxy.close()
     one = times["1 host"]
     place = f"on loopback behind a {args.rtt_ms:g} ms RTT proxy" if args.rtt_ms else "on loopback"
-    print(f"{args.hosts} sshd targets {place}, stages reach/cpu/packages/libvirt, {os.cpu_count()} CPUs, median of {args.repeat}")
+    print(
+        f"{args.hosts} sshd targets {place}, stages reach/cpu/packages/libvirt, {os.cpu_count()} CPUs, "
+        "median "
+        f"of {args.repeat}"
+    )
     ncpu = os.cpu_count() or 1
     print(f"{'configuration':<26}{'wall s':>8}{'vs 1 host':>11}{'busy CPU s':>12}{'CPU floor s':>13}")
     for name, wall in times.items():
         print(f"{name:<26}{wall:>8.2f}{wall / one:>10.1f}x{cpus[name]:>12.2f}{cpus[name] / ncpu:>13.2f}")
-    per_host = (cpus[f"{args.hosts} hosts, -n {args.workers}"] - cpus[f"1 host, -n {args.workers}"]) / (args.hosts - 1)
-    print(f"busy CPU is the whole machine's (controller, ssh, and the targets' sshd, sudo, probes, libvirtd); "
-          f"CPU floor = busy CPU / {ncpu} CPUs, the least wall time this machine could take. Each extra host costs "
-          f"{per_host:.2f} CPU-s here; 3x one host allows {3 * one:.2f} s")
+    per_host = (cpus[f"{args.hosts} hosts, -n {args.workers}"] - cpus[f"1 host, -n {args.workers}"]) / (
+        args.hosts - 1
+    )
+    print(
+        f"busy CPU is the whole machine's (controller, ssh, and the targets' sshd, sudo, probes, libvirtd); "
+        f"CPU floor = busy CPU / {ncpu} CPUs, the least wall time this machine could take. Each extra host "
+        "costs "
+        f"{per_host:.2f} CPU-s here; 3x one host allows {3 * one:.2f} s"
+    )
     fleet = times[f"{args.hosts} hosts, -n {args.workers}"]
     same_n = fleet / times[f"1 host, -n {args.workers}"]
-    print(f"goal: {args.hosts} hosts with -n {args.workers} in <= 3x the time of one host: {fleet / one:.1f}x "
-          f"({'met' if fleet / one <= 3 else 'MISSED'}); {same_n:.1f}x against one host with the same -n "
-          f"({'met' if same_n <= 3 else 'MISSED'}); {times[f'{args.hosts} hosts, serial'] / one:.1f}x in one process "
-          "(16 probes in threads)")
+    print(
+        f"goal: {args.hosts} hosts with -n {args.workers} in <= 3x the time of one host: {fleet / one:.1f}x "
+        f"({'met' if fleet / one <= 3 else 'MISSED'}); {same_n:.1f}x against one host with the same -n "
+        f"({'met' if same_n <= 3 else 'MISSED'}); {times[f'{args.hosts} hosts, serial'] / one:.1f}x in one "
+        "process "
+        "(16 probes in threads)"
+    )
     print("every host: 1 ssh command + 1 libvirt connection (checked in results.json)")
     return 0
 

@@ -1,12 +1,16 @@
-"""Bench: the first-VM stage under real (nested) KVM on a lab host, against bare QEMU -accel kvm there, beside TCG here.
+"""Bench: the first-VM stage under real (nested) KVM on a lab host, against bare QEMU -accel kvm there, beside
+TCG here.
 
     python bench/bench_lab_first_vm.py [--runs 3] [--smp 1] [--image bookworm] [--tcg-runs 3]
-    python bench/bench_lab_first_vm.py --lab ssh://qa@127.0.0.1:PORT --key KEY --known-hosts FILE   # a running lab host
+    python bench/bench_lab_first_vm.py --lab ssh://qa@127.0.0.1:PORT --key KEY --known-hosts FILE   # a
+    running lab host
 
-Inside the lab host (tests/lab: a Debian KVM host under TCG with -cpu max, kvm_amd nested=1), each run boots the
+Inside the lab host (tests/lab: a Debian KVM host under TCG with -cpu max, kvm_amd nested=1), each run boots
+the
 same kit twice, interleaved: bare ``qemu-system-x86_64 -accel kvm`` started on the lab host (same memory and
 vCPUs, a qcow2 virtio disk, a user-mode NIC with restrict=on, serial on stdout, timed by the lab host's clock
-until KVMQA-DONE and QEMU's exit), and kvmqa's stage boot through libvirt over ssh (`kvmqa.stages.first_vm.boot.boot`: define,
+until KVMQA-DONE and QEMU's exit), and kvmqa's stage boot through libvirt over ssh
+(`kvmqa.stages.first_vm.boot.boot`: define,
 start paused, console, query-kvm, resume, markers, power-off, domain and disk removed). The TCG column is
 bench/bench_first_vm.py's measurement on this machine, run here in the same invocation. Prints figures and
 ratios; not a test.
@@ -38,10 +42,19 @@ from kvmqa.stages.first_vm.kit import Kit, build_kit  # noqa: E402
 from kvmqa.stages.first_vm.resources import Workspace  # noqa: E402
 from kvmqa.transport.target import Target  # noqa: E402
 
-KEYS = ("define_to_running_s", "first_byte_s", "boot_marker_s", "done_marker_s", "guest_off_s", "poweroff_s",
-        "shutoff_s", "total_s")
+KEYS = (
+    "define_to_running_s",
+    "first_byte_s",
+    "boot_marker_s",
+    "done_marker_s",
+    "guest_off_s",
+    "poweroff_s",
+    "shutoff_s",
+    "total_s",
+)
 
-# Runs on the lab host (python3 is part of the lab image): bare QEMU with KVM, marks timed by the lab host's clock.
+# Runs on the lab host (python3 is part of the lab image): bare QEMU with KVM, marks timed by the lab host's
+# clock.
 BARE = r"""
 import json, subprocess, sys, time
 kernel, initrd, disk, cmdline, memory, vcpus, timeout = sys.argv[1:8]
@@ -77,21 +90,47 @@ class Lab:
         self.url, self.key, self.known_hosts = url, key, known_hosts
         rest = url.split("://", 1)[1]
         self.login, _, port = rest.rpartition(":")
-        self.ssh = ["ssh", "-F", "none", "-i", str(key), "-p", port, "-o", "BatchMode=yes",
-                    "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}",
-                    "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR", self.login]
+        self.ssh = [
+            "ssh",
+            "-F",
+            "none",
+            "-i",
+            str(key),
+            "-p",
+            port,
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={known_hosts}",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "LogLevel=ERROR",
+            self.login,
+        ]
 
     def run(self, command: str, stdin: bytes | None = None, timeout: float = 600) -> str:
         proc = subprocess.run([*self.ssh, command], input=stdin, capture_output=True, timeout=timeout)
         if proc.returncode != 0:
-            raise RuntimeError(f"{command[:60]!r} on the lab host: rc={proc.returncode} {proc.stderr.decode()[-300:]}")
+            raise RuntimeError(
+                f"{command[:60]!r} on the lab host: rc={proc.returncode} {proc.stderr.decode()[-300:]}"
+            )
         return proc.stdout.decode()
 
 
 def lab_bare_boot(lab: Lab, kit: Kit, memory: int, vcpus: int, extra: str) -> dict[str, float]:
     where = "/tmp/kvmqa-bench-kit"
-    args = [f"{where}/vmlinuz", f"{where}/initrd.img", f"{where}/data.qcow2", kit.cmdline(extra), str(memory),
-            str(vcpus), "600"]
+    args = [
+        f"{where}/vmlinuz",
+        f"{where}/initrd.img",
+        f"{where}/data.qcow2",
+        kit.cmdline(extra),
+        str(memory),
+        str(vcpus),
+        "600",
+    ]
     out = lab.run(f"sudo python3 - {shlex.join(args)}", stdin=BARE.encode())
     marks = json.loads(out.strip().splitlines()[-1])
     if "done_marker_s" not in marks:
@@ -99,10 +138,15 @@ def lab_bare_boot(lab: Lab, kit: Kit, memory: int, vcpus: int, extra: str) -> di
     return marks  # type: ignore[no-any-return]
 
 
-def lab_stage_boot(ws: Workspace, volumes: Any, memory: int, vcpus: int, timeout: float, extra: str) -> dict[str, float]:
+def lab_stage_boot(
+    ws: Workspace, volumes: Any, memory: int, vcpus: int, timeout: float, extra: str
+) -> dict[str, float]:
     t0 = time.monotonic()
-    result = boot(ws, volumes, BootSpec("bench", "kvm", memory, vcpus, timeout=timeout, silent_timeout=timeout,
-                                        cmdline_extra=extra))
+    result = boot(
+        ws,
+        volumes,
+        BootSpec("bench", "kvm", memory, vcpus, timeout=timeout, silent_timeout=timeout, cmdline_extra=extra),
+    )
     if not result.ok:
         raise RuntimeError(f"stage boot under nested KVM failed: {result.outcome}: {result.error}")
     if not (result.accelerator.get("kvm") or {}).get("enabled"):
@@ -117,8 +161,9 @@ def median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def measure_lab(lab: Lab, kit: Kit, runs: int, memory: int, vcpus: int, timeout: float,
-                extra: str) -> tuple[list, list, float]:
+def measure_lab(
+    lab: Lab, kit: Kit, runs: int, memory: int, vcpus: int, timeout: float, extra: str
+) -> tuple[list, list, float]:
     lab.run("mkdir -p /tmp/kvmqa-bench-kit")
     for src, name in ((kit.kernel, "vmlinuz"), (kit.initrd, "initrd.img")):
         lab.run(f"cat > /tmp/kvmqa-bench-kit/{name}", stdin=Path(src).read_bytes())
@@ -133,8 +178,11 @@ def measure_lab(lab: Lab, kit: Kit, runs: int, memory: int, vcpus: int, timeout:
                 for i in range(runs):  # interleaved, so load changes hit both sides alike
                     bare_runs.append(lab_bare_boot(lab, kit, memory, vcpus, extra))
                     stage_runs.append(lab_stage_boot(ws, volumes, memory, vcpus, timeout, extra))
-                    print(f"  run {i + 1}: bare {bare_runs[-1]['total_s']:.1f} s, stage {stage_runs[-1]['total_s']:.1f} s",
-                          flush=True)
+                    print(
+                        f"  run {i + 1}: bare {bare_runs[-1]['total_s']:.1f} s, stage "
+                        f"{stage_runs[-1]['total_s']:.1f} s",
+                        flush=True,
+                    )
         finally:
             session.close_libvirt()
             lab.run("rm -rf /tmp/kvmqa-bench-kit")
@@ -144,15 +192,22 @@ def measure_lab(lab: Lab, kit: Kit, runs: int, memory: int, vcpus: int, timeout:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--tcg-runs", type=int, default=3, help="runs of the TCG bench on this machine (0: skip)")
+    parser.add_argument(
+        "--tcg-runs", type=int, default=3, help="runs of the TCG bench on this machine (0: skip)"
+    )
     parser.add_argument("--memory", type=int, default=256)
     parser.add_argument("--vcpus", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600, help="deadline of one nested boot")
-    parser.add_argument("--cmdline-extra", default="",
-                        help="guest kernel arguments for both sides of the lab runs (e.g. loglevel=6, as nested-lab.yaml)")
+    parser.add_argument(
+        "--cmdline-extra",
+        default="",
+        help="guest kernel arguments for both sides of the lab runs (e.g. loglevel=6, as nested-lab.yaml)",
+    )
     parser.add_argument("--image", default="bookworm", help="tests/lab image to build/boot (without --lab)")
     parser.add_argument("--smp", type=int, default=1, help="vCPUs of the lab host (without --lab)")
-    parser.add_argument("--lab", help="ssh://USER@127.0.0.1:PORT of a running lab host (sudo without password)")
+    parser.add_argument(
+        "--lab", help="ssh://USER@127.0.0.1:PORT of a running lab host (sudo without password)"
+    )
     parser.add_argument("--key", type=Path)
     parser.add_argument("--known-hosts", type=Path)
     args = parser.parse_args()
@@ -181,27 +236,36 @@ def main() -> int:
         lab = Lab(host.url(), host.key, host.known_hosts)
         where = f"tests/lab {args.image}, -smp {args.smp}"
     try:
-        bare, stage, setup_s = measure_lab(lab, kit, args.runs, args.memory, args.vcpus, args.timeout, args.cmdline_extra)
+        bare, stage, setup_s = measure_lab(
+            lab, kit, args.runs, args.memory, args.vcpus, args.timeout, args.cmdline_extra
+        )
     finally:
         if host is not None:
             host.stop()
 
     print(f"kit {kit.key} kernel {kit.kernel_release}; median seconds; {args.memory} MiB, {args.vcpus} vCPU")
-    print(f"nested KVM on the lab host ({where}), {args.runs} runs, guest cmdline extra {args.cmdline_extra!r}; "
-          f"TCG on this machine, {args.tcg_runs} runs, default cmdline")
+    print(
+        f"nested KVM on the lab host ({where}), {args.runs} runs, guest cmdline extra "
+        f"{args.cmdline_extra!r}; "
+        f"TCG on this machine, {args.tcg_runs} runs, default cmdline"
+    )
     print(f"{'':22}{'KVM bare':>11}{'KVM stage':>11}{'TCG bare':>11}{'TCG stage':>11}")
     for key in KEYS:
-        print(f"{key:22}{median(bare, key):11.2f}{median(stage, key):11.2f}"
-              f"{median(tcg[0], key):11.2f}{median(tcg[1], key):11.2f}")
+        print(
+            f"{key:22}{median(bare, key):11.2f}{median(stage, key):11.2f}"
+            f"{median(tcg[0], key):11.2f}{median(tcg[1], key):11.2f}"
+        )
     kvm_ratio = median(stage, "total_s") / median(bare, "total_s")
     line = f"RATIO stage/bare: nested KVM {kvm_ratio:.2f}x"
     if args.tcg_runs:
         line += f", TCG {median(tcg[1], 'total_s') / median(tcg[0], 'total_s'):.2f}x"
     print(line)
     off = [r["define_to_running_s"] + r.get("guest_off_s", r["poweroff_s"]) for r in stage]
-    print(f"nested KVM until 'reboot: Power down': bare {median(bare, 'guest_off_s'):.2f} s, stage "
-          f"{statistics.median(off):.2f} s ({statistics.median(off) / median(bare, 'guest_off_s'):.2f}x); "
-          f"stage one-time set-up on the lab host (pool, network, kit upload): {setup_s:.2f} s")
+    print(
+        f"nested KVM until 'reboot: Power down': bare {median(bare, 'guest_off_s'):.2f} s, stage "
+        f"{statistics.median(off):.2f} s ({statistics.median(off) / median(bare, 'guest_off_s'):.2f}x); "
+        f"stage one-time set-up on the lab host (pool, network, kit upload): {setup_s:.2f} s"
+    )
     return 0
 
 

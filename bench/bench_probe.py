@@ -1,10 +1,13 @@
 """The probe's own time: the one-round-trip sh script, locally and over a loopback ssh target (sudo).
 
-    .venv/bin/python bench/bench_probe.py                 # 10 runs each, starts its own sshd on loopback (root)
+    .venv/bin/python bench/bench_probe.py                 # 10 runs each, starts its own sshd on loopback
+    (root)
     .venv/bin/python bench/bench_probe.py --repeat 20 --no-ssh
     .venv/bin/python bench/bench_probe.py --ref main      # the probe as a git ref had it, for before/after
-    .venv/bin/python bench/bench_probe.py --url ssh://qa@127.0.0.1:PORT --identity KEY --known-hosts FILE --repeat 3
-                                                          # an ssh target that already runs (a lab host), with sudo
+    .venv/bin/python bench/bench_probe.py --url ssh://qa@127.0.0.1:PORT --identity KEY --known-hosts FILE
+    --repeat 3
+                                                          # an ssh target that already runs (a lab host), with
+                                                          sudo
 
 Prints the median, min and max wall time per way, the script's size and its section count. With --ref the
 script is built from that ref's kvmqa/gather/probe/ (kvmqa/probe/ in older trees) and its stages' probe.sh
@@ -38,11 +41,18 @@ def script_at(ref: str | None) -> str:
     import kvmqa.gather.probe as probe
 
     folder = "kvmqa/gather/probe"  # kvmqa/probe before the one-stage-one-folder layout
-    listed = subprocess.run(["git", "ls-tree", "--name-only", f"{ref}:{folder}"], cwd=ROOT, capture_output=True, text=True)
+    listed = subprocess.run(
+        ["git", "ls-tree", "--name-only", f"{ref}:{folder}"], cwd=ROOT, capture_output=True, text=True
+    )
     if listed.returncode != 0:
         folder = "kvmqa/probe"
-        listed = subprocess.run(["git", "ls-tree", "--name-only", f"{ref}:{folder}"], cwd=ROOT, check=True,
-                                capture_output=True, text=True)
+        listed = subprocess.run(
+            ["git", "ls-tree", "--name-only", f"{ref}:{folder}"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
     names = listed.stdout.split()
     with tempfile.TemporaryDirectory(prefix="kvmqa-bench-probe-") as tmp:
         for name in names:
@@ -59,13 +69,21 @@ def script_at(ref: str | None) -> str:
 
 
 def _show(ref: str, path: str) -> str:
-    return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", "show", f"{ref}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def _stage_snippets_at(ref: str) -> list[str]:
-    """The stages' probe.sh of a ref (none in older trees), in stage order, for a kvm-host (no role-limited stage)."""
-    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref, "kvmqa/stages"], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.split()
+    """The stages' probe.sh of a ref (none in older trees), in stage order, for a kvm-host (no role-limited
+    stage)."""
+    listed = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", ref, "kvmqa/stages"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     found = []
     for path in (p for p in listed if p.endswith("/probe.sh")):
         declared = _show(ref, path.replace("probe.sh", "__init__.py"))
@@ -88,8 +106,10 @@ def time_runs(target: Target, script: str, repeat: int) -> tuple[list[float], in
 
 
 def row(name: str, walls: list[float], sections: int) -> str:
-    return (f"{name:<34}{len(walls):>5}{statistics.median(walls):>10.3f}{min(walls):>9.3f}{max(walls):>9.3f}"
-            f"{sections:>10}")
+    return (
+        f"{name:<34}{len(walls):>5}{statistics.median(walls):>10.3f}{min(walls):>9.3f}{max(walls):>9.3f}"
+        f"{sections:>10}"
+    )
 
 
 def main() -> int:
@@ -105,7 +125,9 @@ def main() -> int:
     print(f"probe of {args.ref or 'the working tree'}: {len(script)} bytes; median of {args.repeat} runs")
     print(f"{'way':<34}{'runs':>5}{'median s':>10}{'min s':>9}{'max s':>9}{'sections':>10}")
     if args.url:
-        target = Target.from_url(args.url, sudo=True, identity_file=args.identity, known_hosts=args.known_hosts)
+        target = Target.from_url(
+            args.url, sudo=True, identity_file=args.identity, known_hosts=args.known_hosts
+        )
         walls, sections = time_runs(target, script, args.repeat)
         print(row(f"{args.url} (sudo)", walls, sections))
         return 0
@@ -118,7 +140,9 @@ def main() -> int:
             fleet = start_fleet(Path(work), 1)
             try:
                 url = fleet.urls()[0]
-                target = Target.from_url(url, sudo=True, identity_file=fleet.key, known_hosts=fleet.known_hosts)
+                target = Target.from_url(
+                    url, sudo=True, identity_file=fleet.key, known_hosts=fleet.known_hosts
+                )
                 walls, sections = time_runs(target, script, args.repeat)
                 print(row(f"{url.split('@')[0]}@loopback (sudo)", walls, sections))
             finally:

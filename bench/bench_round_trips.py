@@ -33,8 +33,10 @@ from kvmqa.stages import builtin  # noqa: E402
 from kvmqa.transport.target import Target  # noqa: E402
 
 STAGES = ("reach", "cpu", "packages", "libvirt")
-KVM_IOCTLS = ("import fcntl,os; f=os.open('/dev/kvm',os.O_RDWR); v=fcntl.ioctl(f,0xAE00,0); "
-              "print(v); vm=fcntl.ioctl(f,0xAE01,0); print('vm', vm)")
+KVM_IOCTLS = (
+    "import fcntl,os; f=os.open('/dev/kvm',os.O_RDWR); v=fcntl.ioctl(f,0xAE00,0); "
+    "print(v); vm=fcntl.ioctl(f,0xAE01,0); print('vm', vm)"
+)
 VIRSH = "virsh -c qemu:///system"
 
 
@@ -88,7 +90,9 @@ def naive_questions(host: Any) -> dict[str, Callable[[], Any]]:
 
 def kvmqa_way(url: str, key: Path, known: Path) -> dict[str, Any]:
     """The verify stages through kvmqa: one probe, one libvirt connection, every check evaluated."""
-    tempfile.tempdir = tempfile.mkdtemp(prefix="kb-", dir="/tmp")  # a fresh ssh ControlPath dir: no warm master
+    tempfile.tempdir = tempfile.mkdtemp(
+        prefix="kb-", dir="/tmp"
+    )  # a fresh ssh ControlPath dir: no warm master
     with tempfile.TemporaryDirectory(prefix="kvmqa-bench-") as reports:
         target = Target.from_url(url, sudo=True, identity_file=key, known_hosts=known)
         session = HostSession(target, Profile(), RunOptions(reports_dir=Path(reports)), builtin())
@@ -104,7 +108,9 @@ def kvmqa_way(url: str, key: Path, known: Path) -> dict[str, Any]:
         wall = time.perf_counter() - started
         trips = target.round_trips + session.libvirt_connects
         session.close_libvirt()
-    assert session.findings["libvirt.connect"].verdict.value == "pass", session.findings["libvirt.connect"].message
+    assert session.findings["libvirt.connect"].verdict.value == "pass", session.findings[
+        "libvirt.connect"
+    ].message
     return {"checks": checks, "round_trips": trips, "wall_s": wall}
 
 
@@ -117,7 +123,9 @@ def naive_way(url: str, key: Path, known: Path, multiplex: bool) -> dict[str, An
     kwargs: dict[str, Any] = {"ssh_identity_file": str(key), "sudo": True, "ssh_extra_args": extra}
     if multiplex:
         kwargs["controlpath"] = f"{tempfile.tempdir}/cm"  # one target: no %C (testinfra %-formats commands)
-    host = testinfra.host.Host(testinfra.backend.get_backend(url, **kwargs))  # not get_host: it caches facts across runs
+    host = testinfra.host.Host(
+        testinfra.backend.get_backend(url, **kwargs)
+    )  # not get_host: it caches facts across runs
     counted = {"n": 0}
     run_ssh = host.backend.run_ssh
 
@@ -135,8 +143,19 @@ def naive_way(url: str, key: Path, known: Path, multiplex: bool) -> dict[str, An
         import subprocess
 
         port = url.rsplit(":", 1)[1]
-        subprocess.run(["ssh", "-o", f"ControlPath={kwargs['controlpath']}", "-p", port, url.split("//")[1].rsplit(":", 1)[0],
-                        "-O", "exit"], capture_output=True)
+        subprocess.run(
+            [
+                "ssh",
+                "-o",
+                f"ControlPath={kwargs['controlpath']}",
+                "-p",
+                port,
+                url.split("//")[1].rsplit(":", 1)[0],
+                "-O",
+                "exit",
+            ],
+            capture_output=True,
+        )
     return {"checks": len(questions), "round_trips": counted["n"], "wall_s": wall}
 
 
@@ -167,13 +186,21 @@ def main() -> int:
             fleet.stop()
     print(f"target: {url} (sudo, strict host keys); stages {', '.join(STAGES)}; median of {args.repeat}")
     print(f"{'way':<36}{'checks':>7}{'round trips':>13}{'wall s':>9}{'trips ratio':>13}{'time ratio':>12}")
-    for name, r in (("kvmqa (probe + libvirt connection)", kvmqa), ("naive testinfra (defaults)", naive),
-                    ("naive testinfra + ssh multiplexing", mux)):
-        print(f"{name:<36}{r['checks']:>7}{r['round_trips']:>13}{r['wall_s']:>9.2f}"
-              f"{r['round_trips'] / kvmqa['round_trips']:>12.1f}x{r['wall_s'] / kvmqa['wall_s']:>11.1f}x")
+    for name, r in (
+        ("kvmqa (probe + libvirt connection)", kvmqa),
+        ("naive testinfra (defaults)", naive),
+        ("naive testinfra + ssh multiplexing", mux),
+    ):
+        print(
+            f"{name:<36}{r['checks']:>7}{r['round_trips']:>13}{r['wall_s']:>9.2f}"
+            f"{r['round_trips'] / kvmqa['round_trips']:>12.1f}x{r['wall_s'] / kvmqa['wall_s']:>11.1f}x"
+        )
     trips, wall = naive["round_trips"] / kvmqa["round_trips"], naive["wall_s"] / kvmqa["wall_s"]
-    print(f"goals vs naive testinfra: round trips {trips:.1f}x fewer (goal >= 10x: {'met' if trips >= 10 else 'MISSED'}), "
-          f"wall time {wall:.1f}x less (goal >= 5x: {'met' if wall >= 5 else 'MISSED'})")
+    print(
+        f"goals vs naive testinfra: round trips {trips:.1f}x fewer (goal >= 10x: "
+        f"{'met' if trips >= 10 else 'MISSED'}), "
+        f"wall time {wall:.1f}x less (goal >= 5x: {'met' if wall >= 5 else 'MISSED'})"
+    )
     return 0
 
 

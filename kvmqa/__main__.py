@@ -1,12 +1,14 @@
 """kvmqa's command line.
 
-    kvmqa run [--stages cpu,libvirt] [pytest options]   # the packaged suites, from any directory; reports in ./reports
-    python -m kvmqa checks            # every check: id, level, title, hint
-    python -m kvmqa probe [URL]       # probe one target and print its facts as JSON
-    python -m kvmqa merge OUT a.json b.json ...   # merge per-host results.json into one report
-    python -m kvmqa evaluate probe.txt --host NAME [--groups kvm_hosts] --out DIR   # raw probe output -> DIR/results.json
-    python -m kvmqa probe-script --out-dir DIR --hosts-groups JSON   # the probe scripts ansible/kvmqa.yml runs
-    python -m kvmqa screenshot reports/report.html  # render the report in headless Chromium -> report.png
+kvmqa run [--stages cpu,libvirt] [pytest options]   # the packaged suites, from any directory; reports in
+./reports
+python -m kvmqa checks            # every check: id, level, title, hint
+python -m kvmqa probe [URL]       # probe one target and print its facts as JSON
+python -m kvmqa merge OUT a.json b.json ...   # merge per-host results.json into one report
+python -m kvmqa evaluate probe.txt --host NAME [--groups kvm_hosts] --out DIR   # raw probe output ->
+DIR/results.json
+python -m kvmqa probe-script --out-dir DIR --hosts-groups JSON   # the probe scripts ansible/kvmqa.yml runs
+python -m kvmqa screenshot reports/report.html  # render the report in headless Chromium -> report.png
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 
 
 def cmd_run(rest: list[str]) -> int:
-    """The packaged suites under pytest, with kvmqa's own pytest settings; reports in the current directory."""
+    """The packaged suites under pytest, with kvmqa's own pytest settings; reports in the current
+    directory."""
     import os
     from pathlib import Path
 
@@ -40,24 +43,49 @@ def cmd_run(rest: list[str]) -> int:
         suites = ["kvmqa.suites"]
     else:
         site_names = {"site"}  # `site` or a --site-checks stage's name: the site suite
-        if any(s not in registry and s != "site" for s in stages):  # only then load the lab's own modules here
+        if any(
+            s not in registry and s != "site" for s in stages
+        ):  # only then load the lab's own modules here
             site_names.update(_site_stage_names(args))
         unknown = [s for s in stages if s not in registry and s not in site_names]
         if unknown:
-            print(f"kvmqa: --stages: unknown stage {unknown[0]!r} (stages: {', '.join([*registry.names(), *sorted(site_names)])})",
-                  file=sys.stderr)
+            print(
+                f"kvmqa: --stages: unknown stage {unknown[0]!r} (stages: "
+                f"{', '.join([*registry.names(), *sorted(site_names)])})",
+                file=sys.stderr,
+            )
             return 2
-        suites = list(dict.fromkeys(f"kvmqa.suites.{'test_70_site' if s in site_names else suite_module(registry.get(s).order, s)}"
-                                    for s in stages))
-    # rootdir: the package, so test ids read suites/test_NN_<stage>.py::... as in a checkout; reports go to ./reports
+        suites = list(
+            dict.fromkeys(
+                "kvmqa.suites."
+                + ("test_70_site" if s in site_names else suite_module(registry.get(s).order, s))
+                for s in stages
+            )
+        )
+    # rootdir: the package, so test ids read suites/test_NN_<stage>.py::... as in a checkout; reports go to
+    # ./reports
     root = Path(__file__).resolve().parent
-    argv = [sys.executable, "-m", "pytest", "-c", str(data_file("pytest.ini")), "--rootdir", str(root), "--pyargs", *suites, *args]
-    os.execv(sys.executable, argv)  # a fresh interpreter: pytest imports (and assert-rewrites) the plugin itself
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-c",
+        str(data_file("pytest.ini")),
+        "--rootdir",
+        str(root),
+        "--pyargs",
+        *suites,
+        *args,
+    ]
+    os.execv(
+        sys.executable, argv
+    )  # a fresh interpreter: pytest imports (and assert-rewrites) the plugin itself
     return 2  # not reached
 
 
 def _site_stage_names(pytest_args: list[str]) -> list[str]:
-    """The stage names in the --site-checks folders among pytest's arguments (a folder that does not load: none;
+    """The stage names in the --site-checks folders among pytest's arguments (a folder that does not load:
+    none;
     the run itself reports it)."""
     from pathlib import Path
 
@@ -118,7 +146,8 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """A raw probe output (from Ansible, or a saved reports/HOST/probe.txt) -> results.json, the same checks as a run."""
+    """A raw probe output (from Ansible, or a saved reports/HOST/probe.txt) -> results.json, the same checks
+    as a run."""
     from pathlib import Path
 
     from kvmqa.config.profile import ProfileError
@@ -134,12 +163,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"kvmqa: {args.probe}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 2
     try:
-        results = evaluate(text, args.host, Path(args.out), groups=[g for g in args.groups.split(",") if g],
-                           roles=tuple(r for r in args.roles.split(",") if r) or None, unreachable=args.unreachable,
-                           error=args.error,
-                           rc=args.rc, duration=args.duration, profile_path=Path(args.profile) if args.profile else None,
-                           waivers=Path(args.waivers) if args.waivers else None,
-                           stages=tuple(s for s in args.stages.split(",") if s) or None, site=site)
+        results = evaluate(
+            text,
+            args.host,
+            Path(args.out),
+            groups=[g for g in args.groups.split(",") if g],
+            roles=tuple(r for r in args.roles.split(",") if r) or None,
+            unreachable=args.unreachable,
+            error=args.error,
+            rc=args.rc,
+            duration=args.duration,
+            profile_path=Path(args.profile) if args.profile else None,
+            waivers=Path(args.waivers) if args.waivers else None,
+            stages=tuple(s for s in args.stages.split(",") if s) or None,
+            site=site,
+        )
     except (ProfileError, WaiverError, KeyError) as exc:  # KeyError: an unknown stage
         print(f"kvmqa: {exc}", file=sys.stderr)
         return 2
@@ -191,12 +229,18 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(argv[1:])
     from kvmqa.offline import evaluated_stages  # what a probe output alone can decide
 
-    parser = argparse.ArgumentParser(prog="kvmqa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="kvmqa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run the packaged suites under pytest: kvmqa run [--stages a,b] [pytest options]")
+    sub.add_parser(
+        "run", help="run the packaged suites under pytest: kvmqa run [--stages a,b] [pytest options]"
+    )
     p = sub.add_parser("checks", help="list every check")
     p.add_argument("--hints", action="store_true")
-    p.add_argument("--site-checks", action="append", default=[], metavar="DIR", help="also a site-checks folder's checks")
+    p.add_argument(
+        "--site-checks", action="append", default=[], metavar="DIR", help="also a site-checks folder's checks"
+    )
     p.set_defaults(fn=cmd_checks)
     p = sub.add_parser("probe", help="probe one target, print facts")
     p.add_argument("url", nargs="?", default="local://")
@@ -210,26 +254,52 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("evaluate", help="evaluate a raw probe output into results.json (the checks of a run)")
     p.add_argument("probe", help="the probe's raw output ('-': stdin)")
     p.add_argument("--host", required=True, help="the host's name in the report (its inventory name)")
-    p.add_argument("--groups", default="", help="the host's Ansible groups, comma-separated (they give its roles)")
-    p.add_argument("--roles", default="", help="or its kvmqa roles, comma-separated (default: from --groups, else kvm-host)")
-    p.add_argument("--unreachable", default=None, help="the host was unreachable: this message (no probe output)")
+    p.add_argument(
+        "--groups", default="", help="the host's Ansible groups, comma-separated (they give its roles)"
+    )
+    p.add_argument(
+        "--roles",
+        default="",
+        help="or its kvmqa roles, comma-separated (default: from --groups, else kvm-host)",
+    )
+    p.add_argument(
+        "--unreachable", default=None, help="the host was unreachable: this message (no probe output)"
+    )
     p.add_argument("--error", default=None, help="running the probe failed (a timeout, ...): this message")
     p.add_argument("--rc", type=int, default=None, help="the probe's exit status")
     p.add_argument("--duration", type=float, default=None, help="how long the probe took, seconds")
     p.add_argument("--profile", default=None)
     p.add_argument("--waivers", default=None)
-    p.add_argument("--stages", default="",
-                   help=f"stages to evaluate, comma-separated (default: those a probe output decides: {','.join(evaluated_stages())}, "
-                        "and the site stages)")
-    p.add_argument("--site-checks", action="append", default=[], metavar="DIR", help="also a site-checks folder's stages")
+    p.add_argument(
+        "--stages",
+        default="",
+        help="stages to evaluate, comma-separated (default: those a probe output decides: "
+        f"{','.join(evaluated_stages())}, "
+        "and the site stages)",
+    )
+    p.add_argument(
+        "--site-checks", action="append", default=[], metavar="DIR", help="also a site-checks folder's stages"
+    )
     p.add_argument("--out", required=True, help="reports directory: OUT/results.json, OUT/HOST/facts.json")
     p.set_defaults(fn=cmd_evaluate)
-    p = sub.add_parser("probe-script", help="write the probe scripts ansible/kvmqa.yml runs, one per role set")
+    p = sub.add_parser(
+        "probe-script", help="write the probe scripts ansible/kvmqa.yml runs, one per role set"
+    )
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--hosts-groups", required=True, help="JSON {host: [groups]} (or @FILE); prints {host: script}")
-    p.add_argument("--site-checks", action="append", default=[], metavar="DIR", help="add a site-checks folder's probe snippets")
+    p.add_argument(
+        "--hosts-groups", required=True, help="JSON {host: [groups]} (or @FILE); prints {host: script}"
+    )
+    p.add_argument(
+        "--site-checks",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="add a site-checks folder's probe snippets",
+    )
     p.set_defaults(fn=cmd_probe_script)
-    p = sub.add_parser("screenshot", help="render a report.html in headless Chromium and write a PNG beside it")
+    p = sub.add_parser(
+        "screenshot", help="render a report.html in headless Chromium and write a PNG beside it"
+    )
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(fn=cmd_screenshot)
     args = parser.parse_args(argv)

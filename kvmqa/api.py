@@ -4,7 +4,8 @@
 
     CHECKS = StageChecks("acme")
 
-    @CHECKS.check("acme.hugepages-reserved", "1 GiB huge pages reserved", hint="set hugepagesz=1G hugepages=N")
+    @CHECKS.check("acme.hugepages-reserved", "1 GiB huge pages reserved", hint="set hugepagesz=1G
+    hugepages=N")
     def hugepages_reserved(facts, profile):
         ...
         return passed("...")
@@ -20,5 +21,19 @@ from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Finding, Level, Outcome, Verdict, failed, info, not_applicable, passed, undecided
 from kvmqa.core.stage import Stage
 
-__all__ = ["Check", "Finding", "HostFacts", "Level", "Outcome", "Profile", "Stage", "StageChecks", "Verdict", "failed",
-           "info", "not_applicable", "passed", "undecided"]
+__all__ = [
+    "Check",
+    "Finding",
+    "HostFacts",
+    "Level",
+    "Outcome",
+    "Profile",
+    "Stage",
+    "StageChecks",
+    "Verdict",
+    "failed",
+    "info",
+    "not_applicable",
+    "passed",
+    "undecided",
+]

@@ -1,13 +1,19 @@
-"""Fleet runs through Ansible (ansible/kvmqa.yml): the probe travels with Ansible, the verdicts come from kvmqa.
+"""Fleet runs through Ansible (ansible/kvmqa.yml): the probe travels with Ansible, the verdicts come from
+kvmqa.
 
-    python -m kvmqa probe-script --out-dir DIR --hosts-groups '{"hv1": ["kvm_hosts"]}'   # -> {"hv1": "DIR/probe-kvm-host.sh"}
+    python -m kvmqa probe-script --out-dir DIR --hosts-groups '{"hv1": ["kvm_hosts"]}'   # -> {"hv1":
+    "DIR/probe-kvm-host.sh"}
     python -m kvmqa evaluate DIR/hv1/probe.txt --host hv1 --groups kvm_hosts --out DIR  # -> DIR/results.json
 
 The script Ansible runs is kvmqa's own probe (kvmqa/probe, the same text kvmqa's ssh transport sends) followed
-by LIBVIRT_SH: what kvmqa's own run reads over its libvirt connection, read here with `virsh` on the host, so one
-`ansible.builtin.script` task is the host's only round trip. `evaluate` turns that raw output into facts with the
-same parsers (kvmqa.gather.facts.parse_probe with the stages' parsers, kvmqa.stages.libvirt.gather.parse_*) and runs the same checks through a
-HostSession, so a host gets the same verdicts either way. Stages that need a live connection from the controller
+by LIBVIRT_SH: what kvmqa's own run reads over its libvirt connection, read here with `virsh` on the host, so
+one
+`ansible.builtin.script` task is the host's only round trip. `evaluate` turns that raw output into facts with
+the
+same parsers (kvmqa.gather.facts.parse_probe with the stages' parsers, kvmqa.stages.libvirt.gather.parse_*)
+and runs the same checks through a
+HostSession, so a host gets the same verdicts either way. Stages that need a live connection from the
+controller
 (ovirt_engine, first_vm) are not evaluated here.
 """
 
@@ -31,7 +37,8 @@ if TYPE_CHECKING:
     from kvmqa.core.stage import ProbeParser, Registry, Stage
 
 LIBVIRT_SH = r"""
-# --- kvmqa over Ansible: libvirt facts with virsh (read-only), what kvmqa's own run reads over its libvirt connection
+# --- kvmqa over Ansible: libvirt facts with virsh (read-only),
+# what kvmqa's own run reads over its libvirt connection
 _kq_virsh() { LC_ALL=C timeout 60 virsh -c qemu:///system "$@"; }
 if command -v virsh >/dev/null 2>&1; then
     _kq_sec libvirt_version _kq_virsh version --daemon
@@ -41,20 +48,30 @@ if command -v virsh >/dev/null 2>&1; then
         _kq_sec libvirt_capabilities _kq_virsh capabilities
         _kq_sec libvirt_domcaps_kvm _kq_virsh domcapabilities --virttype kvm --arch x86_64
         _kq_sec libvirt_domcaps_qemu _kq_virsh domcapabilities --virttype qemu --arch x86_64
-        _kq_nets() { for n in $(_kq_virsh net-list --all --name); do echo "@@net $n"; _kq_virsh net-info "$n"; _kq_virsh net-dumpxml "$n"; done; }
+        _kq_nets() {
+            for n in $(_kq_virsh net-list --all --name); do
+                echo "@@net $n"; _kq_virsh net-info "$n"; _kq_virsh net-dumpxml "$n"
+            done
+        }
         _kq_sec libvirt_networks _kq_nets
-        _kq_pools() { for p in $(_kq_virsh pool-list --all --name); do echo "@@pool $p"; _kq_virsh pool-info --bytes "$p"; _kq_virsh pool-dumpxml "$p"; done; }
+        _kq_pools() {
+            for p in $(_kq_virsh pool-list --all --name); do
+                echo "@@pool $p"; _kq_virsh pool-info --bytes "$p"; _kq_virsh pool-dumpxml "$p"
+            done
+        }
         _kq_sec libvirt_pools _kq_pools
         _kq_sec libvirt_domains _kq_virsh list --all --name
     fi
 else
-    _kq_sec libvirt_version sh -c 'echo "virsh is not installed on the host (kvmqa through Ansible reads libvirt with virsh)"; exit 127'
+    _kq_sec libvirt_version sh -c \
+        'echo "virsh is not installed on the host (kvmqa through Ansible reads libvirt with virsh)"; exit 127'
 fi
 """
 
 
 def evaluated_stages(registry: Registry | None = None) -> tuple[str, ...]:
-    """What a probe output alone can decide: the stages declared `offline` (no live connection from the controller)."""
+    """What a probe output alone can decide: the stages declared `offline` (no live connection from the
+    controller)."""
     if registry is None:
         from kvmqa.stages import builtin
 
@@ -68,12 +85,15 @@ def probe_script(roles: tuple[str, ...], site: Sequence[Stage] = ()) -> str:
     from kvmqa.gather.probe import build_script
     from kvmqa.stages import builtin
 
-    started = "KVMQA_T0=$(date +%s%N 2>/dev/null); export KVMQA_T0\n"  # how long the probe ran on the host (GNU date)
+    # how long the probe ran on the host (GNU date)
+    started = "KVMQA_T0=$(date +%s%N 2>/dev/null); export KVMQA_T0\n"
     elapsed = "_kq_sec probe_elapsed_ns sh -c 'echo $(( $(date +%s%N) - KVMQA_T0 ))'\n"
     return started + build_script(builtin().with_stages(site).probe_snippets(roles)) + LIBVIRT_SH + elapsed
 
 
-def write_probe_scripts(out_dir: Path, hosts_groups: dict[str, list[str]], site: Sequence[Stage] = ()) -> dict[str, str]:
+def write_probe_scripts(
+    out_dir: Path, hosts_groups: dict[str, list[str]], site: Sequence[Stage] = ()
+) -> dict[str, str]:
     """One script per role set (not per host), and which one each host runs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[tuple[str, ...], str] = {}
@@ -92,7 +112,8 @@ def all_role_sets() -> list[tuple[str, ...]]:
     return [c for n in range(1, len(ROLES) + 1) for c in combinations(ROLES, n)]
 
 
-# --- libvirt sections -> the facts gather_libvirt returns --------------------------------------------------------
+# --- libvirt sections -> the facts gather_libvirt returns
+# --------------------------------------------------------
 def _info(text: str) -> dict[str, str]:
     out = {}
     for line in text.splitlines():
@@ -108,13 +129,17 @@ def _split_objects(body: str, marker: str) -> list[tuple[str, str, str]]:
     for block in re.split(rf"^@@{marker} ", body, flags=re.M)[1:]:
         name, _, rest = block.partition("\n")
         xml_at = rest.find("<")
-        out.append((name.strip(), rest[:xml_at] if xml_at >= 0 else rest, rest[xml_at:] if xml_at >= 0 else ""))
+        out.append(
+            (name.strip(), rest[:xml_at] if xml_at >= 0 else rest, rest[xml_at:] if xml_at >= 0 else "")
+        )
     return out
 
 
 def _virsh_error(text: str) -> str:
     lines = [x.strip() for x in text.splitlines() if x.strip()]
-    errors = [x[len("error: "):] if x.startswith("error: ") else x for x in lines if x.startswith("error:")] or lines
+    errors = [
+        x[len("error: ") :] if x.startswith("error: ") else x for x in lines if x.startswith("error:")
+    ] or lines
     return errors[-1] if errors else "virsh failed without a message"
 
 
@@ -122,8 +147,11 @@ _VIRSH_NOISE = ("Authorization not available",)  # virsh on stderr when polkit i
 
 
 def _libvirt_sections(text: str) -> dict[str, tuple[int, str]]:
-    return {name: (rc, "\n".join(x for x in body.splitlines() if not x.startswith(_VIRSH_NOISE)))
-            for name, (rc, body) in split_sections(text).items() if name.startswith("libvirt_")}
+    return {
+        name: (rc, "\n".join(x for x in body.splitlines() if not x.startswith(_VIRSH_NOISE)))
+        for name, (rc, body) in split_sections(text).items()
+        if name.startswith("libvirt_")
+    }
 
 
 def parse_libvirt_sections(text: str, uri_note: str) -> dict[str, Any] | None:
@@ -136,8 +164,10 @@ def parse_libvirt_sections(text: str, uri_note: str) -> dict[str, Any] | None:
         return {"connected": False, "uri": uri_note, "error": _virsh_error(version)}
     info = _info(version)
     facts: dict[str, Any] = {"connected": True, "uri": f"{sec['libvirt_uri'][1].strip()} {uri_note}"}
-    facts["lib_version"] = info.get("running against daemon", info.get("using library", "").split()[-1:][0]
-                                    if info.get("using library") else "")
+    facts["lib_version"] = info.get(
+        "running against daemon",
+        info.get("using library", "").split()[-1:][0] if info.get("using library") else "",
+    )
     hyper = info.get("running hypervisor", "")
     if hyper:
         facts["hypervisor_version"] = hyper.split()[-1]
@@ -154,60 +184,108 @@ def parse_libvirt_sections(text: str, uri_note: str) -> dict[str, Any] | None:
     for name, info_text, xml_text in _split_objects(sec.get("libvirt_networks", (0, ""))[1], "net"):
         ni, xml = _info(info_text), ET.fromstring(xml_text)
         ip = xml.find("ip")
-        networks.append({
-            "name": name, "active": ni.get("active") == "yes", "autostart": ni.get("autostart") == "yes",
-            "persistent": ni.get("persistent") == "yes",
-            "bridge": (bridge.get("name") if (bridge := xml.find("bridge")) is not None else ""),
-            "forward": (forward.get("mode", "") if (forward := xml.find("forward")) is not None else "isolated"),
-            "address": ip.get("address", "") if ip is not None else "",
-        })
+        networks.append(
+            {
+                "name": name,
+                "active": ni.get("active") == "yes",
+                "autostart": ni.get("autostart") == "yes",
+                "persistent": ni.get("persistent") == "yes",
+                "bridge": (bridge.get("name") if (bridge := xml.find("bridge")) is not None else ""),
+                "forward": (
+                    forward.get("mode", "") if (forward := xml.find("forward")) is not None else "isolated"
+                ),
+                "address": ip.get("address", "") if ip is not None else "",
+            }
+        )
     facts["networks"] = networks
     pools = []
     for name, info_text, xml_text in _split_objects(sec.get("libvirt_pools", (0, ""))[1], "pool"):
         pi, xml = _info(info_text), ET.fromstring(xml_text)
-        pools.append({
-            "name": name, "active": pi.get("state") == "running", "autostart": pi.get("autostart") == "yes",
-            "type": xml.get("type", ""), "path": xml.findtext("./target/path", ""),
-            "capacity": int(pi.get("capacity", "0").split()[0] or 0), "available": int(pi.get("available", "0").split()[0] or 0),
-        })
+        pools.append(
+            {
+                "name": name,
+                "active": pi.get("state") == "running",
+                "autostart": pi.get("autostart") == "yes",
+                "type": xml.get("type", ""),
+                "path": xml.findtext("./target/path", ""),
+                "capacity": int(pi.get("capacity", "0").split()[0] or 0),
+                "available": int(pi.get("available", "0").split()[0] or 0),
+            }
+        )
     facts["pools"] = pools
-    facts["domains"] = sorted(x.strip() for x in sec.get("libvirt_domains", (0, ""))[1].splitlines() if x.strip())
+    facts["domains"] = sorted(
+        x.strip() for x in sec.get("libvirt_domains", (0, ""))[1].splitlines() if x.strip()
+    )
     return facts
 
 
-# --- evaluate ---------------------------------------------------------------------------------------------------
-def facts_from_probe_output(text: str, host: str, parsers: Sequence[ProbeParser], *, unreachable: str | None = None,
-                            error: str | None = None, rc: int | None = None, via: str = "ansible") -> HostFacts:
-    """Facts as kvmqa's own run builds them (kvmqa.gather.probe.run_probe, HostSession.probe), from Ansible's output;
+# --- evaluate
+# ---------------------------------------------------------------------------------------------------
+def facts_from_probe_output(
+    text: str,
+    host: str,
+    parsers: Sequence[ProbeParser],
+    *,
+    unreachable: str | None = None,
+    error: str | None = None,
+    rc: int | None = None,
+    via: str = "ansible",
+) -> HostFacts:
+    """Facts as kvmqa's own run builds them (kvmqa.gather.probe.run_probe, HostSession.probe), from Ansible's
+    output;
     `parsers`: the run's stages' (Registry.probe_parsers())."""
     text = text.replace("\r\n", "\n")  # Ansible runs a script under a pty when it becomes root
     if unreachable:
-        return HostFacts(reach={"error": f"{host}: cannot reach {host} (Ansible: {unreachable.strip()})"},
-                         probe={"target": via})
+        return HostFacts(
+            reach={"error": f"{host}: cannot reach {host} (Ansible: {unreachable.strip()})"},
+            probe={"target": via},
+        )
     if "@@kvmqa:probe_env" not in text:
         detail = text.strip()[-500:] or (f"Ansible: {error.strip()}" if error else "no output")
-        return HostFacts(reach={"error": f"{host}: the probe did not run (rc={rc if rc is not None else '?'}): {detail}"},
-                         probe={"target": via})
+        return HostFacts(
+            reach={"error": f"{host}: the probe did not run (rc={rc if rc is not None else '?'}): {detail}"},
+            probe={"target": via},
+        )
     facts = parse_probe(text, parsers)
     rc_elapsed, elapsed = split_sections(text).get("probe_elapsed_ns", (1, ""))
-    facts["probe"]["duration_s"] = round(int(elapsed.strip()) / 1e9, 3) if rc_elapsed == 0 and elapsed.strip().isdigit() else 0.0
+    facts["probe"]["duration_s"] = (
+        round(int(elapsed.strip()) / 1e9, 3) if rc_elapsed == 0 and elapsed.strip().isdigit() else 0.0
+    )
     facts["probe"]["target"] = via
     facts["probe"]["timed_out"] = rc in (124, 137)
     where = f"(on {host}, read with virsh through Ansible)"
     try:
         libvirt = parse_libvirt_sections(text, where)
-    except (ET.ParseError, ValueError, KeyError, IndexError) as exc:  # a truncated or foreign output: a fact, not a crash
+    except (
+        ET.ParseError,
+        ValueError,
+        KeyError,
+        IndexError,
+    ) as exc:  # a truncated or foreign output: a fact, not a crash
         libvirt = {"connected": False, "uri": where, "error": f"the virsh output could not be read: {exc}"}
     if libvirt is not None:
         facts["libvirt"] = libvirt
     return facts
 
 
-def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = None, roles: tuple[str, ...] | None = None,
-             unreachable: str | None = None, error: str | None = None, rc: int | None = None, duration: float | None = None,
-             profile_path: Path | None = None, waivers: Path | None = None, stages: tuple[str, ...] | None = None,
-             site: Sequence[Stage] = ()) -> Any:
-    """One host's raw probe output -> out_dir/results.json (+ out_dir/HOST/facts.json and probe.txt), as a run writes them."""
+def evaluate(
+    text: str,
+    host: str,
+    out_dir: Path,
+    *,
+    groups: list[str] | None = None,
+    roles: tuple[str, ...] | None = None,
+    unreachable: str | None = None,
+    error: str | None = None,
+    rc: int | None = None,
+    duration: float | None = None,
+    profile_path: Path | None = None,
+    waivers: Path | None = None,
+    stages: tuple[str, ...] | None = None,
+    site: Sequence[Stage] = (),
+) -> Any:
+    """One host's raw probe output -> out_dir/results.json (+ out_dir/HOST/facts.json and probe.txt), as a
+    run writes them."""
     from kvmqa.config.options import RunOptions
     from kvmqa.config.profile import load_profile
     from kvmqa.policy.waivers import apply_waivers, load_waivers
@@ -227,13 +305,21 @@ def evaluate(text: str, host: str, out_dir: Path, *, groups: list[str] | None = 
     session = HostSession(target, profile, options, registry, all_targets=[target])
     if text.strip():
         (session.host_dir / "probe.txt").write_text(text)  # the raw output, as kvmqa's own run keeps it
-    facts = facts_from_probe_output(text, host, registry.probe_parsers(), unreachable=unreachable, error=error,
-                                    rc=rc)
+    facts = facts_from_probe_output(
+        text, host, registry.probe_parsers(), unreachable=unreachable, error=error, rc=rc
+    )
     if duration is not None and "duration_s" in facts.get("probe", {}):
         facts["probe"]["duration_s"] = round(duration, 3)
-    facts["target"] = {"name": host, "url": "ansible", "roles": list(roles), "sudo": bool(facts.get("probe", {}).get("euid") == "0")}
+    facts["target"] = {
+        "name": host,
+        "url": "ansible",
+        "roles": list(roles),
+        "sudo": bool(facts.get("probe", {}).get("euid") == "0"),
+    }
     session.use_facts(facts)
-    if "libvirt" not in facts and not facts.get("reach", {}).get("error"):  # kvmqa's own probe.txt: no virsh sections
+    if "libvirt" not in facts and not facts.get("reach", {}).get(
+        "error"
+    ):  # kvmqa's own probe.txt: no virsh sections
         stages = tuple(s for s in stages if s != "libvirt")
     results = RunResults(columns=tuple(registry.columns()))
     for name in stages:

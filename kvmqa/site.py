@@ -6,7 +6,8 @@ Each `*.py` file (or package folder) directly in a site-checks folder that defin
 is one stage. Its name is its check-ID prefix (`acme` -> `acme.*`) and must be the lab's own: not a built-in
 stage's, nor a fact section kvmqa fills itself. Its `order` must be 70 or more (site stages run after the
 built-in ones). `requires` name checks that run before: a built-in stage's, an earlier site stage's, or (for a
-check) one declared above it in its own stage. A probe snippet's sections are `<stage>.<key>`. Anything wrong is
+check) one declared above it in its own stage. A probe snippet's sections are `<stage>.<key>`. Anything wrong
+is
 one StageError line naming the file.
 """
 
@@ -28,10 +29,13 @@ STAGE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 PROBE_SECTION = re.compile(r"(?:^|[;&|(]|\s)_kq_sec\s+(\S+)")  # `_kq_sec NAME CMD...` in a site snippet
 
 
-def load_site_stages(folders: Sequence[Path], builtin: Registry | None = None,
-                     declared: Sequence[tuple[Path, object]] = ()) -> list[Stage]:
-    """The stages of every site-checks folder, and those a plugin or conftest declared (`declared`: (its file, what
-    its pytest_kvmqa_site_stages hook returned)), validated; anything wrong raises StageError naming the file."""
+def load_site_stages(
+    folders: Sequence[Path], builtin: Registry | None = None, declared: Sequence[tuple[Path, object]] = ()
+) -> list[Stage]:
+    """The stages of every site-checks folder, and those a plugin or conftest declared (`declared`: (its file,
+    what
+    its pytest_kvmqa_site_stages hook returned)), validated; anything wrong raises StageError naming the
+    file."""
     if builtin is None:
         from kvmqa.stages import builtin as builtin_stages
 
@@ -45,25 +49,36 @@ def load_site_stages(folders: Sequence[Path], builtin: Registry | None = None,
         if not folder.exists():
             raise StageError(f"site checks {folder}: no such folder")
         if not folder.is_dir():
-            raise StageError(f"site checks {folder}: not a folder (pass the folder that holds the *.py files)")
+            raise StageError(
+                f"site checks {folder}: not a folder (pass the folder that holds the *.py files)"
+            )
         in_folder = 0
         for path in sorted(folder.iterdir()):
             package = path.is_dir() and (path / "__init__.py").is_file()
-            if not package and not (path.suffix == ".py" and path.is_file() and not path.name.startswith("_")):
+            if not package and not (
+                path.suffix == ".py" and path.is_file() and not path.name.startswith("_")
+            ):
                 continue
             stage = getattr(_load_module(path, package), "STAGE", None)
             if stage is None:
                 continue  # a helper module
             if not isinstance(stage, Stage):
-                raise StageError(f"site checks {path}: STAGE is a {type(stage).__name__}, not a kvmqa.api.Stage")
+                raise StageError(
+                    f"site checks {path}: STAGE is a {type(stage).__name__}, not a kvmqa.api.Stage"
+                )
             _check_stage(path, stage, builtin, found)
             found.append((path, stage))
             in_folder += 1
         if not in_folder:
-            raise StageError(f"site checks {folder}: no *.py file or package there defines STAGE (a kvmqa.api.Stage)")
+            raise StageError(
+                f"site checks {folder}: no *.py file or package there defines STAGE (a kvmqa.api.Stage)"
+            )
     for path, stage in declared:
         if not isinstance(stage, Stage):
-            raise StageError(f"site checks {path}: pytest_kvmqa_site_stages returned a {type(stage).__name__}, not a kvmqa.api.Stage")
+            raise StageError(
+                f"site checks {path}: pytest_kvmqa_site_stages returned a {type(stage).__name__}, not a "
+                "kvmqa.api.Stage"
+            )
         _check_stage(path, stage, builtin, found)
         found.append((path, stage))
     stages = [dataclasses.replace(stage, site=True) for _, stage in found]
@@ -77,24 +92,32 @@ def _load_module(path: Path, package: bool) -> object:
     if name in sys.modules:
         return sys.modules[name]
     init = path / "__init__.py" if package else path
-    spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(path)] if package else None)
+    spec = importlib.util.spec_from_file_location(
+        name, init, submodule_search_locations=[str(path)] if package else None
+    )
     if spec is None or spec.loader is None:
         raise StageError(f"site checks {path}: not a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a site module's bug is bad input: one line, no traceback
+    # noqa: BLE001 - a site module's bug is bad input: one line, no traceback
+    except (Exception, SystemExit) as exc:
         del sys.modules[name]
         raise StageError(f"site checks {_where(exc, path, init)}: cannot load: {_what(exc)}") from None
     return module
 
 
 def _where(exc: BaseException, path: Path, init: Path) -> str:
-    """`file:line` of the site module's own line that failed (a syntax error's line, else the deepest frame in it)."""
+    """`file:line` of the site module's own line that failed (a syntax error's line, else the deepest frame
+    in it)."""
     if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
         return f"{exc.filename}:{exc.lineno}"
-    mine = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve().is_relative_to(path.resolve())]
+    mine = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if Path(f.filename).resolve().is_relative_to(path.resolve())
+    ]
     return f"{mine[-1].filename}:{mine[-1].lineno}" if mine else str(init)
 
 
@@ -106,35 +129,56 @@ def _what(exc: BaseException) -> str:
 
 
 def _kvmqa_fact_sections(builtin: Registry) -> set[str]:
-    """The facts kvmqa fills itself (probe sections, gatherers, the run's own): no site stage may share one."""
+    """The facts kvmqa fills itself (probe sections, gatherers, the run's own): no site stage may share
+    one."""
     from kvmqa.gather.facts import parse_probe
 
     gathered = {name for s in builtin for name in s.gatherers}
-    return {*parse_probe("", builtin.probe_parsers()), *gathered, "reach", "target", "round_trips",
-            "kvm_probe_user", "kvm_probe_qemu_user", INSTALL_COLUMN}
+    return {
+        *parse_probe("", builtin.probe_parsers()),
+        *gathered,
+        "reach",
+        "target",
+        "round_trips",
+        "kvm_probe_user",
+        "kvm_probe_qemu_user",
+        INSTALL_COLUMN,
+    }
 
 
 def _check_stage(path: Path, stage: Stage, builtin: Registry, found: list[tuple[Path, Stage]]) -> None:
     where = f"site checks {path}: stage {stage.name!r}"
     if stage.name in builtin:
-        raise StageError(f"{where} is a built-in stage's name; a site stage needs a prefix of its own (e.g. the lab's name)")
+        raise StageError(
+            f"{where} is a built-in stage's name; a site stage needs a prefix of its own (e.g. the lab's "
+            "name)"
+        )
     if not STAGE_NAME.match(stage.name):
-        raise StageError(f"{where}: a stage name is lower-case letters, digits, '_' and '-' (it is the check-ID prefix)")
+        raise StageError(
+            f"{where}: a stage name is lower-case letters, digits, '_' and '-' (it is the check-ID prefix)"
+        )
     if stage.name in _kvmqa_fact_sections(builtin):
-        raise StageError(f"{where} would share facts[{stage.name!r}] with kvmqa's own facts; choose a prefix of the lab's own")
+        raise StageError(
+            f"{where} would share facts[{stage.name!r}] with kvmqa's own facts; choose a prefix of the lab's "
+            "own"
+        )
     for other, s in found:
         if s.name == stage.name:
             raise StageError(f"{where} is declared twice (also in {other})")
     if stage.order < SITE_MIN_ORDER:
-        raise StageError(f"{where} has order {stage.order}; site stages run after the built-in ones "
-                         f"(order {SITE_MIN_ORDER} or more)")
+        raise StageError(
+            f"{where} has order {stage.order}; site stages run after the built-in ones "
+            f"(order {SITE_MIN_ORDER} or more)"
+        )
     if not stage.checks.ids():
         raise StageError(f"{where} declares no checks")
     for section in (sec.strip("'\"") for sec in PROBE_SECTION.findall(stage.probe)):
         stage_part, _, key = section.partition(".")
         if stage_part != stage.name or not key:
-            raise StageError(f"{where}: probe section {section!r} must be named '{stage.name}.<key>' "
-                             f"(it lands in facts[{stage.name!r}][<key>])")
+            raise StageError(
+                f"{where}: probe section {section!r} must be named '{stage.name}.<key>' "
+                f"(it lands in facts[{stage.name!r}][<key>])"
+            )
 
 
 def _check_requires(paths: dict[str, Path], registry: Registry) -> None:
@@ -147,8 +191,12 @@ def _check_requires(paths: dict[str, Path], registry: Registry) -> None:
         wants += [(f"check {c.id!r}", cid, (i, j)) for j, c in enumerate(stage.checks) for cid in c.requires]
         for who, cid, at in wants:
             if cid not in position:
-                raise StageError(f"site checks {paths[stage.name]}: {who} requires {cid!r}, which is no check "
-                                 f"(see python -m kvmqa checks)")
+                raise StageError(
+                    f"site checks {paths[stage.name]}: {who} requires {cid!r}, which is no check "
+                    f"(see python -m kvmqa checks)"
+                )
             if position[cid] >= at:
-                raise StageError(f"site checks {paths[stage.name]}: {who} requires {cid!r}, which does not run before "
-                                 f"it (require checks of earlier stages, or checks declared above it in its stage)")
+                raise StageError(
+                    f"site checks {paths[stage.name]}: {who} requires {cid!r}, which does not run before "
+                    f"it (require checks of earlier stages, or checks declared above it in its stage)"
+                )

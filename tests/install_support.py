@@ -1,4 +1,5 @@
-"""Helpers for the real install-mode tests: run the suites in a subprocess, snapshot, break and restore this host.
+"""Helpers for the real install-mode tests: run the suites in a subprocess, snapshot, break and restore this
+host.
 
 These tests change the machine they run on (root, Debian, no systemd: daemons are started by hand). They
 never touch libvirt objects named kvmqa-* (another test may own them) and serialise on a lock file.
@@ -25,7 +26,8 @@ from tests.support.libvirt_state import LibvirtObject
 from tests.support.suite import SuiteRun, run_suite
 
 VIRSH = "virsh -q -c qemu:///system"
-PACKAGE = "ovmf"  # a required package (warn level) that reinstalls from the apt cache in seconds; no other test uses it
+# a required package (warn level) that reinstalls from the apt cache in seconds; no other test uses it
+PACKAGE = "ovmf"
 TEST_USER = "kvmqainst"
 LOCK = Path("/tmp/kvmqa-install-tests.lock")
 
@@ -64,7 +66,8 @@ def host_lock() -> Iterator[None]:
 
 
 def run_suites(reports: Path, *args: str, timeout: float = 1200) -> tuple[SuiteRun, dict[str, Any], float]:
-    """`pytest suites --reports-dir REPORTS ARGS` in a subprocess; returns the run, results.json and seconds."""
+    """`pytest suites --reports-dir REPORTS ARGS` in a subprocess; returns the run, results.json and
+    seconds."""
     started = time.monotonic()
     run = run_suite(reports, "-p", "no:cacheprovider", *args, timeout=timeout)
     took = time.monotonic() - started
@@ -78,7 +81,9 @@ def statuses(results: dict[str, Any]) -> dict[str, str]:
 
 # --- snapshots (verify mode must not change any of this) ---------------------------------------
 def _lines_without_kvmqa(text: str) -> list[str]:
-    return sorted(" ".join(ln.split()) for ln in text.splitlines() if ln.strip() and "kvmqa-" not in ln)  # widths vary
+    return sorted(
+        " ".join(ln.split()) for ln in text.splitlines() if ln.strip() and "kvmqa-" not in ln
+    )  # widths vary
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
@@ -97,7 +102,10 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 
 def snapshot() -> dict[str, Any]:
-    pids = {d: sh(f"pidof {d}").stdout.split() for d in ("libvirtd", "virtlogd", "virtqemud", "virtnetworkd", "virtstoraged")}
+    pids = {
+        d: sh(f"pidof {d}").stdout.split()
+        for d in ("libvirtd", "virtlogd", "virtqemud", "virtnetworkd", "virtstoraged")
+    }
     return {
         "dpkg": sh("dpkg-query -W -f='${Package} ${Version} ${db:Status-Abbrev}\\n'").stdout.splitlines(),
         "etc_libvirt": tree_hashes(Path("/etc/libvirt")),
@@ -137,7 +145,11 @@ def break_host(remove_package: bool = True) -> None:
     sh(f"{VIRSH} net-destroy default; {VIRSH} net-undefine default")
     sh(f"{VIRSH} pool-destroy default; {VIRSH} pool-undefine default")
     if remove_package:
-        sh(f"DEBIAN_FRONTEND=noninteractive apt-get remove -y -q -o DPkg::Lock::Timeout=120 {PACKAGE}", timeout=300, check=True)
+        sh(
+            f"DEBIAN_FRONTEND=noninteractive apt-get remove -y -q -o DPkg::Lock::Timeout=120 {PACKAGE}",
+            timeout=300,
+            check=True,
+        )
     stop_daemons()
 
 
@@ -150,8 +162,11 @@ def restore_host(saved: dict[str, LibvirtObject]) -> list[str]:
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         problems.append(f"libvirtd: {exc}")
     if not sh(f"dpkg-query -W -f='${{db:Status-Abbrev}}' {PACKAGE}").stdout.startswith("ii"):
-        res = sh(f"DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=120 {PACKAGE}",
-                 timeout=600)
+        res = sh(
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends -o "
+            f"DPkg::Lock::Timeout=120 {PACKAGE}",
+            timeout=600,
+        )
         if res.returncode:
             problems.append(f"apt-get install {PACKAGE}: {res.stderr[-300:]}")
     return problems + libvirt_state.restore(saved)

@@ -36,12 +36,52 @@ class Session:
     host_dir: Path | None = None
 
 
-HASWELL_CPUINFO_FLAGS = ["fpu", "vme", "pse", "msr", "pae", "cx8", "apic", "sep", "nx", "lm", "vmx", "ssse3",
-                         "fma", "cx16", "pcid", "sse4_1", "sse4_2", "movbe", "popcnt", "aes", "xsave", "avx",
-                         "f16c", "rdrand", "hypervisor", "abm", "fsgsbase", "bmi1", "avx2", "smep", "bmi2",
-                         "erms", "invpcid", "md_clear", "spec_ctrl", "ssbd"]
-HASWELL_VDSM_FLAGS = HASWELL_CPUINFO_FLAGS + ["model_Haswell-noTSX", "model_Nehalem", "model_Westmere",
-                                              "model_SandyBridge", "model_IvyBridge", "model_qemu64"]
+HASWELL_CPUINFO_FLAGS = [
+    "fpu",
+    "vme",
+    "pse",
+    "msr",
+    "pae",
+    "cx8",
+    "apic",
+    "sep",
+    "nx",
+    "lm",
+    "vmx",
+    "ssse3",
+    "fma",
+    "cx16",
+    "pcid",
+    "sse4_1",
+    "sse4_2",
+    "movbe",
+    "popcnt",
+    "aes",
+    "xsave",
+    "avx",
+    "f16c",
+    "rdrand",
+    "hypervisor",
+    "abm",
+    "fsgsbase",
+    "bmi1",
+    "avx2",
+    "smep",
+    "bmi2",
+    "erms",
+    "invpcid",
+    "md_clear",
+    "spec_ctrl",
+    "ssbd",
+]
+HASWELL_VDSM_FLAGS = HASWELL_CPUINFO_FLAGS + [
+    "model_Haswell-noTSX",
+    "model_Nehalem",
+    "model_Westmere",
+    "model_SandyBridge",
+    "model_IvyBridge",
+    "model_qemu64",
+]
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +98,8 @@ VDSM_DAEMONS = {
 
 @contextmanager
 def exclusive_host() -> Iterator[None]:
-    """Daemon command lines and port 54321 are host-wide: hold this while they matter (across xdist workers)."""
+    """Daemon command lines and port 54321 are host-wide: hold this while they matter (across xdist
+    workers)."""
     with open(Path(tempfile.gettempdir()) / "kvmqa-vdsm-standin.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -84,7 +125,8 @@ def vdsm_listener() -> Iterator[socket.socket]:
 
 @contextmanager
 def vdsm_daemons(units: Iterable[str] = tuple(VDSM_DAEMONS)) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Real processes whose command lines are those of vdsm's daemons (what the probe looks for without systemd)."""
+    """Real processes whose command lines are those of vdsm's daemons (what the probe looks for without
+    systemd)."""
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for unit in units:

@@ -18,8 +18,17 @@ VAULT_PASSWORD = "kvmqa-test-vault"
 def _vault(tmp_path: Path, plain: Path) -> Path:
     password = tmp_path / "vault-password"
     password.write_text(VAULT_PASSWORD + "\n")
-    subprocess.run([str(Path(sys.executable).parent / "ansible-vault"), "encrypt", "--vault-password-file", str(password),
-                    str(plain)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-vault"),
+            "encrypt",
+            "--vault-password-file",
+            str(password),
+            str(plain),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return password
 
 
@@ -77,21 +86,28 @@ def _bad_inventory(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
 
 # kind -> what the one error line must say (besides the file's name)
 BAD = {
-    "range-ansible-rejects": "Ansible cannot read this inventory: ini plugin: invalid literal for int() with base 10: 'xx'",
-    "vaulted-file-without-password": "it is vaulted and no vault password was given: pass --vault-password-file",
-    "vaulted-value-without-password": "host hv1: ansible_user is vaulted (or uses a vaulted variable); give --vault-password-file",
+    "range-ansible-rejects": "Ansible cannot read this inventory: ini plugin: invalid literal for int() with "
+    "base 10: 'xx'",
+    "vaulted-file-without-password": "it is vaulted and no vault password was given: pass "
+    "--vault-password-file",
+    "vaulted-value-without-password": "host hv1: ansible_user is vaulted (or uses a vaulted variable); give "
+    "--vault-password-file",
     "wrong-vault-password": "Decryption failed",
-    "dynamic-script-exits-non-zero": "script plugin: Inventory script returned non-zero exit code 3. (stderr: cloud API: 503",
+    "dynamic-script-exits-non-zero": "script plugin: Inventory script returned non-zero exit code 3. "
+    "(stderr: cloud API: 503",
     "no-hosts": "no hosts (ansible-inventory --list found none)",
     "limit-matches-nothing": "no hosts match --limit 'nonesuch*'",
-    "connection-docker": "host hv1: ansible_connection 'docker' is not supported by kvmqa (use one of ssh, smart, paramiko",
+    "connection-docker": "host hv1: ansible_connection 'docker' is not supported by kvmqa (use one of ssh, "
+    "smart, paramiko",
     "bad-port": "host hv1: ansible_port must be a port number 1-65535, got 'ssh'",
     "undefined-template": "host hv1: ansible_user: template '{{ lab_user }}' cannot be rendered:",
     # Ansible names no file here: kvmqa finds the broken vars file and its line
-    "broken-group_vars-file": "Ansible cannot read this inventory: @/lab/group_vars/kvm_hosts.yml:2: malformed YAML:",
+    "broken-group_vars-file": "Ansible cannot read this inventory: @/lab/group_vars/kvm_hosts.yml:2: "
+    "malformed YAML:",
     "broken-file-in-a-directory": "ini plugin: invalid literal for int() with base 10: 'x' (at @/lab/more)",
-    "yaml-syntax-error": "auto and yaml plugins: YAML parsing failed: Colons in unquoted values must be followed by a "
-                         "non-space character. (at @/hosts.yml:3:10)",
+    "yaml-syntax-error": "auto and yaml plugins: YAML parsing failed: Colons in unquoted values must be "
+    "followed by a "
+    "non-space character. (at @/hosts.yml:3:10)",
 }
 
 
@@ -104,12 +120,13 @@ def test_a_bad_ansible_inventory_is_one_usage_error(kind: str, tmp_path: Path) -
     errors = [line for line in run.stdout.splitlines() if line.startswith("ERROR: ")]
     expected = BAD[kind].replace("@", str(tmp_path))
     assert len(errors) == 1 and str(src) in errors[0] and expected in errors[0], run.stdout[-2000:]
-    assert run.results["errors"] == [errors[0][len("ERROR: "):]]
+    assert run.results["errors"] == [errors[0][len("ERROR: ") :]]
     print(errors[0])  # the message as a user reads it (pytest -s shows the table)
 
 
 def test_a_host_range_that_used_to_crash_now_expands(tmp_path: Path) -> None:
-    """`compute[01:03].domain.tld` reached urlsplit literally and ended in an INTERNALERROR; now Ansible expands it.
+    """`compute[01:03].domain.tld` reached urlsplit literally and ended in an INTERNALERROR; now Ansible
+    expands it.
     (--collect-only: the names must not be looked up in DNS here.)"""
     src = tmp_path / "hosts"
     src.write_text("[kvm_hosts]\ncompute[01:03].domain.tld ansible_user=qa\n")
@@ -120,7 +137,8 @@ def test_a_host_range_that_used_to_crash_now_expands(tmp_path: Path) -> None:
 
 
 def test_without_ansible_core_the_error_names_the_extra(tmp_path: Path) -> None:
-    """A stand-in for a machine without the extra: a sitecustomize that makes `import ansible` fail, and a PATH
+    """A stand-in for a machine without the extra: a sitecustomize that makes `import ansible` fail, and a
+    PATH
     without ansible-inventory (the real package stays installed for the other tests)."""
     blocker = tmp_path / "site"
     blocker.mkdir()
@@ -130,12 +148,20 @@ def test_without_ansible_core_the_error_names_the_extra(tmp_path: Path) -> None:
         "        if name == 'ansible' or name.startswith('ansible.'):\n"
         "            raise ModuleNotFoundError(\"No module named 'ansible'\")\n"
         "        return None\n"
-        "sys.meta_path.insert(0, _NoAnsible())\n")
+        "sys.meta_path.insert(0, _NoAnsible())\n"
+    )
     src = tmp_path / "hosts"
     src.write_text("[kvm_hosts]\nhv1\n")
-    run = run_suite(tmp_path / "r", "--inventory", str(src), paths=REACH,
-                    env={"PYTHONPATH": str(blocker), "PATH": "/usr/bin:/bin"})
+    run = run_suite(
+        tmp_path / "r",
+        "--inventory",
+        str(src),
+        paths=REACH,
+        env={"PYTHONPATH": str(blocker), "PATH": "/usr/bin:/bin"},
+    )
     assert run.rc == 4, run.stdout[-2000:]
-    assert (f"ERROR: {src}: reading an Ansible inventory needs ansible-core, which is not installed: "
-            "pip install 'kvmqa[ansible]'") in run.stdout, run.stdout[-2000:]
+    assert (
+        f"ERROR: {src}: reading an Ansible inventory needs ansible-core, which is not installed: "
+        "pip install 'kvmqa[ansible]'"
+    ) in run.stdout, run.stdout[-2000:]
     assert "kvmqa[ansible]" in run.results["errors"][0]

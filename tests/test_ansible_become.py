@@ -12,8 +12,13 @@ from kvmqa.config.inventory import load_inventory
 from tests.support.sshd import Sshd
 from tests.support.suite import run_suite
 
-STAGES = ("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_20_packages.py",
-          "suites/test_25_host.py", "suites/test_30_libvirt.py")
+STAGES = (
+    "suites/test_00_reach.py",
+    "suites/test_10_cpu.py",
+    "suites/test_20_packages.py",
+    "suites/test_25_host.py",
+    "suites/test_30_libvirt.py",
+)
 PLAIN_SECRET = "kvmqa-su-plain-Secret-4711"
 VAULT_SECRET = "kvmqa-su-vaulted-Secret-0815"
 VAULT_PASSWORD = "kvmqa-test-vault"
@@ -35,22 +40,34 @@ def five_host_inventory(root: Path, sshd: Sshd) -> tuple[Path, Path]:
         "[kvm_hosts:vars]\n"
         f"ansible_host=127.0.0.1\nansible_port={sshd.port}\nansible_user={sshd.user}\n"
         f"ansible_ssh_private_key_file={sshd.client_key}\n"
-        f"ansible_ssh_common_args='-o UserKnownHostsFile={sshd.known_hosts}'\n")
+        f"ansible_ssh_common_args='-o UserKnownHostsFile={sshd.known_hosts}'\n"
+    )
     password = root / "vault-password"
     password.write_text(VAULT_PASSWORD + "\n")
-    vault = subprocess.run([str(Path(sys.executable).parent / "ansible-vault"), "encrypt_string",
-                            "--vault-password-file", str(password), VAULT_SECRET],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    vault = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-vault"),
+            "encrypt_string",
+            "--vault-password-file",
+            str(password),
+            VAULT_SECRET,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     block = vault.replace("\n", "\n  ")
     (inv / "host_vars" / "with-su.yml").write_text(f"ansible_become_password: {block}\n")
     return inv, password
 
 
-def test_one_unsupported_become_leaves_the_other_hosts_in_the_inventory(tmp_path: Path,
-                                                                        sshd: Sshd) -> None:
+def test_one_unsupported_become_leaves_the_other_hosts_in_the_inventory(tmp_path: Path, sshd: Sshd) -> None:
     inv, password = five_host_inventory(tmp_path, sshd)
-    (inv / "hosts").write_text((inv / "hosts").read_text().replace(
-        "default-2\n", "default-2\nas-postgres ansible_become=yes ansible_become_user=postgres\n", 1))
+    (inv / "hosts").write_text(
+        (inv / "hosts")
+        .read_text()
+        .replace("default-2\n", "default-2\nas-postgres ansible_become=yes ansible_become_user=postgres\n", 1)
+    )
     targets, _ = load_inventory(inv, vault_password_file=password)
     by_name = {t.name: t for t in targets}
     assert sorted(by_name) == sorted([*FIVE, "as-postgres"])

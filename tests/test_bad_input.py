@@ -14,7 +14,12 @@ import pytest
 from tests.support.sshd import Sshd, free_port, start_sshd
 from tests.support.suite import run_suite
 
-STAGES = ("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_20_packages.py", "suites/test_30_libvirt.py")
+STAGES = (
+    "suites/test_00_reach.py",
+    "suites/test_10_cpu.py",
+    "suites/test_20_packages.py",
+    "suites/test_30_libvirt.py",
+)
 
 
 @pytest.fixture()
@@ -48,16 +53,24 @@ def test_unreachable_and_wrong_key_next_to_a_good_host(tmp_path: Path, sshd: Ssh
     results = run.results["results"]
     good = [r for r in results if r["host"] == "good"]
     assert {r["stage"] for r in good} == {"reach", "cpu", "packages", "libvirt"}
-    # the good host is checked in full: what it skips does not apply to it (not Intel, a VM), never the bad hosts' fault
-    assert all("reach" not in r["message"] and "unreachable" not in r["message"] for r in good if r["verdict"] == "skip"), \
-        [r for r in good if r["verdict"] == "skip"]
+    # the good host is checked in full: what it skips does not apply to it (not Intel, a VM), never the bad
+    # hosts' fault
+    assert all(
+        "reach" not in r["message"] and "unreachable" not in r["message"]
+        for r in good
+        if r["verdict"] == "skip"
+    ), [r for r in good if r["verdict"] == "skip"]
     assert {r["check_id"] for r in good if r["verdict"] == "skip"} <= {"cpu.tdx", "cpu.sev", "cpu.microcode"}
     for bad, words in (("unreachable", "cannot reach"), ("wrong-key", "host key verification failed")):
         mine = [r for r in results if r["host"] == bad]
         failures = [r for r in mine if r["verdict"] in ("fail", "error")]
         assert len(failures) == 1, failures
-        assert failures[0]["check_id"] == "reach.probe" and words in failures[0]["message"], failures[0]["message"]
-        assert all(r["verdict"] == "skip" and "unreachable" in r["message"] for r in mine if r is not failures[0])
+        assert failures[0]["check_id"] == "reach.probe" and words in failures[0]["message"], failures[0][
+            "message"
+        ]
+        assert all(
+            r["verdict"] == "skip" and "unreachable" in r["message"] for r in mine if r is not failures[0]
+        )
     assert run.results["matrix"]["good"]["packages"] == "pass"
     assert run.results["matrix"]["unreachable"]["reach"] == "fail"
 
@@ -72,8 +85,17 @@ def test_unknown_distro_is_a_clear_failure_on_that_host_only(tmp_path: Path, ssh
     try:
         known = tmp_path / "known"
         known.write_text(sshd.known_hosts.read_text() + odd.known_hosts.read_text())
-        run = run_suite(tmp_path / "r", "--hosts", f"{sshd.url()},{odd.url()}", "--sudo", "--ssh-identity-file",
-                        str(sshd.client_key), "--known-hosts", str(known), paths=STAGES)
+        run = run_suite(
+            tmp_path / "r",
+            "--hosts",
+            f"{sshd.url()},{odd.url()}",
+            "--sudo",
+            "--ssh-identity-file",
+            str(sshd.client_key),
+            "--known-hosts",
+            str(known),
+            paths=STAGES,
+        )
     finally:
         odd.stop()
     assert run.rc == 1
@@ -83,16 +105,31 @@ def test_unknown_distro_is_a_clear_failure_on_that_host_only(tmp_path: Path, ssh
     assert distro["verdict"] == "fail" and "unknown distro ID='plan9'" in distro["message"], distro
     assert findings[(plan9, "reach.probe")]["verdict"] == "pass"
     assert findings[(good, "packages.distro")]["verdict"] == "pass"
-    assert run.results["matrix"][good]["packages"] == "pass" and run.results["matrix"][plan9]["packages"] == "fail"
+    assert (
+        run.results["matrix"][good]["packages"] == "pass"
+        and run.results["matrix"][plan9]["packages"] == "fail"
+    )
     # no cascade: checks that need the package table are skipped naming packages.distro, not errors
     assert not [k for k, f in findings.items() if k[0] == plan9 and f["verdict"] == "error"]
-    skipped = [f for k, f in findings.items() if k[0] == plan9 and f["verdict"] == "skip" and k[1].startswith("packages.")]
+    skipped = [
+        f
+        for k, f in findings.items()
+        if k[0] == plan9 and f["verdict"] == "skip" and k[1].startswith("packages.")
+    ]
     assert skipped and all("packages.distro" in f["message"] for f in skipped), skipped
 
 
 def test_wrong_credentials_are_named(tmp_path: Path, sshd: Sshd) -> None:
-    run = run_suite(tmp_path, "--hosts", f"ssh://nobody-here@127.0.0.1:{sshd.port}", "--ssh-identity-file",
-                    str(sshd.client_key), "--known-hosts", str(sshd.known_hosts), paths=STAGES[:2])
+    run = run_suite(
+        tmp_path,
+        "--hosts",
+        f"ssh://nobody-here@127.0.0.1:{sshd.port}",
+        "--ssh-identity-file",
+        str(sshd.client_key),
+        "--known-hosts",
+        str(sshd.known_hosts),
+        paths=STAGES[:2],
+    )
     finding = run.findings()[(f"127.0.0.1:{sshd.port}", "reach.probe")]
     assert finding["verdict"] == "fail" and "authentication failed" in finding["message"]
 
@@ -148,7 +185,9 @@ def hung_port() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("backend", ["ssh", "paramiko"])
-def test_each_target_error_is_one_clean_line(tmp_path: Path, sshd: Sshd, impostor: Sshd, hung_port: int, backend: str) -> None:
+def test_each_target_error_is_one_clean_line(
+    tmp_path: Path, sshd: Sshd, impostor: Sshd, hung_port: int, backend: str
+) -> None:
     """Unreachable, hung, wrong key, wrong host key: one line each naming the host, the command's role, the
     transport and what ssh (or paramiko) said — never an object repr or the probe's script text."""
     wrong_key = tmp_path / "wrong_key"
@@ -170,7 +209,10 @@ def test_each_target_error_is_one_clean_line(tmp_path: Path, sshd: Sshd, imposto
     said = {
         "unreachable": ("cannot reach", "Connection refused" if backend == "ssh" else "Unable to connect"),
         "hung": ("cannot reach", "banner exchange" if backend == "ssh" else "SSH protocol banner"),
-        "wrong-key": ("authentication failed for", "Permission denied" if backend == "ssh" else "Authentication failed"),
+        "wrong-key": (
+            "authentication failed for",
+            "Permission denied" if backend == "ssh" else "Authentication failed",
+        ),
         "wrong-host-key": ("host key verification failed for", "has CHANGED since it was recorded"),
     }
     for host, (what, ssh_said) in said.items():
@@ -179,7 +221,9 @@ def test_each_target_error_is_one_clean_line(tmp_path: Path, sshd: Sshd, imposto
         print(f"{backend} {host}: {message}")  # the line a user reads (shown with -s)
         assert finding["verdict"] == "fail"
         assert "\n" not in message and len(message) < 500, message
-        assert message.startswith(f"{host}: probe over {backend}: {what} {backend}://kvmqa-ci@127.0.0.1:"), message
+        assert message.startswith(f"{host}: probe over {backend}: {what} {backend}://kvmqa-ci@127.0.0.1:"), (
+            message
+        )
         assert ssh_said.lower() in message.lower(), message
         for junk in ("CommandResult", "object at 0x", "timeout -k", "/bin/sh -c", "@@kvmqa", "Traceback"):
             assert junk not in message, message

@@ -9,24 +9,57 @@ from kvmqa.core.gate import evaluate_stage
 from kvmqa.stages import builtin
 from kvmqa.stages.libvirt.checks import CHECKS as LIBVIRT
 from kvmqa.stages.libvirt.checks import compare_with_vhv
+from kvmqa.stages.libvirt.facts import VirtHostValidate
 from kvmqa.stages.packages.checks import CHECKS as PACKAGES
 from tests.support.facts import facts, parse, probe_text, with_section
 
 LIBVIRT_FACTS = {
-    "connected": True, "uri": "qemu:///system", "lib_version": "9.0.0", "hypervisor_version": "7.2.22", "connect_s": 0.01,
-    "capabilities": {"guests": [{"os_type": "hvm", "arch": "x86_64", "domain_types": ["kvm", "qemu"], "machines": ["pc"]}]},
-    "domcapabilities": {"kvm": {"machine": "pc-i440fx-7.2", "max_vcpus": 255, "cpu_modes": {"host-passthrough": True},
-                                "loader_supported": True, "loader_values": ["/usr/share/OVMF/OVMF_CODE.fd"]},
-                        "qemu": {"machine": "pc-i440fx-7.2"}},
-    "networks": [{"name": "default", "active": True, "autostart": True, "bridge": "virbr0", "forward": "nat",
-                  "address": "192.168.122.1"}],
-    "pools": [{"name": "default", "active": True, "autostart": True, "type": "dir", "path": "/var/lib/libvirt/images",
-               "capacity": 100 * 1024**3, "available": 50 * 1024**3}],
+    "connected": True,
+    "uri": "qemu:///system",
+    "lib_version": "9.0.0",
+    "hypervisor_version": "7.2.22",
+    "connect_s": 0.01,
+    "capabilities": {
+        "guests": [{"os_type": "hvm", "arch": "x86_64", "domain_types": ["kvm", "qemu"], "machines": ["pc"]}]
+    },
+    "domcapabilities": {
+        "kvm": {
+            "machine": "pc-i440fx-7.2",
+            "max_vcpus": 255,
+            "cpu_modes": {"host-passthrough": True},
+            "loader_supported": True,
+            "loader_values": ["/usr/share/OVMF/OVMF_CODE.fd"],
+        },
+        "qemu": {"machine": "pc-i440fx-7.2"},
+    },
+    "networks": [
+        {
+            "name": "default",
+            "active": True,
+            "autostart": True,
+            "bridge": "virbr0",
+            "forward": "nat",
+            "address": "192.168.122.1",
+        }
+    ],
+    "pools": [
+        {
+            "name": "default",
+            "active": True,
+            "autostart": True,
+            "type": "dir",
+            "path": "/var/lib/libvirt/images",
+            "capacity": 100 * 1024**3,
+            "available": 50 * 1024**3,
+        }
+    ],
 }
 
 
 def run(stage, f, profile=None):
-    return {x.check_id: (x.verdict.value, x.message) for x in evaluate_stage(stage, "h", f, profile or Profile())}
+    return {
+        x.check_id: (x.verdict.value, x.message) for x in evaluate_stage(stage, "h", f, profile or Profile())
+    }
 
 
 def test_debian_packages_recorded_versions() -> None:
@@ -50,8 +83,11 @@ def test_minimum_versions_from_the_profile() -> None:
 
 def test_missing_ovmf_is_a_warning_and_missing_qemu_a_failure() -> None:
     text = probe_text("debian12-pvm")
-    body = "\n".join(line for line in text.split("@@kvmqa:packages rc=0\n")[1].split("@@kvmqa:")[0].splitlines()
-                     if not line.startswith(("ovmf", "qemu-system-x86")))
+    body = "\n".join(
+        line
+        for line in text.split("@@kvmqa:packages rc=0\n")[1].split("@@kvmqa:")[0].splitlines()
+        if not line.startswith(("ovmf", "qemu-system-x86"))
+    )
     v = run(PACKAGES, parse(with_section(text, "packages", body)))
     assert v["packages.ovmf"][0] == "warn"
     assert v["packages.qemu"][0] == "fail" and "qemu-system-x86" in v["packages.qemu"][1]
@@ -102,8 +138,17 @@ def test_no_kvm_guest_type_and_inactive_network_and_no_pool() -> None:
     lv = json.loads(json.dumps(LIBVIRT_FACTS))
     lv["capabilities"]["guests"][0]["domain_types"] = ["qemu"]
     lv["networks"][0]["active"] = False
-    lv["pools"] = [{"name": "kvmqa-pool-x", "active": True, "autostart": False, "type": "dir", "path": "/x",
-                    "capacity": 1, "available": 1}]
+    lv["pools"] = [
+        {
+            "name": "kvmqa-pool-x",
+            "active": True,
+            "autostart": False,
+            "type": "dir",
+            "path": "/x",
+            "capacity": 1,
+            "available": 1,
+        }
+    ]
     f["libvirt"] = lv
     v = run(LIBVIRT, f)
     assert v["libvirt.kvm-guest"][0] == "fail" and "domaintype=kvm" in v["libvirt.kvm-guest"][1]
@@ -122,7 +167,8 @@ def test_virt_host_validate_disagreements_have_reasons() -> None:
 
 def test_vhv_mapping_on_this_machine_agrees_on_hw_virt() -> None:
     f = facts("debian12-pvm")
-    rows = compare_with_vhv(f["virt_host_validate"]["lines"], {"cpu.hw-virt": "fail", "cpu.tun": "pass", "cpu.vhost-net": "warn"})
+    ours = {"cpu.hw-virt": "fail", "cpu.tun": "pass", "cpu.vhost-net": "warn"}
+    rows = compare_with_vhv(f.view(VirtHostValidate).lines, ours)
     hw = next(r for r in rows if "hardware virtualization" in r["vhv_check"])
     assert hw["agree"] == "yes"
     assert next(r for r in rows if "/dev/net/tun" in r["vhv_check"])["agree"] == "yes"
@@ -139,14 +185,18 @@ def test_lab_host_daemon_names_systemd_and_socket_activation_and_vhv_access_is_e
     assert access["vhv"] == "PASS" and access["kvmqa"] == "warn" and "qemu:///session" in access["reason"]
 
 
-# --- issue 13: nova's version floors, the host's own architecture, launchSecurity -------------------------------
+# --- issue 13: nova's version floors, the host's own architecture, launchSecurity
+# -------------------------------
 def test_default_floors_are_novas_and_a_profile_overrides_them() -> None:
     f = facts("debian12-pvm")
     f["libvirt"] = LIBVIRT_FACTS  # libvirt 9.0.0, QEMU 7.2.22 (Debian 12, recorded here)
     v = run(LIBVIRT, f)["libvirt.versions"]
     assert v[0] == "warn"
-    assert "meets the minimum (libvirt >= 8.0.0, qemu >= 6.2.0) but is below the recommended libvirt 9.0.0 < 10.0.0; " \
-           "qemu 7.2.22 < 8.2.2" in v[1]
+    assert (
+        "meets the minimum (libvirt >= 8.0.0, qemu >= 6.2.0) but is below the recommended libvirt 9.0.0 < "
+        "10.0.0; "
+        "qemu 7.2.22 < 8.2.2" in v[1]
+    )
     old = json.loads(json.dumps(LIBVIRT_FACTS))
     old.update(lib_version="7.0.0", hypervisor_version="5.2.0")
     f["libvirt"] = old
@@ -155,10 +205,14 @@ def test_default_floors_are_novas_and_a_profile_overrides_them() -> None:
     f["libvirt"] = LIBVIRT_FACTS
     from kvmqa.config.profile import profile_from_dict
 
-    relaxed = profile_from_dict({"warn_versions": {"libvirt": "0", "qemu": "7.0"}}, "<test>", builtin().columns())
+    relaxed = profile_from_dict(
+        {"warn_versions": {"libvirt": "0", "qemu": "7.0"}}, "<test>", builtin().columns()
+    )
     assert relaxed.min_versions == {"libvirt": "8.0.0", "qemu": "6.2.0"}
-    assert run(LIBVIRT, f, relaxed)["libvirt.versions"] == ("pass", "libvirt 9.0.0, QEMU 7.2.22 (minimum libvirt >= 8.0.0, "
-                                                                    "qemu >= 6.2.0)")
+    assert run(LIBVIRT, f, relaxed)["libvirt.versions"] == (
+        "pass",
+        "libvirt 9.0.0, QEMU 7.2.22 (minimum libvirt >= 8.0.0, qemu >= 6.2.0)",
+    )
     stricter = profile_from_dict({"min_versions": {"qemu": "8.0"}}, "<test>", builtin().columns())
     assert run(LIBVIRT, f, stricter)["libvirt.versions"][0] == "fail"
 
@@ -166,14 +220,19 @@ def test_default_floors_are_novas_and_a_profile_overrides_them() -> None:
 def test_kvm_guest_is_looked_for_in_the_host_architecture() -> None:
     f = facts("constructed-debian12-aarch64", processes="libvirtd\nvirtlogd")
     lv = json.loads(json.dumps(LIBVIRT_FACTS))
-    lv["capabilities"] = {"host_arch": "aarch64", "guests": [
-        {"os_type": "hvm", "arch": "aarch64", "domain_types": ["kvm", "qemu"], "machines": ["virt"]},
-        {"os_type": "hvm", "arch": "x86_64", "domain_types": ["qemu"], "machines": ["pc"]}]}
+    lv["capabilities"] = {
+        "host_arch": "aarch64",
+        "guests": [
+            {"os_type": "hvm", "arch": "aarch64", "domain_types": ["kvm", "qemu"], "machines": ["virt"]},
+            {"os_type": "hvm", "arch": "x86_64", "domain_types": ["qemu"], "machines": ["pc"]},
+        ],
+    }
     f["libvirt"] = lv
     v = run(LIBVIRT, f)["libvirt.kvm-guest"]
     assert v[0] == "pass" and v[1].startswith("aarch64 hvm guests: domain types kvm, qemu")
     assert "the first_vm stage boots x86_64 guests only" in v[1]
     lv["capabilities"]["guests"][0]["domain_types"] = ["qemu"]
+    f["libvirt"] = lv  # set again: a typed view is rebuilt when its section is set, not when it is edited
     v = run(LIBVIRT, f)["libvirt.kvm-guest"]
     assert v[0] == "fail" and "arch=aarch64 domaintype=kvm" in v[1]
 
@@ -184,12 +243,17 @@ def test_domcapabilities_of_this_machine_and_launch_security_sectypes() -> None:
     from kvmqa.stages.libvirt.gather import parse_domcapabilities
     from tests.support.facts import FACTS_DIR
 
-    xml = Path(FACTS_DIR / "debian12-domcapabilities-qemu-x86_64.xml").read_text()  # recorded here, libvirt 9.0.0
+    xml = Path(
+        FACTS_DIR / "debian12-domcapabilities-qemu-x86_64.xml"
+    ).read_text()  # recorded here, libvirt 9.0.0
     here = parse_domcapabilities(xml)
     assert here["launch_security"] == [] and "sev" not in here["features"]  # <sev supported='no'/>
-    snp = xml.replace("<sev supported='no'/>", "<sev supported='yes'><cbitpos>51</cbitpos></sev>"
-                      "<launchSecurity supported='yes'><enum name='sectype'><value>sev</value><value>sev-snp</value>"
-                      "</enum></launchSecurity>")
+    snp = xml.replace(
+        "<sev supported='no'/>",
+        "<sev supported='yes'><cbitpos>51</cbitpos></sev>"
+        "<launchSecurity supported='yes'><enum name='sectype'><value>sev</value><value>sev-snp</value>"
+        "</enum></launchSecurity>",
+    )
     caps = parse_domcapabilities(snp)  # constructed: the shape libvirt >= 10.x documents (formatdomaincaps)
     assert caps["launch_security"] == ["sev", "sev-snp"]
     assert {"launchSecurity.sev-snp", "launchSecurity.sev"} <= set(caps["features"])  # what baselines compare

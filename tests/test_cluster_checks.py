@@ -42,7 +42,7 @@ def recorded(name: str) -> dict[str, Any]:
 
 
 def judge(facts: dict[str, Any], profile: Profile | None = None) -> dict[str, Finding]:
-    found = evaluate_stage(STAGE.checks, "cluster", HostFacts(facts), profile or Profile())
+    found = evaluate_stage(STAGE.checks, "cluster", HostFacts(cluster=facts), profile or Profile())
     return {f.check_id: f for f in found}
 
 

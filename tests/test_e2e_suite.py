@@ -1,4 +1,5 @@
-"""End to end, for real: the suites against local://, ssh:// (non-root + sudo) and paramiko:// on this machine.
+"""End to end, for real: the suites against local://, ssh:// (non-root + sudo) and paramiko:// on this
+machine.
 
 Verdicts are compared with the machine's real state, read here independently of kvmqa.
 """
@@ -15,7 +16,12 @@ from tests.support.daemons import start_libvirtd, stop_libvirtd
 from tests.support.sshd import Sshd, start_sshd
 from tests.support.suite import run_suite
 
-BASE_STAGES = ("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_20_packages.py", "suites/test_30_libvirt.py")
+BASE_STAGES = (
+    "suites/test_00_reach.py",
+    "suites/test_10_cpu.py",
+    "suites/test_20_packages.py",
+    "suites/test_30_libvirt.py",
+)
 pytestmark = pytest.mark.usefixtures("libvirtd")
 
 
@@ -30,7 +36,15 @@ def dpkg_installed(name: str) -> bool:
 
 
 def ssh_args(sshd: Sshd) -> list[str]:
-    return ["--hosts", sshd.url(), "--sudo", "--ssh-identity-file", str(sshd.client_key), "--known-hosts", str(sshd.known_hosts)]
+    return [
+        "--hosts",
+        sshd.url(),
+        "--sudo",
+        "--ssh-identity-file",
+        str(sshd.client_key),
+        "--known-hosts",
+        str(sshd.known_hosts),
+    ]
 
 
 def test_local_run_matches_the_machine_and_writes_every_report(tmp_path: Path) -> None:
@@ -74,8 +88,15 @@ def test_ssh_non_root_with_sudo_sees_the_same_host(tmp_path: Path, sshd: Sshd) -
 
 
 def test_paramiko_backend_with_strict_host_keys(tmp_path: Path, sshd: Sshd) -> None:
-    args = ["--hosts", sshd.url(backend="paramiko"), "--sudo", "--ssh-identity-file", str(sshd.client_key),
-            "--known-hosts", str(sshd.known_hosts)]
+    args = [
+        "--hosts",
+        sshd.url(backend="paramiko"),
+        "--sudo",
+        "--ssh-identity-file",
+        str(sshd.client_key),
+        "--known-hosts",
+        str(sshd.known_hosts),
+    ]
     run = run_suite(tmp_path, *args, paths=BASE_STAGES[:2])
     assert run.verdict(f"127.0.0.1:{sshd.port}", "reach.probe") == "pass", run.stdout[-2000:]
     assert run.verdict(f"127.0.0.1:{sshd.port}", "cpu.kvm-device") == "pass"
@@ -89,10 +110,20 @@ def test_a_host_behind_a_bastion_through_the_labs_ssh_config(tmp_path: Path, ssh
         known = tmp_path / "known_hosts"
         known.write_text(sshd.known_hosts.read_text() + bastion.known_hosts.read_text())
         # A direct connection to the same user@127.0.0.1:port first, same known_hosts: its shared master
-        # (ControlPersist) must not be reused by the run that has to go through the bastion. Its verdicts are the
+        # (ControlPersist) must not be reused by the run that has to go through the bastion. Its verdicts are
+        # the
         # machine's real state as seen directly: the run through the bastion must see exactly the same.
-        direct = run_suite(tmp_path / "direct", "--hosts", sshd.url(), "--sudo", "--ssh-identity-file",
-                           str(sshd.client_key), "--known-hosts", str(known), paths=BASE_STAGES)
+        direct = run_suite(
+            tmp_path / "direct",
+            "--hosts",
+            sshd.url(),
+            "--sudo",
+            "--ssh-identity-file",
+            str(sshd.client_key),
+            "--known-hosts",
+            str(known),
+            paths=BASE_STAGES,
+        )
         assert direct.verdict(f"127.0.0.1:{sshd.port}", "reach.probe") == "pass"
         config = tmp_path / "ssh_config"
         config.write_text(
@@ -101,8 +132,17 @@ def test_a_host_behind_a_bastion_through_the_labs_ssh_config(tmp_path: Path, ssh
             f"Host kvmqa-behind-bastion\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User kvmqa-ci\n"
             f"  IdentityFile {sshd.client_key}\n  ProxyJump kvmqa-bastion\n"
         )
-        run = run_suite(tmp_path / "r", "--hosts", "ssh://kvmqa-behind-bastion", "--sudo", "--ssh-config", str(config),
-                        "--known-hosts", str(known), paths=BASE_STAGES)
+        run = run_suite(
+            tmp_path / "r",
+            "--hosts",
+            "ssh://kvmqa-behind-bastion",
+            "--sudo",
+            "--ssh-config",
+            str(config),
+            "--known-hosts",
+            str(known),
+            paths=BASE_STAGES,
+        )
         bastion_log = (bastion.workdir / f"sshd_{bastion.port}.log").read_text()
     finally:
         bastion.stop()
@@ -117,17 +157,29 @@ def test_a_host_behind_a_bastion_through_the_labs_ssh_config(tmp_path: Path, ssh
 
 
 def test_ssh_config_errors_are_named(tmp_path: Path, sshd: Sshd) -> None:
-    missing = run_suite(tmp_path / "a", "--hosts", sshd.url(), "--ssh-config", str(tmp_path / "nope"), paths=BASE_STAGES[:1])
+    missing = run_suite(
+        tmp_path / "a", "--hosts", sshd.url(), "--ssh-config", str(tmp_path / "nope"), paths=BASE_STAGES[:1]
+    )
     assert missing.rc == 4 and f"--ssh-config {tmp_path / 'nope'}: no such file" in missing.stdout
     config = tmp_path / "ssh_config"
     config.write_text("Host *\n  BatchMode yes\n")
-    para = run_suite(tmp_path / "b", "--hosts", sshd.url(backend="paramiko"), "--ssh-config", str(config),
-                     paths=BASE_STAGES[:1])
+    para = run_suite(
+        tmp_path / "b",
+        "--hosts",
+        sshd.url(backend="paramiko"),
+        "--ssh-config",
+        str(config),
+        paths=BASE_STAGES[:1],
+    )
     assert para.rc == 4 and "applies to ssh:// targets (OpenSSH), not to paramiko://" in para.stdout
 
 
 def test_stopping_libvirtd_fails_the_stage_and_skips_dependants_then_recovers(tmp_path: Path) -> None:
-    paths = (*BASE_STAGES, "suites/test_60_first_vm.py") if Path("suites/test_60_first_vm.py").exists() else BASE_STAGES
+    paths = (
+        (*BASE_STAGES, "suites/test_60_first_vm.py")
+        if Path("suites/test_60_first_vm.py").exists()
+        else BASE_STAGES
+    )
     try:
         stop_libvirtd()
         down = run_suite(tmp_path / "down", paths=paths)
@@ -149,13 +201,16 @@ def test_stopping_libvirtd_fails_the_stage_and_skips_dependants_then_recovers(tm
 
 
 def test_first_vm_alone_gates_on_libvirt_and_cleanup_removes_leftovers(tmp_path: Path) -> None:
-    """Selecting only the first_vm suite still gathers what it depends on; --cleanup removes a crashed run's objects."""
+    """Selecting only the first_vm suite still gathers what it depends on; --cleanup removes a crashed run's
+    objects."""
     import libvirt
 
     conn = libvirt.open("qemu:///system")
     leftover = "kvmqa-leftover-e2e"
-    conn.defineXML(f"<domain type='qemu'><name>{leftover}</name><memory unit='MiB'>64</memory>"
-                   "<os><type arch='x86_64'>hvm</type></os></domain>")
+    conn.defineXML(
+        f"<domain type='qemu'><name>{leftover}</name><memory unit='MiB'>64</memory>"
+        "<os><type arch='x86_64'>hvm</type></os></domain>"
+    )
     try:
         run = run_suite(tmp_path, "--allow-emulation", "--cleanup", paths=("suites/test_60_first_vm.py",))
         emulated = run.findings()[("local", "first_vm.emulated-boot")]
@@ -172,9 +227,21 @@ def test_first_vm_alone_gates_on_libvirt_and_cleanup_removes_leftovers(tmp_path:
 
 
 def test_secret_looking_metadata_is_redacted_from_the_html_environment_table(tmp_path: Path) -> None:
-    """pytest-html shows pytest-metadata's environment (CI variables, --metadata): pytest.ini redacts secrets."""
-    run = run_suite(tmp_path, "--metadata", "CI_DEPLOY_PASSWORD", "hunter2-kvmqa", "--metadata", "VAULT_TOKEN",
-                    "s.kvmqa-token", "--metadata", "BUILD_ID", "4242", paths=("suites/test_00_reach.py",))
+    """pytest-html shows pytest-metadata's environment (CI variables, --metadata): pytest.ini redacts
+    secrets."""
+    run = run_suite(
+        tmp_path,
+        "--metadata",
+        "CI_DEPLOY_PASSWORD",
+        "hunter2-kvmqa",
+        "--metadata",
+        "VAULT_TOKEN",
+        "s.kvmqa-token",
+        "--metadata",
+        "BUILD_ID",
+        "4242",
+        paths=("suites/test_00_reach.py",),
+    )
     assert run.rc == 0, run.stdout[-2000:]
     written = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
     assert "hunter2-kvmqa" not in written and "s.kvmqa-token" not in written

@@ -1,13 +1,23 @@
-"""The probe's raw output -> facts: parsing recorded outputs of real hosts, and the probe itself on this host."""
+"""The probe's raw output -> facts: parsing recorded outputs of real hosts, and the probe itself on this
+host."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from kvmqa.core.facts import HostFacts
+from kvmqa.gather import facts as shared
 from kvmqa.gather.facts import split_sections
-from tests.support.facts import parse, probe_script, probe_text
+from kvmqa.gather.install import parse_install
+from kvmqa.stages.host import facts as host
+from kvmqa.stages.packages.facts import Packages
+from tests.support.facts import FACTS_DIR, parse, probe_script, probe_text
 
 
 def test_recorded_debian_host_parses_completely() -> None:
@@ -48,8 +58,21 @@ def test_probe_script_is_posix_sh_and_runs_under_dash(tmp_path: Path) -> None:
     script = probe_script()
     out = subprocess.run(["dash", "-c", script], capture_output=True, text=True, timeout=120)
     sections = split_sections(out.stdout)
-    for name in ("probe_env", "os_release", "cpuinfo", "modules", "devices", "cgroups", "iommu", "meminfo", "packages",
-                 "kvm_probe", "virt_host_validate", "init", "processes"):
+    for name in (
+        "probe_env",
+        "os_release",
+        "cpuinfo",
+        "modules",
+        "devices",
+        "cgroups",
+        "iommu",
+        "meminfo",
+        "packages",
+        "kvm_probe",
+        "virt_host_validate",
+        "init",
+        "processes",
+    ):
         assert name in sections, name
     f = parse(out.stdout)
     assert f["host"]["arch"] == subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
@@ -59,3 +82,62 @@ def test_a_stages_snippet_runs_only_where_the_stage_applies() -> None:
     """vdsm's probe.sh (stage roles: ovirt-host) is in an oVirt host's probe only."""
     assert "_kq_vdsm_sec" not in probe_script(("kvm-host",))
     assert "_kq_vdsm_sec" in probe_script(("ovirt-host",))
+
+
+VIEWS = (
+    shared.Probe,
+    shared.HostInfo,
+    shared.Tools,
+    shared.OsRelease,
+    shared.Kernel,
+    shared.Security,
+    shared.TargetInfo,
+    shared.Reach,
+    shared.InstallFacts,
+    Packages,
+    host.HostPackages,
+    host.StaleBinaries,
+    host.Hostname,
+    host.TimeSync,
+    host.Storage,
+)
+
+
+def plain(view: Any) -> dict[str, Any]:
+    """A view as the plain section it was built from (raw keys, lists): what facts.json holds."""
+    return json.loads(
+        json.dumps(
+            {
+                f.metadata.get("key", f.name): dataclasses.asdict(view)[f.name]
+                for f in dataclasses.fields(view)
+            }
+        )
+    )
+
+
+def recorded() -> list[HostFacts]:
+    facts = [parse(p.read_text()) for p in sorted(FACTS_DIR.glob("*.probe.txt"))]
+    facts += [HostFacts.load(p) for p in sorted(FACTS_DIR.glob("*.json"))]
+    extra = {
+        "target": {"name": "h", "url": "ssh://h", "roles": ["kvm-host"], "sudo": True},
+        "reach": {"error": "h: cannot reach h", "unusable": True, "stderr": "refused"},
+        "install": {
+            "rc": 0,
+            **parse_install(
+                "manager=dpkg\napt_lists=3\npkg.vim=absent\n"
+                "live=virtqemud virtlogd\nmodules_load=kvm_intel\n"
+                "modprobe=/usr/sbin/modprobe\nuser_groups=a b"
+            ),
+        },
+    }
+    return [HostFacts({**f, **extra}) for f in facts]
+
+
+@pytest.mark.parametrize("view", VIEWS, ids=lambda v: v.__name__)
+def test_a_view_holds_every_key_of_its_recorded_section_unchanged(view: Any) -> None:
+    """The types say what the parsers write: no key of a recorded section is dropped or defaulted."""
+    for facts in recorded():
+        raw = facts.get(view.SECTION)
+        if isinstance(raw, dict):
+            got = plain(facts.view(view))
+            assert {k: got.get(k) for k in raw} == json.loads(json.dumps(raw)), view.SECTION

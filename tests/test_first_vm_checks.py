@@ -59,7 +59,9 @@ def test_kvm_failure_without_emulation_fails_and_skips_what_needs_a_guest() -> N
     v = verdicts(sample("kvm-fails-no-emulation"))
     assert v["first_vm.kvm-boot"][0] == Verdict.FAIL and "outcome=no-output" in v["first_vm.kvm-boot"][1]
     assert v["first_vm.emulated-boot"][0] == Verdict.SKIP
-    assert v["first_vm.boot-marker"][0] == Verdict.SKIP and "first_vm.kvm-boot" in v["first_vm.boot-marker"][1]
+    assert (
+        v["first_vm.boot-marker"][0] == Verdict.SKIP and "first_vm.kvm-boot" in v["first_vm.boot-marker"][1]
+    )
     assert v["first_vm.disk-roundtrip"][0] == Verdict.SKIP
     assert v["first_vm.virt-install"][0] == Verdict.SKIP
     assert v["first_vm.cleanup"][0] == Verdict.PASS
@@ -73,11 +75,13 @@ def test_kvm_warn_profile_makes_the_kvm_failure_a_warning() -> None:
 
 def test_a_working_kvm_host_passes_and_decides_on_the_kvm_boot() -> None:
     obs = kvm_worked(sample("kvm-fails-emulation-allowed"))
-    assert deciding_boot(HostFacts(first_vm=obs))["label"] == "KVM"
+    assert deciding_boot(HostFacts(first_vm=obs)).label == "KVM"
     v = verdicts(obs)
     assert v["first_vm.kvm-boot"][0] == Verdict.PASS
     assert v["first_vm.emulated-boot"][0] == Verdict.SKIP
-    assert v["first_vm.accelerator"][0] == Verdict.PASS and "KVM: enabled=true" in v["first_vm.accelerator"][1]
+    assert (
+        v["first_vm.accelerator"][0] == Verdict.PASS and "KVM: enabled=true" in v["first_vm.accelerator"][1]
+    )
     # with emulation allowed, a host whose KVM guest booted gets no emulated boot (the gatherer skips it)
     obs["settings"]["allow_emulation"] = True
     verdict, message = verdicts(obs)["first_vm.emulated-boot"]
@@ -99,7 +103,11 @@ def test_lease_mismatch_and_missing_lease_fail() -> None:
     obs["boots"]["emulated"]["lease"] = None
     obs["boots"]["emulated"]["timings"]["lease_wait_s"] = 20.0
     verdict, message = verdicts(obs)["first_vm.dhcp-lease"]
-    assert verdict == Verdict.FAIL and "has no lease" in message and "asked for 20 s after the guest stopped" in message
+    assert (
+        verdict == Verdict.FAIL
+        and "has no lease" in message
+        and "asked for 20 s after the guest stopped" in message
+    )
 
 
 def test_leases_libvirt_could_not_list_are_an_error_not_a_missing_lease() -> None:
@@ -107,7 +115,9 @@ def test_leases_libvirt_could_not_list_are_an_error_not_a_missing_lease() -> Non
     obs["boots"]["emulated"]["lease"] = None
     obs["boots"]["emulated"]["lease_error"] = "Network not found: no network with matching name 'kvmqa-net-x'"
     verdict, message = verdicts(obs)["first_vm.dhcp-lease"]
-    assert verdict == Verdict.ERROR and "could not list the leases" in message and "Network not found" in message
+    assert (
+        verdict == Verdict.ERROR and "could not list the leases" in message and "Network not found" in message
+    )
 
 
 def test_disk_failure_and_wrong_vcpu_count_fail() -> None:
@@ -144,8 +154,11 @@ def test_guest_image_agent_answer_and_silence() -> None:
     image = copy.deepcopy(obs["boots"]["emulated"])
     image["markers"]["CLOUDINIT"] = {"status": "ok"}
     image["markers"]["AGENT"] = {"present": "yes"}
-    image.update(image="/images/x.qcow2", seed={"tool": "genisoimage", "format": "iso", "label": "cidata"},
-                 agent={"ok": True, "reply": {}})
+    image.update(
+        image="/images/x.qcow2",
+        seed={"tool": "genisoimage", "format": "iso", "label": "cidata"},
+        agent={"ok": True, "reply": {}},
+    )
     obs["guest_image"] = image
     verdict, message = verdicts(obs)["first_vm.guest-image"]
     assert verdict == Verdict.PASS and "guest agent answered guest-ping" in message
@@ -160,7 +173,8 @@ def test_a_check_never_crashes_on_an_empty_observation() -> None:
 
 
 def recorded_boot(name: str, key: str = "emulated") -> dict[str, Any]:
-    """A BootResult recorded from a real boot on this machine (tests/test_first_vm_outcomes.py makes them happen)."""
+    """A BootResult recorded from a real boot on this machine (tests/test_first_vm_outcomes.py makes them
+    happen)."""
     return {"boots": {key: sample(name)}, "settings": {"allow_emulation": True, "boot_timeout": 3}}
 
 
@@ -175,8 +189,10 @@ def test_recorded_still_booting_guest_is_not_called_dead_and_the_hint_says_raise
 
 
 def test_recorded_resets_name_the_kernel_time_and_how_the_reset_showed() -> None:
-    for name, how in (("tcg-reset-sysrq", "the console shows 2 kernel boots"),
-                      ("tcg-reset-reboot", "the kernel printed 'reboot: Restarting system'")):
+    for name, how in (
+        ("tcg-reset-sysrq", "the console shows 2 kernel boots"),
+        ("tcg-reset-reboot", "the kernel printed 'reboot: Restarting system'"),
+    ):
         v = verdicts(recorded_boot(name))
         verdict, message = v["first_vm.emulated-boot"]
         reached = sample(name)["reset_at_kernel_s"]
@@ -192,31 +208,46 @@ def test_kvmqa_s_own_destroy_and_a_destroy_from_outside_are_told_apart() -> None
     silent.update(outcome="timeout", error=None)
     silent["timings"]["last_byte_s"] = 2.0
     message = verdicts({"boots": {"emulated": silent}, "settings": {}})["first_vm.emulated-boot"][1]
-    assert "no power-off within the 3.0 s deadline and the console stopped advancing (console silent since 2.0 s" in message
+    assert (
+        "no power-off within the 3.0 s deadline and the console stopped advancing (console silent since 2.0 s"
+        in message
+    )
     assert "kvmqa destroyed it (at the deadline)" in message and "still booting" not in message
     outside = copy.deepcopy(mine)
-    outside.update(outcome="destroyed", state="shutoff/destroyed", stopped_by="", stop_reason="", kernel_s=2.5)
+    outside.update(
+        outcome="destroyed", state="shutoff/destroyed", stopped_by="", stop_reason="", kernel_s=2.5
+    )
     obs = {"boots": {"emulated": outside}, "settings": {"allow_emulation": True}}
     message = verdicts(obs)["first_vm.emulated-boot"][1]
     assert "destroyed from outside this boot (shutoff/destroyed, kernel at 2.5 s)" in message
     assert "kvmqa destroyed it" not in message and "by itself" not in message
     stopped = dict(outside, outcome="stopped", state="shutoff/shutdown")
     message = verdicts({"boots": {"emulated": stopped}, "settings": {}})["first_vm.emulated-boot"][1]
-    assert "guest powered off by itself without the KVMQA-DONE marker (shutoff/shutdown, kernel at 2.5 s)" in message
+    assert (
+        "guest powered off by itself without the KVMQA-DONE marker (shutoff/shutdown, kernel at 2.5 s)"
+        in message
+    )
 
 
 def test_console_reading_counts_boots_and_the_time_reached_before_a_reset() -> None:
     text = sample("tcg-reset-sysrq")["console_tail"]
     reading = read_console(text)
     assert reading.reset and not reading.restart_requested
-    quiet = "KVMQA-BOOT kernel=k cpus=1 mem_kb=1 up=4.20\nKVMQA-RESET requested up=4.30\nKVMQA-BOOT kernel=k up=1.10\n"
+    quiet = (
+        "KVMQA-BOOT kernel=k cpus=1 mem_kb=1 up=4.20\nKVMQA-RESET requested up=4.30\nKVMQA-BOOT kernel=k "
+        "up=1.10\n"
+    )
     reading = read_console(quiet)
     assert reading.boots == 2 and reading.reset_at_kernel_s == 4.3 and reading.kernel_s == 1.1
-    assert read_console("[    1.250000] x\n[    9.500000] reboot: Restarting system\n").reset_at_kernel_s == 9.5
+    assert (
+        read_console("[    1.250000] x\n[    9.500000] reboot: Restarting system\n").reset_at_kernel_s == 9.5
+    )
     assert read_console("").kernel_s is None and not read_console("").reset
 
 
-@pytest.mark.parametrize("name", ["lab-bookworm-nested-kvm-pass", "lab-bookworm-smp1-nested-lab-profile-pass"])
+@pytest.mark.parametrize(
+    "name", ["lab-bookworm-nested-kvm-pass", "lab-bookworm-smp1-nested-lab-profile-pass"]
+)
 def test_the_recorded_nested_kvm_boots_on_a_lab_host_pass(name: str) -> None:
     obs = sample(name)
     v = verdicts(obs)
@@ -237,8 +268,12 @@ def test_progress_lines_start_after_a_few_seconds_then_come_every_ten() -> None:
     assert lines == [
         "kvmqa first_vm [lab1] kvmqa-kvm-lab1-abc123 KVM: 5 s, kernel at 9.3 s, "
         "console: '[    9.312000] virtio_net virtio1 enp0s2: renamed from eth0'",
-        *[f"kvmqa first_vm [lab1] kvmqa-kvm-lab1-abc123 KVM: {s} s, kernel at 9.3 s, "
-          "console: '[    9.312000] virtio_net virtio1 enp0s2: renamed from eth0'" for s in (15, 40)]]
+        *[
+            f"kvmqa first_vm [lab1] kvmqa-kvm-lab1-abc123 KVM: {s} s, kernel at 9.3 s, "
+            "console: '[    9.312000] virtio_net virtio1 enp0s2: renamed from eth0'"
+            for s in (15, 40)
+        ],
+    ]
     silent = BootProgress("h", lines.append, after=0, every=1)
     silent(BootResult("g", "qemu", "EMULATED"), 0.0, read_console(""))
     assert lines[-1] == "kvmqa first_vm [h] g EMULATED: 0 s, no kernel output yet, console: (nothing yet)"

@@ -16,7 +16,9 @@ from kvmqa.stages.first_vm.domain import DiskSpec, DomainSpec, NetworkSpec, obje
 from kvmqa.stages.first_vm.kit import INIT_SCRIPT, Kit, build_kit, kit_key
 from kvmqa.stages.first_vm.seed import build_seed, user_data
 
-pytestmark = pytest.mark.skipif(shutil.which("apt-get") is None, reason="kit tests build from Debian packages")
+pytestmark = pytest.mark.skipif(
+    shutil.which("apt-get") is None, reason="kit tests build from Debian packages"
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +67,26 @@ def test_cpio_newc_is_what_the_kernel_reads(tmp_path: Path) -> None:
 def test_domain_xml_is_direct_kernel_boot_restart_on_reset_and_no_qemu_commandline() -> None:
     name = object_name("tcg", "Host.Example.COM:2222")
     assert name.startswith("kvmqa-tcg-host-example-com-") and len(name) < 45 and name == name.lower()
-    spec = DomainSpec(name=name, virt_type="qemu", memory_mib=256, vcpus=2, kernel="/p/k", initrd="/p/i",
-                      cmdline="console=ttyS0", disks=[DiskSpec("kvmqa-pool-x", "d.qcow2")], network="kvmqa-net-x")
+    spec = DomainSpec(
+        name=name,
+        virt_type="qemu",
+        memory_mib=256,
+        vcpus=2,
+        kernel="/p/k",
+        initrd="/p/i",
+        cmdline="console=ttyS0",
+        disks=[DiskSpec("kvmqa-pool-x", "d.qcow2")],
+        network="kvmqa-net-x",
+    )
     root = ET.fromstring(spec.to_xml())
     assert root.get("type") == "qemu" and root.findtext("name") == name
     assert root.find("memory").get("unit") == "MiB" and root.findtext("vcpu") == "2"
     assert root.findtext("os/kernel") == "/p/k" and root.findtext("os/cmdline") == "console=ttyS0"
-    assert [root.findtext(t) for t in ("on_poweroff", "on_reboot", "on_crash")] == ["destroy", "restart", "destroy"]
+    assert [root.findtext(t) for t in ("on_poweroff", "on_reboot", "on_crash")] == [
+        "destroy",
+        "restart",
+        "destroy",
+    ]
     assert root.find("devices/disk/source").attrib == {"pool": "kvmqa-pool-x", "volume": "d.qcow2"}
     assert root.find("devices/interface/model").get("type") == "virtio"
     assert root.find("devices/serial/log").get("file").endswith(f"{name}-console.log")
@@ -83,21 +98,36 @@ def test_network_xml_is_isolated_by_default_with_dhcp() -> None:
     assert root.find("forward") is None
     assert root.find("ip").get("address") == "192.168.151.1"
     assert root.find("ip/dhcp/range").get("start") == "192.168.151.10"
-    assert ET.fromstring(NetworkSpec("kvmqa-net-x", "kvmqa-x", 151, "nat").to_xml()).find("forward").get("mode") == "nat"
+    assert (
+        ET.fromstring(NetworkSpec("kvmqa-net-x", "kvmqa-x", 151, "nat").to_xml()).find("forward").get("mode")
+        == "nat"
+    )
 
 
-@pytest.mark.skipif(shutil.which("isoinfo") is None, reason="isoinfo (genisoimage) needed to read the seed back")
+@pytest.mark.skipif(
+    shutil.which("isoinfo") is None, reason="isoinfo (genisoimage) needed to read the seed back"
+)
 def test_nocloud_seed_is_labelled_cidata_with_user_and_meta_data(tmp_path: Path) -> None:
     seed = build_seed(tmp_path / "seed.iso", "kvmqa-image-x")
     info = subprocess.run(["isoinfo", "-d", "-i", str(seed.path)], capture_output=True, text=True, check=True)
     assert "Volume id: cidata" in info.stdout
-    listing = subprocess.run(["isoinfo", "-J", "-f", "-i", str(seed.path)], capture_output=True, text=True, check=True)
+    listing = subprocess.run(
+        ["isoinfo", "-J", "-f", "-i", str(seed.path)], capture_output=True, text=True, check=True
+    )
     assert sorted(listing.stdout.split()) == ["/meta-data", "/user-data"]
-    body = subprocess.run(["isoinfo", "-J", "-x", "/user-data", "-i", str(seed.path)], capture_output=True,
-                          text=True, check=True).stdout
+    body = subprocess.run(
+        ["isoinfo", "-J", "-x", "/user-data", "-i", str(seed.path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert body == user_data("kvmqa-image-x")
     assert body.startswith("#cloud-config\n") and "KVMQA-CLOUDINIT ok instance=kvmqa-image-x" in body
     assert "password" not in body.lower() and "ssh_authorized_keys" not in body
-    meta = subprocess.run(["isoinfo", "-J", "-x", "/meta-data", "-i", str(seed.path)], capture_output=True,
-                          text=True, check=True).stdout
+    meta = subprocess.run(
+        ["isoinfo", "-J", "-x", "/meta-data", "-i", str(seed.path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "instance-id: kvmqa-image-x" in meta

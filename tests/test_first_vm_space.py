@@ -27,27 +27,45 @@ MIB = 1024**2
 RECORDED_PASS = "lab-bookworm-nested-kvm-pass.json"  # a recorded first VM that booted under KVM
 
 
-def session_for(storage: dict[str, Any], pools: list[dict[str, Any]], profile: Profile | None,
-                tmp: Path) -> HostSession:
+def session_for(
+    storage: dict[str, Any], pools: list[dict[str, Any]], profile: Profile | None, tmp: Path
+) -> HostSession:
     """A good host's recorded facts (its first VM booted under KVM) with these storage facts and pools."""
     facts = facts_of("debian12-nosystemd-local.json", RECORDED_PASS)
     facts["storage"] = storage
     facts["libvirt"]["pools"] = pools
     target = Target(name="hv", backend="ssh", host="hv.invalid")
-    session = HostSession(target, profile or Profile(), RunOptions(reports_dir=tmp), builtin(), all_targets=[target])
+    session = HostSession(
+        target, profile or Profile(), RunOptions(reports_dir=tmp), builtin(), all_targets=[target]
+    )
     session.use_facts(facts)
     return session
 
 
-def findings(free_bytes: int, profile: Profile | None = None, pools: list[dict[str, Any]] | None = None,
-             tmp: Path = Path("/tmp")) -> dict[str, Finding]:
+def findings(
+    free_bytes: int,
+    profile: Profile | None = None,
+    pools: list[dict[str, Any]] | None = None,
+    tmp: Path = Path("/tmp"),
+) -> dict[str, Finding]:
     """Every built-in stage's findings (the engine's aside), for a good host with `free_bytes` for images."""
     storage = {"dir": POOL_BASE, "path": "/", "available_kib": free_bytes // 1024, "size_kib": 20 * GIB}
-    default = {"name": "default", "active": True, "autostart": True, "type": "dir", "path": POOL_BASE,
-               "capacity": 20 * GIB, "available": free_bytes}
+    default = {
+        "name": "default",
+        "active": True,
+        "autostart": True,
+        "type": "dir",
+        "path": POOL_BASE,
+        "capacity": 20 * GIB,
+        "available": free_bytes,
+    }
     session = session_for(storage, [default] if pools is None else pools, profile, tmp)
-    return {check.id: session.evaluate(stage, check) for stage in builtin() if stage.name != "ovirt_engine"
-            for check in stage}
+    return {
+        check.id: session.evaluate(stage, check)
+        for stage in builtin()
+        if stage.name != "ovirt_engine"
+        for check in stage
+    }
 
 
 def first_vm(found: dict[str, Finding]) -> dict[str, Finding]:
@@ -60,8 +78,10 @@ def test_a_host_below_the_disk_policy_still_boots_its_first_vm(tmp_path: Path) -
     assert disk.verdict == Verdict.FAIL and "2.1 GiB free, the profile requires 5 GiB" in disk.message
     space = found["libvirt.first-vm-space"]
     assert space.verdict == Verdict.PASS, space.message
-    assert space.message == ("the first VM needs 160 MiB (64 MiB data disk + 32 MiB kernel and initramfs + "
-                             f"64 MiB margin) in pool default ({POOL_BASE}), which has 2.1 GiB free")
+    assert space.message == (
+        "the first VM needs 160 MiB (64 MiB data disk + 32 MiB kernel and initramfs + "
+        f"64 MiB margin) in pool default ({POOL_BASE}), which has 2.1 GiB free"
+    )
     assert first_vm(found)
     for cid, f in first_vm(found).items():
         assert "host.images-disk" not in f.message and f.details.get("blocked_by") != "host.images-disk", cid
@@ -88,14 +108,23 @@ def test_the_need_follows_the_profile_s_disk_and_the_pool_the_workspace_would_us
     assert space_need(big_disk).total_mib == 4096 + 32 + 64
     assert findings(int(2.1 * GIB), big_disk, tmp=tmp_path)["libvirt.first-vm-space"].verdict == Verdict.FAIL
     # kvmqa's own leftover pool is never reused: the first VM creates its pool under /var/lib/libvirt/images
-    leftover = [{"name": "kvmqa-pool-x", "active": True, "type": "dir", "path": f"{POOL_BASE}/kvmqa-x",
-                 "available": 900 * GIB}]
+    leftover = [
+        {
+            "name": "kvmqa-pool-x",
+            "active": True,
+            "type": "dir",
+            "path": f"{POOL_BASE}/kvmqa-x",
+            "available": 900 * GIB,
+        }
+    ]
     space = findings(50 * MIB, pools=leftover, tmp=tmp_path)["libvirt.first-vm-space"]
     assert space.verdict == Verdict.FAIL
     assert "no active dir pool: the first VM creates its own there" in space.message
     # the first active dir pool is the one the Workspace takes, wherever it lives
-    elsewhere = [{"name": "iso", "active": True, "type": "fs", "path": "/iso", "available": 0},
-                 {"name": "big", "active": True, "type": "dir", "path": "/srv/big", "available": 900 * GIB}]
+    elsewhere = [
+        {"name": "iso", "active": True, "type": "fs", "path": "/iso", "available": 0},
+        {"name": "big", "active": True, "type": "dir", "path": "/srv/big", "available": 900 * GIB},
+    ]
     space = findings(50 * MIB, pools=elsewhere, tmp=tmp_path)["libvirt.first-vm-space"]
     assert space.verdict == Verdict.PASS and "pool big (/srv/big)" in space.message
 

@@ -13,11 +13,30 @@ from pathlib import Path
 
 import pytest
 
-from kvmqa.policy.baseline import BaselineError, compare, compare_host, comparison_lines, load_baseline, save_baseline
-from tests.support.fleet import Fleet, drop_ssh_master, have_unshare, restart_plain_sshd, start_changed_sshd, start_fleet
+from kvmqa.policy.baseline import (
+    BaselineError,
+    compare,
+    compare_host,
+    comparison_lines,
+    load_baseline,
+    save_baseline,
+)
+from tests.support.fleet import (
+    Fleet,
+    drop_ssh_master,
+    have_unshare,
+    restart_plain_sshd,
+    start_changed_sshd,
+    start_fleet,
+)
 from tests.support.suite import run_suite
 
-STAGES = ("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_20_packages.py", "suites/test_30_libvirt.py")
+STAGES = (
+    "suites/test_00_reach.py",
+    "suites/test_10_cpu.py",
+    "suites/test_20_packages.py",
+    "suites/test_30_libvirt.py",
+)
 
 
 @pytest.fixture()
@@ -42,8 +61,17 @@ def test_upgrade_changes_and_regressions_are_reported(tmp_path: Path, two_hosts:
     server, view = start_changed_sshd(two_hosts.servers[0], tmp_path / "changed")
     try:
         drop_ssh_master(server, two_hosts.known_hosts)
-        after = run_suite(tmp_path / "after", *hosts, "-n", "2", "--dist", "loadgroup", "--compare-baseline", str(baseline),
-                          paths=STAGES)
+        after = run_suite(
+            tmp_path / "after",
+            *hosts,
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            "--compare-baseline",
+            str(baseline),
+            paths=STAGES,
+        )
     finally:
         server.stop()
         drop_ssh_master(server, two_hosts.known_hosts)
@@ -51,36 +79,56 @@ def test_upgrade_changes_and_regressions_are_reported(tmp_path: Path, two_hosts:
 
     comparison = after.results["baseline_comparison"]
     host = comparison["hosts"][changed_name]
-    assert {"component": f"package {view.package}", "before": view.old_version, "after": view.new_version} in host["versions"]
+    assert {
+        "component": f"package {view.package}",
+        "before": view.old_version,
+        "after": view.new_version,
+    } in host["versions"]
     flags = next(c for c in host["capabilities"] if c["kind"] == "CPU flags")
     assert flags["lost"] == [view.flag_removed] and flags["gained"] == []
     regressed = {r["check_id"]: r for r in host["regressions"]}
     assert regressed["libvirt.socket"]["before"] == "pass" and regressed["libvirt.socket"]["after"] == "fail"
     assert "libvirt.connect" in regressed
     assert any("libvirt facts unavailable" in n for n in host["unavailable"])
-    assert comparison["hosts"][same_name]["regressions"] == [] and comparison["hosts"][same_name]["versions"] == []
-    assert comparison["regressions"] == len(host["regressions"]) and comparison["changed_hosts"] == [changed_name]
+    assert (
+        comparison["hosts"][same_name]["regressions"] == []
+        and comparison["hosts"][same_name]["versions"] == []
+    )
+    assert comparison["regressions"] == len(host["regressions"]) and comparison["changed_hosts"] == [
+        changed_name
+    ]
     # its own report section, the terminal and the exit status
     html = (after.reports / "report.html").read_text()
     assert 'id="kvmqa-baseline"' in html and "REGRESSION" in html and view.new_version in html
-    assert "compared with baseline" in after.stdout and f"{changed_name}: versions: package {view.package}" in after.stdout
+    assert (
+        "compared with baseline" in after.stdout
+        and f"{changed_name}: versions: package {view.package}" in after.stdout
+    )
     assert after.rc != 0
 
 
 def test_regressions_alone_fail_the_run(tmp_path: Path) -> None:
     """A run whose own checks all pass still fails when a check regressed against the baseline."""
     reports = tmp_path / "r"
-    first = run_suite(reports, "--save-baseline", str(tmp_path / "b.json"), paths=("suites/test_00_reach.py",))
+    first = run_suite(
+        reports, "--save-baseline", str(tmp_path / "b.json"), paths=("suites/test_00_reach.py",)
+    )
     assert first.rc == 0, first.stdout[-1500:]
     data = json.loads((tmp_path / "b.json").read_text())
-    data["hosts"]["local"]["verdicts"]["reach.probe"] = "fail"  # the past was worse: an improvement, not a failure
+    data["hosts"]["local"]["verdicts"]["reach.probe"] = (
+        "fail"  # the past was worse: an improvement, not a failure
+    )
     (tmp_path / "improved.json").write_text(json.dumps(data))
-    improved = run_suite(reports, "--compare-baseline", str(tmp_path / "improved.json"), paths=("suites/test_00_reach.py",))
+    improved = run_suite(
+        reports, "--compare-baseline", str(tmp_path / "improved.json"), paths=("suites/test_00_reach.py",)
+    )
     assert improved.rc == 0 and improved.results["baseline_comparison"]["hosts"]["local"]["improvements"]
     data["hosts"]["local"]["verdicts"]["reach.probe"] = "pass"
     data["hosts"]["ghost"] = {"facts": {}, "verdicts": {"reach.probe": "pass"}}
     (tmp_path / "ghost.json").write_text(json.dumps(data))
-    ghost = run_suite(reports, "--compare-baseline", str(tmp_path / "ghost.json"), paths=("suites/test_00_reach.py",))
+    ghost = run_suite(
+        reports, "--compare-baseline", str(tmp_path / "ghost.json"), paths=("suites/test_00_reach.py",)
+    )
     assert ghost.results["baseline_comparison"]["hosts"]["ghost"]["status"].startswith("missing")
 
 
@@ -88,14 +136,42 @@ def _facts(**over: object) -> dict[str, object]:
     base: dict[str, object] = {
         "kernel": {"release": "6.1.0-18-amd64"},
         "cpu": {"flags": ["vmx", "aes", "avx2"]},
-        "packages": {"installed": {"qemu-system-x86": "1:7.2", "libvirt-daemon-system": "9.0.0"}, "absent": ["ovmf"]},
-        "libvirt": {"connected": True, "lib_version": "9.0.0", "hypervisor_version": "7.2.0",
-                    "capabilities": {"guests": [{"arch": "x86_64", "machines": ["pc-q35-7.2", "pc-i440fx-7.2"],
-                                                 "domain_types": ["kvm", "qemu"]}], "host_cpu_features": ["vmx"]},
-                    "domcapabilities": {"kvm": {"usable_cpu_models": ["Haswell", "Skylake-Client"], "features": ["sev"],
-                                                "cpu_modes": {"host-passthrough": True, "host-model": True}, "devices": ["disk"]},
-                                        "qemu": {"error": "no emulator"}}},
-        "vdsm": {"capabilities": {"ok": True, "software_version": "4.50.3", "software_revision": "1", "cpu_models": ["Haswell"]}},
+        "packages": {
+            "installed": {"qemu-system-x86": "1:7.2", "libvirt-daemon-system": "9.0.0"},
+            "absent": ["ovmf"],
+        },
+        "libvirt": {
+            "connected": True,
+            "lib_version": "9.0.0",
+            "hypervisor_version": "7.2.0",
+            "capabilities": {
+                "guests": [
+                    {
+                        "arch": "x86_64",
+                        "machines": ["pc-q35-7.2", "pc-i440fx-7.2"],
+                        "domain_types": ["kvm", "qemu"],
+                    }
+                ],
+                "host_cpu_features": ["vmx"],
+            },
+            "domcapabilities": {
+                "kvm": {
+                    "usable_cpu_models": ["Haswell", "Skylake-Client"],
+                    "features": ["sev"],
+                    "cpu_modes": {"host-passthrough": True, "host-model": True},
+                    "devices": ["disk"],
+                },
+                "qemu": {"error": "no emulator"},
+            },
+        },
+        "vdsm": {
+            "capabilities": {
+                "ok": True,
+                "software_version": "4.50.3",
+                "software_revision": "1",
+                "cpu_models": ["Haswell"],
+            }
+        },
         "engine": {"api": {"full_version": "4.5.4-1.el8"}},
     }
     base.update(over)
@@ -103,11 +179,23 @@ def _facts(**over: object) -> dict[str, object]:
 
 
 def test_compare_host_names_every_kind_of_change() -> None:
-    after = _facts(kernel={"release": "6.1.0-21-amd64"}, cpu={"flags": ["vmx", "avx2", "avx512f"]},
-                   packages={"installed": {"qemu-system-x86": "1:8.0", "libvirt-daemon-system": "9.0.0", "ovmf": "2023"},
-                             "absent": []},
-                   vdsm={"capabilities": {"ok": True, "software_version": "4.50.5", "software_revision": "1", "cpu_models": []}},
-                   engine={"api": {"full_version": "4.5.5-1.el8"}})
+    after = _facts(
+        kernel={"release": "6.1.0-21-amd64"},
+        cpu={"flags": ["vmx", "avx2", "avx512f"]},
+        packages={
+            "installed": {"qemu-system-x86": "1:8.0", "libvirt-daemon-system": "9.0.0", "ovmf": "2023"},
+            "absent": [],
+        },
+        vdsm={
+            "capabilities": {
+                "ok": True,
+                "software_version": "4.50.5",
+                "software_revision": "1",
+                "cpu_models": [],
+            }
+        },
+        engine={"api": {"full_version": "4.5.5-1.el8"}},
+    )
     lv = json.loads(json.dumps(after["libvirt"]))
     lv["hypervisor_version"] = "8.0.0"
     lv["capabilities"]["guests"][0]["machines"] = ["pc-q35-8.0", "pc-i440fx-7.2"]
@@ -115,12 +203,22 @@ def test_compare_host_names_every_kind_of_change() -> None:
     lv["domcapabilities"]["kvm"]["usable_cpu_models"] = ["Haswell"]
     lv["domcapabilities"]["kvm"]["features"] = []
     after["libvirt"] = lv
-    result = compare_host({"facts": _facts(), "verdicts": {"cpu.hw-virt": "pass", "libvirt.connect": "pass", "cpu.tdx": "skip"}},
-                          {"facts": after, "verdicts": {"cpu.hw-virt": "warn", "libvirt.connect": "pass", "cpu.tdx": "pass"}})
+    result = compare_host(
+        {
+            "facts": _facts(),
+            "verdicts": {"cpu.hw-virt": "pass", "libvirt.connect": "pass", "cpu.tdx": "skip"},
+        },
+        {"facts": after, "verdicts": {"cpu.hw-virt": "warn", "libvirt.connect": "pass", "cpu.tdx": "pass"}},
+    )
     versions = {v["component"]: (v["before"], v["after"]) for v in result["versions"]}
-    assert versions == {"kernel": ("6.1.0-18-amd64", "6.1.0-21-amd64"), "qemu": ("7.2.0", "8.0.0"),
-                        "package qemu-system-x86": ("1:7.2", "1:8.0"), "package ovmf": ("(not installed)", "2023"),
-                        "vdsm": ("4.50.3-1", "4.50.5-1"), "engine": ("4.5.4-1.el8", "4.5.5-1.el8")}
+    assert versions == {
+        "kernel": ("6.1.0-18-amd64", "6.1.0-21-amd64"),
+        "qemu": ("7.2.0", "8.0.0"),
+        "package qemu-system-x86": ("1:7.2", "1:8.0"),
+        "package ovmf": ("(not installed)", "2023"),
+        "vdsm": ("4.50.3-1", "4.50.5-1"),
+        "engine": ("4.5.4-1.el8", "4.5.5-1.el8"),
+    }
     caps = {c["kind"]: (c["gained"], c["lost"]) for c in result["capabilities"]}
     assert caps["CPU flags"] == (["avx512f"], ["aes"])
     assert caps["machine types"] == (["x86_64/pc-q35-8.0"], ["x86_64/pc-q35-7.2"])
@@ -129,8 +227,15 @@ def test_compare_host_names_every_kind_of_change() -> None:
     assert caps["kvm features"] == ([], ["sev"])
     assert caps["vdsm CPU models"] == ([], ["Haswell"])
     assert result["regressions"] == [{"check_id": "cpu.hw-virt", "before": "pass", "after": "warn"}]
-    line = comparison_lines(compare({"hosts": {"h": {"facts": _facts(), "verdicts": {"cpu.hw-virt": "pass"}}}},
-                                    {"h": {"facts": after, "verdicts": {"cpu.hw-virt": "warn"}}, "new": {"facts": {}, "verdicts": {}}}))
+    line = comparison_lines(
+        compare(
+            {"hosts": {"h": {"facts": _facts(), "verdicts": {"cpu.hw-virt": "pass"}}}},
+            {
+                "h": {"facts": after, "verdicts": {"cpu.hw-virt": "warn"}},
+                "new": {"facts": {}, "verdicts": {}},
+            },
+        )
+    )
     assert "REGRESSIONS: cpu.hw-virt pass -> warn" in line[0] and line[1].startswith("new: new")
 
 

@@ -20,7 +20,11 @@ from tests.support.suite import ROOT, run_suite
 def _results(path: Path, host: str, verdicts: dict[str, Verdict], started: float, **sections: object) -> Path:
     r = RunResults(started=started)
     for check_id, verdict in verdicts.items():
-        r.add(Finding(host, check_id.split(".")[0], check_id, check_id, Level.FAIL, verdict, f"{check_id} on {host}"))
+        r.add(
+            Finding(
+                host, check_id.split(".")[0], check_id, check_id, Level.FAIL, verdict, f"{check_id} on {host}"
+            )
+        )
     r.hosts[host] = {"url": f"ssh://qa@{host}", "round_trips": {"ssh_commands": 1, "libvirt_connections": 1}}
     r.sections.update(sections)
     r.write(path)
@@ -28,7 +32,9 @@ def _results(path: Path, host: str, verdicts: dict[str, Verdict], started: float
 
 
 def _kvmqa(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kvmqa", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kvmqa", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture()
@@ -36,13 +42,34 @@ def three_runs(tmp_path: Path) -> list[Path]:
     """One real run (this machine, through pytest) and two recorded on other hosts."""
     real = run_suite(tmp_path / "local", paths=("suites/test_00_reach.py", "suites/test_20_packages.py"))
     assert (real.reports / "results.json").is_file(), real.stdout[-1500:]
-    hv2 = _results(tmp_path / "hv2.json", "hv2", {"reach.probe": Verdict.PASS, "cpu.hw-virt": Verdict.FAIL}, 1_700_000_000,
-                   baseline_comparison={"baseline": "b.json", "baseline_created": "x", "regressions": 1, "changed_hosts": ["hv2"],
-                                        "hosts": {"hv2": {"status": "compared", "versions": [], "capabilities": [],
-                                                          "regressions": [{"check_id": "cpu.hw-virt", "before": "pass",
-                                                                           "after": "fail"}],
-                                                          "improvements": [], "unavailable": []}}})
-    hv3 = _results(tmp_path / "hv3.json", "hv3", {"reach.probe": Verdict.PASS, "cpu.hw-virt": Verdict.WAIVED}, 1_700_000_100)
+    hv2 = _results(
+        tmp_path / "hv2.json",
+        "hv2",
+        {"reach.probe": Verdict.PASS, "cpu.hw-virt": Verdict.FAIL},
+        1_700_000_000,
+        baseline_comparison={
+            "baseline": "b.json",
+            "baseline_created": "x",
+            "regressions": 1,
+            "changed_hosts": ["hv2"],
+            "hosts": {
+                "hv2": {
+                    "status": "compared",
+                    "versions": [],
+                    "capabilities": [],
+                    "regressions": [{"check_id": "cpu.hw-virt", "before": "pass", "after": "fail"}],
+                    "improvements": [],
+                    "unavailable": [],
+                }
+            },
+        },
+    )
+    hv3 = _results(
+        tmp_path / "hv3.json",
+        "hv3",
+        {"reach.probe": Verdict.PASS, "cpu.hw-virt": Verdict.WAIVED},
+        1_700_000_100,
+    )
     return [real.reports / "results.json", hv2, hv3]
 
 
@@ -57,9 +84,13 @@ def test_merge_three_runs_into_one_report(tmp_path: Path, three_runs: list[Path]
     assert data["baseline_comparison"]["regressions"] == 1
     assert [s["hosts"] for s in data["merged_from"]] == [["hv2"], ["hv3"], ["local"]]
     assert len(data["results"]) == len(json.loads(three_runs[0].read_text())["results"]) + 4
-    assert RunResults.load(out / "results.json").matrix() == data["matrix"]  # the merged file is a results.json again
+    assert (
+        RunResults.load(out / "results.json").matrix() == data["matrix"]
+    )  # the merged file is a results.json again
     html = (out / "report.html").read_text()
-    assert html.index('id="kvmqa-matrix"') < min(html.index('id="kvmqa-merged"'), html.index('id="kvmqa-baseline"'))
+    assert html.index('id="kvmqa-matrix"') < min(
+        html.index('id="kvmqa-merged"'), html.index('id="kvmqa-baseline"')
+    )
     assert 'id="kvmqa-hv3-cpu"' in html and "REGRESSION" in html
     assert re.search(r"hv3\s+PASS\s+WAIVED", proc.stdout)  # the terminal matrix
     if find_browser():

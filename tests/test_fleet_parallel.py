@@ -17,7 +17,12 @@ from kvmqa.report.screenshot import find_browser, png_size, rendered_dom, screen
 from tests.support.fleet import Fleet, start_fleet
 from tests.support.suite import SuiteRun, run_suite
 
-STAGES = ("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_20_packages.py", "suites/test_30_libvirt.py")
+STAGES = (
+    "suites/test_00_reach.py",
+    "suites/test_10_cpu.py",
+    "suites/test_20_packages.py",
+    "suites/test_30_libvirt.py",
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +36,44 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 def fleet_run(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory, libvirtd: None) -> SuiteRun:
     work = tmp_path_factory.mktemp("fleet-run")
     first = fleet.names()[0]
-    (work / "profile.yaml").write_text("name: fleet-test\nmin_cpus: 512\n")  # cpu.host-cpus fails on every host
+    (work / "profile.yaml").write_text(
+        "name: fleet-test\nmin_cpus: 512\n"
+    )  # cpu.host-cpus fails on every host
     (work / "waivers.yaml").write_text(
         "waivers:\n"
-        f"  - {{check: 'cpu.*', hosts: ['{first}'], justification: 'CI VM, tracked in LAB-1', expires: 2099-01-01}}\n"
-        f"  - {{check: cpu.host-cpus, hosts: ['127.0.0.1:*'], justification: 'old excuse', expires: 2001-02-03}}\n"
+        f"  - {{check: 'cpu.*', hosts: ['{first}'], justification: 'CI VM, tracked in LAB-1', expires: "
+        f"2099-01-01}}\n"
+        f"  - {{check: cpu.host-cpus, hosts: ['127.0.0.1:*'], justification: 'old excuse', expires: "
+        f"2001-02-03}}\n"
     )
-    return run_suite(work / "reports", "-v", "-v", "-n", "2", "--dist", "loadgroup", "--hosts", fleet.hosts_arg(unreachable=True, wrong_key=True, silent=True),
-                     *fleet.args(), "--profile", str(work / "profile.yaml"), "--waivers", str(work / "waivers.yaml"),
-                     paths=STAGES, timeout=240)
+    return run_suite(
+        work / "reports",
+        "-v",
+        "-v",
+        "-n",
+        "2",
+        "--dist",
+        "loadgroup",
+        "--hosts",
+        fleet.hosts_arg(unreachable=True, wrong_key=True, silent=True),
+        *fleet.args(),
+        "--profile",
+        str(work / "profile.yaml"),
+        "--waivers",
+        str(work / "waivers.yaml"),
+        paths=STAGES,
+        timeout=240,
+    )
 
 
 def test_every_host_is_in_the_results_and_the_run_fails(fleet: Fleet, fleet_run: SuiteRun) -> None:
     results = fleet_run.results
-    expected = [*fleet.names(), f"127.0.0.1:{fleet.wrong_key_server.port}", f"127.0.0.1:{fleet.closed_port}",
-                fleet.silent_url.rsplit("@", 1)[1]]
+    expected = [
+        *fleet.names(),
+        f"127.0.0.1:{fleet.wrong_key_server.port}",
+        f"127.0.0.1:{fleet.closed_port}",
+        fleet.silent_url.rsplit("@", 1)[1],
+    ]
     assert sorted(results["matrix"]) == sorted(expected), fleet_run.stdout[-3000:]
     assert sorted(results["hosts"]) == sorted(expected)
     assert fleet_run.rc == 1, fleet_run.stdout[-2000:]
@@ -54,7 +82,11 @@ def test_every_host_is_in_the_results_and_the_run_fails(fleet: Fleet, fleet_run:
 
 def test_each_host_runs_on_one_worker_in_stage_order(fleet: Fleet, fleet_run: SuiteRun) -> None:
     """--dist loadgroup: a host's stages stay together (one probe per host) and in order; hosts spread out."""
-    lines = re.findall(r"^\[(gw\d+)\] \[\s*\d+%\] \w+ suites/test_(\d\d)_\w+\.py::test_\w+\[([^\]]+)\]", fleet_run.stdout, re.M)
+    lines = re.findall(
+        r"^\[(gw\d+)\] \[\s*\d+%\] \w+ suites/test_(\d\d)_\w+\.py::test_\w+\[([^\]]+)\]",
+        fleet_run.stdout,
+        re.M,
+    )
     assert lines, fleet_run.stdout[-2000:]
     workers: dict[str, set[str]] = {}
     stages: dict[str, list[str]] = {}
@@ -72,7 +104,9 @@ def test_good_hosts_are_fully_checked_in_two_round_trips(fleet: Fleet, fleet_run
     for host in fleet.names():
         mine = fleet_run.findings(host)
         assert mine[(host, "reach.probe")]["verdict"] == "pass"
-        assert mine[(host, "libvirt.connect")]["verdict"] == "pass", mine[(host, "libvirt.connect")]["message"]
+        assert mine[(host, "libvirt.connect")]["verdict"] == "pass", mine[(host, "libvirt.connect")][
+            "message"
+        ]
         assert not [f for f in mine.values() if "unreachable" in f["message"]]
         assert results["matrix"][host]["packages"] in ("pass", "warn")
         # the probe and the libvirt connection: measured on the worker, carried to the controller
@@ -82,9 +116,11 @@ def test_good_hosts_are_fully_checked_in_two_round_trips(fleet: Fleet, fleet_run
 
 
 def test_each_bad_host_gets_one_clear_error_and_stops_nobody(fleet: Fleet, fleet_run: SuiteRun) -> None:
-    bad = {f"127.0.0.1:{fleet.closed_port}": "Connection refused",
-           f"127.0.0.1:{fleet.wrong_key_server.port}": "host key verification failed",
-           fleet.silent_url.rsplit("@", 1)[1]: "timed out"}
+    bad = {
+        f"127.0.0.1:{fleet.closed_port}": "Connection refused",
+        f"127.0.0.1:{fleet.wrong_key_server.port}": "host key verification failed",
+        fleet.silent_url.rsplit("@", 1)[1]: "timed out",
+    }
     for host, reason in bad.items():
         mine = fleet_run.findings(host)
         failures = [f for f in mine.values() if f["verdict"] in ("fail", "error")]

@@ -19,7 +19,12 @@ PROFILES = Path(__file__).resolve().parents[1] / "fixtures" / "profiles"
 def test_acceptance_is_strict_and_emulation_lab_is_lenient() -> None:
     acceptance = load_profile(PROFILES / "acceptance.yaml", builtin().columns())
     lab = load_profile(PROFILES / "emulation-lab.yaml", builtin().columns())
-    assert (acceptance.name, acceptance.kvm, acceptance.allow_emulation, acceptance.ovmf) == ("acceptance", Level.FAIL, False, Level.FAIL)
+    assert (acceptance.name, acceptance.kvm, acceptance.allow_emulation, acceptance.ovmf) == (
+        "acceptance",
+        Level.FAIL,
+        False,
+        Level.FAIL,
+    )
     assert acceptance.min_versions == {"libvirt": "8.0.0", "qemu": "6.2.0"}
     assert (lab.name, lab.kvm, lab.allow_emulation) == ("emulation-lab", Level.WARN, True)
     # a VM without VT-x (recorded): KVM missing fails acceptance and only warns in the emulation lab
@@ -30,17 +35,20 @@ def test_acceptance_is_strict_and_emulation_lab_is_lenient() -> None:
     assert strict["cpu.host-cpus"] == Verdict.FAIL and lenient["cpu.host-cpus"] == Verdict.PASS  # 4 vs 1 CPUs
 
 
-@pytest.mark.parametrize(("text", "field"), [
-    ("kvm: maybe\n", "kvm"),
-    ("allow_emulation: 'yes'\n", "allow_emulation"),
-    ("min_memory_gib: -1\n", "min_memory_gib"),
-    ("min_cpus: 2.5\n", "min_cpus"),
-    ("nested: always\n", "nested"),
-    ("min_versions: [qemu, libvirt]\n", "min_versions"),
-    ("extra_packages: {debian: ovmf}\n", "extra_packages"),
-    ("first_vm: 60\n", "first_vm"),
-    ("name: x\nkvm_level: warn\n", "kvm_level"),
-])
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("kvm: maybe\n", "kvm"),
+        ("allow_emulation: 'yes'\n", "allow_emulation"),
+        ("min_memory_gib: -1\n", "min_memory_gib"),
+        ("min_cpus: 2.5\n", "min_cpus"),
+        ("nested: always\n", "nested"),
+        ("min_versions: [qemu, libvirt]\n", "min_versions"),
+        ("extra_packages: {debian: ovmf}\n", "extra_packages"),
+        ("first_vm: 60\n", "first_vm"),
+        ("name: x\nkvm_level: warn\n", "kvm_level"),
+    ],
+)
 def test_malformed_profiles_name_the_file_and_the_field(tmp_path: Path, text: str, field: str) -> None:
     path = tmp_path / "lab.yaml"
     path.write_text(text)

@@ -1,4 +1,5 @@
-"""Waivers: valid ones turn FAIL/WARN into WAIVED, expired ones stop applying, malformed files name file and field."""
+"""Waivers: valid ones turn FAIL/WARN into WAIVED, expired ones stop applying, malformed files name file and
+field."""
 
 from __future__ import annotations
 
@@ -27,40 +28,79 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_a_valid_waiver_excuses_named_checks_on_matching_hosts(tmp_path: Path) -> None:
-    waivers = load_waivers(write(tmp_path, "waivers:\n  - check: 'cpu.*'\n    hosts: ['lab-*', hv1]\n"
-                                           "    justification: nested lab\n    expires: 2026-06-01\n    owner: qa\n"))
+    waivers = load_waivers(
+        write(
+            tmp_path,
+            "waivers:\n  - check: 'cpu.*'\n    hosts: ['lab-*', hv1]\n"
+            "    justification: nested lab\n    expires: 2026-06-01\n    owner: qa\n",
+        )
+    )
     f = waive(finding(), waivers, TODAY)  # the expiry day itself still counts
-    assert f.verdict == Verdict.WAIVED and f.waiver["justification"] == "nested lab" and f.waiver["original_verdict"] == "fail"
+    assert (
+        f.verdict == Verdict.WAIVED
+        and f.waiver["justification"] == "nested lab"
+        and f.waiver["original_verdict"] == "fail"
+    )
     assert not f.is_failure
     assert waive(finding("lab-3", verdict=Verdict.WARN), waivers, TODAY).verdict == Verdict.WAIVED
     assert waive(finding("prod-1"), waivers, TODAY).verdict == Verdict.FAIL
     assert waive(finding(check_id="libvirt.connect"), waivers, TODAY).verdict == Verdict.FAIL
-    for kept in (Verdict.ERROR, Verdict.SKIP, Verdict.PASS):  # could not run / not evaluated / fine: never waived
+    for kept in (
+        Verdict.ERROR,
+        Verdict.SKIP,
+        Verdict.PASS,
+    ):  # could not run / not evaluated / fine: never waived
         assert waive(finding(verdict=kept), waivers, TODAY).verdict == kept
 
 
 def test_an_expired_waiver_stops_applying_and_is_reported(tmp_path: Path) -> None:
-    waivers = load_waivers(write(tmp_path, "- {check: cpu.hw-virt, hosts: hv1, justification: old, expires: 2026-05-31}\n"))
+    waivers = load_waivers(
+        write(tmp_path, "- {check: cpu.hw-virt, hosts: hv1, justification: old, expires: 2026-05-31}\n")
+    )
     f = waive(finding(), waivers, TODAY)
     assert f.verdict == Verdict.FAIL and f.waiver is None
     assert f.details["expired_waivers"][0]["expires"] == "2026-05-31"
     summary = waiver_summary(waivers, [f], TODAY)
     assert summary["waivers"][0]["expired"] and summary["waivers"][0]["would_apply_to"] == ["hv1 cpu.hw-virt"]
-    assert "EXPIRED on 2026-05-31" in summary["warnings"][0] and "would have waived hv1 cpu.hw-virt" in summary["warnings"][0]
+    assert (
+        "EXPIRED on 2026-05-31" in summary["warnings"][0]
+        and "would have waived hv1 cpu.hw-virt" in summary["warnings"][0]
+    )
 
 
-@pytest.mark.parametrize(("text", "field", "line"), [
-    ("waivers:\n  - {check: cpu.hw-virt, hosts: [h], justification: x, expires: soon}\n", "expires", 2),
-    ("waivers:\n  - {check: cpu.hw-virt, hosts: [h], justification: x, expires: 2026-13-01}\n", "expires", 2),
-    ("waivers:\n  - check: cpu.hw-virt\n    hosts: [h]\n    expires: 2027-01-01\n", "justification", 2),
-    ("waivers:\n  - {check: cpu.hw-virt, hosts: [h], justification: '  ', expires: 2027-01-01}\n", "justification", 2),
-    ("waivers:\n  - {check: cpu.hw-virt, hosts: [1, 2], justification: x, expires: 2027-01-01}\n", "hosts", 2),
-    ("waivers:\n  - {check: [cpu.a], hosts: h, justification: x, expires: 2027-01-01}\n", "check", 2),
-    ("waivers:\n  - {check: cpu.a, hosts: h, justification: x, expires: 2027-01-01}\n"
-     "  - {check: cpu.b, host: h, justification: x, expires: 2027-01-01}\n", "host", 3),
-    ("waivers: {check: cpu.a}\n", "waivers", None),
-])
-def test_malformed_waivers_name_the_file_and_the_field(tmp_path: Path, text: str, field: str, line: int | None) -> None:
+@pytest.mark.parametrize(
+    ("text", "field", "line"),
+    [
+        ("waivers:\n  - {check: cpu.hw-virt, hosts: [h], justification: x, expires: soon}\n", "expires", 2),
+        (
+            "waivers:\n  - {check: cpu.hw-virt, hosts: [h], justification: x, expires: 2026-13-01}\n",
+            "expires",
+            2,
+        ),
+        ("waivers:\n  - check: cpu.hw-virt\n    hosts: [h]\n    expires: 2027-01-01\n", "justification", 2),
+        (
+            "waivers:\n  - {check: cpu.hw-virt, hosts: [h], justification: '  ', expires: 2027-01-01}\n",
+            "justification",
+            2,
+        ),
+        (
+            "waivers:\n  - {check: cpu.hw-virt, hosts: [1, 2], justification: x, expires: 2027-01-01}\n",
+            "hosts",
+            2,
+        ),
+        ("waivers:\n  - {check: [cpu.a], hosts: h, justification: x, expires: 2027-01-01}\n", "check", 2),
+        (
+            "waivers:\n  - {check: cpu.a, hosts: h, justification: x, expires: 2027-01-01}\n"
+            "  - {check: cpu.b, host: h, justification: x, expires: 2027-01-01}\n",
+            "host",
+            3,
+        ),
+        ("waivers: {check: cpu.a}\n", "waivers", None),
+    ],
+)
+def test_malformed_waivers_name_the_file_and_the_field(
+    tmp_path: Path, text: str, field: str, line: int | None
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(WaiverError) as err:
         load_waivers(path)

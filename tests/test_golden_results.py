@@ -1,12 +1,17 @@
-"""Behaviour pinned across refactors: results.json for every recorded host in fixtures/facts/ (and every recorded
+"""Behaviour pinned across refactors: results.json for every recorded host in fixtures/facts/ (and every
+recorded
 first VM in fixtures/first_vm/) is compared, finding by finding, with tests/golden/<case>.json.
 
 The goldens were written by the code before the one-stage-one-folder redesign (issue 12). A verdict, message,
-hint, level, stage or detail that changes fails here, naming the case and the check. After a deliberate change of
-behaviour, rewrite them with `KVMQA_GOLDEN_WRITE=1 ./run tests tests/test_golden_results.py` and review the diff.
+hint, level, stage or detail that changes fails here, naming the case and the check. After a deliberate change
+of
+behaviour, rewrite them with `KVMQA_GOLDEN_WRITE=1 ./run tests tests/test_golden_results.py` and review the
+diff.
 
-Each case runs through the same path a suite run takes (a HostSession: stage gates, cross-stage requires, roles,
-waiver-free), over recorded facts only: no gatherer reaches a host (the libvirt and first_vm sections are given).
+Each case runs through the same path a suite run takes (a HostSession: stage gates, cross-stage requires,
+roles,
+waiver-free), over recorded facts only: no gatherer reaches a host (the libvirt and first_vm sections are
+given).
 """
 
 from __future__ import annotations

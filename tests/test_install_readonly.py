@@ -1,4 +1,5 @@
-"""Verify mode (the default) and --plan change nothing on the target: real runs of the suites on this machine."""
+"""Verify mode (the default) and --plan change nothing on the target: real runs of the suites on this
+machine."""
 
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ def test_verify_and_plan_are_read_only(tmp_path: Path) -> None:
     assert verify["actions"] == [] and not any(f["stage"] == "install" for f in verify["results"])
     assert diff(before, after_verify) == {}
     assert plan["actions"], "--plan reports every step (planned or already satisfied)"
-    assert {a["status"] for a in plan["actions"]} <= {"planned", "already-satisfied", "refused", "skipped", "failed"}
+    assert {a["status"] for a in plan["actions"]} <= {
+        "planned",
+        "already-satisfied",
+        "refused",
+        "skipped",
+        "failed",
+    }
     assert all(a["rc"] is None for a in plan["actions"]), "plan mode ran a command"
     assert diff(before, after_plan) == {}

@@ -1,4 +1,5 @@
-"""A failed install step is as severe as the verify checks it serves (modules: kvm -> profile, vhost_net -> warn)."""
+"""A failed install step is as severe as the verify checks it serves (modules: kvm -> profile, vhost_net ->
+warn)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ def test_severity_follows_the_profile_for_kvm_and_warns_for_vhost_net() -> None:
     assert severity(f, Profile(kvm=Level.WARN)) == "warn"
     only_vhost = facts("debian12-pvm", modules="source=/proc/modules\nkvm\nkvm_amd\n@sysmodule\nkvm\nkvm_amd")
     assert severity(only_vhost, Profile()) == "warn"
-    no_tun = facts("debian12-pvm", modules="source=/proc/modules\nkvm\nkvm_amd\nvhost_net",
-                   devices="/dev/kvm|character special file|660|root|kvm\n/dev/net/tun|missing")
+    no_tun = facts(
+        "debian12-pvm",
+        modules="source=/proc/modules\nkvm\nkvm_amd\nvhost_net",
+        devices="/dev/kvm|character special file|660|root|kvm\n/dev/net/tun|missing",
+    )
     assert severity(no_tun, Profile(kvm=Level.WARN)) == "fail"
 
 

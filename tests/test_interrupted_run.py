@@ -64,10 +64,24 @@ def test_sigint_while_the_first_vm_boots_is_recorded_everywhere_and_leaves_nothi
 
     conn = libvirt.open("qemu:///system")
     before = kvmqa_objects(conn)
-    cmd = [sys.executable, "-m", "pytest", "suites/test_00_reach.py", FIRST_VM, "--allow-emulation",
-           "--reports-dir", str(tmp_path), "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
-    child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ})
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "suites/test_00_reach.py",
+        FIRST_VM,
+        "--allow-emulation",
+        "--reports-dir",
+        str(tmp_path),
+        "-q",
+        "-p",
+        "no:randomly",
+        "-p",
+        "no:cacheprovider",
+    ]
+    child = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ}
+    )
     try:
         guest = new_running_domain(conn, before, timeout=120)
         at_sigint = kvmqa_objects(conn) - before  # this run's objects (and any a parallel run has right now)
@@ -94,8 +108,14 @@ def test_sigint_while_the_first_vm_boots_is_recorded_everywhere_and_leaves_nothi
     assert sorted(cleanup["removed"]) == sorted(cleanup["created"])
     assert any(x.startswith("network kvmqa-") for x in cleanup["removed"])
     first_vm_checks = len(builtin().get("first_vm").checks.ids())
-    assert record["not_run"] == [{"host": "local", "checks": first_vm_checks - 1,
-                                  "by_stage": {"first_vm": first_vm_checks - 1}, "stages_never_started": []}]
+    assert record["not_run"] == [
+        {
+            "host": "local",
+            "checks": first_vm_checks - 1,
+            "by_stage": {"first_vm": first_vm_checks - 1},
+            "stages_never_started": [],
+        }
+    ]
     assert ("local", "reach.probe") in run.findings()  # what finished before the signal is still reported
 
     # nothing left on the host, read through libvirt, not through the report
@@ -142,21 +162,33 @@ def test_two_hosts_cut_short_in_first_vm_count_what_never_started() -> None:
     rec = recorder(["hv1", "hv2"])
     first_vm = builtin().get("first_vm").checks.ids()
     rec.selected = [f"suites/test_00_reach.py::test_reach[{h}-reach.probe]" for h in ("hv1", "hv2")]
-    rec.selected += [f"suites/test_60_first_vm.py::test_first_vm[{h}-{c}]"
-                     for h in ("hv1", "hv2") for c in first_vm]
+    rec.selected += [
+        f"suites/test_60_first_vm.py::test_first_vm[{h}-{c}]" for h in ("hv1", "hv2") for c in first_vm
+    ]
     rec.started = dict.fromkeys(rec.selected[:3])  # both probes, then hv1's first first_vm check
     rec.finished = set(rec.selected[:2])
-    evidence = {"guest": {"name": "kvmqa-kvm-hv1-abc123", "outcome": "interrupted", "stopped_by": "kvmqa"},
-                "created": ["network kvmqa-net-1", "domain kvmqa-kvm-hv1-abc123"],
-                "removed": ["network kvmqa-net-1", "domain kvmqa-kvm-hv1-abc123"], "leftovers": []}
+    evidence = {
+        "guest": {"name": "kvmqa-kvm-hv1-abc123", "outcome": "interrupted", "stopped_by": "kvmqa"},
+        "created": ["network kvmqa-net-1", "domain kvmqa-kvm-hv1-abc123"],
+        "removed": ["network kvmqa-net-1", "domain kvmqa-kvm-hv1-abc123"],
+        "leftovers": [],
+    }
     record = rec.record(StageInterrupted(evidence, "hv1", "first_vm"))
     assert record.signal == "" and record.reason == "KeyboardInterrupt"  # no SIGINT seen: raised in code
-    assert record.in_flight == [{"test": rec.selected[2], "host": "hv1", "stage": "first_vm",
-                                 "check": first_vm[0], "cleanup": evidence}]
+    assert record.in_flight == [
+        {
+            "test": rec.selected[2],
+            "host": "hv1",
+            "stage": "first_vm",
+            "check": first_vm[0],
+            "cleanup": evidence,
+        }
+    ]
     n = len(first_vm)
     assert record.not_run == [
         {"host": "hv1", "checks": n - 1, "by_stage": {"first_vm": n - 1}, "stages_never_started": []},
-        {"host": "hv2", "checks": n, "by_stage": {"first_vm": n}, "stages_never_started": ["first_vm"]}]
+        {"host": "hv2", "checks": n, "by_stage": {"first_vm": n}, "stages_never_started": ["first_vm"]},
+    ]
     lines = record.lines()
     assert lines[1] == f"in flight: host hv1 stage first_vm check {first_vm[0]}"
     assert lines[2].startswith("first_vm objects removed: network kvmqa-net-1, domain kvmqa-kvm-hv1-abc123")
@@ -164,15 +196,21 @@ def test_two_hosts_cut_short_in_first_vm_count_what_never_started() -> None:
 
 
 def test_the_record_survives_results_json_and_tops_the_html(tmp_path: Path) -> None:
-    record = Interruption("2026-12-01T10:00:06Z", "SIGINT", "KeyboardInterrupt",
-                          in_flight=[{"host": "hv1", "stage": "cpu", "check": "cpu.hw-virt", "test": "t"}])
+    record = Interruption(
+        "2026-12-01T10:00:06Z",
+        "SIGINT",
+        "KeyboardInterrupt",
+        in_flight=[{"host": "hv1", "stage": "cpu", "check": "cpu.hw-virt", "test": "t"}],
+    )
     results = RunResults(interruption=record)
     results.write(tmp_path / "results.json")
     loaded = RunResults.load(tmp_path / "results.json")
     assert loaded.interruption == record
     html = summary_html(loaded)
     assert html.index('id="kvmqa-interrupted"') < html.index("Hosts × stages")
-    assert ("RUN INTERRUPTED: interrupted at 2026-12-01T10:00:06Z (SIGINT: KeyboardInterrupt); in flight: "
-            "host hv1 stage cpu check cpu.hw-virt; not run: nothing (every selected check started)") in html
+    assert (
+        "RUN INTERRUPTED: interrupted at 2026-12-01T10:00:06Z (SIGINT: KeyboardInterrupt); in flight: "
+        "host hv1 stage cpu check cpu.hw-virt; not run: nothing (every selected check started)"
+    ) in html
     assert RunResults().to_json()["interrupted"] is False
     assert "kvmqa-interrupted" not in summary_html(RunResults())

@@ -28,19 +28,28 @@ from tests.lab.cluster import (
 pytestmark = pytest.mark.lab
 
 
+@pytest.mark.lab_slow
 def test_a_mixed_lab_bookworm_max_and_trixie_opteron_g5(lab_cluster_factory: Any) -> None:
-    """First in this module, so its two hosts are gone before lab_cluster boots (two hosts at a time).
+    """lab_slow: last passed 2026-12-07 (5 min 47 s on its own). First in this module, so its two hosts are
+    gone before lab_cluster boots (two hosts at a time).
     What libvirt says across the two releases and CPU models (measured 2026-12-07; the truth later work uses):
     bookworm's libvirt 9.0 cannot compute the baseline ("Unknown CPU feature overflow-recov", a feature only
     trixie's libvirt 11.3 reports); trixie's computes qemu64 with svm and npt, and both hosts' CPUs are a
     superset of it. Opteron_G5 under TCG (noxsave) is host-model Opteron_G5 with xsave, avx, fma, xop, fma4
     and tbm disabled."""
     with lab_cluster_factory(("bookworm", "trixie"), ("max", "Opteron_G5")) as lab:
-        assert lab["lab1"].sudo("virsh -c qemu+ssh://root@lab2/system hostname < /dev/null",
-                                check=True, timeout=180).stdout.strip() == "lab2"
+        assert (
+            lab["lab1"]
+            .sudo("virsh -c qemu+ssh://root@lab2/system hostname < /dev/null", check=True, timeout=180)
+            .stdout.strip()
+            == "lab2"
+        )
         facts = _report(cpu_facts(lab))
-        host_model = lab["lab2"].sudo("virsh domcapabilities | grep -A40 \"<mode name='host-model'\"",
-                                      check=True).stdout
+        host_model = (
+            lab["lab2"]
+            .sudo("virsh domcapabilities | grep -A40 \"<mode name='host-model'\"", check=True)
+            .stdout
+        )
     assert "daemon: 9.0.0" in facts.versions["lab1"] and "hypervisor: QEMU 7.2" in facts.versions["lab1"]
     assert "daemon: 11.3.0" in facts.versions["lab2"] and "hypervisor: QEMU 10.0" in facts.versions["lab2"]
     assert facts.baselines["lab1"][0] != 0 and "overflow-recov" in facts.baselines["lab1"][1]
@@ -61,8 +70,10 @@ def test_each_host_reaches_the_other_by_name_on_the_segment(lab_cluster: Lab) ->
         assert host.run("hostname", check=True).stdout.strip() == source
         assert host.run(f"getent hosts {peer}", check=True).stdout.split()[0] == segment_address(index)
         # TCP to the peer's sshd by name (no ping in the image); the route is the segment, not the slirp NIC
-        connect = (f"import socket; s = socket.create_connection(('{peer}', 22), 10); "
-                   "print(s.getpeername()[0], s.recv(64).decode().strip())")
+        connect = (
+            f"import socket; s = socket.create_connection(('{peer}', 22), 10); "
+            "print(s.getpeername()[0], s.recv(64).decode().strip())"
+        )
         out = host.run(f"python3 -c {shlex.quote(connect)}", check=True).stdout.split()
         assert out[0] == segment_address(index) and out[1].startswith("SSH-2.0-OpenSSH"), out
         route = host.run(f"ip -4 route get {segment_address(index)}", check=True).stdout
@@ -75,8 +86,12 @@ def test_root_reaches_the_peer_libvirt_over_qemu_ssh_without_a_prompt(lab_cluste
         proc = host.sudo(f"virsh -c qemu+ssh://root@{peer}/system version < /dev/null", timeout=180)
         assert proc.returncode == 0, proc.stderr
         assert "Running hypervisor: QEMU" in proc.stdout, proc.stdout
-        assert host.sudo(f"virsh -c qemu+ssh://root@{peer}/system hostname < /dev/null",
-                         check=True, timeout=180).stdout.strip() == peer
+        assert (
+            host.sudo(
+                f"virsh -c qemu+ssh://root@{peer}/system hostname < /dev/null", check=True, timeout=180
+            ).stdout.strip()
+            == peer
+        )
         # the lab user trusts its peers as well (keys and known host keys, BatchMode: never a prompt)
         assert host.run(f"ssh -o BatchMode=yes {peer} hostname", check=True).stdout.strip() == peer
 
@@ -87,8 +102,9 @@ def test_a_file_written_into_the_shared_pool_on_lab1_is_read_back_on_lab2(lab_cl
     try:
         lab1.sudo(f"echo {text} > {SHARED_TARGET}/{name}", check=True)
         assert lab2.sudo(f"cat {SHARED_TARGET}/{name}", check=True).stdout.strip() == text
-        volumes = lab2.sudo(f"virsh pool-refresh {SHARED_POOL} >/dev/null && virsh -q vol-list {SHARED_POOL}",
-                            check=True).stdout
+        volumes = lab2.sudo(
+            f"virsh pool-refresh {SHARED_POOL} >/dev/null && virsh -q vol-list {SHARED_POOL}", check=True
+        ).stdout
         assert name in volumes, volumes
         for host in (lab1, lab2):
             mount = host.sudo(f"findmnt -n -o SOURCE,FSTYPE {SHARED_TARGET}", check=True).stdout.split()
@@ -111,7 +127,8 @@ def test_the_guest_network_is_active_on_both_with_one_definition(lab_cluster: La
 
 
 def test_the_hosts_have_a_migratable_cpu_baseline_each_host_runs(
-        lab_cluster: Lab, tmp_path_factory: pytest.TempPathFactory) -> None:
+    lab_cluster: Lab, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     facts = _report(cpu_facts(lab_cluster))
     (tmp_path_factory.mktemp("cpu") / "baseline.xml").write_text(facts.baseline_xml)
     assert all(status == 0 for status, _ in facts.baselines.values()), facts.baselines
@@ -121,9 +138,11 @@ def test_the_hosts_have_a_migratable_cpu_baseline_each_host_runs(
 
 def _report(facts: CpuFacts) -> CpuFacts:
     """Print what the lab's libvirts say (the truth later work compares with)."""
-    print(f"\nbaseline (computed on {facts.computed_on}): model {facts.model}, "
-          f"{len(facts.features)} features required: {' '.join(facts.features)}; "
-          f"disabled: {' '.join(facts.disabled) or 'none'}")
+    print(
+        f"\nbaseline (computed on {facts.computed_on}): model {facts.model}, "
+        f"{len(facts.features)} features required: {' '.join(facts.features)}; "
+        f"disabled: {' '.join(facts.disabled) or 'none'}"
+    )
     for name, (status, text) in facts.baselines.items():
         print(f"{name}: hypervisor-cpu-baseline exit {status}" + (f": {text}" if status else ""))
     for name, (status, sentence) in facts.compare.items():
@@ -138,8 +157,12 @@ def test_teardown_leaves_nothing_named_kvmqa_and_the_cluster_comes_back(lab_clus
     try:
         for host in lab_cluster.hosts:
             assert leftovers(host) == [], host.name
-        assert lab_cluster["lab1"].sudo("virsh -c qemu+ssh://root@lab2/system version < /dev/null",
-                                        timeout=120).returncode != 0  # the trust is gone too
+        assert (
+            lab_cluster["lab1"]
+            .sudo("virsh -c qemu+ssh://root@lab2/system version < /dev/null", timeout=120)
+            .returncode
+            != 0
+        )  # the trust is gone too
         assert lab_cluster["lab1"].run("id", check=True).returncode == 0  # and the lab's own access is not
     finally:
         setup_cluster(lab_cluster)  # the session's cluster is whole again for later tests

@@ -1,5 +1,7 @@
-"""kvmqa against real KVM hosts (tests/lab): Debian 12 and 13 lab hosts with systemd, libvirtd, kvm_amd and nested
-virtualization, booted under TCG and reached over ssh as the non-root user qa with --sudo and strict host keys.
+"""kvmqa against real KVM hosts (tests/lab): Debian 12 and 13 lab hosts with systemd, libvirtd, kvm_amd and
+nested
+virtualization, booted under TCG and reached over ssh as the non-root user qa with --sudo and strict host
+keys.
 
 Every verdict is compared with the lab host's real state, read here with plain commands over ssh (grep, /sys,
 systemctl, virsh, dpkg-query, virt-host-validate), never with a verdict written into the test. State changes
@@ -23,26 +25,38 @@ from tests.support.suite import SuiteRun, run_suite
 
 pytestmark = pytest.mark.lab
 
-REACH, CPU, PACKAGES, LIBVIRT, FIRST_VM = (f"suites/test_{n}.py" for n in
-                                           ("00_reach", "10_cpu", "20_packages", "30_libvirt", "60_first_vm"))
+REACH, CPU, PACKAGES, LIBVIRT, FIRST_VM = (
+    f"suites/test_{n}.py" for n in ("00_reach", "10_cpu", "20_packages", "30_libvirt", "60_first_vm")
+)
 VERIFY_STAGES = (REACH, CPU, PACKAGES, LIBVIRT)
-PACKAGE_CHECKS = {"packages.qemu": "qemu-system-x86", "packages.qemu-img": "qemu-utils",
-                  "packages.libvirt-daemon": "libvirt-daemon-system", "packages.libvirt-clients": "libvirt-clients",
-                  "packages.virt-install": "virtinst", "packages.ovmf": "ovmf"}
+PACKAGE_CHECKS = {
+    "packages.qemu": "qemu-system-x86",
+    "packages.qemu-img": "qemu-utils",
+    "packages.libvirt-daemon": "libvirt-daemon-system",
+    "packages.libvirt-clients": "libvirt-clients",
+    "packages.virt-install": "virtinst",
+    "packages.ovmf": "ovmf",
+}
 LIBVIRT_SOCKETS = "libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket"
-LAB_PROFILE = Path(__file__).resolve().parents[1] / "fixtures" / "profiles" / "lab-host.yaml"  # min_cpus: 1 (-smp 1)
+LAB_PROFILE = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "profiles" / "lab-host.yaml"
+)  # min_cpus: 1 (-smp 1)
 
 # Ground truth in one ssh round trip, as root: plain commands, nothing of kvmqa's.
 TRUTH_SCRIPT = r"""
 echo "svm=$(grep -cw svm /proc/cpuinfo)"
 echo "nproc=$(nproc)"
 echo "mem_kib=$(awk '/^MemTotal:/{print $2}' /proc/meminfo)"
-for m in kvm kvm_amd kvm_intel; do [ -d /sys/module/$m ] && echo "module.$m=loaded" || echo "module.$m=absent"; done
+for m in kvm kvm_amd kvm_intel; do
+    [ -d /sys/module/$m ] && echo "module.$m=loaded" || echo "module.$m=absent"
+done
 echo "nested=$(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null)"
 echo "devkvm=$(stat -c '%F|%a|%U|%G' /dev/kvm 2>/dev/null)"
 runuser -u qa -- test -r /dev/kvm -a -w /dev/kvm && echo qa_rw=yes || echo qa_rw=no
 runuser -u libvirt-qemu -- test -r /dev/kvm -a -w /dev/kvm && echo qemu_rw=yes || echo qemu_rw=no
-for u in libvirtd.service libvirtd.socket virtlogd.socket virtlogd.service; do echo "active.$u=$(systemctl is-active $u)"; done
+for u in libvirtd.service libvirtd.socket virtlogd.socket virtlogd.service; do
+    echo "active.$u=$(systemctl is-active $u)"
+done
 echo "cgroupfs=$(stat -fc %T /sys/fs/cgroup)"
 echo "controllers=$(cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null)"
 echo "net.default=$(virsh -q net-info default 2>/dev/null | awk '$1=="Active:"{print $2}')"
@@ -65,13 +79,24 @@ def read_truth(host: LabHost) -> dict[str, Any]:
             truth["vhv"].append((check, verdict))
         elif key:
             truth[key] = value
-    assert "svm" in truth and truth["vhv"], f"ground truth not read: {proc.stdout[-500:]} {proc.stderr[-500:]}"
+    assert "svm" in truth and truth["vhv"], (
+        f"ground truth not read: {proc.stdout[-500:]} {proc.stderr[-500:]}"
+    )
     return truth
 
 
-def suite(host: LabHost, tmp: Path, *paths: str, profile: Path = LAB_PROFILE, user: str | None = None,
-          sudo: bool = True, timeout: float = 600) -> SuiteRun:
-    return run_suite(tmp, *host.suite_args(user, sudo=sudo), "--profile", str(profile), paths=paths, timeout=timeout)
+def suite(
+    host: LabHost,
+    tmp: Path,
+    *paths: str,
+    profile: Path = LAB_PROFILE,
+    user: str | None = None,
+    sudo: bool = True,
+    timeout: float = 600,
+) -> SuiteRun:
+    return run_suite(
+        tmp, *host.suite_args(user, sudo=sudo), "--profile", str(profile), paths=paths, timeout=timeout
+    )
 
 
 def findings(run: SuiteRun, host: LabHost) -> dict[str, dict[str, Any]]:
@@ -104,12 +129,18 @@ def changed(host: LabHost, do: str, undo: str, undone: str) -> Iterator[None]:
     finally:
         host.sudo(undo)
         back = host.sudo(undone)
-        assert back.returncode == 0, f"not undone on {host.name}: {undo} -> {undone}: {back.stdout} {back.stderr}"
+        assert back.returncode == 0, (
+            f"not undone on {host.name}: {undo} -> {undone}: {back.stdout} {back.stderr}"
+        )
 
 
-# --- issue 10, item 1: a good host in verify mode, both images ------------------------------------------------
+# --- issue 10, item 1: a good host in verify mode, both images
+# ------------------------------------------------
 
-def test_good_bookworm_host_verify_verdicts_match_its_real_state(lab_bookworm: LabHost, tmp_path: Path) -> None:
+
+def test_good_bookworm_host_verify_verdicts_match_its_real_state(
+    lab_bookworm: LabHost, tmp_path: Path
+) -> None:
     good_host_verify_matches_truth(lab_bookworm, tmp_path)
 
 
@@ -166,8 +197,12 @@ def good_host_verify_matches_truth(host: LabHost, tmp_path: Path) -> None:
     daemon_up = "active" in (truth["active.libvirtd.service"], truth["active.libvirtd.socket"])
     assert v["libvirt.daemon"] == ("pass" if daemon_up else "fail")
     assert "systemd" in f["libvirt.daemon"]["message"]
-    assert ("socket activation: libvirtd.socket" in f["libvirt.daemon"]["message"]) == (truth["active.libvirtd.socket"] == "active")
-    assert v["libvirt.virtlogd"] == ("pass" if "active" in (truth["active.virtlogd.socket"], truth["active.virtlogd.service"]) else "fail")
+    assert ("socket activation: libvirtd.socket" in f["libvirt.daemon"]["message"]) == (
+        truth["active.libvirtd.socket"] == "active"
+    )
+    assert v["libvirt.virtlogd"] == (
+        "pass" if "active" in (truth["active.virtlogd.socket"], truth["active.virtlogd.service"]) else "fail"
+    )
     assert v["libvirt.connect"] == ("pass" if daemon_up else "skip")
     libvirt_version = truth["libvirtd_version"].split()[-1]
     qemu_version = truth["qemu_version"].split("version ", 1)[1].split()[0]
@@ -190,18 +225,27 @@ def good_host_verify_matches_truth(host: LabHost, tmp_path: Path) -> None:
         assert row["agree"] in ("yes", "n/a") or row["reason"], row
     for check, vhv_verdict in truth["vhv"]:
         if check.startswith("for cgroup"):
-            assert vhv_verdict == "PASS" and v["cpu.cgroups"] == "pass"  # no cgroup false alarm on either side
+            assert (
+                vhv_verdict == "PASS" and v["cpu.cgroups"] == "pass"
+            )  # no cgroup false alarm on either side
     assert run.rc == (1 if any(x in ("fail", "error") for x in v.values()) else 0), run.stdout[-2000:]
     print(f"{host.name}: " + ", ".join(f"{cid}={x}" for cid, x in sorted(v.items())))
 
 
-# --- issue 10, item 2: state changes on the bookworm lab host, each undone --------------------------------------
+# --- issue 10, item 2: state changes on the bookworm lab host, each undone
+# --------------------------------------
 
-def test_libvirtd_and_its_sockets_stopped_fail_libvirt_and_skip_first_vm(lab_bookworm: LabHost, tmp_path: Path) -> None:
+
+def test_libvirtd_and_its_sockets_stopped_fail_libvirt_and_skip_first_vm(
+    lab_bookworm: LabHost, tmp_path: Path
+) -> None:
     host = lab_bookworm
-    with changed(host, f"systemctl stop {LIBVIRT_SOCKETS} libvirtd.service",
-                 f"systemctl start {LIBVIRT_SOCKETS} libvirtd.service",
-                 "systemctl is-active libvirtd.service libvirtd.socket && virsh -q net-info default"):
+    with changed(
+        host,
+        f"systemctl stop {LIBVIRT_SOCKETS} libvirtd.service",
+        f"systemctl start {LIBVIRT_SOCKETS} libvirtd.service",
+        "systemctl is-active libvirtd.service libvirtd.socket && virsh -q net-info default",
+    ):
         truth = read_truth(host)
         run = suite(host, tmp_path, REACH, LIBVIRT, FIRST_VM)
     f = findings(run, host)
@@ -217,16 +261,23 @@ def test_libvirtd_and_its_sockets_stopped_fail_libvirt_and_skip_first_vm(lab_boo
     assert run.rc == 1
 
 
-def test_kvm_amd_unloaded_fails_kvm_module_naming_it_and_passes_after_modprobe(lab_bookworm: LabHost, tmp_path: Path) -> None:
+def test_kvm_amd_unloaded_fails_kvm_module_naming_it_and_passes_after_modprobe(
+    lab_bookworm: LabHost, tmp_path: Path
+) -> None:
     host = lab_bookworm
-    with changed(host, "modprobe -r kvm_amd", "modprobe kvm_amd", "test -d /sys/module/kvm_amd && test -c /dev/kvm"):
+    with changed(
+        host, "modprobe -r kvm_amd", "modprobe kvm_amd", "test -d /sys/module/kvm_amd && test -c /dev/kvm"
+    ):
         truth = read_truth(host)
         run = suite(host, tmp_path / "unloaded", REACH, CPU)
     f = findings(run, host)
     assert truth["module.kvm_amd"] == "absent"
     assert f["cpu.kvm-module"]["verdict"] == "fail"
-    expected = ("kvm_amd (this CPU has svm) is not loaded (kvm is)" if truth["module.kvm"] == "loaded"
-                else "the kvm module is not loaded, nor kvm_amd (this CPU has svm)")
+    expected = (
+        "kvm_amd (this CPU has svm) is not loaded (kvm is)"
+        if truth["module.kvm"] == "loaded"
+        else "the kvm module is not loaded, nor kvm_amd (this CPU has svm)"
+    )
     assert int(truth["svm"]) > 0 and f["cpu.kvm-module"]["message"].startswith(expected)
     assert f["cpu.kvm-device"]["verdict"] == ("pass" if truth["devkvm"] else "fail")
     assert failing(run, host) == {"cpu.kvm-module"} | (set() if truth["devkvm"] else {"cpu.kvm-device"})
@@ -239,34 +290,49 @@ def test_kvm_amd_unloaded_fails_kvm_module_naming_it_and_passes_after_modprobe(l
     assert failing(after, host) == set()
 
 
-def test_dev_kvm_0600_fails_access_for_the_user_and_qemu_user_and_passes_as_root(lab_bookworm: LabHost, tmp_path: Path) -> None:
+def test_dev_kvm_0600_fails_access_for_the_user_and_qemu_user_and_passes_as_root(
+    lab_bookworm: LabHost, tmp_path: Path
+) -> None:
     host = lab_bookworm
     strict = tmp_path / "strict.yaml"
     strict.write_text(LAB_PROFILE.read_text() + "session_kvm_access: fail\n")
-    with changed(host, "chmod 0600 /dev/kvm", "chmod 0660 /dev/kvm",
-                 "test \"$(stat -c %a:%G /dev/kvm)\" = 660:kvm"):
+    with changed(
+        host, "chmod 0600 /dev/kvm", "chmod 0660 /dev/kvm", 'test "$(stat -c %a:%G /dev/kvm)" = 660:kvm'
+    ):
         truth = read_truth(host)
         as_qa = suite(host, tmp_path / "qa", REACH, CPU, profile=strict)
         as_root = suite(host, tmp_path / "root", REACH, CPU, user="root", sudo=False)
     assert truth["devkvm"].split("|")[1] == "600" and truth["qa_rw"] == "no" and truth["qemu_rw"] == "no"
     qa = findings(as_qa, host)
-    assert qa["cpu.kvm-device-access"]["verdict"] == "fail"  # the profile makes the login user's access a failure
+    assert (
+        qa["cpu.kvm-device-access"]["verdict"] == "fail"
+    )  # the profile makes the login user's access a failure
     assert "login user qa cannot open /dev/kvm" in qa["cpu.kvm-device-access"]["message"]
     assert qa["cpu.kvm-qemu-user-access"]["verdict"] == "fail"
     assert "libvirt-qemu (QEMU's user) cannot open /dev/kvm" in qa["cpu.kvm-qemu-user-access"]["message"]
     assert failing(as_qa, host) == {"cpu.kvm-device-access", "cpu.kvm-qemu-user-access"}
     root = findings(as_root, host)
     assert root["reach.probe"]["verdict"] == "pass" and "sudo" not in root["reach.probe"]["message"]
-    assert root["cpu.kvm-device-access"]["verdict"] == "pass" and root["cpu.kvm-device-access"]["message"].startswith("root can")
+    assert root["cpu.kvm-device-access"]["verdict"] == "pass" and root["cpu.kvm-device-access"][
+        "message"
+    ].startswith("root can")
     assert root["cpu.kvm-api-version"]["verdict"] == "pass"
-    assert root["cpu.kvm-qemu-user-access"]["verdict"] == "fail"  # who logs in does not change what QEMU may open
+    assert (
+        root["cpu.kvm-qemu-user-access"]["verdict"] == "fail"
+    )  # who logs in does not change what QEMU may open
     assert failing(as_root, host) == {"cpu.kvm-qemu-user-access"}
 
 
-def test_default_network_destroyed_fails_its_check_with_the_hint(lab_bookworm: LabHost, tmp_path: Path) -> None:
+def test_default_network_destroyed_fails_its_check_with_the_hint(
+    lab_bookworm: LabHost, tmp_path: Path
+) -> None:
     host = lab_bookworm
-    with changed(host, "virsh net-destroy default", "virsh net-start default",
-                 "virsh -q net-info default | grep -q '^Active: *yes'"):
+    with changed(
+        host,
+        "virsh net-destroy default",
+        "virsh net-start default",
+        "virsh -q net-info default | grep -q '^Active: *yes'",
+    ):
         truth = read_truth(host)
         run = suite(host, tmp_path, REACH, LIBVIRT)
     f = findings(run, host)
@@ -283,23 +349,54 @@ def test_good_trixie_host_verify_verdicts_match_its_real_state(lab_trixie: LabHo
     good_host_verify_matches_truth(lab_trixie, tmp_path)
 
 
-# --- issue 10, item 6: two lab hosts and a dead one in one run ------------------------------------------------------
+# --- issue 10, item 6: two lab hosts and a dead one in one run
+# ------------------------------------------------------
 
-def test_two_lab_hosts_and_a_dead_one_in_one_run(lab_bookworm: LabHost, lab_trixie: LabHost, tmp_path: Path) -> None:
+
+def test_two_lab_hosts_and_a_dead_one_in_one_run(
+    lab_bookworm: LabHost, lab_trixie: LabHost, tmp_path: Path
+) -> None:
     dead = socket.socket()
     dead.bind(("127.0.0.1", 0))
     dead.listen(8)  # the kernel accepts the connection; nobody ever answers
     dead_port = dead.getsockname()[1]
-    hosts = [{"name": f"lab-{h.name}", "address": "127.0.0.1", "port": h.port, "identity_file": str(h.key),
-              "known_hosts": str(h.known_hosts)} for h in (lab_bookworm, lab_trixie)]
-    hosts.append({"name": "dead", "address": "127.0.0.1", "port": dead_port, "identity_file": str(lab_bookworm.key),
-                  "known_hosts": str(lab_bookworm.known_hosts)})
+    hosts = [
+        {
+            "name": f"lab-{h.name}",
+            "address": "127.0.0.1",
+            "port": h.port,
+            "identity_file": str(h.key),
+            "known_hosts": str(h.known_hosts),
+        }
+        for h in (lab_bookworm, lab_trixie)
+    ]
+    hosts.append(
+        {
+            "name": "dead",
+            "address": "127.0.0.1",
+            "port": dead_port,
+            "identity_file": str(lab_bookworm.key),
+            "known_hosts": str(lab_bookworm.known_hosts),
+        }
+    )
     inventory = tmp_path / "lab.yaml"
-    inventory.write_text(yaml.safe_dump({"defaults": {"user": "qa", "sudo": True, "roles": ["kvm-host"]}, "hosts": hosts}))
+    inventory.write_text(
+        yaml.safe_dump({"defaults": {"user": "qa", "sudo": True, "roles": ["kvm-host"]}, "hosts": hosts})
+    )
     try:
-        run = run_suite(tmp_path / "reports", "--inventory", str(inventory), "-n", "2", "--connect-timeout", "20",
-                        "--profile", str(LAB_PROFILE),
-                        paths=VERIFY_STAGES, timeout=900)
+        run = run_suite(
+            tmp_path / "reports",
+            "--inventory",
+            str(inventory),
+            "-n",
+            "2",
+            "--connect-timeout",
+            "20",
+            "--profile",
+            str(LAB_PROFILE),
+            paths=VERIFY_STAGES,
+            timeout=900,
+        )
     finally:
         dead.close()
     results = run.results
@@ -309,16 +406,20 @@ def test_two_lab_hosts_and_a_dead_one_in_one_run(lab_bookworm: LabHost, lab_trix
     assert set(by_host) == {"lab-bookworm", "lab-trixie", "dead"}, run.stdout[-3000:]
     for name in ("lab-bookworm", "lab-trixie"):
         v = by_host[name]
-        assert v["reach.probe"] == "pass" and v["cpu.kvm-module"] == "pass" and v["libvirt.connect"] == "pass", (name, v)
+        assert (
+            v["reach.probe"] == "pass" and v["cpu.kvm-module"] == "pass" and v["libvirt.connect"] == "pass"
+        ), (name, v)
         assert not [c for c, x in v.items() if x in ("fail", "error")], (name, v)
         assert len(v) == len(by_host["lab-bookworm"])  # both fully checked
     dead_v = by_host["dead"]
     errors = [c for c, x in dead_v.items() if x in ("fail", "error")]
     assert errors == ["reach.probe"], dead_v
     assert all(x == "skip" for c, x in dead_v.items() if c != "reach.probe")
-    dead_line = next(r for r in results["results"] if r["host"] == "dead" and r["check_id"] == "reach.probe")["message"]
+    dead_line = next(r for r in results["results"] if r["host"] == "dead" and r["check_id"] == "reach.probe")[
+        "message"
+    ]
     assert "\n" not in dead_line.strip() and "Traceback" not in run.stdout
-    matrix = run.stdout[run.stdout.index("hosts x stages"):]
+    matrix = run.stdout[run.stdout.index("hosts x stages") :]
     assert all(name in matrix for name in ("lab-bookworm", "lab-trixie", "dead"))
     assert (tmp_path / "reports" / "report.html").exists()
     print(matrix[:800])

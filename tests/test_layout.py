@@ -1,4 +1,5 @@
-"""The package's shape, as issue 12 set it: one folder per stage declared once, one registry everyone reads, no
+"""The package's shape, as issue 12 set it: one folder per stage declared once, one registry everyone reads,
+no
 import cycles, plugin state on objects (no mutable module globals), transports without testinfra internals."""
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ STAGE_NAMES = set(builtin().names())
 # Imports inside functions and under `if TYPE_CHECKING:` count.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("data",),  # packaged data files (no code)
-    ("core",),  # model, checks, stage and registry, gate, action model, facts container: imports nothing above
+    (
+        "core",
+    ),  # model, checks, stage and registry, gate, action model, facts container: imports nothing above
     ("transport",),  # how commands reach a host
     ("config",),  # options, profiles, inventories (their targets are transport.Target)
     ("gather",),  # the probe runner, the shared sh library, the facts every stage reads
@@ -68,7 +71,8 @@ def test_the_bottom_layer_imports_nothing_else_of_kvmqa() -> None:
 
 
 def test_the_global_registry_is_read_only_by_the_plugin_and_the_command_line() -> None:
-    """`builtin()` is where a run's registry starts; everything below the plugin is handed the run's registry."""
+    """`builtin()` is where a run's registry starts; everything below the plugin is handed the run's
+    registry."""
     readers = sorted(
         str(p.relative_to(PACKAGE))
         for p in PACKAGE.rglob("*.py")
@@ -81,7 +85,9 @@ def test_each_stage_folder_declares_its_stage_once_and_its_suite_follows_the_ord
     folders = sorted(p.name for p in (PACKAGE / "stages").iterdir() if (p / "__init__.py").is_file())
     assert sorted(STAGE_NAMES) == folders
     declared = [p for p in (PACKAGE / "stages").rglob("*.py") if "STAGE = Stage(" in p.read_text()]
-    assert sorted(p.parent.name for p in declared) == folders and all(p.name == "__init__.py" for p in declared)
+    assert sorted(p.parent.name for p in declared) == folders and all(
+        p.name == "__init__.py" for p in declared
+    )
     suites = sorted(p.name for p in (PACKAGE / "suites").glob("test_*.py"))
     want = sorted(f"test_{s.order:02d}_{s.name}.py" for s in builtin()) + ["test_70_site.py"]
     assert suites == sorted(want)
@@ -110,15 +116,30 @@ def test_no_room_outside_the_stage_folders_keeps_its_own_list_of_stages() -> Non
 
 
 def _mutable_module_globals(path: Path) -> list[str]:
-    """Module-level containers that collect state: empty ones (STAGE_HOOKS = [], _PENDING: list = []) and private ones
+    """Module-level containers that collect state: empty ones (STAGE_HOOKS = [], _PENDING: list = []) and
+    private ones
     (_CONFIG = {...}); a filled constant table (VERDICTS = {...}) is not state."""
     found = []
     for node in ast.parse(path.read_text()).body:
         value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
         names = [t.id for t in targets if isinstance(t, ast.Name)]
-        empty = (isinstance(value, (ast.List, ast.Set)) and not value.elts) or (isinstance(value, ast.Dict) and not value.keys) or (
-            isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id in ("list", "dict", "set") and not value.args)
+        empty = (
+            (isinstance(value, (ast.List, ast.Set)) and not value.elts)
+            or (isinstance(value, ast.Dict) and not value.keys)
+            or (
+                isinstance(value, ast.Call)
+                and isinstance(value.func, ast.Name)
+                and value.func.id in ("list", "dict", "set")
+                and not value.args
+            )
+        )
         container = isinstance(value, (ast.List, ast.Dict, ast.Set, ast.Call))
         if empty or (container and any(n.startswith("_") for n in names)):
             found.append(f"{path.name}:{node.lineno} {names}")
@@ -143,20 +164,27 @@ def test_transports_use_no_testinfra_internals_and_each_has_its_class() -> None:
 
 
 def test_reading_the_registry_imports_no_heavy_library() -> None:
-    """Gatherers and actions are named "module:attribute": listing the stages and checks imports neither libvirt,
-    ovirtsdk4, paramiko, testinfra nor pytest (a fresh interpreter, so nothing another test imported counts)."""
+    """Gatherers and actions are named "module:attribute": listing the stages and checks imports neither
+    libvirt,
+    ovirtsdk4, paramiko, testinfra nor pytest (a fresh interpreter, so nothing another test imported
+    counts)."""
     import subprocess
     import sys
 
-    code = ("import sys; from kvmqa.stages import builtin; r = builtin(); "
-            "print(sum(len(s.checks.ids()) for s in r), *(m in sys.modules for m in "
-            "('libvirt', 'ovirtsdk4', 'paramiko', 'testinfra', 'pytest')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/").stdout.split()
+    code = (
+        "import sys; from kvmqa.stages import builtin; r = builtin(); "
+        "print(sum(len(s.checks.ids()) for s in r), *(m in sys.modules for m in "
+        "('libvirt', 'ovirtsdk4', 'paramiko', 'testinfra', 'pytest')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/"
+    ).stdout.split()
     assert int(out[0]) > 60 and out[1:] == ["False"] * 5
 
 
 def test_a_fact_lives_with_its_stage() -> None:
-    """A stage's probe snippet is its folder's probe.sh and its parser its folder's facts.py; kvmqa/gather/probe
+    """A stage's probe snippet is its folder's probe.sh and its parser its folder's facts.py;
+    kvmqa/gather/probe
     keeps only the shared library and what every stage reads; no two rooms fill the same fact section."""
     from kvmqa.core.stage import resolve
     from kvmqa.gather.facts import parse_probe
@@ -166,9 +194,44 @@ def test_a_fact_lives_with_its_stage() -> None:
     filled: dict[str, str] = dict.fromkeys(parse_probe("", []), "gather")
     for stage in builtin():
         folder = PACKAGE / "stages" / stage.name
-        assert stage.probe == ((folder / "probe.sh").read_text() if (folder / "probe.sh").exists() else ""), stage.name
+        assert stage.probe == ((folder / "probe.sh").read_text() if (folder / "probe.sh").exists() else ""), (
+            stage.name
+        )
         assert stage.parser in ("", f"kvmqa.stages.{stage.name}.facts:parse"), stage.name
         assert bool(stage.probe) == bool(stage.parser), stage.name
         for name in resolve(stage.parser)({}) if stage.parser else ():
             assert name not in filled, f"{stage.name} and {filled[name]} both fill facts[{name!r}]"
             filled[name] = stage.name
+
+
+def test_checks_read_typed_facts_not_raw_sections() -> None:
+    """Each stage's checks read fact sections through typed views (facts.view(CpuInfo).flags), never by
+    key."""
+    import re
+
+    raw = re.compile(r"\bfacts(?:\.get\(|\[)\s*['\"]")
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
+        for path in sorted((PACKAGE / "stages").glob("*/checks.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if raw.search(line) and not line.lstrip().startswith(("#", '"""')) and "``" not in line
+    ]
+    assert offenders == []
+
+
+def test_lines_read_at_a_glance_formatted_and_at_most_110_characters() -> None:
+    """`ruff format` (line length 110, pyproject.toml) leaves nothing to change and E501 holds everywhere."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, "ruff is a dev dependency: pip install -e '.[dev]'"
+    root = PACKAGE.parent
+    where = ["kvmqa", "tests", "bench", "suites", "conftest.py"]
+    fmt = subprocess.run([ruff, "format", "--check", *where], cwd=root, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    lint = subprocess.run(
+        [ruff, "check", "--select", "E501", *where], cwd=root, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout[-3000:]

@@ -33,11 +33,16 @@ def test_the_libvirt_gatherer_and_evaluate_carry_them() -> None:
 
 
 def test_older_libvirt_lists_a_domain_types_machines_under_it() -> None:
-    xml = ("<capabilities><guest><arch name='aarch64'><machine maxCpus='512'>virt-7.2</machine>"
-           "<machine canonical='virt-7.2' maxCpus='512'>virt</machine>"
-           "<domain type='kvm'><machine maxCpus='512'>virt-7.2</machine><machine>virt-6.2</machine></domain>"
-           "</arch></guest></capabilities>")
-    assert machine_types(ET.fromstring(xml)) == {"aarch64": [
-        {"name": "virt", "canonical": "virt-7.2", "max_cpus": 512, "deprecated": False},
-        {"name": "virt-6.2", "canonical": "virt-6.2", "max_cpus": 0, "deprecated": False},
-        {"name": "virt-7.2", "canonical": "virt-7.2", "max_cpus": 512, "deprecated": False}]}
+    xml = (
+        "<capabilities><guest><arch name='aarch64'><machine maxCpus='512'>virt-7.2</machine>"
+        "<machine canonical='virt-7.2' maxCpus='512'>virt</machine>"
+        "<domain type='kvm'><machine maxCpus='512'>virt-7.2</machine><machine>virt-6.2</machine></domain>"
+        "</arch></guest></capabilities>"
+    )
+    assert machine_types(ET.fromstring(xml)) == {
+        "aarch64": [
+            {"name": "virt", "canonical": "virt-7.2", "max_cpus": 512, "deprecated": False},
+            {"name": "virt-6.2", "canonical": "virt-6.2", "max_cpus": 0, "deprecated": False},
+            {"name": "virt-7.2", "canonical": "virt-7.2", "max_cpus": 512, "deprecated": False},
+        ]
+    }

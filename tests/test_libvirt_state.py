@@ -1,4 +1,5 @@
-"""The tests' own libvirt state keeper puts networks back exactly, even when a test redefined them meanwhile."""
+"""The tests' own libvirt state keeper puts networks back exactly, even when a test redefined them
+meanwhile."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ V = ["virsh", "-q", "-c", "qemu:///system"]
 
 
 def _net_xml(name: str, bridge: str, third: int) -> str:
-    return (f"<network><name>{name}</name><uuid>{uuid.uuid4()}</uuid><bridge name='{bridge}'/>"
-            f"<ip address='192.168.{third}.1' netmask='255.255.255.0'/></network>")
+    return (
+        f"<network><name>{name}</name><uuid>{uuid.uuid4()}</uuid><bridge name='{bridge}'/>"
+        f"<ip address='192.168.{third}.1' netmask='255.255.255.0'/></network>"
+    )
 
 
 def test_a_network_redefined_with_another_uuid_and_state_comes_back(tmp_path) -> None:

@@ -1,4 +1,5 @@
-"""oVirt install actions (kvmqa.core.action.Action, run by the one install framework): preconditions from facts,
+"""oVirt install actions (kvmqa.core.action.Action, run by the one install framework): preconditions from
+facts,
 engine-setup with a stand-in, add-host against the engine stand-in."""
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ ENGINE_SETUP_STANDIN = ROOT / "tests" / "standins" / "engine_setup"
 PASSWORD = "Adm1n-pw-never-logged"
 
 DEBIAN = {"os": {"id": "debian", "version_id": "12"}, "packages": {"installed": {}}}
-EL9_FRESH = {"os": {"id": "centos", "id_like": "rhel fedora", "version_id": "9"}, "packages": {"installed": {}}}
+EL9_FRESH = {
+    "os": {"id": "centos", "id_like": "rhel fedora", "version_id": "9"},
+    "packages": {"installed": {}},
+}
 EL9_ENGINE_INSTALLED = {
     "os": {"id": "rocky", "id_like": "rhel centos fedora", "version_id": "9.4"},
     "packages": {"installed": {"ovirt-release45": "4.5.6-1.el9", "ovirt-engine": "4.5.6-1.el9"}},
@@ -43,9 +47,14 @@ class LocalContext:
 
     def run(self, command: str, timeout: float) -> subprocess.CompletedProcess[str]:
         self.commands.append(command)
-        env = dict(os.environ, PATH=f"{ENGINE_SETUP_STANDIN}{os.pathsep}{os.environ['PATH']}",
-                   KVMQA_STANDIN_ENGINE_SETUP_LOG=str(self.log))
-        done = subprocess.run(["/bin/sh", "-c", command], env=env, capture_output=True, text=True, timeout=timeout)
+        env = dict(
+            os.environ,
+            PATH=f"{ENGINE_SETUP_STANDIN}{os.pathsep}{os.environ['PATH']}",
+            KVMQA_STANDIN_ENGINE_SETUP_LOG=str(self.log),
+        )
+        done = subprocess.run(
+            ["/bin/sh", "-c", command], env=env, capture_output=True, text=True, timeout=timeout
+        )
         done.rc = done.returncode  # type: ignore[attr-defined]
         return done
 
@@ -68,17 +77,25 @@ def test_non_el_targets_skip_every_action() -> None:
 
 def test_preconditions_read_facts() -> None:
     plan = {a.id: a.decide(EL9_ENGINE_INSTALLED, CTX).state for a in install.engine_actions("engine.example")}
-    assert plan == {"ovirt.release-repo": "done", "ovirt.engine-package": "done", "ovirt.engine-setup": "run",
-                    "ovirt.add-hosts": "done"}  # no ovirt-host in this context: nothing to add
+    assert plan == {
+        "ovirt.release-repo": "done",
+        "ovirt.engine-package": "done",
+        "ovirt.engine-setup": "run",
+        "ovirt.add-hosts": "done",
+    }  # no ovirt-host in this context: nothing to add
     fresh = {a.id: a.decide(EL9_FRESH, CTX).state for a in vdsm_install.host_actions()}
     assert fresh == {"ovirt.release-repo": "run", "ovirt.host-package": "run", "ovirt.vdsm-configure": "run"}
     configured = dict(EL9_FRESH, vdsm={"is_configured": {"ok": True}})
     assert vdsm_install.host_actions()[2].decide(configured, CTX).state == "done"
     healthy = dict(EL9_ENGINE_INSTALLED, engine={"health": {"ok": True}})
-    assert install.engine_actions("e")[2].decide(healthy, CTX) == Decision("done", "the engine answers health with DB Up")
+    assert install.engine_actions("e")[2].decide(healthy, CTX) == Decision(
+        "done", "the engine answers health with DB Up"
+    )
 
 
-def test_engine_setup_keeps_the_password_off_command_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_engine_setup_keeps_the_password_off_command_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     ctx = LocalContext(Secret(PASSWORD), tmp_path / "engine-setup.log")
     remote = tmp_path / "remote"
@@ -109,8 +126,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def _add_and_wait(scenario: standin.Scenario, pki: Pki, policy: install.WaitPolicy) -> tuple[list[str], dict]:
     with StandinEngine(scenario, pki) as engine:
-        conn = sdk.Connection(url=engine.url + "/ovirt-engine/api", username=scenario.user,
-                              password=scenario.password, ca_file=str(pki.ca_file))
+        conn = sdk.Connection(
+            url=engine.url + "/ovirt-engine/api",
+            username=scenario.user,
+            password=scenario.password,
+            ca_file=str(pki.ca_file),
+        )
         try:
             host_id = install.add_host(conn, "host2", "192.0.2.12", "Default")
             service = conn.system_service().hosts_service().host_service(host_id)

@@ -35,14 +35,31 @@ from tests.standins.engine import Scenario, StandinEngine
 from tests.standins.pki import Pki, make_pki
 from tests.support.suite import SuiteRun, run_suite
 
-PATHS = ("suites/test_00_reach.py", "suites/test_10_cpu.py", "suites/test_40_ovirt_engine.py", "suites/test_50_vdsm.py")
+PATHS = (
+    "suites/test_00_reach.py",
+    "suites/test_10_cpu.py",
+    "suites/test_40_ovirt_engine.py",
+    "suites/test_50_vdsm.py",
+)
 ENGINE, HV1 = "engine", "hv1"
 NO_ENGINE_ROLE = f"skipped: host {HV1} has no role ovirt-engine (roles: kvm-host, ovirt-host)"
 NO_HOST_ROLE = f"skipped: host {ENGINE} has no role ovirt-host (roles: ovirt-engine)"
-API_CHECKS = ("ovirt_engine.hosts-known", "ovirt_engine.hosts-up", "ovirt_engine.cpu-compat",
-              "ovirt_engine.datacenters", "ovirt_engine.storage-domains")
-REPORT_FILES = ("results.json", "report.html", "junit.xml", f"{ENGINE}/facts.json", f"{ENGINE}/probe.txt",
-                f"{HV1}/facts.json", f"{HV1}/probe.txt")
+API_CHECKS = (
+    "ovirt_engine.hosts-known",
+    "ovirt_engine.hosts-up",
+    "ovirt_engine.cpu-compat",
+    "ovirt_engine.datacenters",
+    "ovirt_engine.storage-domains",
+)
+REPORT_FILES = (
+    "results.json",
+    "report.html",
+    "junit.xml",
+    f"{ENGINE}/facts.json",
+    f"{ENGINE}/probe.txt",
+    f"{HV1}/facts.json",
+    f"{HV1}/probe.txt",
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +112,15 @@ class Run:
         return self.suite.stdout[-3000:]
 
 
-def run_ovirt(tmp_path: Path, scenario: Scenario, pki: Pki, *, ca_file: Path | None = None,
-              vdsm: str = "healthy", daemons: tuple[str, ...] = tuple(VDSM_DAEMONS)) -> Run:
+def run_ovirt(
+    tmp_path: Path,
+    scenario: Scenario,
+    pki: Pki,
+    *,
+    ca_file: Path | None = None,
+    vdsm: str = "healthy",
+    daemons: tuple[str, ...] = tuple(VDSM_DAEMONS),
+) -> Run:
     """Serve `scenario`, write the inventory, run the four suites, and check nothing secret leaked."""
     password = f"pw-{secrets.token_urlsafe(18)}"
     scenario.password = password
@@ -106,21 +130,48 @@ def run_ovirt(tmp_path: Path, scenario: Scenario, pki: Pki, *, ca_file: Path | N
     reports = tmp_path / "reports"
     with StandinEngine(scenario, pki) as engine, vdsm_daemons(daemons):
         inventory = tmp_path / "inventory.yaml"
-        inventory.write_text(yaml.safe_dump({
-            "hosts": [{"name": ENGINE, "url": "local://", "roles": ["ovirt-engine"]},
-                      {"name": HV1, "url": "local://", "roles": ["kvm-host", "ovirt-host"]}],
-            "engine": {"url": f"{engine.url}/ovirt-engine/api", "user": "admin@internal",
-                       "password_file": str(password_file), "ca_file": str(ca_file or pki.ca_file)},
-        }, sort_keys=False))
-        # the stand-in's plain-HTTP port and a short settling window; vdsm's libvirt module answers MAYBE (as real
+        inventory.write_text(
+            yaml.safe_dump(
+                {
+                    "hosts": [
+                        {"name": ENGINE, "url": "local://", "roles": ["ovirt-engine"]},
+                        {"name": HV1, "url": "local://", "roles": ["kvm-host", "ovirt-host"]},
+                    ],
+                    "engine": {
+                        "url": f"{engine.url}/ovirt-engine/api",
+                        "user": "admin@internal",
+                        "password_file": str(password_file),
+                        "ca_file": str(ca_file or pki.ca_file),
+                    },
+                },
+                sort_keys=False,
+            )
+        )
+        # the stand-in's plain-HTTP port and a short settling window; vdsm's libvirt module answers MAYBE (as
+        # real
         # vdsm's always does), which passes by default (strict_maybe is tested in test_ovirt_vdsm.py)
         profile = tmp_path / "profile.yaml"
-        profile.write_text(yaml.safe_dump({
-            "name": "standin-lab",
-            "ovirt_engine": {"http_url": engine.http_url, "settle_polls": 2, "settle_interval": 0.1}}))
-        suite = run_suite(reports, "--inventory", str(inventory), "--profile", str(profile), paths=PATHS, timeout=300,
-                          env={"PATH": f"{VDSM_STANDINS}{os.pathsep}{os.environ['PATH']}",
-                               "KVMQA_STANDIN_VDSM_SCENARIO": vdsm})
+        profile.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "standin-lab",
+                    "ovirt_engine": {"http_url": engine.http_url, "settle_polls": 2, "settle_interval": 0.1},
+                }
+            )
+        )
+        suite = run_suite(
+            reports,
+            "--inventory",
+            str(inventory),
+            "--profile",
+            str(profile),
+            paths=PATHS,
+            timeout=300,
+            env={
+                "PATH": f"{VDSM_STANDINS}{os.pathsep}{os.environ['PATH']}",
+                "KVMQA_STANDIN_VDSM_SCENARIO": vdsm,
+            },
+        )
     run = Run(suite, engine, password)
     assert (reports / "results.json").is_file(), run.explain()
     assert not run.suite.results["errors"], run.suite.results["errors"]
@@ -132,7 +183,9 @@ def assert_no_secret_leaked(run: Run, reports: Path) -> None:
     files = {name: reports / name for name in REPORT_FILES}
     missing = [name for name, path in files.items() if not path.is_file()]
     assert not missing, f"reports not written: {missing}"
-    everything = {str(p.relative_to(reports)): p.read_text(errors="replace") for p in reports.rglob("*") if p.is_file()}
+    everything = {
+        str(p.relative_to(reports)): p.read_text(errors="replace") for p in reports.rglob("*") if p.is_file()
+    }
     everything["pytest output"] = run.suite.stdout
     for secret in [run.password, *run.engine.issued]:
         leaks = [where for where, text in everything.items() if secret in text]
@@ -152,7 +205,8 @@ def test_healthy_engine_and_vdsm_pass(tmp_path: Path, pki: Pki, vdsm_host: None)
     run = run_ovirt(tmp_path, inventory_host(standin.healthy()), pki)
     assert run.engine_verdicts() == dict.fromkeys(ENGINE_CHECKS.ids(), "pass"), run.explain()
     assert run.message(ENGINE, "ovirt_engine.health").startswith(
-        "health: 'DB Up!Welcome to Health Status!' over HTTPS and HTTP (http://127.0.0.1:")
+        "health: 'DB Up!Welcome to Health Status!' over HTTPS and HTTP (http://127.0.0.1:"
+    )
     assert run.message(ENGINE, "ovirt_engine.hosts-known") == "1 inventory host(s) known to the engine"
     assert run.message(ENGINE, "ovirt_engine.hosts-up") == f"up and stable (2 polls 0.1 s apart): {HV1}"
     # hv1's flags are this machine's /proc/cpuinfo flags plus the vdsm stand-in's cpuFlags; the latter carry
@@ -160,10 +214,18 @@ def test_healthy_engine_and_vdsm_pass(tmp_path: Path, pki: Pki, vdsm_host: None)
     assert f"{HV1} passes: has " in run.message(ENGINE, "ovirt_engine.cpu-compat")
     assert "model_Haswell-noTSX" in run.message(ENGINE, "ovirt_engine.cpu-compat")
     vdsm = {cid: run.verdict(HV1, cid) for cid in VDSM_CHECKS.ids()}
-    assert vdsm == {"vdsm.services": "pass", "vdsm.port": "pass", "vdsm.is-configured": "pass", "vdsm.api": "pass",
-                    "vdsm.kvm-enabled": "pass", "vdsm.version": "info", "vdsm.mom": "pass",
-                    # hv1's own facts hold no engine cluster (the engine is another target) and there is no profile
-                    "vdsm.cpu-model": "skip", "vdsm.cluster-level": "skip"}, run.explain()
+    assert vdsm == {
+        "vdsm.services": "pass",
+        "vdsm.port": "pass",
+        "vdsm.is-configured": "pass",
+        "vdsm.api": "pass",
+        "vdsm.kvm-enabled": "pass",
+        "vdsm.version": "info",
+        "vdsm.mom": "pass",
+        # hv1's own facts hold no engine cluster (the engine is another target) and there is no profile
+        "vdsm.cpu-model": "skip",
+        "vdsm.cluster-level": "skip",
+    }, run.explain()
     assert run.message(HV1, "vdsm.version") == "vdsm 4.50.7-1.el9"
     matrix = run.suite.results["matrix"]
     assert matrix[ENGINE]["ovirt_engine"] == "pass" and matrix[HV1]["vdsm"] == "pass"
@@ -180,15 +242,22 @@ def test_db_down_fails_health_and_skips_its_dependents(tmp_path: Path, pki: Pki,
     assert run.verdict(ENGINE, "ovirt_engine.health") == "fail"
     health = run.message(ENGINE, "ovirt_engine.health")
     assert health.startswith("HTTPS https://127.0.0.1:") and "; HTTP http://127.0.0.1:" in health
-    assert health.count("HTTP 500 'DB Down!' (expected 200 and exactly 'DB Up!Welcome to Health Status!')") == 2
+    assert (
+        health.count("HTTP 500 'DB Down!' (expected 200 and exactly 'DB Up!Welcome to Health Status!')") == 2
+    )
     assert run.finding(ENGINE, "ovirt_engine.health")["hint"]
-    assert run.verdict(ENGINE, "ovirt_engine.tls") == "pass" and run.verdict(ENGINE, "ovirt_engine.ca") == "pass"
+    assert (
+        run.verdict(ENGINE, "ovirt_engine.tls") == "pass" and run.verdict(ENGINE, "ovirt_engine.ca") == "pass"
+    )
     assert run.verdict(ENGINE, "ovirt_engine.sso-login") == "skip"
     assert run.message(ENGINE, "ovirt_engine.sso-login").startswith(
-        "skipped: depends on ovirt_engine.health, which is fail on engine: HTTPS https://127.0.0.1:")
+        "skipped: depends on ovirt_engine.health, which is fail on engine: HTTPS https://127.0.0.1:"
+    )
     for cid in ("ovirt_engine.api-version", *API_CHECKS):
         assert run.verdict(ENGINE, cid) == "skip", cid
-        assert "because ovirt_engine.health did not pass" in run.message(ENGINE, cid), run.message(ENGINE, cid)
+        assert "because ovirt_engine.health did not pass" in run.message(ENGINE, cid), run.message(
+            ENGINE, cid
+        )
         assert run.finding(ENGINE, cid)["details"]["blocked_by"] == "ovirt_engine.health"
     assert run.suite.results["matrix"][ENGINE]["ovirt_engine"] == "fail"
     assert "[engine] ovirt_engine.health FAIL: HTTPS https://127.0.0.1:" in run.suite.stdout
@@ -200,11 +269,15 @@ def test_expired_token_is_a_401_failure(tmp_path: Path, pki: Pki, vdsm_host: Non
     assert run.verdict(ENGINE, "ovirt_engine.sso-login") == "pass"
     assert run.verdict(ENGINE, "ovirt_engine.api-version") == "fail"
     msg = run.message(ENGINE, "ovirt_engine.api-version")
-    assert msg.startswith("engine API root: HTTP 401 at system: the token was rejected (expired or invalid)"), msg
+    assert msg.startswith(
+        "engine API root: HTTP 401 at system: the token was rejected (expired or invalid)"
+    ), msg
     assert "fresh token" in run.finding(ENGINE, "ovirt_engine.api-version")["hint"]
     for cid in API_CHECKS:
         assert run.verdict(ENGINE, cid) == "skip", cid
-        assert run.message(ENGINE, cid).startswith("skipped: depends on ovirt_engine.api-version, which is fail")
+        assert run.message(ENGINE, cid).startswith(
+            "skipped: depends on ovirt_engine.api-version, which is fail"
+        )
 
 
 def test_non_operational_host_quotes_its_events(tmp_path: Path, pki: Pki, vdsm_host: None) -> None:
@@ -212,7 +285,9 @@ def test_non_operational_host_quotes_its_events(tmp_path: Path, pki: Pki, vdsm_h
     assert run.verdict(ENGINE, "ovirt_engine.hosts-known") == "pass"
     assert run.verdict(ENGINE, "ovirt_engine.hosts-up") == "fail"
     nonop_text = standin.NONOP_TEXT.replace("host1", HV1)
-    assert run.message(ENGINE, "ovirt_engine.hosts-up") == f"{HV1} is non_operational: [error 12] {nonop_text}"
+    assert (
+        run.message(ENGINE, "ovirt_engine.hosts-up") == f"{HV1} is non_operational: [error 12] {nonop_text}"
+    )
     assert "activate the host" in run.finding(ENGINE, "ovirt_engine.hosts-up")["hint"]
     events = [s.path for s in run.engine.seen if s.path.startswith("/ovirt-engine/api/events")]
     assert events and f"search=host.name%3D{HV1}" in events[0]
@@ -232,7 +307,9 @@ def test_wrong_ca_fails_tls_naming_the_ca_file(tmp_path: Path, pki: Pki, vdsm_ho
     assert [s.path for s in run.engine.seen] == [] and run.engine.issued == []
 
 
-def test_host_cpu_lacking_the_cluster_flag_fails_cpu_compat(tmp_path: Path, pki: Pki, vdsm_host: None) -> None:
+def test_host_cpu_lacking_the_cluster_flag_fails_cpu_compat(
+    tmp_path: Path, pki: Pki, vdsm_host: None
+) -> None:
     """The cluster asks for Intel Skylake Server Family. hv1's flags are this machine's /proc/cpuinfo flags
     (whatever CPU runs the tests) plus the vdsm stand-in's cpuFlags (a Haswell: model_Haswell-noTSX and older
     models). Skylake Server requires `model_Skylake-Server`: /proc/cpuinfo never lists `model_*` names and the

@@ -57,8 +57,12 @@ def daemons(request: pytest.FixtureRequest, exclusive_host: None) -> Iterator[No
 
 def run_snippet(scenario: str, path: str | None = None, **replay: Path) -> str:
     """Run the probe snippet; `replay` maps a stand-in replay variable (KVMQA_STANDIN_VDSM_*) to a file."""
-    env = dict(os.environ, KVMQA_STANDIN_VDSM_SCENARIO=scenario, **{k: str(v) for k, v in replay.items()},
-               PATH=path if path is not None else f"{STANDINS}{os.pathsep}{os.environ['PATH']}")
+    env = dict(
+        os.environ,
+        KVMQA_STANDIN_VDSM_SCENARIO=scenario,
+        **{k: str(v) for k, v in replay.items()},
+        PATH=path if path is not None else f"{STANDINS}{os.pathsep}{os.environ['PATH']}",
+    )
     done = subprocess.run(["/bin/sh", str(SNIPPET)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
@@ -85,9 +89,15 @@ def test_healthy_vdsm_host(listener: socket.socket, daemons: None) -> None:
     assert output.startswith("@@kvmqa:vdsm.svc.vdsmd rc=0\nmethod=process\nrunning\n")
     vdsm, findings = evaluate(output)
     assert {c: f.verdict for c, f in findings.items()} == {
-        "vdsm.services": Verdict.PASS, "vdsm.port": Verdict.PASS, "vdsm.is-configured": Verdict.PASS,
-        "vdsm.api": Verdict.PASS, "vdsm.kvm-enabled": Verdict.PASS, "vdsm.version": Verdict.INFO,
-        "vdsm.cluster-level": Verdict.PASS, "vdsm.cpu-model": Verdict.PASS, "vdsm.mom": Verdict.PASS,
+        "vdsm.services": Verdict.PASS,
+        "vdsm.port": Verdict.PASS,
+        "vdsm.is-configured": Verdict.PASS,
+        "vdsm.api": Verdict.PASS,
+        "vdsm.kvm-enabled": Verdict.PASS,
+        "vdsm.version": Verdict.INFO,
+        "vdsm.cluster-level": Verdict.PASS,
+        "vdsm.cpu-model": Verdict.PASS,
+        "vdsm.mom": Verdict.PASS,
     }, {c: f.message for c, f in findings.items()}
     assert findings["vdsm.version"].message == "vdsm 4.50.7-1.el9"
     assert "include 4.8 (profile vdsm.cluster_level)" in findings["vdsm.cluster-level"].message
@@ -100,12 +110,16 @@ def test_maybe_passes_by_default_as_vdsm_accepts_it() -> None:
     assert vdsm["is_configured"]["rc"] == 0 and vdsm["is_configured"]["maybe"] == ["libvirt"]
     finding = findings["vdsm.is-configured"]
     assert finding.verdict == Verdict.PASS
-    assert finding.message == ("no vdsm module answered NO (vdsm-tool is-configured rc=0); "
-                               "MAYBE, accepted as vdsm accepts it: libvirt")
+    assert finding.message == (
+        "no vdsm module answered NO (vdsm-tool is-configured rc=0); "
+        "MAYBE, accepted as vdsm accepts it: libvirt"
+    )
 
 
-@pytest.mark.parametrize("settings, setting", [({"strict_maybe": True}, "vdsm.strict_maybe"),
-                                               ({"accept_maybe": False}, "vdsm.accept_maybe: false")])
+@pytest.mark.parametrize(
+    "settings, setting",
+    [({"strict_maybe": True}, "vdsm.strict_maybe"), ({"accept_maybe": False}, "vdsm.accept_maybe: false")],
+)
 def test_strict_mode_fails_maybe_as_the_profiles_choice(settings: dict, setting: str) -> None:
     _, findings = evaluate(run_snippet("healthy"), Profile(stages={"vdsm": {**HASWELL_48, **settings}}))
     strict = findings["vdsm.is-configured"]
@@ -117,8 +131,11 @@ def test_strict_mode_fails_maybe_as_the_profiles_choice(settings: dict, setting:
 
 def test_strict_false_and_accept_maybe_true_are_the_default() -> None:
     output = run_snippet("healthy")
-    for settings in ({"strict_maybe": False}, {"accept_maybe": True},
-                     {"accept_maybe": False, "strict_maybe": False}):
+    for settings in (
+        {"strict_maybe": False},
+        {"accept_maybe": True},
+        {"accept_maybe": False, "strict_maybe": False},
+    ):
         _, findings = evaluate(output, Profile(stages={"vdsm": {**HASWELL_48, **settings}}))
         assert findings["vdsm.is-configured"].verdict == Verdict.PASS, settings
 
@@ -147,8 +164,9 @@ def test_mom_status_that_vdsm_never_reports_is_an_error(tmp_path: Path) -> None:
     stats.write_text(json.dumps(dict(reply, momStatus="disabled")))
     _, findings = evaluate(run_snippet("healthy", KVMQA_STANDIN_VDSM_STATS=stats))
     assert findings["vdsm.mom"].verdict == Verdict.ERROR
-    assert findings["vdsm.mom"].message == ("momStatus is 'disabled', which is not a vdsm state "
-                                            "(vdsm answers 'active' or 'inactive')")
+    assert findings["vdsm.mom"].message == (
+        "momStatus is 'disabled', which is not a vdsm state (vdsm answers 'active' or 'inactive')"
+    )
 
 
 def test_cluster_level_missing_from_cluster_levels_fails() -> None:
@@ -156,9 +174,11 @@ def test_cluster_level_missing_from_cluster_levels_fails() -> None:
     assert vdsm["capabilities"]["cluster_levels"] == ["4.2", "4.3", "4.4", "4.5", "4.6", "4.7"]
     level = findings["vdsm.cluster-level"]
     assert level.verdict == Verdict.FAIL
-    assert level.message == ("this vdsm offers cluster levels 4.2, 4.3, 4.4, 4.5, 4.6, 4.7, not 4.8 (profile "
-                             "vdsm.cluster_level): the engine refuses the host as "
-                             "CLUSTER_VERSION_INCOMPATIBLE_WITH_CLUSTER")
+    assert level.message == (
+        "this vdsm offers cluster levels 4.2, 4.3, 4.4, 4.5, 4.6, 4.7, not 4.8 (profile "
+        "vdsm.cluster_level): the engine refuses the host as "
+        "CLUSTER_VERSION_INCOMPATIBLE_WITH_CLUSTER"
+    )
     assert "qemu-kvm >= 9.1" in level.hint
 
 
@@ -173,16 +193,19 @@ def test_cluster_level_from_the_engines_only_cluster() -> None:
     assert findings["vdsm.cluster-level"].verdict == Verdict.SKIP
     assert findings["vdsm.cluster-level"].message == (
         "no cluster compatibility version known (the engine has 2 clusters in these facts): "
-        "set vdsm.cluster_level in the profile")
+        "set vdsm.cluster_level in the profile"
+    )
 
 
 def test_vdsm_not_configured_and_down(daemons: None) -> None:
     vdsm, findings = evaluate(run_snippet("not-configured"))
     assert vdsm["is_configured"]["not_configured"] == ["certificates", "libvirt"]
     assert findings["vdsm.is-configured"].verdict == Verdict.FAIL
-    assert findings["vdsm.is-configured"].message == ("not configured for vdsm: certificates, libvirt (these "
-                                                      "modules answered NO; vdsm-tool is-configured rc=1, "
-                                                      "vdsmd will not start)")
+    assert findings["vdsm.is-configured"].message == (
+        "not configured for vdsm: certificates, libvirt (these "
+        "modules answered NO; vdsm-tool is-configured rc=1, "
+        "vdsmd will not start)"
+    )
     assert "vdsm-tool configure --force" in findings["vdsm.is-configured"].hint
 
     vdsm, findings = evaluate(run_snippet("down"))
@@ -192,7 +215,9 @@ def test_vdsm_not_configured_and_down(daemons: None) -> None:
 
 
 def test_kvm_disabled_and_cpu_model_mismatch(daemons: None) -> None:
-    skylake = Profile(stages={"vdsm": {"cluster_cpu_type": "Intel Skylake Server Family", "cluster_level": "4.8"}})
+    skylake = Profile(
+        stages={"vdsm": {"cluster_cpu_type": "Intel Skylake Server Family", "cluster_level": "4.8"}}
+    )
     _, findings = evaluate(run_snippet("kvm-disabled"), skylake)
     assert findings["vdsm.kvm-enabled"].verdict == Verdict.FAIL
     assert findings["vdsm.kvm-enabled"].message == "kvmEnabled is 'false'"
@@ -205,8 +230,9 @@ def test_no_cluster_cpu_type_known_is_not_applicable(daemons: None) -> None:
     assert findings["vdsm.cpu-model"].verdict == Verdict.SKIP
     assert "vdsm.cluster_cpu_type" in findings["vdsm.cpu-model"].message
     assert findings["vdsm.cluster-level"].verdict == Verdict.SKIP
-    assert findings["vdsm.cluster-level"].message == ("no cluster compatibility version known: set "
-                                                      "vdsm.cluster_level in the profile")
+    assert findings["vdsm.cluster-level"].message == (
+        "no cluster compatibility version known: set vdsm.cluster_level in the profile"
+    )
 
 
 def test_without_vdsm_or_ss_on_path(tmp_path: Path, listener: socket.socket) -> None:
@@ -235,6 +261,7 @@ def test_host_without_vdsm_sections_is_not_applicable() -> None:
 # Recorded replies of real vdsm hosts (tests/recorded/vdsm/README.md), replayed by the stand-ins through the
 # real probe snippet and parser.
 
+
 def test_recorded_get_capabilities_of_vdsm_4_18() -> None:
     """A vdsm 4.18 host offers cluster levels 3.5-4.0: a 4.8 cluster refuses it, a 4.0 cluster takes it."""
     caps = RECORDED / "getCapabilities-4.18-fedora23.json"
@@ -245,15 +272,17 @@ def test_recorded_get_capabilities_of_vdsm_4_18() -> None:
     assert findings["vdsm.kvm-enabled"].verdict == Verdict.PASS
     assert findings["vdsm.version"].message == "vdsm 4.18-73"
     assert findings["vdsm.cluster-level"].verdict == Verdict.FAIL
-    assert findings["vdsm.cluster-level"].message.startswith("this vdsm offers cluster levels 3.5, 3.6, 4.0, "
-                                                             "not 4.8")
+    assert findings["vdsm.cluster-level"].message.startswith(
+        "this vdsm offers cluster levels 3.5, 3.6, 4.0, not 4.8"
+    )
     # vdsm's developers shortened cpuFlags to eleven plain flags: no vmx, no model_Haswell-noTSX
     assert findings["vdsm.cpu-model"].verdict == Verdict.FAIL
     assert "model_Haswell-noTSX" in findings["vdsm.cpu-model"].message
     _, findings = evaluate(output, Profile(stages={"vdsm": {"cluster_level": "4.0"}}))
     assert findings["vdsm.cluster-level"].verdict == Verdict.PASS
-    assert findings["vdsm.cluster-level"].message == ("clusterLevels 3.5, 3.6, 4.0 include 4.0 "
-                                                      "(profile vdsm.cluster_level)")
+    assert findings["vdsm.cluster-level"].message == (
+        "clusterLevels 3.5, 3.6, 4.0 include 4.0 (profile vdsm.cluster_level)"
+    )
 
 
 def test_recorded_get_stats_with_mom_active() -> None:
@@ -275,24 +304,37 @@ def test_recorded_is_configured_warning_about_multipath() -> None:
     assert finding.message == (
         "no vdsm module answered NO (vdsm-tool is-configured rc=0), but vdsm-tool warns: WARNING: Invalid "
         "configuration: 'user_friendly_names' is enabled in multipath configuration: This configuration is "
-        "not supported and may lead to storage domain corruption.")
+        "not supported and may lead to storage domain corruption."
+    )
     assert "fix the file it names" in finding.hint
 
 
 def test_stand_in_default_replies_have_the_recorded_shape() -> None:
     """Every key the stand-in's healthy replies share with the recordings has the recorded value type."""
     vdsm_client = str(STANDINS / "vdsm-client")
-    for verb, recording in (("getCapabilities", "getCapabilities-4.18-fedora23.json"),
-                            ("getStats", "getStats-2016-03-02.json")):
-        done = subprocess.run([vdsm_client, "Host", verb], capture_output=True, text=True, check=True,
-                              env=dict(os.environ, KVMQA_STANDIN_VDSM_SCENARIO="healthy"))
+    for verb, recording in (
+        ("getCapabilities", "getCapabilities-4.18-fedora23.json"),
+        ("getStats", "getStats-2016-03-02.json"),
+    ):
+        done = subprocess.run(
+            [vdsm_client, "Host", verb],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=dict(os.environ, KVMQA_STANDIN_VDSM_SCENARIO="healthy"),
+        )
         standin, recorded = json.loads(done.stdout), json.loads((RECORDED / recording).read_text())
-        wrong = {k: (type(v).__name__, type(recorded[k]).__name__) for k, v in standin.items()
-                 if k in recorded and type(v) is not type(recorded[k])}
+        wrong = {
+            k: (type(v).__name__, type(recorded[k]).__name__)
+            for k, v in standin.items()
+            if k in recorded and type(v) is not type(recorded[k])
+        }
         assert not wrong, f"{verb}: stand-in vs recorded types {wrong}"
         assert set(standin) - set(recorded) <= NEWER_THAN_2016[verb], verb
 
 
 # Keys of the stand-in's replies that the 2016 recordings lack: added to vdsm later (lib/vdsm/host/caps.py).
-NEWER_THAN_2016 = {"getCapabilities": {"nestedVirtualization", "fipsEnabled", "hostedEngineDeployed"},
-                   "getStats": set()}
+NEWER_THAN_2016 = {
+    "getCapabilities": {"nestedVirtualization", "fipsEnabled", "hostedEngineDeployed"},
+    "getStats": set(),
+}

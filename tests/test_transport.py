@@ -1,4 +1,5 @@
-"""The transport interface (kvmqa/transport/base.py) on each of its classes, for real: this machine (local) and the
+"""The transport interface (kvmqa/transport/base.py) on each of its classes, for real: this machine (local)
+and the
 test sshd on 127.0.0.1 through OpenSSH and through paramiko, as the non-root user with and without sudo."""
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ CLASSES = {"local": LocalTransport, "ssh": OpenSshTransport, "paramiko": Paramik
 def target_for(scheme: str, sshd: Sshd, sudo: bool = False) -> Target:
     if scheme == "local":
         return Target.from_url("local://")
-    return Target.from_url(sshd.url(backend=scheme), sudo=sudo, identity_file=sshd.client_key, known_hosts=sshd.known_hosts,
-                           connect_timeout=5, command_timeout=30)
+    return Target.from_url(
+        sshd.url(backend=scheme),
+        sudo=sudo,
+        identity_file=sshd.client_key,
+        known_hosts=sshd.known_hosts,
+        connect_timeout=5,
+        command_timeout=30,
+    )
 
 
 @pytest.mark.parametrize("scheme", list(CLASSES))
@@ -34,7 +41,13 @@ def test_run_gives_rc_output_env_and_counts_round_trips(scheme: str, sshd: Sshd)
     assert type(transport) is CLASSES[scheme] and transport.name == scheme
     try:
         done = target.run('printf "%s" "$KQ_X"; echo oops >&2; exit 3', env={"KQ_X": "a b'c"})
-        assert (done.rc, done.stdout, done.stderr.strip(), done.ok, done.timed_out) == (3, "a b'c", "oops", False, False)
+        assert (done.rc, done.stdout, done.stderr.strip(), done.ok, done.timed_out) == (
+            3,
+            "a b'c",
+            "oops",
+            False,
+            False,
+        )
         whoami = target.run("id -un").stdout.strip()
         assert whoami == ("root" if scheme == "local" else sshd.user)
         assert target.round_trips == 2
@@ -56,7 +69,9 @@ def test_sudo_and_the_hosts_own_timeout(scheme: str, sshd: Sshd) -> None:
 
 
 @pytest.mark.parametrize("scheme", list(CLASSES))
-def test_put_file_writes_the_data_with_the_mode_never_on_a_command_line(scheme: str, sshd: Sshd, tmp_path: Path) -> None:
+def test_put_file_writes_the_data_with_the_mode_never_on_a_command_line(
+    scheme: str, sshd: Sshd, tmp_path: Path
+) -> None:
     target = target_for(scheme, sshd, sudo=scheme != "local")
     path = Path("/tmp") / f"kvmqa-transport-{scheme}-{os.getpid()}"
     secret = b"kvmqa-secret-\x00\xff data\n"
@@ -82,4 +97,8 @@ def test_libvirt_uri(scheme: str, sshd: Sshd, tmp_path: Path) -> None:
         return
     assert uri.startswith("qemu+ext:///system?command=")  # paramiko too: libvirt speaks OpenSSH only
     script = (tmp_path / "w" / "libvirt-ssh.sh").read_text()
-    assert f"-p {sshd.port}" in script.replace("'", "") and "sudo -n" in script and "StrictHostKeyChecking=yes" in script
+    assert (
+        f"-p {sshd.port}" in script.replace("'", "")
+        and "sudo -n" in script
+        and "StrictHostKeyChecking=yes" in script
+    )

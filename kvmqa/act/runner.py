@@ -1,11 +1,13 @@
 """Install mode on one host: before a stage's gate, its steps in order; after each DONE step the facts are
-probed again and the step's precondition must hold (else it failed). Plan mode decides the same way and runs nothing.
+probed again and the step's precondition must hold (else it failed). Plan mode decides the same way and runs
+nothing.
 
     stage cpu      -> install.modules
     stage packages -> install.packages
     stage libvirt  -> install.daemons, install.default-network, install.storage-pool, install.libvirt-user
     stage ovirt_engine (ovirt-engine targets) -> ovirt.release-repo, ovirt.engine-package, ovirt.engine-setup,
-                                                 ovirt.add-hosts                       (kvmqa.stages.ovirt_engine.actions)
+                                                 ovirt.add-hosts
+                                                 (kvmqa.stages.ovirt_engine.actions)
     stage vdsm (ovirt-host targets)           -> ovirt.release-repo, ovirt.host-package, ovirt.vdsm-configure
 
 A step whose `supported` gate answers (oVirt on a non-EL distro: skipped "not supported on debian 12") is
@@ -39,7 +41,8 @@ def host_actions(registry: Registry) -> list[Action]:
 
 @dataclass
 class HostInstall:
-    """Per host session: every step's record so far (dependencies look here) and the stages already handled."""
+    """Per host session: every step's record so far (dependencies look here) and the stages already
+    handled."""
 
     records: dict[str, ActionRecord] = field(default_factory=dict)
     stages: set[str] = field(default_factory=set)
@@ -58,13 +61,19 @@ def context_for(session: HostSession, state: HostInstall, stage: Stage | None = 
     secrets = tuple(s.reveal() for s in (getattr(opts, "engine_password", None),) if s)
     target = session.target
     return ActionContext(
-        host=session.name, run=lambda cmd, timeout: target.run(cmd, timeout=timeout), execute=opts.install,
+        host=session.name,
+        run=lambda cmd, timeout: target.run(cmd, timeout=timeout),
+        execute=opts.install,
         put_file=lambda path, data, mode: target.put_file(path, data, mode),
-        engine_password=getattr(opts, "engine_password", None), roles=tuple(target.roles),
+        engine_password=getattr(opts, "engine_password", None),
+        roles=tuple(target.roles),
         stage_context=stage.stage_context(session) if stage is not None else None,
-        libvirt_user=opts.libvirt_user, extra_packages=session.profile.extra_packages,
+        libvirt_user=opts.libvirt_user,
+        extra_packages=session.profile.extra_packages,
         sudo=target.sudo and not target.is_local,  # Target ignores sudo locally
-        secrets=secrets, records=state.records, check_gate=session.blocker,
+        secrets=secrets,
+        records=state.records,
+        check_gate=session.blocker,
     )
 
 
@@ -76,7 +85,9 @@ def ensure_facts(session: HostSession, action: Action, stage: Stage, ctx: Action
     for name in action.facts:
         if name == "install":
             session.gather("install", lambda s: gather_install(s, ctx))
-        else:  # a section another stage gathers (an install step of cpu reading libvirt's facts): that stage's gatherer
+        # a section another stage gathers (an install step of cpu reading libvirt's facts): that stage's
+        # gatherer
+        else:
             owner = next((s for s in session.stages if name in s.gatherers), None)
             if owner is not None:
                 session.gather(name, owner.gatherer(name))
@@ -106,8 +117,15 @@ def run_stage(session: HostSession, stage: Stage) -> list[ActionRecord]:
             if action.severity is not None and record.status == FAILED:
                 record.level = action.severity(session.facts, session.profile)
         except Exception as exc:  # noqa: BLE001 - a step's bug or a lost target fails the step, not the run
-            record = ActionRecord(session.name, action.stage, action.id, action.description, FAILED,
-                                  f"kvmqa could not run the step: {type(exc).__name__}: {exc}", hint=action.hint)
+            record = ActionRecord(
+                session.name,
+                action.stage,
+                action.id,
+                action.description,
+                FAILED,
+                f"kvmqa could not run the step: {type(exc).__name__}: {exc}",
+                hint=action.hint,
+            )
             state.records[action.id] = record
         out.append(record)
     return out

@@ -1,19 +1,23 @@
 """Ansible inventories, read by ansible-core itself: `ansible-inventory --list` JSON -> Targets.
 
-    targets = load_ansible_inventory(["lab/hosts"], limit="kvm_hosts:!hv3", vault_password_file=Path("vault-pw"))
+    targets = load_ansible_inventory(["lab/hosts"], limit="kvm_hosts:!hv3",
+    vault_password_file=Path("vault-pw"))
 
 Any source Ansible accepts works (INI or YAML chosen by content, a directory with group_vars/ and host_vars/,
 an executable dynamic inventory script, an inventory plugin's YAML): kvmqa never parses it. The JSON has every
 host's merged variables, but neither decrypts `!vault` values nor renders Jinja2 templates (checked with
-ansible-core 2.19): kvmqa does both for the connection variables it reads, with ansible-core's own VaultLib and
+ansible-core 2.19): kvmqa does both for the connection variables it reads, with ansible-core's own VaultLib
+and
 Templar, only for the hosts that need it. Connection variables (and their older aliases) -> Target:
 
     ansible_host / ansible_ssh_host                              address (default: the inventory name)
     ansible_port / ansible_ssh_port                              port
     ansible_user / ansible_ssh_user                              user
     ansible_ssh_private_key_file / ansible_private_key_file      identity file
-    ansible_ssh_common_args, ansible_ssh_extra_args              extra OpenSSH arguments (ProxyJump, -o ProxyCommand=...)
-    ansible_connection ssh | smart -> ssh, paramiko | paramiko_ssh -> paramiko, local -> local; others: an error
+    ansible_ssh_common_args, ansible_ssh_extra_args              extra OpenSSH arguments (ProxyJump, -o
+    ProxyCommand=...)
+    ansible_connection ssh | smart -> ssh, paramiko | paramiko_ssh -> paramiko, local -> local; others: an
+    error
     ansible_become (+ ansible_become_method sudo, ansible_become_user root) -> sudo; another method (su,
         doas, ...) or user: that host's one error (reach.probe, ERROR; never connected), the others run
 
@@ -39,7 +43,13 @@ from kvmqa.transport.target import Target
 
 EXTRA = "kvmqa[ansible]"
 LIST_TIMEOUT = 600  # a dynamic inventory script that never answers
-CONNECTIONS = {"ssh": "ssh", "smart": "ssh", "paramiko": "paramiko", "paramiko_ssh": "paramiko", "local": "local"}
+CONNECTIONS = {
+    "ssh": "ssh",
+    "smart": "ssh",
+    "paramiko": "paramiko",
+    "paramiko_ssh": "paramiko",
+    "local": "local",
+}
 # kvmqa's field -> the Ansible variables that set it, first one wins (the later names are older aliases)
 CONNECTION_VARS: dict[str, tuple[str, ...]] = {
     "address": ("ansible_host", "ansible_ssh_host"),
@@ -68,22 +78,33 @@ def ansible_inventory_cli(where: str) -> list[str]:
     except ImportError:  # a broken or shadowed installation
         installed = False
     if not installed or not found:
-        raise InventoryError(f"{where}: reading an Ansible inventory needs ansible-core, which is not installed: "
-                             f"pip install '{EXTRA}' (./run installs it)")
+        raise InventoryError(
+            f"{where}: reading an Ansible inventory needs ansible-core, which is not installed: "
+            f"pip install '{EXTRA}' (./run installs it)"
+        )
     return [found]
 
 
 def ansible_env() -> dict[str, str]:
-    """Ansible's settings for reading inventories: a source (or a file of a directory source) that no plugin can parse
-    is an error, not a warning that leaves hosts out (a lab's own ANSIBLE_INVENTORY_* environment still wins)."""
+    """Ansible's settings for reading inventories: a source (or a file of a directory source) that no plugin
+    can parse
+    is an error, not a warning that leaves hosts out (a lab's own ANSIBLE_INVENTORY_* environment still
+    wins)."""
     strict = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "True", "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"}
-    return {**strict, **os.environ, "ANSIBLE_NOCOLOR": "True", "ANSIBLE_FORCE_COLOR": "False",
-            "ANSIBLE_DEPRECATION_WARNINGS": "False"}
+    return {
+        **strict,
+        **os.environ,
+        "ANSIBLE_NOCOLOR": "True",
+        "ANSIBLE_FORCE_COLOR": "False",
+        "ANSIBLE_DEPRECATION_WARNINGS": "False",
+    }
 
 
-def ansible_list(sources: list[str], *, limit: str | None = None, vault_password_file: Path | None = None,
-                 where: str) -> dict[str, Any]:
-    """`ansible-inventory --list` as data; any failure is one InventoryError naming the source and Ansible's reason."""
+def ansible_list(
+    sources: list[str], *, limit: str | None = None, vault_password_file: Path | None = None, where: str
+) -> dict[str, Any]:
+    """`ansible-inventory --list` as data; any failure is one InventoryError naming the source and Ansible's
+    reason."""
     argv = ansible_inventory_cli(where)
     for s in sources:
         argv += ["-i", s]
@@ -93,15 +114,25 @@ def ansible_list(sources: list[str], *, limit: str | None = None, vault_password
     if vault_password_file:
         argv += ["--vault-password-file", str(vault_password_file)]
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=LIST_TIMEOUT, env=ansible_env(),
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=LIST_TIMEOUT,
+            env=ansible_env(),
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
-        raise InventoryError(f"{where}: ansible-inventory did not answer within {LIST_TIMEOUT} s "
-                             "(a dynamic inventory script that hangs?)") from None
+        raise InventoryError(
+            f"{where}: ansible-inventory did not answer within {LIST_TIMEOUT} s "
+            "(a dynamic inventory script that hangs?)"
+        ) from None
     except OSError as exc:
         raise InventoryError(f"{where}: cannot run ansible-inventory: {exc.strerror or exc}") from None
     if done.returncode != 0:
-        raise InventoryError(f"{where}: Ansible cannot read this inventory: {ansible_reason(done.stderr, sources)}")
+        raise InventoryError(
+            f"{where}: Ansible cannot read this inventory: {ansible_reason(done.stderr, sources)}"
+        )
     try:
         data = json.loads(done.stdout)
     except ValueError as exc:
@@ -111,12 +142,19 @@ def ansible_list(sources: list[str], *, limit: str | None = None, vault_password
     return data
 
 
-_PLUGIN_FAILED = re.compile(r"^\[WARNING\]:\s+(?:\* )?Failed to parse .*?with '?(?P<plugin>[\w.]+)'? plugin: (?P<msg>.*)$")
-_NOT_THIS_FORMAT = ("Did not find expected <document start>", "Plugin configuration YAML file, not YAML inventory",
-                    "YAML inventory has invalid structure")
+_PLUGIN_FAILED = re.compile(
+    r"^\[WARNING\]:\s+(?:\* )?Failed to parse .*?with '?(?P<plugin>[\w.]+)'? plugin: (?P<msg>.*)$"
+)
+_NOT_THIS_FORMAT = (
+    "Did not find expected <document start>",
+    "Plugin configuration YAML file, not YAML inventory",
+    "YAML inventory has invalid structure",
+)
 
 
-_ORIGIN = re.compile(r"^Origin: (?:<inventory plugin '[\w.]+' with source '(?P<source>[^']+)'>|(?P<path>\S+?))\s*$")
+_ORIGIN = re.compile(
+    r"^Origin: (?:<inventory plugin '[\w.]+' with source '(?P<source>[^']+)'>|(?P<path>\S+?))\s*$"
+)
 
 
 def _looks_like_ini(path: Path) -> bool | None:
@@ -129,7 +167,8 @@ def _looks_like_ini(path: Path) -> bool | None:
 
 
 def ansible_reason(stderr: str, sources: list[str] | None = None) -> str:
-    """Ansible's stderr (several screens in 2.19) as one line: what the plugins that fit the file said, where."""
+    """Ansible's stderr (several screens in 2.19) as one line: what the plugins that fit the file said,
+    where."""
     lines = stderr.splitlines()
     failures: dict[str, tuple[str, str]] = {}  # plugin -> (message, origin)
     script_stderr = ""
@@ -138,7 +177,7 @@ def ansible_reason(stderr: str, sources: list[str] | None = None) -> str:
         m = _PLUGIN_FAILED.match(line.strip())
         if m:
             origin = ""
-            for later in lines[i + 1:]:
+            for later in lines[i + 1 :]:
                 if _PLUGIN_FAILED.match(later.strip()):
                     break
                 o = _ORIGIN.match(later.strip())
@@ -148,16 +187,22 @@ def ansible_reason(stderr: str, sources: list[str] | None = None) -> str:
                         break
             failures.setdefault(m.group("plugin"), (m.group("msg").strip(), origin))
         elif line.strip() == "Standard error from inventory script:":
-            script_stderr = next((x.strip() for x in lines[i + 1:] if x.strip()), "")
+            script_stderr = next((x.strip() for x in lines[i + 1 :] if x.strip()), "")
         elif line.startswith(("[ERROR]:", "ERROR!")) and not error:
-            error = line.split(":", 1)[1].strip() if line.startswith("[ERROR]") else line[len("ERROR!"):].strip()
+            error = (
+                line.split(":", 1)[1].strip() if line.startswith("[ERROR]") else line[len("ERROR!") :].strip()
+            )
     if "script" in failures:  # an executable file: what the other plugins say about its text is noise
         msg, origin = failures["script"]
         failures = {"script": (msg + (f" (stderr: {script_stderr})" if script_stderr else ""), origin)}
     if any("no vault secrets found" in m for m, _ in failures.values()):
         return "it is vaulted and no vault password was given: pass --vault-password-file"
-    telling = {p: mo for p, mo in failures.items() if not any(n in mo[0] for n in _NOT_THIS_FORMAT)} or failures
-    origins = {Path(o.rsplit(":", 2)[0] if re.search(r":\d+(:\d+)?$", o) else o) for _, o in telling.values() if o}
+    telling = {
+        p: mo for p, mo in failures.items() if not any(n in mo[0] for n in _NOT_THIS_FORMAT)
+    } or failures
+    origins = {
+        Path(o.rsplit(":", 2)[0] if re.search(r":\d+(:\d+)?$", o) else o) for _, o in telling.values() if o
+    }
     kind = _looks_like_ini(next(iter(origins))) if len(origins) == 1 else None
     if kind is not None:  # the plugin that fits the file's content: the others' complaints are noise
         fitting = {p: mo for p, mo in telling.items() if (p == "ini") == kind}
@@ -181,7 +226,8 @@ def ansible_reason(stderr: str, sources: list[str] | None = None) -> str:
 
 
 def broken_vars_file(sources: list[str]) -> str | None:
-    """Ansible names no file for a broken group_vars/host_vars YAML: find it, and its line, with kvmqa's parser."""
+    """Ansible names no file for a broken group_vars/host_vars YAML: find it, and its line, with kvmqa's
+    parser."""
     import yaml
 
     from kvmqa.config.yamlerrors import yaml_error_text
@@ -271,8 +317,10 @@ class _Resolver:
                 self._vault = VaultLib([("default", secret)])
             return str(self._vault.decrypt(ciphertext).decode())
         except (AnsibleError, OSError, UnicodeDecodeError) as exc:
-            raise InventoryError(f"{self.where}: host {host}: {var} cannot be decrypted with --vault-password-file "
-                                 f"{self.vault_password_file}: {_first_line(exc)}") from None
+            raise InventoryError(
+                f"{self.where}: host {host}: {var} cannot be decrypted with --vault-password-file "
+                f"{self.vault_password_file}: {_first_line(exc)}"
+            ) from None
 
     def unvault(self, value: Any, host: str, var: str) -> Any:
         if isinstance(value, dict):
@@ -288,10 +336,14 @@ class _Resolver:
             from ansible.template import Templar
 
             try:
-                from ansible.template import trust_as_template  # ansible-core >= 2.19: inventory text is trusted
+                from ansible.template import (
+                    trust_as_template,
+                )  # ansible-core >= 2.19: inventory text is trusted
             except ImportError:  # pragma: no cover - older ansible-core renders any string
+
                 def trust_as_template(v: Any) -> Any:
                     return v
+
             self._trust = trust_as_template
             self._templar_obj = Templar(loader=self.loader())
         return self._templar_obj
@@ -309,8 +361,9 @@ class _Resolver:
             templar.available_variables = variables
             return templar.template(self._trust(value))
         except AnsibleError as exc:
-            raise InventoryError(f"{self.where}: host {host}: {var}: template {value!r} cannot be rendered: "
-                                 f"{_first_line(exc)}") from None
+            raise InventoryError(
+                f"{self.where}: host {host}: {var}: template {value!r} cannot be rendered: {_first_line(exc)}"
+            ) from None
 
 
 def _deep_map(value: Any, fn: Any) -> Any:
@@ -340,9 +393,15 @@ def _has_vault(value: Any) -> bool:
     return False
 
 
-def connection_settings(name: str, hostvars: dict[str, Any], groups: list[str], all_groups: dict[str, list[str]],
-                        resolver: _Resolver) -> dict[str, Any]:
-    """kvmqa's connection fields of one host from its merged hostvars: aliases applied, vault and templates resolved."""
+def connection_settings(
+    name: str,
+    hostvars: dict[str, Any],
+    groups: list[str],
+    all_groups: dict[str, list[str]],
+    resolver: _Resolver,
+) -> dict[str, Any]:
+    """kvmqa's connection fields of one host from its merged hostvars: aliases applied, vault and templates
+    resolved."""
     picked: dict[str, tuple[str, Any]] = {}
     for field_name, names in CONNECTION_VARS.items():
         for var in names:
@@ -353,8 +412,12 @@ def connection_settings(name: str, hostvars: dict[str, Any], groups: list[str], 
     variables: dict[str, Any] = {}
     if needs_vars:
         variables = resolver.trusted({k: resolver.unvault(v, name, k) for k, v in hostvars.items()})
-        variables.update(inventory_hostname=name, inventory_hostname_short=name.split(".")[0], group_names=list(groups),
-                         groups=resolver.groups(all_groups))
+        variables.update(
+            inventory_hostname=name,
+            inventory_hostname_short=name.split(".")[0],
+            group_names=list(groups),
+            groups=resolver.groups(all_groups),
+        )
     out: dict[str, Any] = {}
     for field_name, (var, value) in picked.items():
         if needs_vars:
@@ -364,8 +427,10 @@ def connection_settings(name: str, hostvars: dict[str, Any], groups: list[str], 
                     break
                 value = resolver.render(value, variables, name, var)
         if isinstance(value, str) and _NOT_DECRYPTED in value:
-            raise InventoryError(f"{resolver.where}: host {name}: {var} is vaulted (or uses a vaulted variable); "
-                                 "give --vault-password-file")
+            raise InventoryError(
+                f"{resolver.where}: host {name}: {var} is vaulted (or uses a vaulted variable); "
+                "give --vault-password-file"
+            )
         out[field_name] = (var, value)
     return out
 
@@ -385,18 +450,31 @@ def become_problem(where: str, get: Any) -> str:
     """Why kvmqa cannot become root on this host as the inventory says (its one error), or ""."""
     method = str(get("become_method", "sudo") or "sudo")
     if method != "sudo":
-        return (f"{where}: ansible_become_method {method!r} is not supported: kvmqa becomes root with "
-                "passwordless sudo only (sudo -n); give this host ansible_become_method=sudo and a NOPASSWD "
-                "sudo rule for its user, or ansible_user=root (kvmqa did not connect to it)")
+        return (
+            f"{where}: ansible_become_method {method!r} is not supported: kvmqa becomes root with "
+            "passwordless sudo only (sudo -n); give this host ansible_become_method=sudo and a NOPASSWD "
+            "sudo rule for its user, or ansible_user=root (kvmqa did not connect to it)"
+        )
     become_user = str(get("become_user", "root") or "root")
     if become_user != "root":
-        return (f"{where}: ansible_become_user {become_user!r} is not supported: kvmqa needs root; drop "
-                "ansible_become_user for this host or set it to root (kvmqa did not connect to it)")
+        return (
+            f"{where}: ansible_become_user {become_user!r} is not supported: kvmqa needs root; drop "
+            "ansible_become_user for this host or set it to root (kvmqa did not connect to it)"
+        )
     return ""
 
 
-def target_from_hostvars(name: str, hostvars: dict[str, Any], groups: list[str], all_groups: dict[str, list[str]],
-                         resolver: _Resolver, *, sudo: bool, strict_host_keys: bool, **common: Any) -> Target:
+def target_from_hostvars(
+    name: str,
+    hostvars: dict[str, Any],
+    groups: list[str],
+    all_groups: dict[str, list[str]],
+    resolver: _Resolver,
+    *,
+    sudo: bool,
+    strict_host_keys: bool,
+    **common: Any,
+) -> Target:
     """One Target from one host's merged variables (as Ansible would connect to it)."""
     where = f"{resolver.where}: host {name}"
     conn = connection_settings(name, hostvars, groups, all_groups, resolver)
@@ -409,15 +487,20 @@ def target_from_hostvars(name: str, hostvars: dict[str, Any], groups: list[str],
 
     connection = str(get("connection", "ssh") or "ssh")
     if connection not in CONNECTIONS:
-        raise InventoryError(f"{where}: ansible_connection {connection!r} is not supported by kvmqa "
-                             f"(use one of {', '.join(CONNECTIONS)})")
+        raise InventoryError(
+            f"{where}: ansible_connection {connection!r} is not supported by kvmqa "
+            f"(use one of {', '.join(CONNECTIONS)})"
+        )
     backend = CONNECTIONS[connection]
     become = _truthy(get("become"), var("become"), where) if "become" in conn else None
-    kwargs: dict[str, Any] = {**common, "unusable": become_problem(where, get) if become else "",
-                              "strict_host_keys": strict_host_keys,
-                              "sudo": bool(become) if become is not None else sudo,
-                              "roles": roles_of_groups(groups),
-                              "vars": {k: v for k, v in hostvars.items() if not k.startswith("ansible_") and not _has_vault(v)}}
+    kwargs: dict[str, Any] = {
+        **common,
+        "unusable": become_problem(where, get) if become else "",
+        "strict_host_keys": strict_host_keys,
+        "sudo": bool(become) if become is not None else sudo,
+        "roles": roles_of_groups(groups),
+        "vars": {k: v for k, v in hostvars.items() if not k.startswith("ansible_") and not _has_vault(v)},
+    }
     if backend == "local":
         kwargs.pop("identity_file", None)
         return Target(name=name, backend="local", **kwargs)
@@ -437,20 +520,33 @@ def target_from_hostvars(name: str, hostvars: dict[str, Any], groups: list[str],
             try:
                 ssh_args += shlex.split(str(get(field_name)))
             except ValueError as exc:
-                raise InventoryError(f"{where}: {var(field_name)} is not a valid argument list: {exc}") from None
+                raise InventoryError(
+                    f"{where}: {var(field_name)} is not a valid argument list: {exc}"
+                ) from None
     if ssh_args and backend == "paramiko":
-        raise InventoryError(f"{where}: ansible_ssh_common_args/ansible_ssh_extra_args are OpenSSH arguments; with "
-                             "ansible_connection=paramiko kvmqa cannot apply them (use ssh)")
+        raise InventoryError(
+            f"{where}: ansible_ssh_common_args/ansible_ssh_extra_args are OpenSSH arguments; with "
+            "ansible_connection=paramiko kvmqa cannot apply them (use ssh)"
+        )
     if ssh_args:
         kwargs["ssh_args"] = tuple(ssh_args)
     address = str(get("address") or name)
     user = get("user")
-    return Target(name=name, backend=backend, host=address, user=str(user) if user else None, port=port, **kwargs)
+    return Target(
+        name=name, backend=backend, host=address, user=str(user) if user else None, port=port, **kwargs
+    )
 
 
-def load_ansible_inventory(sources: list[str], *, limit: str | None = None, vault_password_file: Path | None = None,
-                           sudo: bool = False, strict_host_keys: bool = True, where: str | None = None,
-                           **common: Any) -> list[Target]:
+def load_ansible_inventory(
+    sources: list[str],
+    *,
+    limit: str | None = None,
+    vault_password_file: Path | None = None,
+    sudo: bool = False,
+    strict_host_keys: bool = True,
+    where: str | None = None,
+    **common: Any,
+) -> list[Target]:
     """Targets for every host ansible-core finds in `sources` (after `limit`), in Ansible's order."""
     where = where or ", ".join(sources) or "the default Ansible inventory"
     if vault_password_file is not None and not Path(vault_password_file).exists():
@@ -459,15 +555,28 @@ def load_ansible_inventory(sources: list[str], *, limit: str | None = None, vaul
     hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {}) or {}
     groups_of = host_groups(data)
     if not groups_of:
-        raise InventoryError(f"{where}: no hosts" + (f" match --limit {limit!r}" if limit else
-                             " (ansible-inventory --list found none)"))
+        raise InventoryError(
+            f"{where}: no hosts"
+            + (f" match --limit {limit!r}" if limit else " (ansible-inventory --list found none)")
+        )
     all_groups: dict[str, list[str]] = {}
     for host, groups in groups_of.items():
         for g in ["all", *groups]:
             all_groups.setdefault(g, []).append(host)
     resolver = _Resolver(vault_password_file, where)
-    targets = [target_from_hostvars(h, hostvars.get(h, {}) or {}, groups_of[h], all_groups, resolver, sudo=sudo,
-                                    strict_host_keys=strict_host_keys, **common) for h in _ordered(data, groups_of)]
+    targets = [
+        target_from_hostvars(
+            h,
+            hostvars.get(h, {}) or {},
+            groups_of[h],
+            all_groups,
+            resolver,
+            sudo=sudo,
+            strict_host_keys=strict_host_keys,
+            **common,
+        )
+        for h in _ordered(data, groups_of)
+    ]
     check_unique(targets, where)
     return targets
 
@@ -479,11 +588,14 @@ def _ordered(data: dict[str, Any], groups_of: dict[str, list[str]]) -> Iterable[
     return listed + [h for h in groups_of if h not in known]
 
 
-def targets_from_ansible_url(url: str, *, inventory: Path | None = None, limit: str | None = None, **kwargs: Any) -> list[Target]:
-    """testinfra's convention: `ansible://GROUP_OR_HOST_PATTERN?ansible_inventory=FILE` (default: Ansible's own)."""
+def targets_from_ansible_url(
+    url: str, *, inventory: Path | None = None, limit: str | None = None, **kwargs: Any
+) -> list[Target]:
+    """testinfra's convention: `ansible://GROUP_OR_HOST_PATTERN?ansible_inventory=FILE` (default: Ansible's
+    own)."""
     import urllib.parse
 
-    rest = url[len("ansible://"):]
+    rest = url[len("ansible://") :]
     pattern, _, query = rest.partition("?")
     params = urllib.parse.parse_qs(query)
     unknown = sorted(set(params) - {"ansible_inventory"})
@@ -493,7 +605,8 @@ def targets_from_ansible_url(url: str, *, inventory: Path | None = None, limit: 
     pattern = urllib.parse.unquote(pattern) or "all"
     where = f"--hosts {url}"
     targets = load_ansible_inventory(source, limit=pattern, where=where, **kwargs)
-    if limit:  # both select: Ansible's own answer for each pattern, intersected (`a:&b` would reorder a limit's terms)
+    # both select: Ansible's own answer for each pattern, intersected (`a:&b` would reorder a limit's terms)
+    if limit:
         vault = kwargs.get("vault_password_file")
         chosen = set(host_groups(ansible_list(source, limit=limit, vault_password_file=vault, where=where)))
         targets = [t for t in targets if t.name in chosen]

@@ -15,7 +15,8 @@ class InventoryError(ValueError):
 
 
 def role_of_group(group: str) -> str | None:
-    """An Ansible group's kvmqa role: kvm_hosts -> kvm-host, ovirt_hosts -> ovirt-host, ovirt_engine -> ovirt-engine."""
+    """An Ansible group's kvmqa role: kvm_hosts -> kvm-host, ovirt_hosts -> ovirt-host, ovirt_engine ->
+    ovirt-engine."""
     role = group.replace("_", "-").lower().rstrip("s")
     return role if role in ROLES else None
 

@@ -36,7 +36,8 @@ class Profile:
     min_memory_gib: float = 2.0
     min_free_disk_gib: float = 5.0
     kvm: Level = Level.FAIL  # level when KVM is not usable (hw flag, /dev/kvm, KVM guest type)
-    # level when the login user itself cannot open /dev/kvm: only qemu:///session (guests run as that user) needs it;
+    # level when the login user itself cannot open /dev/kvm: only qemu:///session (guests run as that user)
+    # needs it;
     # libvirt's system guests run as the QEMU user, whose access stays at the `kvm` level
     session_kvm_access: Level = Level.WARN
     allow_emulation: bool = False  # boot the first VM under TCG when KVM is not usable
@@ -44,7 +45,8 @@ class Profile:
     iommu: str = "optional"  # required | optional
     hugepages_min: int = 0  # required pre-allocated hugepages (0: not required)
     ovmf: Level = Level.WARN
-    # qemu / libvirt / libvirt-clients / ...: a profile's entries replace these defaults one by one ("0" drops one)
+    # qemu / libvirt / libvirt-clients / ...: a profile's entries replace these defaults one by one ("0" drops
+    # one)
     min_versions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MIN_VERSIONS))
     warn_versions: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_WARN_VERSIONS))
     ksm: str = "any"  # any | on | off: the lab's KSM policy (cpu.ksm)

@@ -1,4 +1,5 @@
-"""YAML syntax errors as one line a user reads: file, the line where the broken construct starts, what broke."""
+"""YAML syntax errors as one line a user reads: file, the line where the broken construct starts, what
+broke."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import yaml
 def yaml_error_text(exc: yaml.YAMLError, src: str) -> str:
     """One line for a YAML syntax error, naming the line where the broken construct starts.
 
-    For a flow sequence or mapping, a quoted scalar or a tag that never closes, PyYAML's problem mark is where it
-    gave up (often the next key or the end of the file) and its context mark is where the construct opened: that
+    For a flow sequence or mapping, a quoted scalar or a tag that never closes, PyYAML's problem mark is where
+    it
+    gave up (often the next key or the end of the file) and its context mark is where the construct opened:
+    that
     line is named first. For a block collection the context is the whole enclosing list or mapping, so the
     problem mark (the mis-indented line itself) is the line to name.
     """
@@ -21,7 +24,10 @@ def yaml_error_text(exc: yaml.YAMLError, src: str) -> str:
         if gave_up is None:
             return f"{src}: malformed YAML: {problem}"
         return f"{src}:{gave_up.line + 1}: malformed YAML: {problem}"
-    text = f"{src}:{opened.line + 1}: malformed YAML: {problem} ({context} opened at line {opened.line + 1}, column {opened.column + 1})"
+    text = (
+        f"{src}:{opened.line + 1}: malformed YAML: {problem} ({context} opened at line {opened.line + 1}, "
+        f"column {opened.column + 1})"
+    )
     if gave_up is not None and gave_up.line != opened.line:
         text += f"; the parser gave up at line {gave_up.line + 1}"
     return text

@@ -79,7 +79,9 @@ class ActionContext:
 
     host: str
     run: Callable[[str, float], ResultLike] | None = None  # target.run(command, timeout)
-    put_file: Callable[[str, bytes, int], None] | None = None  # target.put_file(path, data, mode): data never on a command line
+    put_file: Callable[[str, bytes, int], None] | None = (
+        None  # target.put_file(path, data, mode): data never on a command line
+    )
     engine_password: Any = None  # kvmqa.config.options.Secret or None
     roles: tuple[str, ...] = ()  # the target's inventory roles
     stage_context: Any = None  # what the stage declares its steps need besides facts (Stage.install_context)
@@ -95,7 +97,8 @@ class ActionContext:
 
 @dataclass(frozen=True)
 class Retry:
-    """When a step fails and its output matches `pattern`, run `command` once, then the step again (apt-get update)."""
+    """When a step fails and its output matches `pattern`, run `command` once, then the step again (apt-get
+    update)."""
 
     pattern: str
     command: str
@@ -109,7 +112,8 @@ class Call:
 
     shown: str
     # Any: called with the run's ActionContext, but written against narrower protocols such as
-    # kvmqa.stages.ovirt_engine.actions.InstallContext (whose `run` is not optional), which ActionContext cannot satisfy.
+    # kvmqa.stages.ovirt_engine.actions.InstallContext (whose `run` is not optional), which ActionContext
+    # cannot satisfy.
     fn: Callable[[Any], StepResult]
 
     def __call__(self, ctx: ActionContext) -> StepResult:
@@ -129,23 +133,32 @@ class Action:
     stage: str  # the verify stage this step belongs to (runs before its gate)
     description: str
     precondition: Callable[[Mapping[str, Any], ActionContext], Decision]
-    commands: Callable[[Mapping[str, Any], ActionContext], Sequence[Command]]  # run in order, stop at the first failure
+    commands: Callable[
+        [Mapping[str, Any], ActionContext], Sequence[Command]
+    ]  # run in order, stop at the first failure
     timeout: float = 600.0  # per command
     requires: tuple[str, ...] = ()  # ids of steps that must not have failed
     # ids of verify checks that must hold first (on fresh facts): what the step really needs, e.g. the libvirt
-    # daemon package for starting the daemons, not the whole package step (a missing client tool must not stop it)
+    # daemon package for starting the daemons, not the whole package step (a missing client tool must not stop
+    # it)
     requires_checks: tuple[str, ...] = ()
     needs_root: bool = True
     facts: tuple[str, ...] = ()  # gathered (non-probe) fact sections the precondition reads
     retry: Retry | None = None
-    explain_failure: Callable[[Mapping[str, Any], str], str] | None = None  # extra context for a failure message
+    explain_failure: Callable[[Mapping[str, Any], str], str] | None = (
+        None  # extra context for a failure message
+    )
     hint: str = ""
-    applies: Callable[[ActionContext], bool] | None = None  # None: always; else only when it says so (an option)
+    applies: Callable[[ActionContext], bool] | None = (
+        None  # None: always; else only when it says so (an option)
+    )
     # Asked before anything else (dependencies, gathering `facts`): a Decision (e.g. skip: "not supported on
     # debian 12") is final; None lets the step go on to its precondition.
     supported: Callable[[Mapping[str, Any]], Decision | None] | None = None
-    # The level ("fail"/"warn") of a failure of this step, from facts and the profile (default: fail). A step that
-    # only serves warn-level checks (e.g. loading vhost_net) must not fail a run those checks would only warn about.
+    # The level ("fail"/"warn") of a failure of this step, from facts and the profile (default: fail). A step
+    # that
+    # only serves warn-level checks (e.g. loading vhost_net) must not fail a run those checks would only warn
+    # about.
     severity: Callable[[Mapping[str, Any], Any], str] | None = None
 
     def unsupported_here(self, facts: Mapping[str, Any]) -> Decision | None:
@@ -201,7 +214,8 @@ def blocked_reason(action: Action, ctx: ActionContext) -> tuple[str, str] | None
     """Why `action` cannot go on, naming the root cause once, and that root's id; None when nothing blocks it.
 
     A required step that failed or was refused is the root; one that was skipped passes on its own root (never
-    "skipped: depends on A, which is skipped: skipped: depends on B ..."). A required check is asked through the
+    "skipped: depends on A, which is skipped: skipped: depends on B ..."). A required check is asked through
+    the
     verify gate, whose findings name their own root the same way."""
     step = blocker(action, ctx.records)
     if step is not None:
@@ -219,8 +233,16 @@ def blocked_reason(action: Action, ctx: ActionContext) -> tuple[str, str] | None
 
 
 def _record(action: Action, ctx: ActionContext, status: str, message: str, **kw: Any) -> ActionRecord:
-    rec = ActionRecord(ctx.host, action.stage, action.id, action.description, status, redact(message, ctx.secrets),
-                       hint=action.hint if status in BLOCKING else "", **kw)
+    rec = ActionRecord(
+        ctx.host,
+        action.stage,
+        action.id,
+        action.description,
+        status,
+        redact(message, ctx.secrets),
+        hint=action.hint if status in BLOCKING else "",
+        **kw,
+    )
     ctx.records[action.id] = rec
     return rec
 
@@ -236,8 +258,11 @@ def _final(action: Action, ctx: ActionContext, decision: Decision) -> ActionReco
     return None
 
 
-def plan_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> tuple[ActionRecord | None, str, list[Command]]:
-    """Decide without running anything: a final record (satisfied, refused, skipped, failed), or None, why and the commands."""
+def plan_action(
+    action: Action, facts: Mapping[str, Any], ctx: ActionContext
+) -> tuple[ActionRecord | None, str, list[Command]]:
+    """Decide without running anything: a final record (satisfied, refused, skipped, failed), or None, why
+    and the commands."""
     gate = action.unsupported_here(facts)
     final = _final(action, ctx, gate) if gate is not None else None
     if final is not None:
@@ -253,10 +278,20 @@ def plan_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) ->
     commands = list(action.commands(facts, ctx))
     if action.needs_root and not is_root(facts) and not ctx.sudo:
         probe = facts.get("probe") or {}
-        return _record(action, ctx, REFUSED,
-                       f"refused: needs root, but commands run as {probe.get('user') or '?'} (uid {probe.get('euid') or '?'}) "
-                       f"and --sudo was not given; nothing was changed. Rerun with --sudo (passwordless) or as root",
-                       command="\n".join(map(command_text, commands)), reason=decision.reason), decision.reason, commands
+        return (
+            _record(
+                action,
+                ctx,
+                REFUSED,
+                f"refused: needs root, but commands run as {probe.get('user') or '?'} (uid "
+                f"{probe.get('euid') or '?'}) "
+                f"and --sudo was not given; nothing was changed. Rerun with --sudo (passwordless) or as root",
+                command="\n".join(map(command_text, commands)),
+                reason=decision.reason,
+            ),
+            decision.reason,
+            commands,
+        )
     return None, decision.reason, commands
 
 
@@ -298,7 +333,12 @@ def run_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> 
             failure = f"timed out after {action.timeout:g}s: {cmd}"
             break
         if res.rc != 0:
-            if action.retry and not retried and action.retry.command not in ran and re.search(action.retry.pattern, text, re.M):
+            if (
+                action.retry
+                and not retried
+                and action.retry.command not in ran
+                and re.search(action.retry.pattern, text, re.M)
+            ):
                 retried = True
                 commands = commands[:i] + [action.retry.command] + commands[i:]
                 continue
@@ -310,19 +350,41 @@ def run_action(action: Action, facts: Mapping[str, Any], ctx: ActionContext) -> 
     if failure:
         if action.explain_failure:
             failure += action.explain_failure(facts, failure)
-        return _record(action, ctx, FAILED, failure, command="\n".join(ran), rc=rc, duration=duration, output_tail=tail,
-                       reason=reason)
+        return _record(
+            action,
+            ctx,
+            FAILED,
+            failure,
+            command="\n".join(ran),
+            rc=rc,
+            duration=duration,
+            output_tail=tail,
+            reason=reason,
+        )
     note = f" (after {action.retry.why})" if retried and action.retry else ""
-    return _record(action, ctx, DONE, f"done in {duration:.1f}s{note}: {reason}", command="\n".join(ran), rc=rc,
-                   duration=duration, output_tail=tail, reason=reason)
+    return _record(
+        action,
+        ctx,
+        DONE,
+        f"done in {duration:.1f}s{note}: {reason}",
+        command="\n".join(ran),
+        rc=rc,
+        duration=duration,
+        output_tail=tail,
+        reason=reason,
+    )
 
 
-ERROR_LINE = re.compile(r"^(E: |Error: |error: |Error |No match for argument|.*: not found$|.*: command not found$|"
-                        r"modprobe: |usermod: |virsh: |Failed |failed to )", re.M)
+ERROR_LINE = re.compile(
+    r"^(E: |Error: |error: |Error |No match for argument|.*: not found$|.*: command not found$|"
+    r"modprobe: |usermod: |virsh: |Failed |failed to )",
+    re.M,
+)
 
 
 def failure_message(text: str, rc: int, cmd: str) -> str:
-    """The tool's own words: its error lines (apt's `E:`, dnf's `Error:`, virsh's `error:`), else the output's tail."""
+    """The tool's own words: its error lines (apt's `E:`, dnf's `Error:`, virsh's `error:`), else the
+    output's tail."""
     lines = [ln.strip() for ln in text.splitlines() if ERROR_LINE.match(ln.strip())]
     if not lines:
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()][-3:]
@@ -330,7 +392,9 @@ def failure_message(text: str, rc: int, cmd: str) -> str:
     return f"rc {rc} from `{first}`: " + (" / ".join(dict.fromkeys(lines)) or "no output")
 
 
-def verify_after(action: Action, record: ActionRecord, facts: Mapping[str, Any], ctx: ActionContext) -> ActionRecord:
+def verify_after(
+    action: Action, record: ActionRecord, facts: Mapping[str, Any], ctx: ActionContext
+) -> ActionRecord:
     """After a DONE step and fresh facts: the precondition must now hold, else the step failed."""
     if record.status != DONE:
         return record
@@ -340,6 +404,8 @@ def verify_after(action: Action, record: ActionRecord, facts: Mapping[str, Any],
         return record
     record.status = FAILED
     record.hint = action.hint
-    record.message = (f"the commands succeeded but the step does not hold on fresh facts: {decision.reason}"
-                      f" (before: {record.reason})")
+    record.message = (
+        f"the commands succeeded but the step does not hold on fresh facts: {decision.reason}"
+        f" (before: {record.reason})"
+    )
     return record

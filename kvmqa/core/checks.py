@@ -1,9 +1,9 @@
 """Checks are pure functions of facts, with a stable ID, a level and a remediation hint.
 
-    >>> cpu = StageChecks("cpu")
-    >>> @cpu.check("cpu.example", "Example", hint="do something")
-    ... def example(facts, profile):
-    ...     return passed("fine")
+>>> cpu = StageChecks("cpu")
+>>> @cpu.check("cpu.example", "Example", hint="do something")
+... def example(facts, profile):
+...     return passed("fine")
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ class Check:
             return self.finding(host, outcome, time.perf_counter() - started, verdict=Verdict.ERROR)
         return self.finding(host, outcome, time.perf_counter() - started)
 
-    def finding(self, host: str, outcome: Outcome, duration: float, verdict: Verdict | None = None) -> Finding:
+    def finding(
+        self, host: str, outcome: Outcome, duration: float, verdict: Verdict | None = None
+    ) -> Finding:
         level = outcome.level or self.level
         if verdict is None:
             verdict = Verdict.ERROR if outcome.error else verdict_for(outcome.ok, level)

@@ -60,12 +60,14 @@ def not_applicable(message: str, **details: Any) -> Outcome:
 
 
 def undecided(message: str, *, hint: str | None = None, **details: Any) -> Outcome:
-    """The evidence the check needs could not be read (not: the host lacks it): an ERROR, never a FAIL or PASS."""
+    """The evidence the check needs could not be read (not: the host lacks it): an ERROR, never a FAIL or
+    PASS."""
     return Outcome(False, message, details, hint=hint, error=True)
 
 
 class CheckLike(Protocol):
-    """What a Finding factory reads of a check (kvmqa.core.checks.Check, or a stage's `<stage>.*` pseudo-check)."""
+    """What a Finding factory reads of a check (kvmqa.core.checks.Check, or a stage's `<stage>.*`
+    pseudo-check)."""
 
     @property
     def id(self) -> str: ...
@@ -123,18 +125,30 @@ class Finding:
         return cls(**data)
 
     @classmethod
-    def skipped(cls, host: str, check: CheckLike, message: str, *, blocked_by: str | None = None,
-                details: dict[str, Any] | None = None) -> Finding:
-        """A check that did not run because something it needs does not hold; `blocked_by` names the root cause."""
+    def skipped(
+        cls,
+        host: str,
+        check: CheckLike,
+        message: str,
+        *,
+        blocked_by: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Finding:
+        """A check that did not run because something it needs does not hold; `blocked_by` names the root
+        cause."""
         details = dict(details or {})
         if blocked_by:
             details["blocked_by"] = blocked_by
-        return cls(host, check.stage, check.id, check.title, check.level, Verdict.SKIP, message, details=details)
+        return cls(
+            host, check.stage, check.id, check.title, check.level, Verdict.SKIP, message, details=details
+        )
 
     @classmethod
     def error(cls, host: str, check: CheckLike, message: str, **details: Any) -> Finding:
         """A check that could not run (its stage's facts could not be gathered, the host broke mid-way)."""
-        return cls(host, check.stage, check.id, check.title, check.level, Verdict.ERROR, message, details=details)
+        return cls(
+            host, check.stage, check.id, check.title, check.level, Verdict.ERROR, message, details=details
+        )
 
     @property
     def is_failure(self) -> bool:

@@ -1,7 +1,7 @@
 """Where kvmqa's own files are: data shipped inside the package (read with importlib.resources), report names.
 
-    >>> data_file("engine-setup.conf").name
-    'engine-setup.conf'
+>>> data_file("engine-setup.conf").name
+'engine-setup.conf'
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 
 def data_file(name: str) -> Path:
-    """A file of kvmqa/data (answer files, the oVirt CPU list, the guest's init): in a checkout or an installed wheel."""
+    """A file of kvmqa/data (answer files, the oVirt CPU list, the guest's init): in a checkout or an
+    installed wheel."""
     return Path(str(files("kvmqa.data").joinpath(name)))
 
 

@@ -34,8 +34,22 @@ EL_IDS = frozenset(k for k, v in FAMILIES.items() if v == "el" and k != "fedora"
 # UEK6 have `X` alone.
 RPM_KERNELS = tuple(
     f"kernel{flavour}{part}"
-    for flavour in ("", "-debug", "-rt", "-rt-debug", "-64k", "-64k-debug", "-rt-64k", "-rt-64k-debug",
-                    "-16k", "-16k-debug", "-uek", "-uek-debug", "-lt", "-ml")
+    for flavour in (
+        "",
+        "-debug",
+        "-rt",
+        "-rt-debug",
+        "-64k",
+        "-64k-debug",
+        "-rt-64k",
+        "-rt-64k-debug",
+        "-16k",
+        "-16k-debug",
+        "-uek",
+        "-uek-debug",
+        "-lt",
+        "-ml",
+    )
     for part in ("", "-core")
 )
 # `uname -r` is VERSION-RELEASE.ARCH, and for these builds a variant after it: 4.18.0-348.el8.x86_64+debug,
@@ -60,20 +74,39 @@ class Requirement:
 
 
 REQUIREMENTS: tuple[Requirement, ...] = (
-    Requirement("qemu", "QEMU system emulator for x86", Level.FAIL, ("qemu-system-x86",), ("qemu-kvm", "qemu-kvm-core")),
+    Requirement(
+        "qemu",
+        "QEMU system emulator for x86",
+        Level.FAIL,
+        ("qemu-system-x86",),
+        ("qemu-kvm", "qemu-kvm-core"),
+    ),
     Requirement("qemu-img", "QEMU disk image tools", Level.FAIL, ("qemu-utils",), ("qemu-img",)),
     Requirement(
-        "libvirt-daemon", "libvirt daemon with the QEMU driver", Level.FAIL,
-        ("libvirt-daemon-system",), ("libvirt-daemon-kvm", "libvirt-daemon-driver-qemu", "libvirt-daemon"),
+        "libvirt-daemon",
+        "libvirt daemon with the QEMU driver",
+        Level.FAIL,
+        ("libvirt-daemon-system",),
+        ("libvirt-daemon-kvm", "libvirt-daemon-driver-qemu", "libvirt-daemon"),
     ),
-    Requirement("libvirt-clients", "libvirt clients (virsh)", Level.FAIL, ("libvirt-clients",), ("libvirt-client",)),
+    Requirement(
+        "libvirt-clients", "libvirt clients (virsh)", Level.FAIL, ("libvirt-clients",), ("libvirt-client",)
+    ),
     Requirement("virt-install", "virt-install", Level.FAIL, ("virtinst",), ("virt-install",)),
     Requirement("ovmf", "UEFI firmware for guests (OVMF)", Level.WARN, ("ovmf",), ("edk2-ovmf",)),
 )
 
 # Extra names the probe asks about (recorded, not required): oVirt and helpers.
 EXTRA_DEB = ("libvirt0", "dnsmasq-base", "python3-libvirt", "qemu-guest-agent")
-EXTRA_RPM = ("libvirt-libs", "vdsm", "ovirt-host", "ovirt-engine", "qemu-guest-agent", "ovirt-release45", "centos-release-ovirt45")
+EXTRA_RPM = (
+    "libvirt-libs",
+    "vdsm",
+    "ovirt-host",
+    "ovirt-engine",
+    "qemu-guest-agent",
+    "ovirt-release45",
+    "centos-release-ovirt45",
+)
 
 
 def package_manager_of(facts: Mapping[str, Any]) -> str | None:

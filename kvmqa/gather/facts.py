@@ -1,19 +1,26 @@
 """Facts: the probe's raw sections turned into plain data (JSON-serialisable), one dict per host.
 
-Parsing is pure: `parse_probe(text, parsers)` is tested on recorded probe outputs in `fixtures/facts/`. This module
-parses what every stage reads (the host, its tools, os-release, the kernel); each stage parses its own sections
+Parsing is pure: `parse_probe(text, parsers)` is tested on recorded probe outputs in `fixtures/facts/`. This
+module
+parses what every stage reads (the host, its tools, os-release, the kernel); each stage parses its own
+sections
 (`kvmqa/stages/<stage>/facts.py`, handed down as the run's `Registry.probe_parsers()`).
+
+Beside the parser, the typed views of the shared sections (`facts.view(OsRelease).family`): those parsed here,
+those the host session adds (`target`, `reach`; the probe runner adds `probe`'s duration) and install mode's
+`install` (kvmqa.gather.install).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from kvmqa.core.facts import HostFacts
 from kvmqa.core.stage import ProbeParser, Sections
-from kvmqa.gather.distro import UnknownDistroError, family_of
+from kvmqa.gather.distro import PACKAGE_MANAGER, UnknownDistroError, family_of
 
 SECTION_RE = re.compile(r"^@@kvmqa:(?P<name>[\w.-]+) rc=(?P<rc>-?\d+)$", re.M)
 
@@ -65,8 +72,14 @@ def parse_probe(text: str, parsers: Sequence[ProbeParser]) -> HostFacts:
     env = key_values(body_of(sec, "probe_env"))
     tools = {k[5:]: v for k, v in env.items() if k.startswith("tool.") and v}
     facts = HostFacts(
-        probe={"sections": sorted(sec), "user": env.get("user", ""), "euid": env.get("euid", ""),
-               "sudo_user": env.get("sudo_user", ""), "groups": env.get("groups", "").split(), "date": env.get("date", "")},
+        probe={
+            "sections": sorted(sec),
+            "user": env.get("user", ""),
+            "euid": env.get("euid", ""),
+            "sudo_user": env.get("sudo_user", ""),
+            "groups": env.get("groups", "").split(),
+            "date": env.get("date", ""),
+        },
         host={"hostname": env.get("hostname", ""), "arch": env.get("arch", "")},
         tools=tools,
         os=_os_release(body_of(sec, "os_release")),
@@ -80,3 +93,125 @@ def parse_probe(text: str, parsers: Sequence[ProbeParser]) -> HostFacts:
     for parse in parsers:
         facts.update(parse(sec))
     return facts
+
+
+# --- typed views of the shared sections --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Probe:
+    """Who ran the probe and how it went (section probe_env; the runner adds target, duration_s and
+    timed_out)."""
+
+    SECTION: ClassVar[str] = "probe"
+    sections: tuple[str, ...] = ()  # the probe sections the output held
+    user: str = ""
+    euid: str = ""
+    sudo_user: str = ""  # who ran kvmqa's sudo ('' without sudo)
+    groups: tuple[str, ...] = ()
+    date: str = ""  # the host's clock, UTC
+    target: str = ""  # the transport's URL (local://, ssh://…, ansible via …)
+    duration_s: float | None = None  # None: the probe did not run
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    SECTION: ClassVar[str] = "host"
+    hostname: str = ""
+    arch: str = ""  # uname -m
+
+
+@dataclass(frozen=True)
+class Tools:
+    """Where the probe found each tool it looks for ('' when the host has none)."""
+
+    SECTION: ClassVar[str] = "tools"
+    python3: str = ""
+    perl: str = ""
+    qemu_system_x86_64: str = field(default="", metadata={"key": "qemu-system-x86_64"})
+    qemu_kvm: str = field(default="", metadata={"key": "qemu-kvm"})
+    virsh: str = ""
+    virt_host_validate: str = field(default="", metadata={"key": "virt-host-validate"})
+    virt_install: str = field(default="", metadata={"key": "virt-install"})
+    dpkg_query: str = field(default="", metadata={"key": "dpkg-query"})
+    rpm: str = ""
+    systemctl: str = ""
+    timeout: str = ""
+    sudo: str = ""
+    runuser: str = ""
+
+
+@dataclass(frozen=True)
+class OsRelease:
+    """/etc/os-release and the distro family kvmqa files it under (None, with `error`, for a distro it does
+    not know)."""
+
+    SECTION: ClassVar[str] = "os"
+    id: str = ""
+    id_like: str = ""
+    version_id: str = ""
+    pretty_name: str = ""
+    family: str | None = None
+    error: str = ""
+
+    @property
+    def package_manager(self) -> str | None:
+        """The manager of the distro family ('rpm', 'dpkg'): whose order its versions follow."""
+        return PACKAGE_MANAGER.get(self.family or "")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    SECTION: ClassVar[str] = "kernel"
+    release: str = ""  # uname -r
+    cmdline: str = ""  # /proc/cmdline
+
+
+@dataclass(frozen=True)
+class Security:
+    """The Linux security modules' switches, as their files say ("1", "Y"); None where a file is not
+    readable."""
+
+    SECTION: ClassVar[str] = "security"
+    selinux_enforce: str | None = field(default=None, metadata={"key": "/sys/fs/selinux/enforce"})
+    apparmor_enabled: str | None = field(
+        default=None, metadata={"key": "/sys/module/apparmor/parameters/enabled"}
+    )
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """What the inventory says of the host (added by the host session, not the probe)."""
+
+    SECTION: ClassVar[str] = "target"
+    name: str = ""
+    url: str = ""
+    roles: tuple[str, ...] = ()
+    sudo: bool = False
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Why the probe did not answer (added by the host session; the section is absent when it answered)."""
+
+    SECTION: ClassVar[str] = "reach"
+    error: str = ""  # the transport's one line
+    unusable: bool = False  # the inventory's entry itself is the problem: nothing was tried
+    stderr: str = ""  # the transport's output, for the details
+
+
+@dataclass(frozen=True)
+class InstallFacts:
+    """What install preconditions read beyond the probe (kvmqa.gather.install: install and plan mode only)."""
+
+    SECTION: ClassVar[str] = "install"
+    manager: str = ""
+    apt_lists: int = 0  # how many apt package lists exist (Debian family)
+    packages: dict[str, str] = field(default_factory=dict)  # the profile's extras: "installed" or "absent"
+    live: tuple[str, ...] | None = None  # the libvirt daemons alive (zombies do not count)
+    modules_load: tuple[str, ...] = ()  # what kvmqa persisted in /etc/modules-load.d/kvmqa.conf
+    modprobe: str = ""
+    network_template: str = ""
+    user_groups: tuple[str, ...] | None = None  # --libvirt-user's groups; None: no such user, or none asked
+    user_exists: bool = False
+    rc: int = 0
+    error: str = ""

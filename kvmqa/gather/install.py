@@ -1,7 +1,9 @@
-"""facts['install']: the few things install preconditions need that the verify probe does not ask (one round trip).
+"""facts['install']: the few things install preconditions need that the verify probe does not ask (one round
+trip).
 
 Only gathered in install and plan mode: the profile's extra packages, whether the package lists exist,
-which libvirt daemons are alive (the probe's process list counts zombies), what kvmqa persisted in /etc/modules-load.d, whether modprobe exists, and the --libvirt-user's groups.
+which libvirt daemons are alive (the probe's process list counts zombies), what kvmqa persisted in
+/etc/modules-load.d, whether modprobe exists, and the --libvirt-user's groups.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ USER_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,30}\$?$")
 MODULES_LOAD = "/etc/modules-load.d/kvmqa.conf"
 DAEMONS = ("libvirtd", "virtqemud", "virtnetworkd", "virtstoraged", "virtproxyd", "virtlogd")
 
-SCRIPT = resources.files(__package__).joinpath("install-facts.sh").read_text().replace("__MODULES_LOAD__", MODULES_LOAD)
+SCRIPT = (
+    resources.files(__package__)
+    .joinpath("install-facts.sh")
+    .read_text()
+    .replace("__MODULES_LOAD__", MODULES_LOAD)
+)
 
 
 def extra_packages(facts: dict[str, Any], ctx: ActionContext) -> list[str]:
@@ -34,13 +41,21 @@ def install_script(facts: dict[str, Any], ctx: ActionContext) -> str:
     extra = [p for p in extra_packages(facts, ctx) if PACKAGE_NAME.match(p)]
     user = ctx.libvirt_user if ctx.libvirt_user and USER_NAME.match(ctx.libvirt_user) else ""
     manager = PACKAGE_MANAGER.get((facts.get("os") or {}).get("family") or "", "")
-    return (f"KVMQA_MANAGER={shlex.quote(manager)}\n"
-            f"KVMQA_EXTRA={shlex.quote(' '.join(extra))}\nKVMQA_USER={shlex.quote(user)}\n"
-            f"KVMQA_DAEMONS={shlex.quote('|'.join(DAEMONS))}\n" + SCRIPT)
+    return (
+        f"KVMQA_MANAGER={shlex.quote(manager)}\n"
+        f"KVMQA_EXTRA={shlex.quote(' '.join(extra))}\nKVMQA_USER={shlex.quote(user)}\n"
+        f"KVMQA_DAEMONS={shlex.quote('|'.join(DAEMONS))}\n" + SCRIPT
+    )
 
 
 def parse_install(text: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"packages": {}, "modules_load": [], "modprobe": "", "network_template": "", "user_groups": None}
+    out: dict[str, Any] = {
+        "packages": {},
+        "modules_load": [],
+        "modprobe": "",
+        "network_template": "",
+        "user_groups": None,
+    }
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if not sep:

@@ -1,12 +1,14 @@
-"""CPU vendors and their KVM modules, in one place (read by the cpu checks and the install step that loads them).
+"""CPU vendors and their KVM modules, in one place (read by the cpu checks and the install step that loads
+them).
 
-    >>> vendor_of("HygonGenuine"), kvm_module_for("HygonGenuine")
-    ('amd', 'kvm_amd')
+>>> vendor_of("HygonGenuine"), kvm_module_for("HygonGenuine")
+('amd', 'kvm_amd')
 """
 
 from __future__ import annotations
 
-# /proc/cpuinfo vendor_id -> the vendor whose virtualization extension the CPU has (Hygon's Dhyana is AMD-V: kvm_amd)
+# /proc/cpuinfo vendor_id -> the vendor whose virtualization extension the CPU has (Hygon's Dhyana is AMD-V:
+# kvm_amd)
 VENDOR_IDS = {"GenuineIntel": "intel", "AuthenticAMD": "amd", "HygonGenuine": "amd"}
 # the CPU flag that shows the extension -> vendor
 VIRT_FLAG_VENDOR = {"vmx": "intel", "svm": "amd"}

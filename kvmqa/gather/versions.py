@@ -83,8 +83,7 @@ def compare_rpm(a: str, b: str) -> int:
     """Two EVRs in rpm's order; a missing epoch is 0, a release is compared only when both have one."""
     ea, va, ra = split_evr(a)
     eb, vb, rb = split_evr(b)
-    return (_sign(int(ea or 0) - int(eb or 0)) or rpmvercmp(va, vb)
-            or (rpmvercmp(ra, rb) if ra and rb else 0))
+    return _sign(int(ea or 0) - int(eb or 0)) or rpmvercmp(va, vb) or (rpmvercmp(ra, rb) if ra and rb else 0)
 
 
 # --- dpkg ---------------------------------------------------------------------------------------------------

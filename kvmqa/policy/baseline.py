@@ -30,6 +30,7 @@ class BaselineError(ValueError):
 
 # -- what a host is, for comparison -----------------------------------------------------------
 
+
 def versions_of(facts: dict[str, Any]) -> dict[str, str]:
     """Component -> version, from the facts sections that were gathered (absent ones are left out)."""
     out: dict[str, str] = {}
@@ -65,7 +66,9 @@ def capabilities_of(facts: dict[str, Any]) -> dict[str, list[str]]:
     if lv.get("connected"):
         guests = (lv.get("capabilities") or {}).get("guests") or []
         out["machine types"] = sorted({f"{g['arch']}/{m}" for g in guests for m in g.get("machines", [])})
-        out["guest domain types"] = sorted({f"{g['arch']}/{d}" for g in guests for d in g.get("domain_types", [])})
+        out["guest domain types"] = sorted(
+            {f"{g['arch']}/{d}" for g in guests for d in g.get("domain_types", [])}
+        )
         out["host CPU features"] = sorted((lv.get("capabilities") or {}).get("host_cpu_features") or [])
         for virttype, dc in sorted((lv.get("domcapabilities") or {}).items()):
             if "error" in dc:
@@ -96,11 +99,18 @@ def snapshot(facts: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
 
 # -- compare ----------------------------------------------------------------------------------
 
+
 def compare_host(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """What changed on one host between two snapshots."""
     bv, av = versions_of(before.get("facts", {})), versions_of(after.get("facts", {}))
-    versions: list[dict[str, Any]] = [{"component": k, "before": bv[k], "after": av[k]} for k in bv if k in av and bv[k] != av[k]]
-    versions += [{"component": k, "before": None, "after": av[k]} for k in av if k not in bv and k.startswith("package ")]
+    versions: list[dict[str, Any]] = [
+        {"component": k, "before": bv[k], "after": av[k]} for k in bv if k in av and bv[k] != av[k]
+    ]
+    versions += [
+        {"component": k, "before": None, "after": av[k]}
+        for k in av
+        if k not in bv and k.startswith("package ")
+    ]
     bc, ac = capabilities_of(before.get("facts", {})), capabilities_of(after.get("facts", {}))
     capabilities = []
     for kind in (k for k in bc if k in ac):  # a kind gathered only once (libvirt down) is a note, not a loss
@@ -118,8 +128,13 @@ def compare_host(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
             regressions.append(entry)
         elif old in REGRESSED and new == Verdict.PASS.value:
             improvements.append(entry)
-    return {"versions": versions, "capabilities": capabilities, "regressions": regressions,
-            "improvements": improvements, "unavailable": unavailable_of(after.get("facts", {}))}
+    return {
+        "versions": versions,
+        "capabilities": capabilities,
+        "regressions": regressions,
+        "improvements": improvements,
+        "unavailable": unavailable_of(after.get("facts", {})),
+    }
 
 
 def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -128,26 +143,46 @@ def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]]) -> dic
         if name in baseline["hosts"]:
             hosts[name] = {"status": "compared", **compare_host(baseline["hosts"][name], snap)}
         else:
-            hosts[name] = {"status": "new (not in the baseline)", "versions": [], "capabilities": [], "regressions": [],
-                           "improvements": [], "unavailable": []}
+            hosts[name] = {
+                "status": "new (not in the baseline)",
+                "versions": [],
+                "capabilities": [],
+                "regressions": [],
+                "improvements": [],
+                "unavailable": [],
+            }
     for name in baseline["hosts"]:
         if name not in current:
-            hosts[name] = {"status": "missing (in the baseline, not in this run)", "versions": [], "capabilities": [],
-                           "regressions": [], "improvements": [], "unavailable": []}
+            hosts[name] = {
+                "status": "missing (in the baseline, not in this run)",
+                "versions": [],
+                "capabilities": [],
+                "regressions": [],
+                "improvements": [],
+                "unavailable": [],
+            }
     return {
         "baseline": baseline.get("source", ""),
         "baseline_created": baseline.get("created", ""),
         "hosts": hosts,
         "regressions": sum(len(h["regressions"]) for h in hosts.values()),
-        "changed_hosts": sorted(n for n, h in hosts.items() if h["versions"] or h["capabilities"] or h["regressions"]),
+        "changed_hosts": sorted(
+            n for n, h in hosts.items() if h["versions"] or h["capabilities"] or h["regressions"]
+        ),
     }
 
 
 # -- files ------------------------------------------------------------------------------------
 
+
 def save_baseline(path: Path, current: dict[str, dict[str, Any]]) -> None:
-    data = {"tool": "kvmqa", "kind": "baseline", "schema": SCHEMA,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hosts": current}
+    data = {
+        "tool": "kvmqa",
+        "kind": "baseline",
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hosts": current,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=str))
@@ -162,12 +197,24 @@ def load_baseline(path: Path) -> dict[str, Any]:
         raise BaselineError(f"{src}: baseline file not found (create it with --save-baseline)") from None
     except ValueError as exc:
         raise BaselineError(f"{src}: not a kvmqa baseline (malformed JSON: {exc})") from None
-    if not isinstance(data, dict) or data.get("kind") != "baseline" or not isinstance(data.get("hosts"), dict):
-        raise BaselineError(f"{src}: not a kvmqa baseline (field 'kind' must be 'baseline' and 'hosts' a mapping)")
+    if (
+        not isinstance(data, dict)
+        or data.get("kind") != "baseline"
+        or not isinstance(data.get("hosts"), dict)
+    ):
+        raise BaselineError(
+            f"{src}: not a kvmqa baseline (field 'kind' must be 'baseline' and 'hosts' a mapping)"
+        )
     if data.get("schema") != SCHEMA:
-        raise BaselineError(f"{src}: field 'schema': {data.get('schema')!r} is not supported (expected {SCHEMA})")
+        raise BaselineError(
+            f"{src}: field 'schema': {data.get('schema')!r} is not supported (expected {SCHEMA})"
+        )
     for name, snap in data["hosts"].items():
-        if not isinstance(snap, dict) or not isinstance(snap.get("facts"), dict) or not isinstance(snap.get("verdicts"), dict):
+        if (
+            not isinstance(snap, dict)
+            or not isinstance(snap.get("facts"), dict)
+            or not isinstance(snap.get("verdicts"), dict)
+        ):
             raise BaselineError(f"{src}: field 'hosts.{name}': needs 'facts' and 'verdicts' mappings")
     data["source"] = src
     return data
@@ -175,17 +222,26 @@ def load_baseline(path: Path) -> dict[str, Any]:
 
 # -- report -----------------------------------------------------------------------------------
 
+
 def comparison_lines(comparison: dict[str, Any]) -> list[str]:
     """One line per host, for the terminal."""
     lines = []
     for host, h in comparison["hosts"].items():
         parts = [h["status"]] if h["status"] != "compared" else []
         if h["versions"]:
-            parts.append("versions: " + ", ".join(f"{v['component']} {v['before'] or '-'} -> {v['after']}" for v in h["versions"]))
+            parts.append(
+                "versions: "
+                + ", ".join(f"{v['component']} {v['before'] or '-'} -> {v['after']}" for v in h["versions"])
+            )
         for c in h["capabilities"]:
-            parts.append(f"{c['kind']}: " + " ".join([f"+{x}" for x in c["gained"]] + [f"-{x}" for x in c["lost"]]))
+            parts.append(
+                f"{c['kind']}: " + " ".join([f"+{x}" for x in c["gained"]] + [f"-{x}" for x in c["lost"]])
+            )
         if h["regressions"]:
-            parts.append("REGRESSIONS: " + ", ".join(f"{r['check_id']} {r['before']} -> {r['after']}" for r in h["regressions"]))
+            parts.append(
+                "REGRESSIONS: "
+                + ", ".join(f"{r['check_id']} {r['before']} -> {r['after']}" for r in h["regressions"])
+            )
         parts += h["unavailable"]
         lines.append(f"{host}: " + ("; ".join(parts) if parts else "no change"))
     return lines

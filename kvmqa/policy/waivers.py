@@ -37,7 +37,9 @@ class _WaiverLoader(LineLoader):
     """Line-tracking YAML; dates stay text, so a bad date is a field error rather than a YAML crash."""
 
 
-_WaiverLoader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+_WaiverLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node)
+)
 
 
 class WaiverError(ValueError):
@@ -54,14 +56,22 @@ class Waiver:
     source: str = ""  # "file:line"
 
     def matches(self, host: str, check_id: str) -> bool:
-        return fnmatch.fnmatchcase(check_id, self.check) and any(fnmatch.fnmatchcase(host, h) for h in self.hosts)
+        return fnmatch.fnmatchcase(check_id, self.check) and any(
+            fnmatch.fnmatchcase(host, h) for h in self.hosts
+        )
 
     def expired(self, today: datetime.date | None = None) -> bool:
         return (today or datetime.date.today()) > self.expires
 
     def to_json(self) -> dict[str, Any]:
-        return {"check": self.check, "hosts": list(self.hosts), "justification": self.justification,
-                "expires": self.expires.isoformat(), "owner": self.owner, "source": self.source}
+        return {
+            "check": self.check,
+            "hosts": list(self.hosts),
+            "justification": self.justification,
+            "expires": self.expires.isoformat(),
+            "owner": self.owner,
+            "source": self.source,
+        }
 
 
 def _field_error(where: str, key: str, msg: str) -> WaiverError:
@@ -83,25 +93,37 @@ def _parse_date(value: Any, where: str) -> datetime.date:
 
 def parse_waiver(entry: Any, where: str) -> Waiver:
     if not isinstance(entry, dict):
-        raise WaiverError(f"{where}: a waiver is a mapping with check, hosts, justification, expires; got {entry!r}")
+        raise WaiverError(
+            f"{where}: a waiver is a mapping with check, hosts, justification, expires; got {entry!r}"
+        )
     data = strip_lines(entry)
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise _field_error(where, unknown[0], f"unknown field (known: {', '.join(FIELDS)})")
     missing = [k for k, required in FIELDS.items() if required and data.get(k) in (None, "", [])]
     if missing:
-        raise _field_error(where, missing[0], "missing (every waiver needs check, hosts, justification and expires)")
+        raise _field_error(
+            where, missing[0], "missing (every waiver needs check, hosts, justification and expires)"
+        )
     if not isinstance(data["check"], str):
         raise _field_error(where, "check", f"must be a check ID such as cpu.hw-virt, got {data['check']!r}")
     hosts = data["hosts"]
     if isinstance(hosts, str):
         hosts = [hosts]
     if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
-        raise _field_error(where, "hosts", f"must be a host name or glob, or a list of them, got {data['hosts']!r}")
+        raise _field_error(
+            where, "hosts", f"must be a host name or glob, or a list of them, got {data['hosts']!r}"
+        )
     if not isinstance(data["justification"], str) or not data["justification"].strip():
         raise _field_error(where, "justification", "must say why the check is excused")
-    return Waiver(check=data["check"].strip(), hosts=tuple(hosts), justification=data["justification"].strip(),
-                  expires=_parse_date(data["expires"], where), owner=str(data.get("owner") or ""), source=where)
+    return Waiver(
+        check=data["check"].strip(),
+        hosts=tuple(hosts),
+        justification=data["justification"].strip(),
+        expires=_parse_date(data["expires"], where),
+        owner=str(data.get("owner") or ""),
+        source=where,
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -128,7 +150,9 @@ def load_waivers(path: Path | None) -> tuple[Waiver, ...]:
     return tuple(out)
 
 
-def find_waiver(waivers: tuple[Waiver, ...], finding: Finding, today: datetime.date | None = None) -> tuple[Waiver | None, list[Waiver]]:
+def find_waiver(
+    waivers: tuple[Waiver, ...], finding: Finding, today: datetime.date | None = None
+) -> tuple[Waiver | None, list[Waiver]]:
     """The first valid waiver for a finding, and the expired ones that would have matched."""
     matching = [w for w in waivers if w.matches(finding.host, finding.check_id)]
     valid = next((w for w in matching if not w.expired(today)), None)
@@ -155,16 +179,33 @@ def apply_waivers(session: HostSession, finding: Finding) -> None:
 
 # -- report -----------------------------------------------------------------------------------
 
-def waiver_summary(waivers: tuple[Waiver, ...], findings: list[Finding], today: datetime.date | None = None) -> dict[str, Any]:
+
+def waiver_summary(
+    waivers: tuple[Waiver, ...], findings: list[Finding], today: datetime.date | None = None
+) -> dict[str, Any]:
     """Which waivers applied where, which expired (warnings) and which matched nothing."""
     entries = []
     for w in waivers:
-        applied = [f"{f.host} {f.check_id}" for f in findings
-                   if f.waiver and f.waiver.get("source") == w.source]
-        would = [f"{f.host} {f.check_id}" for f in findings
-                 if any(e.get("source") == w.source for e in f.details.get("expired_waivers", []))]
-        entries.append({**w.to_json(), "expired": w.expired(today), "applied_to": applied, "would_apply_to": would})
-    warnings = [f"waiver {e['source']} for {e['check']} on {', '.join(e['hosts'])} EXPIRED on {e['expires']}: no longer applies"
-                + (f" (would have waived {', '.join(e['would_apply_to'])})" if e["would_apply_to"] else "")
-                for e in entries if e["expired"]]
-    return {"file": waivers[0].source.split(":")[0] if waivers else None, "waivers": entries, "warnings": warnings}
+        applied = [
+            f"{f.host} {f.check_id}" for f in findings if f.waiver and f.waiver.get("source") == w.source
+        ]
+        would = [
+            f"{f.host} {f.check_id}"
+            for f in findings
+            if any(e.get("source") == w.source for e in f.details.get("expired_waivers", []))
+        ]
+        entries.append(
+            {**w.to_json(), "expired": w.expired(today), "applied_to": applied, "would_apply_to": would}
+        )
+    warnings = [
+        f"waiver {e['source']} for {e['check']} on {', '.join(e['hosts'])} EXPIRED on {e['expires']}: no "
+        "longer applies"
+        + (f" (would have waived {', '.join(e['would_apply_to'])})" if e["would_apply_to"] else "")
+        for e in entries
+        if e["expired"]
+    ]
+    return {
+        "file": waivers[0].source.split(":")[0] if waivers else None,
+        "waivers": entries,
+        "warnings": warnings,
+    }

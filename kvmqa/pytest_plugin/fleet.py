@@ -39,7 +39,9 @@ def host_of(nodeid: str, hosts: list[str]) -> str | None:
     if start < 0 or end < start:
         return None
     params = nodeid[start + 1 : end]
-    return next((h for h in sorted(hosts, key=len, reverse=True) if params == h or params.startswith(h + "-")), None)
+    return next(
+        (h for h in sorted(hosts, key=len, reverse=True) if params == h or params.startswith(h + "-")), None
+    )
 
 
 def worker_index(workerid: str) -> int:
@@ -78,7 +80,7 @@ def make_scheduler(config: Any, log: Any, hosts: list[str]) -> Any:
                 return
             other = 0
             for scope in list(self.workqueue):
-                name = scope[len("host-"):] if scope.startswith("host-") else None
+                name = scope[len("host-") :] if scope.startswith("host-") else None
                 if name in hosts:
                     node = nodes[hosts.index(name) % len(nodes)]
                 else:  # tests that are not about one host: round robin
@@ -91,14 +93,21 @@ def make_scheduler(config: Any, log: Any, hosts: list[str]) -> Any:
     return HostGroupScheduling(config, log)
 
 
-# -- pytest hooks (kvmqa.pytest_plugin.fleet is listed in kvmqa.pytest_plugin.plugin's pytest_plugins) -------------------------
+# -- pytest hooks (kvmqa.pytest_plugin.fleet is listed in kvmqa.pytest_plugin.plugin's pytest_plugins)
+# -------------------------
+
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """`-n N` alone means --dist load, which scatters a host's stages (and would let two workers change one host
+    """`-n N` alone means --dist load, which scatters a host's stages (and would let two workers change one
+    host
     at once in install mode): for kvmqa's suites it means loadgroup, one worker per host, stages in order."""
     run = config.stash.get(RUN_KEY, None)
-    if run is not None and (run.suite_run or run.options.install_steps) and getattr(config.option, "dist", "no") == "load":
+    if (
+        run is not None
+        and (run.suite_run or run.options.install_steps)
+        and getattr(config.option, "dist", "no") == "load"
+    ):
         config.option.dist = "loadgroup"
 
 

@@ -1,6 +1,7 @@
 """The pytest side of install mode (a pytest plugin, listed in kvmqa.pytest_plugin.plugin's `pytest_plugins`).
 
-- implements `pytest_kvmqa_before_stage`: in `--mode install` or `--plan`, a stage's steps run (or are planned) before
+- implements `pytest_kvmqa_before_stage`: in `--mode install` or `--plan`, a stage's steps run (or are
+planned) before
   its gate, so the stage's checks verify the fresh facts; the records wait on the run's `InstallRecorder`;
 - every step's record travels in the current test's `user_properties` (ACTION_PROP), so xdist workers hand
   them to the controller, which files it in `RunResults.actions` and as a Finding in stage `install`;
@@ -24,12 +25,19 @@ if TYPE_CHECKING:
     from kvmqa.session.host import HostSession
 
 ACTION_PROP = "kvmqa_install_action"
-VERDICTS = {DONE: Verdict.PASS, SATISFIED: Verdict.PASS, PLANNED: Verdict.WARN, FAILED: Verdict.FAIL,
-            REFUSED: Verdict.FAIL, SKIPPED: Verdict.SKIP}
+VERDICTS = {
+    DONE: Verdict.PASS,
+    SATISFIED: Verdict.PASS,
+    PLANNED: Verdict.WARN,
+    FAILED: Verdict.FAIL,
+    REFUSED: Verdict.FAIL,
+    SKIPPED: Verdict.SKIP,
+}
 
 
 class InstallRecorder:
-    """Registered per run in install mode: runs a stage's steps before its gate and hands their records from the
+    """Registered per run in install mode: runs a stage's steps before its gate and hands their records from
+    the
     test that triggered them to the process that writes the reports."""
 
     def __init__(self, config: pytest.Config) -> None:
@@ -63,9 +71,18 @@ def finding_of(record: ActionRecord) -> Finding:
     verdict = VERDICTS[record.status]
     if verdict == Verdict.FAIL and level == Level.WARN:
         verdict = Verdict.WARN
-    return Finding(record.host, "install", record.id, record.description, level, verdict,
-                   f"{record.status}: {record.message}", hint=record.hint, duration=record.duration,
-                   details={"action": record.to_json()})
+    return Finding(
+        record.host,
+        "install",
+        record.id,
+        record.description,
+        level,
+        verdict,
+        f"{record.status}: {record.message}",
+        hint=record.hint,
+        duration=record.duration,
+        details={"action": record.to_json()},
+    )
 
 
 @pytest.hookimpl(trylast=True)  # after kvmqa's own configure has read the options
@@ -88,9 +105,16 @@ def summary_lines(actions: list[dict[str, Any]], plan: bool) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
-    if run is None or not run.suite_run or getattr(config, "workerinput", None) is not None or not run.results.actions:
+    if (
+        run is None
+        or not run.suite_run
+        or getattr(config, "workerinput", None) is not None
+        or not run.results.actions
+    ):
         return
     plan = bool(run.options.plan)
-    terminalreporter.write_sep("=", "kvmqa: install plan (nothing was changed)" if plan else "kvmqa: install actions")
+    terminalreporter.write_sep(
+        "=", "kvmqa: install plan (nothing was changed)" if plan else "kvmqa: install actions"
+    )
     for line in summary_lines(run.results.actions, plan):
         terminalreporter.write_line(line)

@@ -124,9 +124,16 @@ class InterruptRecorder:
                 entry["started"].add(stage)
             else:
                 entry["by_stage"][stage] = entry["by_stage"].get(stage, 0) + 1
-        return [{"host": host, "checks": sum(e["by_stage"].values()), "by_stage": e["by_stage"],
-                 "stages_never_started": [s for s in e["by_stage"] if s not in e["started"]]}
-                for host, e in by_host.items() if e["by_stage"]]
+        return [
+            {
+                "host": host,
+                "checks": sum(e["by_stage"].values()),
+                "by_stage": e["by_stage"],
+                "stages_never_started": [s for s in e["by_stage"] if s not in e["started"]],
+            }
+            for host, e in by_host.items()
+            if e["by_stage"]
+        ]
 
     # -- JUnit and the terminal --------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)  # before junitxml writes the file

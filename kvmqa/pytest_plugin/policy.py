@@ -1,4 +1,5 @@
-"""Waivers and baselines at the end of a run (pytest_kvmqa_finish): their results.json sections (kvmqa/policy/ holds
+"""Waivers and baselines at the end of a run (pytest_kvmqa_finish): their results.json sections (kvmqa/policy/
+holds
 the data logic, report/html.py renders the sections), the terminal lines and the exit status."""
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ def host_facts(run: KvmqaRun, host: str) -> dict[str, Any]:
     session = run.sessions.get(host)
     if session is not None and session.gathered_facts is not None:
         return dict(session.gathered_facts)
-    candidates = [run.results.hosts.get(host, {}).get("facts"), run.options.reports_dir / safe_name(host) / "facts.json"]
+    candidates = [
+        run.results.hosts.get(host, {}).get("facts"),
+        run.options.reports_dir / safe_name(host) / "facts.json",
+    ]
     for c in candidates:
         if c and Path(c).is_file():
             return dict(json.loads(Path(c).read_text()))
@@ -28,8 +32,10 @@ def host_facts(run: KvmqaRun, host: str) -> dict[str, Any]:
 
 
 def current_snapshots(run: KvmqaRun) -> dict[str, dict[str, Any]]:
-    return {h: snapshot(host_facts(run, h), [f for f in run.results.findings if f.host == h])
-            for h in run.results.host_names()}
+    return {
+        h: snapshot(host_facts(run, h), [f for f in run.results.findings if f.host == h])
+        for h in run.results.host_names()
+    }
 
 
 def _terminal_on_new_line(session: pytest.Session) -> Any:

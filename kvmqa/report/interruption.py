@@ -73,5 +73,7 @@ def _cleanup_text(stage: str, cleanup: dict[str, Any]) -> str:
 def _not_run_text(entry: dict[str, Any]) -> str:
     stages = ", ".join(f"{stage} {n}" for stage, n in entry.get("by_stage", {}).items())
     never = ", ".join(entry.get("stages_never_started") or []) or "none"
-    return (f"not run on {entry.get('host')}: {entry.get('checks', 0)} check(s) ({stages}); "
-            f"stages never started: {never}")
+    return (
+        f"not run on {entry.get('host')}: {entry.get('checks', 0)} check(s) ({stages}); "
+        f"stages never started: {never}"
+    )

@@ -1,7 +1,8 @@
 """Merge results.json files from many runs (one per host, e.g. each host ran the suite through Ansible).
 
     python -m kvmqa merge OUT_DIR hv1/results.json hv2/results.json ...
-      -> OUT_DIR/results.json (the same schema as one run's) and OUT_DIR/report.html (matrix, sections, details)
+      -> OUT_DIR/results.json (the same schema as one run's) and OUT_DIR/report.html (matrix, sections,
+      details)
 
 A host reported by several files keeps the findings of the newest run (by its `started` time) and the
 merge says so. Exit status: 0 when every host passed, 1 when a finding failed, a run had errors or a
@@ -34,22 +35,34 @@ def _load(path: Path) -> dict[str, Any]:
     except ValueError as exc:
         raise MergeError(f"{path}: malformed JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("tool") != "kvmqa" or not isinstance(data.get("results"), list):
-        raise MergeError(f"{path}: not a kvmqa results.json (field 'tool' must be 'kvmqa' and 'results' a list)")
+        raise MergeError(
+            f"{path}: not a kvmqa results.json (field 'tool' must be 'kvmqa' and 'results' a list)"
+        )
     return data
 
 
 def _merge_sections(into: dict[str, Any], data: dict[str, Any], hosts: set[str]) -> None:
     comp = data.get("baseline_comparison")
     if comp:
-        mine = into.setdefault("baseline_comparison", {"baseline": comp.get("baseline", ""),
-                                                       "baseline_created": comp.get("baseline_created", ""),
-                                                       "hosts": {}, "regressions": 0, "changed_hosts": []})
+        mine = into.setdefault(
+            "baseline_comparison",
+            {
+                "baseline": comp.get("baseline", ""),
+                "baseline_created": comp.get("baseline_created", ""),
+                "hosts": {},
+                "regressions": 0,
+                "changed_hosts": [],
+            },
+        )
         for host, h in comp.get("hosts", {}).items():
             if host in hosts:
                 mine["hosts"][host] = h
         mine["regressions"] = sum(len(h.get("regressions", [])) for h in mine["hosts"].values())
-        mine["changed_hosts"] = sorted(n for n, h in mine["hosts"].items()
-                                       if h.get("versions") or h.get("capabilities") or h.get("regressions"))
+        mine["changed_hosts"] = sorted(
+            n
+            for n, h in mine["hosts"].items()
+            if h.get("versions") or h.get("capabilities") or h.get("regressions")
+        )
     waivers = data.get("waivers")
     if waivers:
         mine = into.setdefault("waivers", {"file": waivers.get("file"), "waivers": [], "warnings": []})
@@ -81,23 +94,36 @@ def merge(paths: list[Path]) -> tuple[RunResults, list[dict[str, Any]]]:
         _merge_sections(merged.sections, data, kept)
         superseded = sorted(all_hosts - kept)
         if superseded:
-            merged.errors.append(f"{path}: superseded by a newer run for {', '.join(superseded)} (kept the newer results)")
-        sources.append({"file": str(path), "started": data.get("started", ""), "hosts": sorted(kept),
-                        "superseded": superseded})
+            merged.errors.append(
+                f"{path}: superseded by a newer run for {', '.join(superseded)} (kept the newer results)"
+            )
+        sources.append(
+            {
+                "file": str(path),
+                "started": data.get("started", ""),
+                "hosts": sorted(kept),
+                "superseded": superseded,
+            }
+        )
     merged.sections["merged_from"] = sources
     return merged, sources
-
 
 
 def write_merged(out_dir: Path, paths: list[Path]) -> RunResults:
     merged, sources = merge(paths)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_json = merged.to_json()
-    results_json["started"] = min((s["started"] for s in sources if s["started"]), default=results_json["started"])
+    results_json["started"] = min(
+        (s["started"] for s in sources if s["started"]), default=results_json["started"]
+    )
     results_json["duration_s"] = None
     (out_dir / "results.json").write_text(json.dumps(results_json, indent=2, default=str))
-    write_standalone(merged, out_dir / "report.html", title=f"kvmqa: {len(merged.host_names())} hosts from {len(sources)} runs",
-                     extra_sections=[sources_html(sources)])
+    write_standalone(
+        merged,
+        out_dir / "report.html",
+        title=f"kvmqa: {len(merged.host_names())} hosts from {len(sources)} runs",
+        extra_sections=[sources_html(sources)],
+    )
     return merged
 
 
@@ -105,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kvmqa merge", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path, help="where the merged results.json and report.html go")
     parser.add_argument("results", type=Path, nargs="+", help="results.json files of earlier runs")
-    parser.add_argument("--screenshot", action="store_true", help="also render report.png with headless Chromium")
+    parser.add_argument(
+        "--screenshot", action="store_true", help="also render report.png with headless Chromium"
+    )
     args = parser.parse_args(argv)
     try:
         merged = write_merged(args.out_dir, args.results)

@@ -15,9 +15,18 @@ import tempfile
 from pathlib import Path
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-QUIET_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", "--hide-scrollbars")
+QUIET_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+)
 
 
 class ScreenshotError(RuntimeError):
@@ -43,13 +52,21 @@ def _run(html: Path, extra: list[str], timeout: float) -> subprocess.CompletedPr
             raise ScreenshotError(f"Chromium did not finish rendering {html} within {timeout:.0f} s") from exc
 
 
-def screenshot(html: Path, png: Path | None = None, *, width: int = 1400, height: int = 1000, timeout: float = 90) -> Path:
+def screenshot(
+    html: Path, png: Path | None = None, *, width: int = 1400, height: int = 1000, timeout: float = 90
+) -> Path:
     """Render `html` and write a PNG (default: report.png next to it)."""
     png = Path(png or Path(html).with_suffix(".png")).resolve()
     png.unlink(missing_ok=True)
-    proc = _run(html, [f"--screenshot={png}", f"--window-size={width},{height}", "--virtual-time-budget=5000"], timeout)
+    proc = _run(
+        html,
+        [f"--screenshot={png}", f"--window-size={width},{height}", "--virtual-time-budget=5000"],
+        timeout,
+    )
     if not png.is_file() or png.stat().st_size == 0:
-        raise ScreenshotError(f"Chromium wrote no screenshot (rc={proc.returncode}): {proc.stderr.strip()[-500:]}")
+        raise ScreenshotError(
+            f"Chromium wrote no screenshot (rc={proc.returncode}): {proc.stderr.strip()[-500:]}"
+        )
     return png
 
 
@@ -57,7 +74,9 @@ def rendered_dom(html: Path, *, timeout: float = 90) -> str:
     """The DOM after Chromium loaded the page and ran its scripts (pytest-html builds its table in JS)."""
     proc = _run(html, ["--dump-dom", "--virtual-time-budget=5000"], timeout)
     if proc.returncode != 0 or "<html" not in proc.stdout.lower():
-        raise ScreenshotError(f"Chromium could not dump the DOM (rc={proc.returncode}): {proc.stderr.strip()[-500:]}")
+        raise ScreenshotError(
+            f"Chromium could not dump the DOM (rc={proc.returncode}): {proc.stderr.strip()[-500:]}"
+        )
     return proc.stdout
 
 
@@ -73,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m kvmqa.report.screenshot", description="render a report to a PNG")
+    parser = argparse.ArgumentParser(
+        prog="python -m kvmqa.report.screenshot", description="render a report to a PNG"
+    )
     parser.add_argument("html", type=Path)
     parser.add_argument("png", type=Path, nargs="?")
     args = parser.parse_args(argv)

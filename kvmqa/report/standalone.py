@@ -25,8 +25,9 @@ def standalone_html(results: RunResults, title: str, extra_sections: list[str] |
     )
 
 
-def write_standalone(results: RunResults, path: Path, title: str = "kvmqa report",
-                     extra_sections: list[str] | None = None) -> Path:
+def write_standalone(
+    results: RunResults, path: Path, title: str = "kvmqa report", extra_sections: list[str] | None = None
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(standalone_html(results, title, extra_sections))
     return path

@@ -1,1 +1,2 @@
-"""One host during one run: its session (facts, libvirt connection, findings), above config, transport and gather."""
+"""One host during one run: its session (facts, libvirt connection, findings), above config, transport and
+gather."""

@@ -124,11 +124,10 @@ class ClusterSession:
         else:
             blocked = first_blocker(check.requires, self.findings.get)
             facts = self.facts(stage)
-            view = HostFacts(facts.get(stage.name, facts))  # the stage's section: hosts, missing, cross
             finding = (
                 skipped_by(check, CLUSTER_HOST, blocked)
                 if blocked is not None
-                else check.evaluate(CLUSTER_HOST, view, self.profile)
+                else check.evaluate(CLUSTER_HOST, facts, self.profile)  # read as facts.view(...)
             )
         finding.duration = round(time.perf_counter() - started, 6)
         self.findings[check.id] = finding

@@ -3,7 +3,8 @@
     >>> [s.name for s in builtin()]
     ['reach', 'cpu', 'packages', 'host', 'libvirt', 'ovirt_engine', 'vdsm', 'first_vm']
 
-A stage folder reads top to bottom as the flow: `probe.sh` and `facts.py` (its probe sections and their parser),
+A stage folder reads top to bottom as the flow: `probe.sh` and `facts.py` (its probe sections and their
+parser),
 `gather.py` (what it collects beyond the probe), `checks.py`
 (pure functions of facts), its actions (install mode), and any machinery of its own (first_vm: the guest kit,
 domain XML, boot and console).
@@ -32,4 +33,3 @@ def builtin() -> Registry:
 
 def stage_def(name: str) -> Stage:
     return builtin().get(name)
-

@@ -1,4 +1,5 @@
-"""oVirt engine stage: health, CA and TLS, SSO, API version, hosts, cluster CPU types, data centers, storage."""
+"""oVirt engine stage: health, CA and TLS, SSO, API version, hosts, cluster CPU types, data centers,
+storage."""
 
 from kvmqa.pytest_plugin.plugin import stage_test
 

@@ -2,7 +2,8 @@
 chosen by the target's URL scheme; `Target` (target.py) is the inventory's data about the host.
 
     transport = transport_for(target)
-    transport.run("uname -r", timeout=10, role="probe")   # -> CommandResult, one round trip, timed out on the host
+    transport.run("uname -r", timeout=10, role="probe")   # -> CommandResult, one round trip, timed out on the
+    host
     transport.put_file("/etc/x.conf", b"...", 0o600)       # data on stdin, never on a command line
     transport.libvirt_uri(workdir)                          # qemu:///system, or qemu+ext through OpenSSH
     transport.close()
@@ -88,7 +89,8 @@ class CommandResult:
 
 
 class Transport(ABC):
-    """One host's connection. `run` wraps every command in coreutils `timeout` on the host (and sudo with --sudo)."""
+    """One host's connection. `run` wraps every command in coreutils `timeout` on the host (and sudo with
+    --sudo)."""
 
     name = "base"
 
@@ -109,9 +111,15 @@ class Transport(ABC):
     def connect(self, role: str) -> Any:
         """Make the connection `connection()` keeps; `role` names the command that needed it in errors."""
 
-    # -- the interface -----------------------------------------------------------------------------------------
-    def run(self, command: str, timeout: float | None = None, env: dict[str, str] | None = None,
-            role: str = "command") -> CommandResult:
+    # -- the interface
+    # -----------------------------------------------------------------------------------------
+    def run(
+        self,
+        command: str,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        role: str = "command",
+    ) -> CommandResult:
         """Run one shell command on the host (one round trip) under a timeout enforced on the host.
         `role` names the command in error messages ("probe", "install step", ...)."""
         limit = int(timeout or self.target.command_timeout)
@@ -123,7 +131,9 @@ class Transport(ABC):
         duration = time.perf_counter() - started
         t = self.target
         if self.uses_sudo and rc == 1 and "sudo:" in stderr and "password" in stderr:
-            raise TargetAuthError(f"{t.name}: sudo needs a password for {t.user}; kvmqa needs passwordless sudo (NOPASSWD)")
+            raise TargetAuthError(
+                f"{t.name}: sudo needs a password for {t.user}; kvmqa needs passwordless sudo (NOPASSWD)"
+            )
         return CommandResult(rc, stdout, stderr, duration, command, timed_out=rc in (124, 137))
 
     @abstractmethod
@@ -141,7 +151,8 @@ class Transport(ABC):
     def close(self) -> None:  # noqa: B027 - most transports hold nothing to close
         """Release the connection (idempotent)."""
 
-    # -- shared by the remote transports -----------------------------------------------------------------------
+    # -- shared by the remote transports
+    # -----------------------------------------------------------------------
     @property
     def uses_sudo(self) -> bool:
         return self.target.sudo
@@ -150,12 +161,17 @@ class Transport(ABC):
         """`cat` stdin into PATH with MODE (umask 077 first), under timeout and, with --sudo, `sudo -n`."""
         q = shlex.quote(path)
         script = f"umask 077; cat > {q} && chmod {mode:04o} {q}"
-        return f"timeout -k 5 {limit} " + (f"sudo -n sh -c {shlex.quote(script)}" if self.uses_sudo else f"sh -c {shlex.quote(script)}")
+        return f"timeout -k 5 {limit} " + (
+            f"sudo -n sh -c {shlex.quote(script)}" if self.uses_sudo else f"sh -c {shlex.quote(script)}"
+        )
 
     def upload_failed(self, path: str, err: str, rc: int) -> TargetError:
         t = self.target
-        return TargetError(f"{t.name}: upload over {t.backend} to {t.url}: writing {path} failed: "
-                           f"{first_meaningful_line(err) or 'no message'} (exit {rc})", err)
+        return TargetError(
+            f"{t.name}: upload over {t.backend} to {t.url}: writing {path} failed: "
+            f"{first_meaningful_line(err) or 'no message'} (exit {rc})",
+            err,
+        )
 
 
 def failure_line(target: TargetSpec, what: str, reason: str, role: str) -> str:
@@ -163,22 +179,56 @@ def failure_line(target: TargetSpec, what: str, reason: str, role: str) -> str:
     return f"{target.name}: {role} over {target.backend}: {what} {target.url}: {reason}"
 
 
-HOST_KEY_HINT = "strict host-key checking is on: fix known_hosts (or --known-hosts FILE) or pass --no-strict-host-keys"
+HOST_KEY_HINT = (
+    "strict host-key checking is on: fix known_hosts (or --known-hosts FILE) or pass --no-strict-host-keys"
+)
 
 # ssh's stderr lines that say nothing about why it failed
-_NOISE = ("warning: permanently added", "pseudo-terminal", "debug1:", "debug2:", "debug3:", "@@@", "it is possible",
-          "someone could be", "it is also possible", "the fingerprint", "please contact", "add correct host key",
-          "offending", "password authentication is disabled", "keyboard-interactive", "agent forwarding",
-          "x11 forwarding", "port forwarding", "sha256:")
+_NOISE = (
+    "warning: permanently added",
+    "pseudo-terminal",
+    "debug1:",
+    "debug2:",
+    "debug3:",
+    "@@@",
+    "it is possible",
+    "someone could be",
+    "it is also possible",
+    "the fingerprint",
+    "please contact",
+    "add correct host key",
+    "offending",
+    "password authentication is disabled",
+    "keyboard-interactive",
+    "agent forwarding",
+    "x11 forwarding",
+    "port forwarding",
+    "sha256:",
+)
 # the lines that do say it, most specific first
-_REASONS = ("remote host identification has changed", "host key is known for", "host key verification failed",
-            "no matching host key", "permission denied", "too many authentication failures", "connection refused",
-            "banner exchange", "timed out", "could not resolve", "no route to host", "network is unreachable",
-            "connection reset", "connection closed", "broken pipe", "kex_exchange_identification")
+_REASONS = (
+    "remote host identification has changed",
+    "host key is known for",
+    "host key verification failed",
+    "no matching host key",
+    "permission denied",
+    "too many authentication failures",
+    "connection refused",
+    "banner exchange",
+    "timed out",
+    "could not resolve",
+    "no route to host",
+    "network is unreachable",
+    "connection reset",
+    "connection closed",
+    "broken pipe",
+    "kex_exchange_identification",
+)
 
 
 def first_meaningful_line(text: str) -> str:
-    """The line of ssh's stderr that says why it failed (the most specific known reason, else the first non-noise line)."""
+    """The line of ssh's stderr that says why it failed (the most specific known reason, else the first
+    non-noise line)."""
     lines = [ln.strip().rstrip(".").strip() for ln in text.replace("\r", "\n").splitlines()]
     lines = [ln for ln in lines if ln and not ln.lower().startswith(_NOISE)]
     for reason in _REASONS:
@@ -196,7 +246,8 @@ def fingerprint(key: Any) -> str:
 
 
 def stderr_of(result: Any) -> str:
-    """testinfra's CommandResult stderr, as text, however that testinfra version stores it (never its repr)."""
+    """testinfra's CommandResult stderr, as text, however that testinfra version stores it (never its
+    repr)."""
     for attr in ("stderr", "_stderr", "stderr_bytes"):
         try:
             value = getattr(result, attr, None)
@@ -213,12 +264,26 @@ def classify_ssh_error(target: TargetSpec, text: str, role: str = "command", rc:
     """One TargetError line from OpenSSH's exit 255 and its stderr (kept whole in `.stderr`)."""
     low = text.lower()
     reason = first_meaningful_line(text) or "ssh gave no message"
-    if "host key verification failed" in low or "no matching host key" in low or "remote host identification has changed" in low:
+    if (
+        "host key verification failed" in low
+        or "no matching host key" in low
+        or "remote host identification has changed" in low
+    ):
         if "remote host identification has changed" in low:
             reason = "the host key has CHANGED since it was recorded: Host key verification failed"
-        return TargetAuthError(failure_line(target, "host key verification failed for", f"{reason} (ssh exit {rc}; {HOST_KEY_HINT})", role), text)
+        return TargetAuthError(
+            failure_line(
+                target, "host key verification failed for", f"{reason} (ssh exit {rc}; {HOST_KEY_HINT})", role
+            ),
+            text,
+        )
     if "permission denied" in low or "too many authentication failures" in low:
-        return TargetAuthError(failure_line(target, "authentication failed for", f"{reason} (ssh exit {rc}; wrong user or key?)", role), text)
+        return TargetAuthError(
+            failure_line(
+                target, "authentication failed for", f"{reason} (ssh exit {rc}; wrong user or key?)", role
+            ),
+            text,
+        )
     if "timed out" in low:
         reason += f" (ssh exit {rc}; connect timeout {target.connect_timeout:g} s)"
     else:

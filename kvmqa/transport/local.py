@@ -24,7 +24,9 @@ class LocalTransport(Transport):
         try:
             result = self.connection(role).run(wrapped)
         except OSError as exc:
-            raise TargetUnreachable(failure_line(self.target, "cannot run a command on", f"{exc}", role)) from exc
+            raise TargetUnreachable(
+                failure_line(self.target, "cannot run a command on", f"{exc}", role)
+            ) from exc
         return result.rc, result.stdout, result.stderr
 
     def put_file(self, path: str, data: bytes, mode: int, timeout: float | None = None) -> None:
@@ -36,4 +38,6 @@ class LocalTransport(Transport):
                 f.write(data)
         except OSError as exc:  # one line, as the remote transports' upload failures
             t = self.target
-            raise TargetError(f"{t.name}: upload over local to {t.url}: writing {path} failed: {exc.strerror or exc}") from exc
+            raise TargetError(
+                f"{t.name}: upload over local to {t.url}: writing {path} failed: {exc.strerror or exc}"
+            ) from exc

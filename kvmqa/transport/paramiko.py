@@ -1,6 +1,7 @@
 """paramiko: kvmqa's own SSH client (known hosts enforced unless opted out), commands on exec channels.
 
-libvirt cannot speak paramiko: its URI goes through OpenSSH with the same options (`OpenSshTransport.libvirt_uri`).
+libvirt cannot speak paramiko: its URI goes through OpenSSH with the same options
+(`OpenSshTransport.libvirt_uri`).
 """
 
 from __future__ import annotations
@@ -40,26 +41,63 @@ class ParamikoTransport(Transport):
             client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
             client.connect(
-                hostname=str(t.host), port=t.port or 22, username=t.user,
+                hostname=str(t.host),
+                port=t.port or 22,
+                username=t.user,
                 key_filename=str(t.identity_file) if t.identity_file else None,
-                # the banner wait must end before start_client's own wait (the same `timeout`): else start_client
+                # the banner wait must end before start_client's own wait (the same `timeout`): else
+                # start_client
                 # returns on a still-silent transport and auth fails with a misleading "No existing session"
-                timeout=t.connect_timeout, banner_timeout=max(0.5, t.connect_timeout - 0.5), auth_timeout=t.connect_timeout,
-                allow_agent=False, look_for_keys=t.identity_file is None,
+                timeout=t.connect_timeout,
+                banner_timeout=max(0.5, t.connect_timeout - 0.5),
+                auth_timeout=t.connect_timeout,
+                allow_agent=False,
+                look_for_keys=t.identity_file is None,
             )
         except paramiko.AuthenticationException as exc:
-            raise TargetAuthError(failure_line(self.target, "authentication failed for", f"{exc} ({type(exc).__name__}; wrong user or key?)", role)) from exc
+            raise TargetAuthError(
+                failure_line(
+                    self.target,
+                    "authentication failed for",
+                    f"{exc} ({type(exc).__name__}; wrong user or key?)",
+                    role,
+                )
+            ) from exc
         except paramiko.BadHostKeyException as exc:
-            changed = (f"the host key has CHANGED since it was recorded: the host offers {exc.key.get_name()} "
-                       f"{fingerprint(exc.key)}, known_hosts has {fingerprint(exc.expected_key)}")
-            raise TargetAuthError(failure_line(self.target, "host key verification failed for", f"{changed} ({HOST_KEY_HINT})", role)) from exc
+            changed = (
+                f"the host key has CHANGED since it was recorded: the host offers {exc.key.get_name()} "
+                f"{fingerprint(exc.key)}, known_hosts has {fingerprint(exc.expected_key)}"
+            )
+            raise TargetAuthError(
+                failure_line(
+                    self.target, "host key verification failed for", f"{changed} ({HOST_KEY_HINT})", role
+                )
+            ) from exc
         except paramiko.SSHException as exc:
             text = str(exc)
             if "not found in known_hosts" in text:
-                raise TargetAuthError(failure_line(self.target, "host key verification failed for", f"{text} ({HOST_KEY_HINT})", role)) from exc
-            raise TargetUnreachable(failure_line(self.target, "cannot reach", f"{text} ({type(exc).__name__}; connect timeout {t.connect_timeout:g} s)", role)) from exc
+                raise TargetAuthError(
+                    failure_line(
+                        self.target, "host key verification failed for", f"{text} ({HOST_KEY_HINT})", role
+                    )
+                ) from exc
+            raise TargetUnreachable(
+                failure_line(
+                    self.target,
+                    "cannot reach",
+                    f"{text} ({type(exc).__name__}; connect timeout {t.connect_timeout:g} s)",
+                    role,
+                )
+            ) from exc
         except OSError as exc:
-            raise TargetUnreachable(failure_line(self.target, "cannot reach", f"{exc.strerror or exc} (connect timeout {t.connect_timeout:g} s)", role)) from exc
+            raise TargetUnreachable(
+                failure_line(
+                    self.target,
+                    "cannot reach",
+                    f"{exc.strerror or exc} (connect timeout {t.connect_timeout:g} s)",
+                    role,
+                )
+            ) from exc
         transport = client.get_transport()
         if transport is not None:
             transport.set_keepalive(5)
@@ -71,7 +109,9 @@ class ParamikoTransport(Transport):
         try:
             channel = client.get_transport().open_session()
         except Exception as exc:  # noqa: BLE001 - a dropped connection
-            raise TargetUnreachable(failure_line(self.target, "cannot reach", f"{exc} ({type(exc).__name__})", role)) from exc
+            raise TargetUnreachable(
+                failure_line(self.target, "cannot reach", f"{exc} ({type(exc).__name__})", role)
+            ) from exc
         try:
             channel.settimeout(limit + 15)  # the host's own `timeout` ends the command first
             channel.exec_command(command)
@@ -79,8 +119,14 @@ class ParamikoTransport(Transport):
             out, err = _drain(channel)
             return channel.recv_exit_status(), out, err
         except OSError as exc:  # socket.timeout included
-            raise CommandTimeout(failure_line(self.target, "no answer from", f"{exc or type(exc).__name__} "
-                                              f"(command timeout {limit} s)", role)) from exc
+            raise CommandTimeout(
+                failure_line(
+                    self.target,
+                    "no answer from",
+                    f"{exc or type(exc).__name__} (command timeout {limit} s)",
+                    role,
+                )
+            ) from exc
         finally:
             channel.close()
 
@@ -108,8 +154,11 @@ class ParamikoTransport(Transport):
                 err += chunk
             return channel.recv_exit_status(), err.decode(errors="replace")
         except OSError as exc:  # socket.timeout included
-            raise TargetUnreachable(f"{self.target.name}: upload over {self.target.backend} to {self.target.url}: writing a file failed: "
-                                    f"{exc or type(exc).__name__} (upload timeout {limit} s)") from exc
+            raise TargetUnreachable(
+                f"{self.target.name}: upload over {self.target.backend} to {self.target.url}: writing a file "
+                "failed: "
+                f"{exc or type(exc).__name__} (upload timeout {limit} s)"
+            ) from exc
         finally:
             channel.close()
 

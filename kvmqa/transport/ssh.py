@@ -1,6 +1,8 @@
-"""OpenSSH: commands through testinfra's ssh backend (its public API), uploads and libvirt through the same ssh argv.
+"""OpenSSH: commands through testinfra's ssh backend (its public API), uploads and libvirt through the same
+ssh argv.
 
-Every connection shares one ControlMaster per host (ControlPersist 60 s), BatchMode (never a prompt) and strict
+Every connection shares one ControlMaster per host (ControlPersist 60 s), BatchMode (never a prompt) and
+strict
 host keys unless opted out.
 """
 
@@ -30,7 +32,8 @@ class OpenSshTransport(Transport):
         %C names user, host and port only, so the path also carries a tag of what decides how the host is
         reached and trusted: the ssh config (its path and content: a ProxyJump), host-key checking and the
         known_hosts file. A connection opened without host-key checking, or directly instead of through the
-        lab's bastion, is never reused by a run that asks for them. Computed once per target (it reads the config).
+        lab's bastion, is never reused by a run that asks for them. Computed once per target (it reads the
+        config).
         """
         control_dir = Path(tempfile.gettempdir()) / f"kvmqa-ssh-{os.getuid()}"
         control_dir.mkdir(mode=0o700, exist_ok=True)
@@ -40,8 +43,17 @@ class OpenSshTransport(Transport):
                 config = self.target.ssh_config.read_bytes()
             except OSError:
                 config = b"unreadable"
-        tag = hashlib.sha256(repr((str(self.target.ssh_config), config, self.target.strict_host_keys, str(self.target.known_hosts), self.target.ssh_args))
-                             .encode()).hexdigest()[:10]
+        tag = hashlib.sha256(
+            repr(
+                (
+                    str(self.target.ssh_config),
+                    config,
+                    self.target.strict_host_keys,
+                    str(self.target.known_hosts),
+                    self.target.ssh_args,
+                )
+            ).encode()
+        ).hexdigest()[:10]
         return f"{control_dir}/{tag}-%C"
 
     def ssh_options(self) -> list[str]:
@@ -85,7 +97,9 @@ class OpenSshTransport(Transport):
         t = self.target
         kwargs: dict[str, Any] = {
             "sudo": t.sudo,
-            "ssh_extra_args": " ".join([*(f"-o {o}" for o in self.ssh_options()), *(shlex.quote(a) for a in t.ssh_args)]),
+            "ssh_extra_args": " ".join(
+                [*(f"-o {o}" for o in self.ssh_options()), *(shlex.quote(a) for a in t.ssh_args)]
+            ),
             "timeout": int(t.connect_timeout),
         }
         if t.identity_file:
@@ -98,20 +112,29 @@ class OpenSshTransport(Transport):
         try:
             result = self.connection(role).run(wrapped)
         except RuntimeError as exc:  # testinfra's ssh backend: ssh exited 255 (args[0]: its CommandResult)
-            raise classify_ssh_error(self.target, stderr_of(exc.args[0] if exc.args else None), role=role) from exc
+            raise classify_ssh_error(
+                self.target, stderr_of(exc.args[0] if exc.args else None), role=role
+            ) from exc
         return result.rc, result.stdout, result.stderr
 
     def put_file(self, path: str, data: bytes, mode: int, timeout: float | None = None) -> None:
-        """The host's own ssh argv running `umask 077; cat > PATH; chmod` (through `sudo -n sh -c` with --sudo)."""
+        """The host's own ssh argv running `umask 077; cat > PATH; chmod` (through `sudo -n sh -c` with
+        --sudo)."""
         t = self.target
         limit = int(timeout or t.command_timeout)
         self.round_trips += 1
         try:
-            done = subprocess.run([*self.ssh_argv(), self.remote_write_command(path, mode, limit)], input=data,
-                                  capture_output=True, timeout=limit + 10)
+            done = subprocess.run(
+                [*self.ssh_argv(), self.remote_write_command(path, mode, limit)],
+                input=data,
+                capture_output=True,
+                timeout=limit + 10,
+            )
         except subprocess.TimeoutExpired as exc:
-            raise CommandTimeout(f"{t.name}: upload over {t.backend} to {t.url}: writing {path} timed out "
-                                 f"(upload timeout {limit} s)") from exc
+            raise CommandTimeout(
+                f"{t.name}: upload over {t.backend} to {t.url}: writing {path} timed out "
+                f"(upload timeout {limit} s)"
+            ) from exc
         err = done.stderr.decode(errors="replace")
         if done.returncode == 255:
             raise classify_ssh_error(t, err, role="upload")
@@ -127,7 +150,13 @@ class OpenSshTransport(Transport):
         remote = f"{'sudo -n ' if self.target.sudo else ''}sh -c {shlex.quote(helper)}"
         script = workdir / "libvirt-ssh.sh"
         workdir.mkdir(parents=True, exist_ok=True)
-        script.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in self.ssh_argv()) + " " + shlex.quote(remote) + "\n")
+        script.write_text(
+            "#!/bin/sh\nexec "
+            + " ".join(shlex.quote(a) for a in self.ssh_argv())
+            + " "
+            + shlex.quote(remote)
+            + "\n"
+        )
         script.chmod(stat.S_IRWXU)
         return f"qemu+ext:///system?command={urllib.parse.quote(str(script.resolve()))}"
 

@@ -1,4 +1,5 @@
-"""Target: one host to check, as the inventory describes it (name, URL, user, port, identity, sudo, roles, vars).
+"""Target: one host to check, as the inventory describes it (name, URL, user, port, identity, sudo, roles,
+vars).
 
     >>> t = Target.from_url("ssh://qa@hv1:2222")
     >>> (t.backend, t.user, t.host, t.port, t.name)
@@ -68,20 +69,29 @@ class Target:
             url = "ssh://" + url
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in BACKENDS:
-            raise TargetError(f"{url!r}: unsupported transport {parsed.scheme!r}; use one of {', '.join(BACKENDS)}")
+            raise TargetError(
+                f"{url!r}: unsupported transport {parsed.scheme!r}; use one of {', '.join(BACKENDS)}"
+            )
         if not parsed.hostname:
             raise TargetError(f"{url!r}: no host name")
         if parsed.password:
             raise TargetError(f"{url!r}: passwords in host URLs are refused (they end up in logs); use a key")
         if parsed.scheme == "paramiko" and kwargs.get("ssh_config"):
-            raise TargetError(f"{url!r}: an ssh config file applies to ssh:// targets (OpenSSH), not to paramiko://")
+            raise TargetError(
+                f"{url!r}: an ssh config file applies to ssh:// targets (OpenSSH), not to paramiko://"
+            )
         query = urllib.parse.parse_qs(parsed.query)
         if "sudo" in query:
             kwargs.setdefault("sudo", query["sudo"][0].lower() in ("1", "true", "yes"))
         if "ssh_identity_file" in query:
             kwargs.setdefault("identity_file", Path(query["ssh_identity_file"][0]).expanduser())
         return cls(
-            name=kwargs.pop("name", parsed.hostname if not parsed.port or parsed.port == 22 else f"{parsed.hostname}:{parsed.port}"),
+            name=kwargs.pop(
+                "name",
+                parsed.hostname
+                if not parsed.port or parsed.port == 22
+                else f"{parsed.hostname}:{parsed.port}",
+            ),
             backend=parsed.scheme,
             host=parsed.hostname,
             user=urllib.parse.unquote(parsed.username) if parsed.username else None,
@@ -101,7 +111,8 @@ class Target:
         port = f":{self.port}" if self.port else ""
         return f"{self.backend}://{user}{self.host}{port}"
 
-    # -- the transport -------------------------------------------------------------------------------------------
+    # -- the transport
+    # -------------------------------------------------------------------------------------------
     @property
     def transport(self) -> Transport:
         if self.unusable:
@@ -118,8 +129,13 @@ class Target:
     def round_trips(self) -> int:
         return self.transport.round_trips if self._transport is not None else 0
 
-    def run(self, command: str, timeout: float | None = None, env: dict[str, str] | None = None,
-            role: str = "command") -> CommandResult:
+    def run(
+        self,
+        command: str,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        role: str = "command",
+    ) -> CommandResult:
         return self.transport.run(command, timeout=timeout, env=env, role=role)
 
     def put_file(self, path: str, data: bytes, mode: int, timeout: float | None = None) -> None:
@@ -129,7 +145,8 @@ class Target:
         return self.transport.libvirt_uri(workdir)
 
     def ssh_argv(self) -> list[str]:
-        """The OpenSSH command line that reaches this host (ssh and paramiko targets: install steps, libvirt)."""
+        """The OpenSSH command line that reaches this host (ssh and paramiko targets: install steps,
+        libvirt)."""
         from kvmqa.transport.ssh import OpenSshTransport
 
         transport = self.transport if isinstance(self.transport, OpenSshTransport) else OpenSshTransport(self)
@@ -140,5 +157,16 @@ class Target:
             self._transport.close()
 
 
-__all__ = ["BACKENDS", "HOST_KEY_HINT", "CommandResult", "CommandTimeout", "Target", "TargetAuthError", "TargetError",
-           "TargetUnreachable", "TargetUnusable", "classify_ssh_error", "first_meaningful_line"]
+__all__ = [
+    "BACKENDS",
+    "HOST_KEY_HINT",
+    "CommandResult",
+    "CommandTimeout",
+    "Target",
+    "TargetAuthError",
+    "TargetError",
+    "TargetUnreachable",
+    "TargetUnusable",
+    "classify_ssh_error",
+    "first_meaningful_line",
+]

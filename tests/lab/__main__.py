@@ -31,22 +31,45 @@ def _say(msg: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.lab",
-                                 description="Build and boot lab KVM hosts (tests/lab).")
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.lab", description="Build and boot lab KVM hosts (tests/lab)."
+    )
     ap.add_argument("command", choices=("up", "build"))
-    ap.add_argument("--hosts", type=int, default=1,
-                    help="how many hosts (default 1); from 2 on: lab1..labN on a private segment, a cluster")
-    ap.add_argument("--suite", default="bookworm",
-                    help=f"the Debian release ({', '.join(sorted(LAB_IMAGES))}); a comma list: one per host")
-    ap.add_argument("--cpu", default="max", help=f"QEMU CPU model ({', '.join(cluster.CPUS_WITH_SVM_NPT)}), "
-                    "or a comma list, one per host")
-    ap.add_argument("--no-cluster", action="store_true",
-                    help="several hosts: only boot them and join the segment (no trust, pool, network)")
+    ap.add_argument(
+        "--hosts",
+        type=int,
+        default=1,
+        help="how many hosts (default 1); from 2 on: lab1..labN on a private segment, a cluster",
+    )
+    ap.add_argument(
+        "--suite",
+        default="bookworm",
+        help=f"the Debian release ({', '.join(sorted(LAB_IMAGES))}); a comma list: one per host",
+    )
+    ap.add_argument(
+        "--cpu",
+        default="max",
+        help=f"QEMU CPU model ({', '.join(cluster.CPUS_WITH_SVM_NPT)}), or a comma list, one per host",
+    )
+    ap.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="several hosts: only boot them and join the segment (no trust, pool, network)",
+    )
     ap.add_argument("--smp", type=int, default=None, help="vCPUs of a single lab host (default 2)")
-    ap.add_argument("--for", dest="seconds", type=float, default=None,
-                    help="stop after SECONDS instead of waiting for Ctrl-C")
-    ap.add_argument("--run-dir", type=Path, default=None,
-                    help="where overlays, console logs (and the segment) go (default: a temp dir)")
+    ap.add_argument(
+        "--for",
+        dest="seconds",
+        type=float,
+        default=None,
+        help="stop after SECONDS instead of waiting for Ctrl-C",
+    )
+    ap.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="where overlays, console logs (and the segment) go (default: a temp dir)",
+    )
     args = ap.parse_args(argv)
     try:
         plans = cluster.plan_hosts(args.hosts, args.suite, args.cpu)
@@ -74,7 +97,8 @@ def _wait(alive: Callable[[], bool], seconds: float | None) -> bool:
 
 
 def _attempt(step: Callable[[], T]) -> T | int:
-    """The step's value, or the exit status after saying why it failed (1) or that it was interrupted (130)."""
+    """The step's value, or the exit status after saying why it failed (1) or that it was interrupted
+    (130)."""
     try:
         return step()
     except (LabBuildError, LabBootError, RuntimeError) as exc:
@@ -100,16 +124,21 @@ def _single_up(plan: cluster.HostPlan, args: argparse.Namespace) -> int:
         image = _image(plan.suite)
         _say(f"booting {plan.suite} (-smp {smp}, -cpu {plan.cpu}); console: {run_dir / 'console.log'}")
         return start(image, run_dir, smp=smp, cpu=plan.cpu)
+
     host = _attempt(boot)
     if isinstance(host, int):
         return host
     try:
-        _say(f"{plan.suite} answers ssh after {host.timings.get('ssh', 0):.0f} s, "
-             f"systemd up after {host.boot_seconds:.0f} s")
+        _say(
+            f"{plan.suite} answers ssh after {host.timings.get('ssh', 0):.0f} s, "
+            f"systemd up after {host.boot_seconds:.0f} s"
+        )
         # a nested KVM host boots its first VM far slower than metal: the nested-lab profile gives it the room
         profile = "fixtures/profiles/nested-lab.yaml"
-        print("Run kvmqa against it (the nested-lab profile: a longer first-VM deadline for nested KVM):\n"
-              "  ./run suite " + shlex.join([*host.suite_args(), "--profile", profile]))
+        print(
+            "Run kvmqa against it (the nested-lab profile: a longer first-VM deadline for nested KVM):\n"
+            "  ./run suite " + shlex.join([*host.suite_args(), "--profile", profile])
+        )
         print(f"Reach it yourself:\n  {shlex.join(host.ssh_argv())}", flush=True)
         if not _wait(host.alive, args.seconds):
             _say(f"QEMU exited by itself; console tail:\n{host.console_tail()}")
@@ -129,16 +158,22 @@ def _lab_up(plans: list[cluster.HostPlan], args: argparse.Namespace) -> int:
     if isinstance(lab, int):
         return lab
     try:
-        _say(f"{len(plans)} hosts up and on the segment after {time.monotonic() - t0:.0f} s "
-             f"(joined in {lab.timings['join']:.0f} s)")
+        _say(
+            f"{len(plans)} hosts up and on the segment after {time.monotonic() - t0:.0f} s "
+            f"(joined in {lab.timings['join']:.0f} s)"
+        )
         if not args.no_cluster:
             seconds = cluster.setup_cluster(lab)
-            _say(f"cluster set up in {seconds:.0f} s: qemu+ssh trust, NFS pool {cluster.SHARED_POOL} "
-                 f"(exported by lab1), network {cluster.GUEST_NETWORK}")
+            _say(
+                f"cluster set up in {seconds:.0f} s: qemu+ssh trust, NFS pool {cluster.SHARED_POOL} "
+                f"(exported by lab1), network {cluster.GUEST_NETWORK}"
+            )
         inventory = lab.write_inventory(run_dir / "inventory.yaml")
-        print("Run kvmqa against them (the nested-lab profile: a longer first-VM deadline for nested KVM):\n"
-              "  ./run suite " + shlex.join(["--inventory", str(inventory),
-                                            "--profile", "fixtures/profiles/nested-lab.yaml"]))
+        print(
+            "Run kvmqa against them (the nested-lab profile: a longer first-VM deadline for nested KVM):\n"
+            "  ./run suite "
+            + shlex.join(["--inventory", str(inventory), "--profile", "fixtures/profiles/nested-lab.yaml"])
+        )
         print("Reach them yourself (inside, the hosts are lab1..labN on 192.168.77.0/24):")
         for index, host in enumerate(lab.hosts):
             print(f"  {lab.describe(index)}: {shlex.join(host.ssh_argv())}", flush=True)
@@ -155,7 +190,6 @@ def _lab_up(plans: list[cluster.HostPlan], args: argparse.Namespace) -> int:
         lab.stop()
         _say(f"stopped; overlays and the segment removed ({run_dir})")
     return 0
-
 
 
 if __name__ == "__main__":

@@ -85,12 +85,14 @@ def segment_mac(index: int) -> str:
 @dataclass(frozen=True)
 class HostPlan:
     """One host of a lab: its Debian release and the CPU model QEMU gives it."""
+
     suite: str = "bookworm"
     cpu: str = "max"
 
 
 def plan_hosts(count: int, suites: str = "bookworm", cpus: str = "max") -> list[HostPlan]:
     """`--hosts N --suite a,b --cpu x,y` as plans: one value applies to every host, else one per host."""
+
     def spread(option: str, text: str, allowed: Sequence[str]) -> list[str]:
         values = [v.strip() for v in text.split(",") if v.strip()]
         if len(values) == 1:
@@ -100,10 +102,15 @@ def plan_hosts(count: int, suites: str = "bookworm", cpus: str = "max") -> list[
         if bad := [v for v in values if v not in allowed]:
             raise ValueError(f"--{option}: {', '.join(bad)} not one of {', '.join(allowed)}")
         return values
+
     if count < 1:
         raise ValueError("--hosts must be at least 1")
-    return [HostPlan(s, c) for s, c in zip(spread("suite", suites, sorted(LAB_IMAGES)),
-                                            spread("cpu", cpus, CPUS_WITH_SVM_NPT), strict=True)]
+    return [
+        HostPlan(s, c)
+        for s, c in zip(
+            spread("suite", suites, sorted(LAB_IMAGES)), spread("cpu", cpus, CPUS_WITH_SVM_NPT), strict=True
+        )
+    ]
 
 
 def in_parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -117,6 +124,7 @@ def in_parallel(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
             results[i] = fn(items[i])
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             errors.append(exc)
+
     threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(items))]
     for t in threads:
         t.start()
@@ -136,9 +144,13 @@ class Segment:
         self.sock = run_dir / "segment"
         shutil.rmtree(self.sock, ignore_errors=True)
         log = (run_dir / "segment.log").open("wb")
-        self.process = subprocess.Popen(["vde_switch", "--sock", str(self.sock), "--numports", "32"],
-                                        stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
-                                        preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl
+        self.process = subprocess.Popen(
+            ["vde_switch", "--sock", str(self.sock), "--numports", "32"],
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )  # noqa: PLW1509 - only prctl
         log.close()
         deadline = time.monotonic() + 10
         while not (self.sock / "ctl").exists():
@@ -150,8 +162,12 @@ class Segment:
 
     def nic(self, index: int) -> list[str]:
         """QEMU options for host `index`'s second NIC, plugged into this switch."""
-        return ["-netdev", f"vde,id=seg,sock={self.sock}",
-                "-device", f"virtio-net-pci,netdev=seg,mac={segment_mac(index)}"]
+        return [
+            "-netdev",
+            f"vde,id=seg,sock={self.sock}",
+            "-device",
+            f"virtio-net-pci,netdev=seg,mac={segment_mac(index)}",
+        ]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -168,6 +184,7 @@ class Segment:
 @dataclass
 class Lab:
     """Running lab hosts lab1..labN on one segment; `lab["lab2"]` or `lab.hosts[1]`."""
+
     hosts: list[LabHost]
     plans: list[HostPlan]
     images: dict[str, BuiltImage]
@@ -188,8 +205,18 @@ class Lab:
 
     def write_inventory(self, path: Path) -> Path:
         """A kvmqa inventory (YAML): every host as qa with sudo, through its own key and known_hosts."""
-        hosts = [{"name": h.name, "address": "127.0.0.1", "port": h.port, "user": h.user, "sudo": True,
-                  "identity_file": str(h.key), "known_hosts": str(h.known_hosts)} for h in self.hosts]
+        hosts = [
+            {
+                "name": h.name,
+                "address": "127.0.0.1",
+                "port": h.port,
+                "user": h.user,
+                "sudo": True,
+                "identity_file": str(h.key),
+                "known_hosts": str(h.known_hosts),
+            }
+            for h in self.hosts
+        ]
         path.write_text(json.dumps({"hosts": hosts}, indent=1) + "\n")  # JSON is YAML
         return path
 
@@ -199,8 +226,15 @@ class Lab:
         self.segment.stop()
 
 
-def start_lab(plans: Sequence[HostPlan], run_dir: Path, *, timeout: float = BOOT_TIMEOUT, parallel: int = 2,
-              memory_mib: int = 3072, say: Callable[[str], None] = print) -> Lab:
+def start_lab(
+    plans: Sequence[HostPlan],
+    run_dir: Path,
+    *,
+    timeout: float = BOOT_TIMEOUT,
+    parallel: int = 2,
+    memory_mib: int = 3072,
+    say: Callable[[str], None] = print,
+) -> Lab:
     """Build (or find) the images, boot lab1..labN on a new segment, `parallel` at a time, and join them.
     Call from a thread that outlives the lab (QEMU dies with the thread that started it)."""
     images = {p.suite: build_image(LAB_IMAGES[p.suite], log=say) for p in plans}
@@ -213,14 +247,23 @@ def start_lab(plans: Sequence[HostPlan], run_dir: Path, *, timeout: float = BOOT
                 plan = plans[index - 1]
                 name = lab_name(index)
                 say(f"booting {name} ({plan.suite}, -cpu {plan.cpu}) ...")
-                host = launch(images[plan.suite], run_dir / name, name=name, cpu=plan.cpu, smp=1,
-                              memory_mib=memory_mib, extra_args=lab.segment.nic(index))
+                host = launch(
+                    images[plan.suite],
+                    run_dir / name,
+                    name=name,
+                    cpu=plan.cpu,
+                    smp=1,
+                    memory_mib=memory_mib,
+                    extra_args=lab.segment.nic(index),
+                )
                 lab.hosts.append(host)
                 batch.append(host)
             in_parallel(lambda h: finish_boot(h, timeout), batch)
             for host in batch:
-                say(f"{host.name} answers ssh after {host.timings['ssh']:.0f} s, "
-                    f"systemd up after {host.boot_seconds:.0f} s")
+                say(
+                    f"{host.name} answers ssh after {host.timings['ssh']:.0f} s, "
+                    f"systemd up after {host.boot_seconds:.0f} s"
+                )
         t0 = time.monotonic()
         join_segment(lab)
         lab.timings["join"] = time.monotonic() - t0
@@ -242,8 +285,10 @@ def boot_lab(plans: Sequence[HostPlan], run_dir: Path, **kw: object) -> Iterator
 
 def _put(path: str, text: str, mode: str = "644", owner: str = "root") -> str:
     """Shell that writes `text` to `path` (as root), with mode and owner."""
-    return (f"install -m {mode} -o {owner} -g {owner} /dev/null {path} && "
-            f"printf %s {shlex.quote(text)} > {path}\n")
+    return (
+        f"install -m {mode} -o {owner} -g {owner} /dev/null {path} && "
+        f"printf %s {shlex.quote(text)} > {path}\n"
+    )
 
 
 def _hosts_lines(count: int) -> str:
@@ -257,8 +302,10 @@ def join_segment(lab: Lab) -> None:
 
     def join(index: int) -> None:
         host, name, address = lab.hosts[index - 1], lab_name(index), segment_address(index)
-        network = (f"[Match]\nMACAddress={segment_mac(index)}\n\n[Network]\nAddress={address}/24\n"
-                   "LinkLocalAddressing=no\nIPv6AcceptRA=no\n")
+        network = (
+            f"[Match]\nMACAddress={segment_mac(index)}\n\n[Network]\nAddress={address}/24\n"
+            "LinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+        )
         script = (
             "set -e\n"
             f"hostnamectl set-hostname {name}\n"
@@ -272,7 +319,8 @@ def join_segment(lab: Lab) -> None:
             f"for i in $(seq 60); do ip -4 -o addr | grep -q ' {address}/24 ' && break; sleep 0.5; done\n"
             f"ip -4 -o addr | grep -q ' {address}/24 ' || {{ echo 'no {address} on the segment NIC' >&2; "
             "networkctl status >&2; exit 1; }\n"
-            "cat /etc/ssh/ssh_host_ed25519_key.pub\n")
+            "cat /etc/ssh/ssh_host_ed25519_key.pub\n"
+        )
         key = " ".join(host.sudo(script, check=True, timeout=180).stdout.split()[:2])
         if not key.startswith("ssh-ed25519 "):
             raise LabBootError(f"{name}: no new ed25519 host key read back ({key!r})")
@@ -284,8 +332,10 @@ def join_segment(lab: Lab) -> None:
 
 def _on_all(lab: Lab, script: Callable[[int, LabHost], str], timeout: float = 300) -> list[str]:
     """Run a root script on every host at once (script(index, host)); their outputs, in host order."""
-    return in_parallel(lambda i: lab.hosts[i - 1].sudo(script(i, lab.hosts[i - 1]), check=True,
-                                                       timeout=timeout).stdout, range(1, len(lab.hosts) + 1))
+    return in_parallel(
+        lambda i: lab.hosts[i - 1].sudo(script(i, lab.hosts[i - 1]), check=True, timeout=timeout).stdout,
+        range(1, len(lab.hosts) + 1),
+    )
 
 
 USERS = {"root": "/root", "qa": "/home/qa"}
@@ -302,12 +352,16 @@ def setup_cluster(lab: Lab) -> float:
     t0 = time.monotonic()
 
     def keys(index: int, host: LabHost) -> str:
-        return "set -e\n" + "".join(
-            f"[ -f {home}/.ssh/id_ed25519 ] || su -s /bin/sh {user} -c \"ssh-keygen -q -t ed25519 -N '' "
-            f"-C '{KEY_TAG} {user}@{lab_name(index)}' -f {home}/.ssh/id_ed25519\"\n"
-            f"printf '{user} '; cat {home}/.ssh/id_ed25519.pub\n"
-            for user, home in USERS.items()) + \
-            "for k in /etc/ssh/ssh_host_*_key.pub; do printf 'hostkey '; cat $k; done\n"
+        return (
+            "set -e\n"
+            + "".join(
+                f"[ -f {home}/.ssh/id_ed25519 ] || su -s /bin/sh {user} -c \"ssh-keygen -q -t ed25519 -N '' "
+                f"-C '{KEY_TAG} {user}@{lab_name(index)}' -f {home}/.ssh/id_ed25519\"\n"
+                f"printf '{user} '; cat {home}/.ssh/id_ed25519.pub\n"
+                for user, home in USERS.items()
+            )
+            + "for k in /etc/ssh/ssh_host_*_key.pub; do printf 'hostkey '; cat $k; done\n"
+        )
 
     found: dict[str, list[str]] = {user: [] for user in (*USERS, "hostkey")}
     for index, out in enumerate(_on_all(lab, keys), start=1):
@@ -323,13 +377,16 @@ def setup_cluster(lab: Lab) -> float:
             for name, lines in (("authorized_keys", found[user]), ("known_hosts", found["hostkey"])):
                 path = f"{home}/.ssh/{name}"
                 script += f"[ -f {path} ] || install -m 600 -o {user} -g {user} /dev/null {path}\n"
-                script += "".join(f"grep -qxF {q} {path} || echo {q} >> {path}\n"
-                                  for q in map(shlex.quote, lines))
+                script += "".join(
+                    f"grep -qxF {q} {path} || echo {q} >> {path}\n" for q in map(shlex.quote, lines)
+                )
         if index == 1:
             export = f"{SHARED_EXPORT} {SEGMENT_PREFIX}.0/24(rw,sync,no_subtree_check,no_root_squash)\n"
-            script += (f"mkdir -p {SHARED_EXPORT} /etc/exports.d\n"
-                       + _put("/etc/exports.d/kvmqa-shared.exports", export)
-                       + "systemctl enable --now nfs-server >/dev/null 2>&1\nexportfs -ra\n")
+            script += (
+                f"mkdir -p {SHARED_EXPORT} /etc/exports.d\n"
+                + _put("/etc/exports.d/kvmqa-shared.exports", export)
+                + "systemctl enable --now nfs-server >/dev/null 2>&1\nexportfs -ra\n"
+            )
         return script + _define("net", GUEST_NETWORK, NETWORK_XML)
 
     _on_all(lab, trust_export_network)
@@ -341,14 +398,16 @@ def setup_cluster(lab: Lab) -> float:
 def _define(kind: str, name: str, xml: str, build: bool = False) -> str:
     """Shell that defines, (builds,) starts and autostarts a libvirt network or pool unless it already is."""
     tmp = f"/tmp/{name}-{kind}.xml"
-    return (f"if ! virsh -q {kind}-info {name} >/dev/null 2>&1; then\n"
-            + _put(tmp, xml, "600")
-            + f"virsh -q {kind}-define {tmp} >/dev/null; rm -f {tmp}\n"
-            + (f"virsh -q pool-build {name} >/dev/null\n" if build else "")
-            + "fi\n"
-            f"virsh -q {kind}-info {name} | grep -Eq '^(Active|State):.*(yes|running)' || "
-            f"virsh -q {kind}-start {name} >/dev/null\n"
-            f"virsh -q {kind}-autostart {name} >/dev/null\n")
+    return (
+        f"if ! virsh -q {kind}-info {name} >/dev/null 2>&1; then\n"
+        + _put(tmp, xml, "600")
+        + f"virsh -q {kind}-define {tmp} >/dev/null; rm -f {tmp}\n"
+        + (f"virsh -q pool-build {name} >/dev/null\n" if build else "")
+        + "fi\n"
+        f"virsh -q {kind}-info {name} | grep -Eq '^(Active|State):.*(yes|running)' || "
+        f"virsh -q {kind}-start {name} >/dev/null\n"
+        f"virsh -q {kind}-autostart {name} >/dev/null\n"
+    )
 
 
 def teardown_cluster(lab: Lab) -> float:
@@ -360,25 +419,32 @@ def teardown_cluster(lab: Lab) -> float:
         script = ""
         for kind, name in (("pool", SHARED_POOL), ("net", GUEST_NETWORK)):
             delete = f"  virsh -q pool-delete {name} >/dev/null 2>&1 || true\n" if kind == "pool" else ""
-            script += (f"if virsh -q {kind}-info {name} >/dev/null 2>&1; then\n"
-                       f"  virsh -q {kind}-destroy {name} >/dev/null 2>&1 || true\n{delete}"
-                       f"  virsh -q {kind}-undefine {name} >/dev/null\nfi\n")
+            script += (
+                f"if virsh -q {kind}-info {name} >/dev/null 2>&1; then\n"
+                f"  virsh -q {kind}-destroy {name} >/dev/null 2>&1 || true\n{delete}"
+                f"  virsh -q {kind}-undefine {name} >/dev/null\nfi\n"
+            )
         peers = " ".join(f"{lab_name(i)} {segment_address(i)}" for i in range(1, len(lab.hosts) + 1))
         for home in USERS.values():
             ssh = f"{home}/.ssh"
-            script += (f"sed -i '/ {KEY_TAG}\\( \\|$\\)/d' {ssh}/authorized_keys {ssh}/known_hosts "
-                       "2>/dev/null || true\n"
-                       # what ssh learnt on its own about the peers (hashed), and the backups it made
-                       f"[ -f {ssh}/known_hosts ] && for p in {peers}; do "
-                       f"ssh-keygen -q -R $p -f {ssh}/known_hosts >/dev/null 2>&1; done\n"
-                       f"rm -f {ssh}/known_hosts.old\n"
-                       f"grep -qs ' {KEY_TAG} ' {home}/.ssh/id_ed25519.pub && "
-                       f"rm -f {home}/.ssh/id_ed25519 {home}/.ssh/id_ed25519.pub\n")
+            script += (
+                f"sed -i '/ {KEY_TAG}\\( \\|$\\)/d' {ssh}/authorized_keys {ssh}/known_hosts "
+                "2>/dev/null || true\n"
+                # what ssh learnt on its own about the peers (hashed), and the backups it made
+                f"[ -f {ssh}/known_hosts ] && for p in {peers}; do "
+                f"ssh-keygen -q -R $p -f {ssh}/known_hosts >/dev/null 2>&1; done\n"
+                f"rm -f {ssh}/known_hosts.old\n"
+                f"grep -qs ' {KEY_TAG} ' {home}/.ssh/id_ed25519.pub && "
+                f"rm -f {home}/.ssh/id_ed25519 {home}/.ssh/id_ed25519.pub\n"
+            )
         return script + "true\n"
 
     _on_all(lab, undo)
-    lab.hosts[0].sudo(f"rm -f /etc/exports.d/kvmqa-shared.exports; exportfs -ra; rm -rf {SHARED_EXPORT}",
-                      check=True, timeout=120)
+    lab.hosts[0].sudo(
+        f"rm -f /etc/exports.d/kvmqa-shared.exports; exportfs -ra; rm -rf {SHARED_EXPORT}",
+        check=True,
+        timeout=120,
+    )
     lab.timings["teardown"] = time.monotonic() - t0
     return lab.timings["teardown"]
 
@@ -386,27 +452,29 @@ def teardown_cluster(lab: Lab) -> float:
 def leftovers(host: LabHost) -> list[str]:
     """Whatever named kvmqa-... is on the host now (libvirt objects, mounts, links, exports, tagged keys), and
     known_hosts entries for lab names (as `kvmqa-trust FILE NAME: ...`)."""
-    out = host.sudo("virsh -q list --all --name; virsh -q net-list --all --name;"
-                    " virsh -q pool-list --all --name; findmnt -rn -o TARGET; ip -o link;"
-                    " ls -1 /etc/exports.d /srv 2>/dev/null; exportfs -v 2>/dev/null;"
-                    f" cat /root/.ssh/* /home/qa/.ssh/* 2>/dev/null | grep -h '{KEY_TAG}';"
-                    " for f in /root/.ssh/known_hosts /home/qa/.ssh/known_hosts; do"
-                    " for p in $(seq -f lab%g 1 9); do"
-                    " ssh-keygen -F $p -f $f | sed \"s|^|kvmqa-trust $f $p: |\"; done; done; true",
-                    timeout=120).stdout
+    out = host.sudo(
+        "virsh -q list --all --name; virsh -q net-list --all --name;"
+        " virsh -q pool-list --all --name; findmnt -rn -o TARGET; ip -o link;"
+        " ls -1 /etc/exports.d /srv 2>/dev/null; exportfs -v 2>/dev/null;"
+        f" cat /root/.ssh/* /home/qa/.ssh/* 2>/dev/null | grep -h '{KEY_TAG}';"
+        " for f in /root/.ssh/known_hosts /home/qa/.ssh/known_hosts; do"
+        " for p in $(seq -f lab%g 1 9); do"
+        ' ssh-keygen -F $p -f $f | sed "s|^|kvmqa-trust $f $p: |"; done; done; true',
+        timeout=120,
+    ).stdout
     return [line.strip() for line in out.splitlines() if "kvmqa-" in line and "kvmqa-repo" not in line]
 
 
 @dataclass
 class CpuFacts:
-    baseline_xml: str                     # the baseline of the first host that could compute one ('' if none)
-    computed_on: str                      # that host
+    baseline_xml: str  # the baseline of the first host that could compute one ('' if none)
+    computed_on: str  # that host
     model: str
-    features: list[str]                   # policy='require'
-    disabled: list[str]                   # policy='disable'
+    features: list[str]  # policy='require'
+    disabled: list[str]  # policy='disable'
     baselines: dict[str, tuple[int, str]]  # host -> (exit status, its baseline XML or its error)
-    compare: dict[str, tuple[int, str]]   # host -> (exit status, hypervisor-cpu-compare's sentence)
-    versions: dict[str, str]              # host -> `virsh version --daemon` over qemu+ssh from lab1
+    compare: dict[str, tuple[int, str]]  # host -> (exit status, hypervisor-cpu-compare's sentence)
+    versions: dict[str, str]  # host -> `virsh version --daemon` over qemu+ssh from lab1
 
 
 def cpu_facts(lab: Lab) -> CpuFacts:
@@ -420,8 +488,9 @@ def cpu_facts(lab: Lab) -> CpuFacts:
     first.sudo(f"set -e; {{ {caps}; }} > /tmp/kvmqa-caps.xml", check=True, timeout=300)
     baselines: dict[str, tuple[int, str]] = {}
     for name, uri in uris.items():
-        proc = first.sudo(f"virsh -c {uri} hypervisor-cpu-baseline --features --migratable "
-                          "/tmp/kvmqa-caps.xml", timeout=180)
+        proc = first.sudo(
+            f"virsh -c {uri} hypervisor-cpu-baseline --features --migratable /tmp/kvmqa-caps.xml", timeout=180
+        )
         baselines[name] = (proc.returncode, proc.stdout if proc.returncode == 0 else proc.stderr.strip())
     computed_on, baseline = next(((n, xml) for n, (rc, xml) in baselines.items() if rc == 0), ("", ""))
     compare: dict[str, tuple[int, str]] = {}
@@ -433,10 +502,13 @@ def cpu_facts(lab: Lab) -> CpuFacts:
         disabled = [f.get("name", "") for f in cpu.iter("feature") if f.get("policy") == "disable"]
         first.sudo(_put("/tmp/kvmqa-baseline.xml", baseline), check=True)
         for name, uri in uris.items():
-            proc = first.sudo(f"virsh -c {uri} hypervisor-cpu-compare --error /tmp/kvmqa-baseline.xml",
-                              timeout=180)
+            proc = first.sudo(
+                f"virsh -c {uri} hypervisor-cpu-compare --error /tmp/kvmqa-baseline.xml", timeout=180
+            )
             compare[name] = (proc.returncode, (proc.stdout + proc.stderr).strip())
-    versions = {name: first.sudo(f"virsh -c {uri} version --daemon", check=True, timeout=120).stdout.strip()
-                for name, uri in uris.items()}
+    versions = {
+        name: first.sudo(f"virsh -c {uri} version --daemon", check=True, timeout=120).stdout.strip()
+        for name, uri in uris.items()
+    }
     first.sudo("rm -f /tmp/kvmqa-caps.xml /tmp/kvmqa-baseline.xml", timeout=60)
     return CpuFacts(baseline, computed_on, model, features, disabled, baselines, compare, versions)

@@ -1,6 +1,7 @@
 """pytest wiring for lab hosts: one session-scoped fixture per image, timings in the terminal summary.
 
-`lab_bookworm` / `lab_trixie` build (or reuse) their image and boot it once per session (-smp 1: two can run at
+`lab_bookworm` / `lab_trixie` build (or reuse) their image and boot it once per session (-smp 1: two can run
+at
 once on two cores), and stop it at session end, also after failures; QEMU also dies with the pytest process
 (PR_SET_PDEATHSIG) and its overlay lives in pytest's temp dir. When an image cannot be built or booted here
 the tests that need it ERROR with the reason: a missing lab is never a silent skip.
@@ -26,9 +27,11 @@ from tests.lab.image import LAB_IMAGES, LabBuildError, build_image
 
 @dataclass
 class LabTimings:
-    images: dict[str, str] = field(default_factory=dict)     # name -> "built in 113 s" / "cached"
-    boots: dict[str, str] = field(default_factory=dict)      # name -> "ssh 42 s, systemd 45 s"
-    clusters: dict[str, str] = field(default_factory=dict)   # name -> "up in 60 s, ..., cluster set up in 31 s"
+    images: dict[str, str] = field(default_factory=dict)  # name -> "built in 113 s" / "cached"
+    boots: dict[str, str] = field(default_factory=dict)  # name -> "ssh 42 s, systemd 45 s"
+    clusters: dict[str, str] = field(
+        default_factory=dict
+    )  # name -> "up in 60 s, ..., cluster set up in 31 s"
     tests: list[tuple[str, float, str]] = field(default_factory=list)
 
 
@@ -54,20 +57,27 @@ def _say(config: pytest.Config, msg: str) -> None:
         reporter.write_line(f"kvmqa lab: {msg}")
 
 
-# The lab host fixtures and the image each boots, in the order the tests first need them (the prefetch's order).
+# The lab host fixtures and the image each boots, in the order the tests first need them (the prefetch's
+# order).
 # Every one is a host of its own (its own overlay).
 LAB_FIXTURES = {"lab_bookworm": "bookworm", "lab_install_bookworm": "bookworm", "lab_trixie": "trixie"}
 
 
-def _boot(name: str, image_name: str, run_dir: Path, timings: LabTimings, say: Callable[[str], None]) -> LabHost:
+def _boot(
+    name: str, image_name: str, run_dir: Path, timings: LabTimings, say: Callable[[str], None]
+) -> LabHost:
     """Build (or find) the image and boot it: the one way a lab fixture gets its host, prefetched or not."""
     t0 = time.monotonic()
     try:
         image = build_image(LAB_IMAGES[image_name], log=say)
     except LabBuildError as exc:
         raise LabBootError(f"lab image {image_name} cannot be built here: {exc}") from exc
-    timings.images.setdefault(image_name, f"built in {image.build_seconds:.0f} s" if image.build_seconds is not None
-                              else f"from the cache ({time.monotonic() - t0:.1f} s)")
+    timings.images.setdefault(
+        image_name,
+        f"built in {image.build_seconds:.0f} s"
+        if image.build_seconds is not None
+        else f"from the cache ({time.monotonic() - t0:.1f} s)",
+    )
     say(f"booting {name} ({image.dir.name}) ...")
     host = start(image, run_dir, smp=1)
     timings.boots[name] = f"ssh after {host.timings['ssh']:.0f} s, systemd up after {host.boot_seconds:.0f} s"
@@ -75,20 +85,25 @@ def _boot(name: str, image_name: str, run_dir: Path, timings: LabTimings, say: C
 
 
 class LabPrefetch:
-    """The lab hosts the selected tests will use, built and booted in the background as soon as collection ends,
-    at the lowest CPU priority (nice 19): they take only what the other tests leave idle (an empty-cache CI run
+    """The lab hosts the selected tests will use, built and booted in the background as soon as collection
+    ends,
+    at the lowest CPU priority (nice 19): they take only what the other tests leave idle (an empty-cache CI
+    run
     spends minutes of non-lab tests with a core to spare), then get normal priority when a test takes them.
 
     One long-lived daemon thread does it all, in the order the tests need the hosts, and stays alive until the
     session ends: QEMU is started with PR_SET_PDEATHSIG, which fires when the *thread* that started it exits.
     """
 
-    def __init__(self, wanted: list[str], tmp_path_factory: pytest.TempPathFactory, timings: LabTimings) -> None:
+    def __init__(
+        self, wanted: list[str], tmp_path_factory: pytest.TempPathFactory, timings: LabTimings
+    ) -> None:
         self.futures: dict[str, Future[LabHost]] = {name: Future() for name in wanted}
         self.taken: set[str] = set()
         self._done = threading.Event()
         # made here, in the main thread: tmp_path_factory is not thread-safe (two threads creating its base
-        # directory at once get two, and mktemp then refuses its own path: "is not a normalized and relative path")
+        # directory at once get two, and mktemp then refuses its own path: "is not a normalized and relative
+        # path")
         self._dirs = {name: tmp_path_factory.mktemp(f"lab-{name}") for name in wanted}
         self._timings = timings
         self._thread = threading.Thread(target=self._work, name="kvmqa-lab-prefetch", daemon=True)
@@ -100,7 +115,9 @@ class LabPrefetch:
             if self._done.is_set():
                 break
             try:
-                future.set_result(_boot(name, LAB_FIXTURES[name], self._dirs[name], self._timings, lambda m: None))
+                future.set_result(
+                    _boot(name, LAB_FIXTURES[name], self._dirs[name], self._timings, lambda m: None)
+                )
             except BaseException as exc:  # noqa: BLE001 - handed to the test that needs this host
                 future.set_exception(exc)
         self._done.wait()  # keep the thread (and with it every QEMU it started) alive until the session ends
@@ -127,10 +144,15 @@ LAB_PREFETCH = pytest.StashKey[LabPrefetch]()
 
 def start_prefetch(session: pytest.Session) -> None:
     """After collection: prefetch the lab hosts the selected tests use (none when no lab test is selected)."""
-    wanted = [name for name in LAB_FIXTURES if any(name in getattr(item, "fixturenames", ()) for item in session.items)]
+    wanted = [
+        name
+        for name in LAB_FIXTURES
+        if any(name in getattr(item, "fixturenames", ()) for item in session.items)
+    ]
     if wanted and os.environ.get("KVMQA_LAB_PREFETCH", "1") != "0":
         config = session.config
-        config.stash[LAB_PREFETCH] = LabPrefetch(wanted, config._tmp_path_factory, _timings(config))  # type: ignore[attr-defined]
+        # type: ignore[attr-defined]
+        config.stash[LAB_PREFETCH] = LabPrefetch(wanted, config._tmp_path_factory, _timings(config))
 
 
 def stop_prefetch(session: pytest.Session) -> None:
@@ -139,7 +161,9 @@ def stop_prefetch(session: pytest.Session) -> None:
         prefetch.close()
 
 
-def lab_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LabHost]:
+def lab_host(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[LabHost]:
     config = request.config
     prefetch = config.stash.get(LAB_PREFETCH, None)
     try:
@@ -148,8 +172,13 @@ def lab_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                 _say(config, f"waiting for {name}, prepared in the background ...")
             host = prefetch.take(name)
         else:
-            host = _boot(name, LAB_FIXTURES[name], tmp_path_factory.mktemp(f"lab-{name}"), _timings(config),
-                         lambda m: _say(config, m))
+            host = _boot(
+                name,
+                LAB_FIXTURES[name],
+                tmp_path_factory.mktemp(f"lab-{name}"),
+                _timings(config),
+                lambda m: _say(config, m),
+            )
     except LabBootError as exc:
         pytest.fail(str(exc), pytrace=False)
     _say(config, f"{name} up: {_timings(config).boots.get(name, '')} ({host.url()})")
@@ -160,7 +189,9 @@ def lab_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="session")
-def lab_bookworm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
+def lab_bookworm(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabHost]:
     yield from lab_host(request, tmp_path_factory, "lab_bookworm")
 
 
@@ -170,14 +201,18 @@ def lab_trixie(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(scope="session")
-def lab_install_bookworm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
-    """A bookworm lab host of its own for install mode, which breaks it first (never the shared lab_bookworm)."""
+def lab_install_bookworm(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabHost]:
+    """A bookworm lab host of its own for install mode, which breaks it first (never the shared
+    lab_bookworm)."""
     yield from lab_host(request, tmp_path_factory, "lab_install_bookworm")
 
 
 @contextlib.contextmanager
-def _lab(config: pytest.Config, name: str, plans: Sequence[HostPlan], run_dir: Path,
-         cluster: bool = True) -> Iterator[Lab]:
+def _lab(
+    config: pytest.Config, name: str, plans: Sequence[HostPlan], run_dir: Path, cluster: bool = True
+) -> Iterator[Lab]:
     """A multi-host lab (tests/lab/cluster.py) with its timings recorded; cluster set-up unless cluster=False.
     Stopped (hosts, overlays, the segment) when the block ends, also after failures."""
     timings = _timings(config)
@@ -188,11 +223,16 @@ def _lab(config: pytest.Config, name: str, plans: Sequence[HostPlan], run_dir: P
         pytest.fail(f"lab {name} did not come up: {exc}", pytrace=False)
     try:
         for suite, image in lab.images.items():
-            timings.images.setdefault(suite, f"built in {image.build_seconds:.0f} s"
-                                      if image.build_seconds is not None else "from the cache")
+            timings.images.setdefault(
+                suite,
+                f"built in {image.build_seconds:.0f} s"
+                if image.build_seconds is not None
+                else "from the cache",
+            )
         for index, host in enumerate(lab.hosts):
-            timings.boots[f"{name}/{lab.describe(index)}"] = (f"ssh after {host.timings['ssh']:.0f} s, "
-                                                             f"systemd up after {host.boot_seconds:.0f} s")
+            timings.boots[f"{name}/{lab.describe(index)}"] = (
+                f"ssh after {host.timings['ssh']:.0f} s, systemd up after {host.boot_seconds:.0f} s"
+            )
         how = f"up in {time.monotonic() - t0:.0f} s, segment joined in {lab.timings['join']:.0f} s"
         if cluster:
             setup_cluster(lab)
@@ -214,15 +254,21 @@ def lab_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture
-def lab_cluster_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                        ) -> Callable[..., contextlib.AbstractContextManager[Lab]]:
+def lab_cluster_factory(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., contextlib.AbstractContextManager[Lab]]:
     """Mixed labs: `with lab_cluster_factory(("bookworm", "trixie"), ("max", "Opteron_G5")) as lab:`
     (cluster=False: only booted and joined). One lab at a time; each is stopped when its block ends."""
-    def make(suites: Sequence[str] = ("bookworm", "bookworm"), cpus: Sequence[str] = ("max", "max"),
-             cluster: bool = True) -> contextlib.AbstractContextManager[Lab]:
+
+    def make(
+        suites: Sequence[str] = ("bookworm", "bookworm"),
+        cpus: Sequence[str] = ("max", "max"),
+        cluster: bool = True,
+    ) -> contextlib.AbstractContextManager[Lab]:
         plans = [HostPlan(s, c) for s, c in zip(suites, cpus, strict=True)]
         name = "lab_mixed[" + ",".join(f"{p.suite}/{p.cpu}" for p in plans) + "]"
         return _lab(request.config, name, plans, tmp_path_factory.mktemp("lab-mixed"), cluster)
+
     return make
 
 

@@ -1,17 +1,23 @@
-"""Lab host images from Debian packages only: mmdebstrap -> customised rootfs -> raw ext4 disk + kernel + initrd.
+"""Lab host images from Debian packages only: mmdebstrap -> customised rootfs -> raw ext4 disk + kernel +
+initrd.
 
-An image is described by an `ImageSpec` (data). `build_image(spec)` returns the cached image when one was built
-from the same spec by the same builder source, else builds it in a temporary directory and renames it into place,
+An image is described by an `ImageSpec` (data). `build_image(spec)` returns the cached image when one was
+built
+from the same spec by the same builder source, else builds it in a temporary directory and renames it into
+place,
 so an interrupted build never leaves a half image behind:
 
     ~/.cache/kvmqa/lab/<suite>-<key>/   disk.img  vmlinuz  initrd.img  client_ed25519{,.pub}  host_ed25519.pub
                                         spec.json  build.json  build.log
 
 The image is a good KVM host as Debian ships it plus what a lab admin sets up: systemd, sshd, libvirtd (socket
-activated), QEMU, the cloud kernel (kvm_amd as a module), the default network autostarted, a `default` dir pool,
-a user with passwordless sudo and the generated client key authorized for it and for root. Its package lists are
+activated), QEMU, the cloud kernel (kvm_amd as a module), the default network autostarted, a `default` dir
+pool,
+a user with passwordless sudo and the generated client key authorized for it and for root. Its package lists
+are
 empty and its only apt source is a local repository inside it (`/srv/kvmqa-repo`, `spec.local_repo`: those
-packages and whatever they need that the image lacks, fetched here while building), since a lab host reaches no
+packages and whatever they need that the image lacks, fetched here while building), since a lab host reaches
+no
 network.
 """
 
@@ -34,9 +40,25 @@ REPO_DIR = "/srv/kvmqa-repo"
 
 # What every lab image holds: a systemd host with sshd, libvirt and QEMU, the cloud kernel with KVM modules.
 BASE_PACKAGES = (
-    "systemd-sysv", "udev", "dbus", "openssh-server", "sudo", "python3", "kmod", "procps", "iproute2",
-    "linux-image-cloud-amd64", "libvirt-daemon-system", "libvirt-clients", "qemu-system-x86", "qemu-utils",
-    "dnsmasq-base", "iptables", "nftables", "virtinst", "ovmf",
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "openssh-server",
+    "sudo",
+    "python3",
+    "kmod",
+    "procps",
+    "iproute2",
+    "linux-image-cloud-amd64",
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "qemu-system-x86",
+    "qemu-utils",
+    "dnsmasq-base",
+    "iptables",
+    "nftables",
+    "virtinst",
+    "ovmf",
     # a multi-host lab's shared storage: lab1 exports over NFS, every host mounts it (nfs-common comes along)
     "nfs-kernel-server",
 )
@@ -51,6 +73,7 @@ class LabBuildError(RuntimeError):
 @dataclass(frozen=True)
 class ImageSpec:
     """What goes into a lab image. Every field is part of the cache key."""
+
     name: str
     suite: str
     packages: tuple[str, ...] = BASE_PACKAGES
@@ -58,10 +81,10 @@ class ImageSpec:
     hostname: str = "kvmqa-lab"
     user: str = "qa"
     disk_size: str = "6G"
-    hosts_entry: bool = False          # the host's name in /etc/hosts (fresh hosts often lack it; kvmqa copes)
+    hosts_entry: bool = False  # the host's name in /etc/hosts (fresh hosts often lack it; kvmqa copes)
     default_network_autostart: bool = True
     default_pool: bool = True
-    mirror: str = ""                   # empty: mmdebstrap's default Debian mirror
+    mirror: str = ""  # empty: mmdebstrap's default Debian mirror
     extra: dict[str, str] = field(default_factory=dict)  # free-form notes that should change the key
 
     def key(self) -> str:
@@ -83,7 +106,7 @@ LAB_IMAGES = {
 class BuiltImage:
     spec: ImageSpec
     dir: Path
-    build_seconds: float | None   # None: came from the cache
+    build_seconds: float | None  # None: came from the cache
 
     disk = property(lambda self: self.dir / "disk.img")
     kernel = property(lambda self: self.dir / "vmlinuz")
@@ -96,7 +119,15 @@ class BuiltImage:
         return " ".join((self.dir / "host_ed25519.pub").read_text().split()[:2])
 
 
-FILES = ("disk.img", "vmlinuz", "initrd.img", "client_ed25519", "client_ed25519.pub", "host_ed25519.pub", "spec.json")
+FILES = (
+    "disk.img",
+    "vmlinuz",
+    "initrd.img",
+    "client_ed25519",
+    "client_ed25519.pub",
+    "host_ed25519.pub",
+    "spec.json",
+)
 
 # Runs as mmdebstrap's customize hook, outside the chroot, while the chroot's package lists still exist:
 # fetch the named packages plus what they need that the image lacks, into the image's local repository.
@@ -129,20 +160,30 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def missing_tools() -> list[str]:
-    return [t for t in ("mmdebstrap", "mke2fs", "dpkg-scanpackages", "ssh-keygen", "qemu-img") if not shutil.which(t)]
+    return [
+        t
+        for t in ("mmdebstrap", "mke2fs", "dpkg-scanpackages", "ssh-keygen", "qemu-img")
+        if not shutil.which(t)
+    ]
 
 
-def build_image(spec: ImageSpec, cache_root: Path = CACHE_ROOT, log: Callable[[str], None] = print) -> BuiltImage:
+def build_image(
+    spec: ImageSpec, cache_root: Path = CACHE_ROOT, log: Callable[[str], None] = print
+) -> BuiltImage:
     """The image for `spec`: from the cache, or built now (one builder at a time per image, atomically)."""
     hit = cached_image(spec, cache_root)
     if hit:
         return hit
     if os.geteuid() != 0:
-        raise LabBuildError(f"building the {spec.name} lab image needs root (mmdebstrap root mode, chroot); "
-                            f"run as root once, or copy a built image into {cache_root}")
+        raise LabBuildError(
+            f"building the {spec.name} lab image needs root (mmdebstrap root mode, chroot); "
+            f"run as root once, or copy a built image into {cache_root}"
+        )
     if missing := missing_tools():
-        raise LabBuildError(f"building the {spec.name} lab image needs {', '.join(missing)} "
-                            "(apt-get install mmdebstrap e2fsprogs dpkg-dev openssh-client qemu-utils)")
+        raise LabBuildError(
+            f"building the {spec.name} lab image needs {', '.join(missing)} "
+            "(apt-get install mmdebstrap e2fsprogs dpkg-dev openssh-client qemu-utils)"
+        )
     final = cache_root / f"{spec.suite}-{spec.key()}"
     with _locked(cache_root / f".{final.name}.lock"):
         hit = cached_image(spec, cache_root)
@@ -158,7 +199,9 @@ def build_image(spec: ImageSpec, cache_root: Path = CACHE_ROOT, log: Callable[[s
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         seconds = time.monotonic() - start
-        (tmp / "build.json").write_text(json.dumps({"seconds": round(seconds, 1), "built": time.time()}) + "\n")
+        (tmp / "build.json").write_text(
+            json.dumps({"seconds": round(seconds, 1), "built": time.time()}) + "\n"
+        )
         shutil.rmtree(final, ignore_errors=True)
         os.rename(tmp, final)
         log(f"lab image {spec.name}: built in {seconds:.0f} s -> {final}")
@@ -181,11 +224,19 @@ def _build_into(spec: ImageSpec, out: Path, log: Callable[[str], None]) -> None:
     (out / "spec.json").write_text(json.dumps(asdict(spec), indent=1, sort_keys=True) + "\n")
     hook = out / "repo-hook.sh"
     hook.write_text(REPO_HOOK)
-    argv = ["mmdebstrap", "--mode=root", "--variant=apt", f"--include={','.join(spec.packages)}",
-            "--aptopt=Acquire::Retries 3", "--dpkgopt=force-unsafe-io", "--dpkgopt=path-exclude=/usr/share/doc/*",
-            "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/locale/*"]
+    argv = [
+        "mmdebstrap",
+        "--mode=root",
+        "--variant=apt",
+        f"--include={','.join(spec.packages)}",
+        "--aptopt=Acquire::Retries 3",
+        "--dpkgopt=force-unsafe-io",
+        "--dpkgopt=path-exclude=/usr/share/doc/*",
+        "--dpkgopt=path-exclude=/usr/share/man/*",
+        "--dpkgopt=path-exclude=/usr/share/locale/*",
+    ]
     if spec.local_repo:
-        argv.append(f"--customize-hook=sh {hook} \"$1\" {' '.join(spec.local_repo)}")
+        argv.append(f'--customize-hook=sh {hook} "$1" {" ".join(spec.local_repo)}')
     argv += [spec.suite, str(rootfs)] + ([spec.mirror] if spec.mirror else [])
     log(f"lab image {spec.name}: mmdebstrap {spec.suite} ({len(spec.packages)} packages) ...")
     _run(argv, buildlog, "mmdebstrap")
@@ -194,12 +245,29 @@ def _build_into(spec: ImageSpec, out: Path, log: Callable[[str], None]) -> None:
     kernels = sorted(boot.glob("vmlinuz-*"))
     initrds = sorted(boot.glob("initrd.img-*"))
     if not kernels or not initrds:
-        raise LabBuildError(f"the {spec.name} rootfs has no kernel/initrd in /boot: {sorted(p.name for p in boot.iterdir())}")
+        raise LabBuildError(
+            f"the {spec.name} rootfs has no kernel/initrd in /boot: {sorted(p.name for p in boot.iterdir())}"
+        )
     shutil.copy(kernels[-1], out / "vmlinuz")
     shutil.copy(initrds[-1], out / "initrd.img")
     log(f"lab image {spec.name}: mke2fs {spec.disk_size} ...")
-    _run(["mke2fs", "-q", "-t", "ext4", "-L", "kvmqa-lab", "-d", str(rootfs), "-F", str(out / "disk.img"), spec.disk_size],
-         buildlog, "mke2fs")
+    _run(
+        [
+            "mke2fs",
+            "-q",
+            "-t",
+            "ext4",
+            "-L",
+            "kvmqa-lab",
+            "-d",
+            str(rootfs),
+            "-F",
+            str(out / "disk.img"),
+            spec.disk_size,
+        ],
+        buildlog,
+        "mke2fs",
+    )
     shutil.rmtree(rootfs)
     hook.unlink()
 
@@ -224,18 +292,33 @@ def _customise(spec: ImageSpec, root: Path, out: Path, buildlog: Path) -> None:
     _chroot(root, buildlog, "systemctl", "enable", "systemd-networkd.service")
     # A multi-host lab's second NIC gets its static address after boot: until then, the network is online
     # as soon as one link is (the DHCP one), not after wait-online's 2 minutes for a link without a server.
-    _write(etc / "systemd/system/systemd-networkd-wait-online.service.d/kvmqa-any.conf",
-           "[Service]\nExecStart=\nExecStart=/usr/lib/systemd/systemd-networkd-wait-online --any\n")
+    _write(
+        etc / "systemd/system/systemd-networkd-wait-online.service.d/kvmqa-any.conf",
+        "[Service]\nExecStart=\nExecStart=/usr/lib/systemd/systemd-networkd-wait-online --any\n",
+    )
     # Nothing reaches a mirror from here; timers that would try (and hold the dpkg lock) are masked.
-    _chroot(root, buildlog, "systemctl", "mask", "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer",
-            "e2scrub_all.timer", "fstrim.timer")
+    _chroot(
+        root,
+        buildlog,
+        "systemctl",
+        "mask",
+        "apt-daily.timer",
+        "apt-daily-upgrade.timer",
+        "man-db.timer",
+        "e2scrub_all.timer",
+        "fstrim.timer",
+    )
 
     # The login user: passwordless sudo, no extra groups (a good host does not need them with --sudo).
     _chroot(root, buildlog, "useradd", "-m", "-s", "/bin/bash", spec.user)
     _chroot(root, buildlog, "usermod", "-p", "*", spec.user)
     _write(etc / f"sudoers.d/{spec.user}", f"{spec.user} ALL=(ALL) NOPASSWD: ALL\n", 0o440)
     key = out / "client_ed25519"
-    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"kvmqa-lab-{spec.name}", "-f", str(key)], buildlog, "ssh-keygen")
+    _run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"kvmqa-lab-{spec.name}", "-f", str(key)],
+        buildlog,
+        "ssh-keygen",
+    )
     pub = key.with_suffix(".pub").read_text()
     home = root / "home" / spec.user
     _write(home / ".ssh/authorized_keys", pub, 0o600)
@@ -257,8 +340,12 @@ def _customise(spec: ImageSpec, root: Path, out: Path, buildlog: Path) -> None:
             link.symlink_to("/etc/libvirt/qemu/networks/default.xml")
     if spec.default_pool:
         pools = etc / "libvirt/storage"
-        _write(pools / "default.xml", "<pool type='dir'>\n  <name>default</name>\n  <target>\n"
-               "    <path>/var/lib/libvirt/images</path>\n  </target>\n</pool>\n", 0o600)
+        _write(
+            pools / "default.xml",
+            "<pool type='dir'>\n  <name>default</name>\n  <target>\n"
+            "    <path>/var/lib/libvirt/images</path>\n  </target>\n</pool>\n",
+            0o600,
+        )
         (pools / "autostart").mkdir(exist_ok=True)
         (pools / "autostart/default.xml").symlink_to("/etc/libvirt/storage/default.xml")
         (root / "var/lib/libvirt/images").mkdir(parents=True, exist_ok=True)
@@ -269,7 +356,9 @@ def _customise(spec: ImageSpec, root: Path, out: Path, buildlog: Path) -> None:
     if spec.local_repo:
         repo = root / REPO_DIR.lstrip("/")
         with (repo / "Packages").open("w") as packages:
-            proc = subprocess.run(["dpkg-scanpackages", "-m", "."], cwd=repo, stdout=packages, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.run(
+                ["dpkg-scanpackages", "-m", "."], cwd=repo, stdout=packages, stderr=subprocess.PIPE, text=True
+            )
         if proc.returncode != 0:
             raise LabBuildError(f"dpkg-scanpackages in {repo} failed: {proc.stderr.strip()}")
         _write(etc / "apt/sources.list", f"deb [trusted=yes] file:{REPO_DIR} ./\n")

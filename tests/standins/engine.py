@@ -5,11 +5,14 @@ It serves what kvmqa's engine stage calls, in the documented shapes
 
 - `GET  /ovirt-engine/services/health` -> 200 `DB Up!Welcome to Health Status!` (text/html) or 500 `DB Down!`;
   also over plain HTTP on a second port (`http_url`), which serves nothing else
-- `GET /ovirt-engine/api/hosts`: a host named in `status_walks` reports its next status on each listing (flapping)
-- `GET  /ovirt-engine/services/pki-resource?resource=ca-certificate&format=X509-PEM-CA` -> the CA PEM; bad values 400
+- `GET /ovirt-engine/api/hosts`: a host named in `status_walks` reports its next status on each listing
+(flapping)
+- `GET  /ovirt-engine/services/pki-resource?resource=ca-certificate&format=X509-PEM-CA` -> the CA PEM; bad
+values 400
 - `POST /ovirt-engine/sso/oauth/token` (form, `scope=ovirt-app-api` mandatory) -> JSON bearer token
 - `POST /ovirt-engine/services/sso-logout` -> JSON (the SDK revokes its token on close)
-- `GET  /ovirt-engine/api[/hosts|/events|/clusters|/clusterlevels/<v>|/datacenters|/datacenters/<id>/storagedomains|
+- `GET
+/ovirt-engine/api[/hosts|/events|/clusters|/clusterlevels/<v>|/datacenters|/datacenters/<id>/storagedomains|
   /storagedomains]` -> XML, `Authorization: Bearer` required; an expired token gives 401 with an empty body.
 
 It is not an engine: it holds a fixed `Scenario` and answers from it. The real `ovirtsdk4` client parses
@@ -59,8 +62,9 @@ class Scenario:
     storage_domains: list[dict[str, Any]] = field(default_factory=list)  # each may carry `data_center`
     # Statuses a host added with POST /hosts reports on successive GETs (the last one sticks):
     # by default a deploy that flaps out of `up` once, as OST's wait_for_flapping_host expects.
-    deploy_statuses: list[str] = field(default_factory=lambda: [
-        "installing", "initializing", "up", "non_responsive", "up", "up", "up"])
+    deploy_statuses: list[str] = field(
+        default_factory=lambda: ["installing", "initializing", "up", "non_responsive", "up", "up", "up"]
+    )
     # API path below /ovirt-engine/api ("" for the root, "hosts", "datacenters/<id>/storagedomains", ...) ->
     # an XML body a real engine returned, served as it is instead of the rendered one
     recorded: dict[str, str] = field(default_factory=dict)
@@ -76,25 +80,58 @@ def healthy() -> Scenario:
     """One data center and cluster (4.8, Intel Haswell Family), two hosts up, an active master domain."""
     return Scenario(
         hosts=[
-            {"id": HOST0_ID, "name": "host0", "address": "192.0.2.10", "status": "up",
-             "cpu_name": "Intel Core Processor (Haswell, no TSX)", "cpu_type": "Intel Haswell Family"},
-            {"id": HOST1_ID, "name": "host1", "address": "192.0.2.11", "status": "up",
-             "cpu_name": "Intel Core Processor (Haswell, no TSX)", "cpu_type": "Intel Haswell Family"},
+            {
+                "id": HOST0_ID,
+                "name": "host0",
+                "address": "192.0.2.10",
+                "status": "up",
+                "cpu_name": "Intel Core Processor (Haswell, no TSX)",
+                "cpu_type": "Intel Haswell Family",
+            },
+            {
+                "id": HOST1_ID,
+                "name": "host1",
+                "address": "192.0.2.11",
+                "status": "up",
+                "cpu_name": "Intel Core Processor (Haswell, no TSX)",
+                "cpu_type": "Intel Haswell Family",
+            },
         ],
-        clusters=[{"id": CLUSTER_ID, "name": "Default", "cpu_type": "Intel Haswell Family",
-                   "architecture": "x86_64", "version": (4, 8), "data_center": DC_ID}],
-        cluster_levels={"4.8": [
-            {"name": "Intel Nehalem Family", "level": 1, "architecture": "x86_64"},
-            {"name": "Intel Haswell Family", "level": 9, "architecture": "x86_64"},
-            {"name": "Intel Skylake Server Family", "level": 15, "architecture": "x86_64"},
-            {"name": "AMD EPYC", "level": 3, "architecture": "x86_64"},
-        ]},
+        clusters=[
+            {
+                "id": CLUSTER_ID,
+                "name": "Default",
+                "cpu_type": "Intel Haswell Family",
+                "architecture": "x86_64",
+                "version": (4, 8),
+                "data_center": DC_ID,
+            }
+        ],
+        cluster_levels={
+            "4.8": [
+                {"name": "Intel Nehalem Family", "level": 1, "architecture": "x86_64"},
+                {"name": "Intel Haswell Family", "level": 9, "architecture": "x86_64"},
+                {"name": "Intel Skylake Server Family", "level": 15, "architecture": "x86_64"},
+                {"name": "AMD EPYC", "level": 3, "architecture": "x86_64"},
+            ]
+        },
         datacenters=[{"id": DC_ID, "name": "Default", "status": "up", "version": (4, 8)}],
         storage_domains=[
-            {"id": "44444444-4444-4444-4444-444444444440", "name": "nfs-data", "type": "data",
-             "status": "active", "master": True, "data_center": DC_ID},
-            {"id": "44444444-4444-4444-4444-444444444441", "name": "iso", "type": "iso", "status": "unattached",
-             "master": False},
+            {
+                "id": "44444444-4444-4444-4444-444444444440",
+                "name": "nfs-data",
+                "type": "data",
+                "status": "active",
+                "master": True,
+                "data_center": DC_ID,
+            },
+            {
+                "id": "44444444-4444-4444-4444-444444444441",
+                "name": "iso",
+                "type": "iso",
+                "status": "unattached",
+                "master": False,
+            },
         ],
     )
 
@@ -107,11 +144,15 @@ def token_expired() -> Scenario:
     return replace(healthy(), name="token-expired", token_expired=True)
 
 
-NONOP_TEXT = ("Host host1 moved to Non-Operational state as host CPU type is not supported in this cluster "
-              "compatibility version or is not supported at all")
-MISSING_FLAGS_TEXT = ("The host CPU does not match the Cluster CPU Type and is running in a degraded mode. "
-                      "It is missing the following CPU flags: model_Skylake-Server. Please update the host CPU "
-                      "microcode or change the Cluster CPU Type.")
+NONOP_TEXT = (
+    "Host host1 moved to Non-Operational state as host CPU type is not supported in this cluster "
+    "compatibility version or is not supported at all"
+)
+MISSING_FLAGS_TEXT = (
+    "The host CPU does not match the Cluster CPU Type and is running in a degraded mode. "
+    "It is missing the following CPU flags: model_Skylake-Server. Please update the host CPU "
+    "microcode or change the Cluster CPU Type."
+)
 
 
 def host_non_operational() -> Scenario:
@@ -120,12 +161,33 @@ def host_non_operational() -> Scenario:
     s.name = "host-non-operational"
     s.hosts[1]["status"] = "non_operational"
     s.events = [
-        {"id": "9001", "code": 12, "severity": "error", "host": HOST1_ID, "host_name": "host1",
-         "time": "2025-11-20T10:00:00.000+00:00", "description": NONOP_TEXT},
-        {"id": "9002", "code": 9000, "severity": "normal", "host": HOST1_ID, "host_name": "host1",
-         "time": "2025-11-20T09:59:00.000+00:00", "description": "Status of host host1 was set to Up."},
-        {"id": "9003", "code": 12, "severity": "error", "host": HOST0_ID, "host_name": "host0",
-         "time": "2025-11-20T09:00:00.000+00:00", "description": "unrelated event of host0"},
+        {
+            "id": "9001",
+            "code": 12,
+            "severity": "error",
+            "host": HOST1_ID,
+            "host_name": "host1",
+            "time": "2025-11-20T10:00:00.000+00:00",
+            "description": NONOP_TEXT,
+        },
+        {
+            "id": "9002",
+            "code": 9000,
+            "severity": "normal",
+            "host": HOST1_ID,
+            "host_name": "host1",
+            "time": "2025-11-20T09:59:00.000+00:00",
+            "description": "Status of host host1 was set to Up.",
+        },
+        {
+            "id": "9003",
+            "code": 12,
+            "severity": "error",
+            "host": HOST0_ID,
+            "host_name": "host0",
+            "time": "2025-11-20T09:00:00.000+00:00",
+            "description": "unrelated event of host0",
+        },
     ]
     return s
 
@@ -161,10 +223,15 @@ def host_flapping() -> Scenario:
 RECORDED = Path(__file__).resolve().parents[1] / "recorded" / "ovirt-engine"
 # API path -> file in tests/recorded/ovirt-engine (README.md there names each file's source)
 RECORDED_FILES = {
-    "": "api.xml", "hosts": "hosts.xml", "clusters": "clusters.xml", "datacenters": "datacenters.xml",
+    "": "api.xml",
+    "hosts": "hosts.xml",
+    "clusters": "clusters.xml",
+    "datacenters": "datacenters.xml",
     "storagedomains": "storagedomains.xml",
-    "datacenters/2812e1c2-fb19-4bf9-ac42-74c069a5e507/storagedomains": "datacenters-2812e1c2-storagedomains.xml",
-    "datacenters/944df9ee-3274-43c4-908f-8c35e59e483b/storagedomains": "datacenters-944df9ee-storagedomains.xml",
+    **{
+        f"datacenters/{dc}/storagedomains": f"datacenters-{dc[:8]}-storagedomains.xml"
+        for dc in ("2812e1c2-fb19-4bf9-ac42-74c069a5e507", "944df9ee-3274-43c4-908f-8c35e59e483b")
+    },
 }
 
 
@@ -174,14 +241,27 @@ def recorded() -> Scenario:
     engine's ServerCPUList for that level (what /clusterlevels/<v> lists), and no events."""
     from kvmqa.stages.ovirt_engine import cpu_list
 
-    levels = {v: [{"name": c.name, "level": c.level, "architecture": c.arch} for c in cpu_list.load()[v]]
-              for v in ("4.2", "4.3")}
+    levels = {
+        v: [{"name": c.name, "level": c.level, "architecture": c.arch} for c in cpu_list.load()[v]]
+        for v in ("4.2", "4.3")
+    }
     bodies = {path: (RECORDED / name).read_text() for path, name in RECORDED_FILES.items()}
     return Scenario(name="recorded", cluster_levels=levels, recorded=bodies)
 
 
-SCENARIOS = {f.__name__: f for f in (healthy, db_down, token_expired, host_non_operational, cpu_type_skylake,
-                                     storage_down, http_health_wrong, host_flapping)}
+SCENARIOS = {
+    f.__name__: f
+    for f in (
+        healthy,
+        db_down,
+        token_expired,
+        host_non_operational,
+        cpu_type_skylake,
+        storage_down,
+        http_health_wrong,
+        host_flapping,
+    )
+}
 
 
 def _el(parent: ET.Element, tag: str, text: Any = None, **attrs: str) -> ET.Element:
@@ -384,7 +464,9 @@ class StandinEngine:
             standin = engine
 
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), PlainHandler)
-        self._http_thread = threading.Thread(target=self._http.serve_forever, name="standin-engine-http", daemon=True)
+        self._http_thread = threading.Thread(
+            target=self._http.serve_forever, name="standin-engine-http", daemon=True
+        )
         self._http_thread.start()
         return self
 
@@ -433,19 +515,22 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = s.health
             self._send(status, body, "text/html")
         elif url.path == "/ovirt-engine/services/pki-resource":
-            if query.get("resource") != "ca-certificate" or query.get("format") not in ("X509-PEM", "X509-PEM-CA"):
+            if query.get("resource") != "ca-certificate" or query.get("format") not in (
+                "X509-PEM",
+                "X509-PEM-CA",
+            ):
                 self._send(400, "Bad Request", "text/plain")
             else:
                 self._send(200, self.standin.pki.ca_file.read_text(), "application/x-x509-ca-cert")
         elif url.path == API or url.path.startswith(API + "/"):
-            self._api(url.path[len(API):].strip("/"), query)
+            self._api(url.path[len(API) :].strip("/"), query)
         else:
             self._send(404, "Not Found", "text/html")
 
     def _authorized(self) -> bool:
         """A valid bearer token, else a 401 with an empty body (what an expired token gets) is sent."""
         auth = self.headers.get("Authorization", "")
-        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else None
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else None
         if token in self.standin.tokens and not self.standin.scenario.token_expired:
             return True
         self._send(401, b"", "text/html")
@@ -504,14 +589,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, ET.tostring(fault, xml_declaration=True, encoding="utf-8"), "application/xml")
             return
         s = self.standin.scenario
-        host = {"id": f"55555555-5555-5555-5555-{len(s.hosts):012d}", "name": name, "address": address,
-                "status": "installing", "cpu_name": "Intel Core Processor (Haswell, no TSX)",
-                "cpu_type": "Intel Haswell Family", "pending_statuses": list(s.deploy_statuses),
-                "ssh_authentication_method": sent.findtext("ssh/authentication_method"),
-                "root_password_sent": sent.find("root_password") is not None}
+        host = {
+            "id": f"55555555-5555-5555-5555-{len(s.hosts):012d}",
+            "name": name,
+            "address": address,
+            "status": "installing",
+            "cpu_name": "Intel Core Processor (Haswell, no TSX)",
+            "cpu_type": "Intel Haswell Family",
+            "pending_statuses": list(s.deploy_statuses),
+            "ssh_authentication_method": sent.findtext("ssh/authentication_method"),
+            "root_password_sent": sent.find("root_password") is not None,
+        }
         s.hosts.append(host)
-        self._send(201, ET.tostring(Renderer(s).host(host), xml_declaration=True, encoding="utf-8"),
-                   "application/xml")
+        self._send(
+            201,
+            ET.tostring(Renderer(s).host(host), xml_declaration=True, encoding="utf-8"),
+            "application/xml",
+        )
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         length = int(self.headers.get("Content-Length") or 0)
@@ -524,18 +618,35 @@ class _Handler(BaseHTTPRequestHandler):
                 self._add_host(body)
         elif self.path == "/ovirt-engine/sso/oauth/token":
             if form.get("scope") != "ovirt-app-api" or form.get("grant_type") != "password":
-                self._json(400, {"error_code": "invalid_request", "error": "scope ovirt-app-api and grant_type "
-                                 "password are required"})
+                self._json(
+                    400,
+                    {
+                        "error_code": "invalid_request",
+                        "error": "scope ovirt-app-api and grant_type password are required",
+                    },
+                )
             elif form.get("username") != s.user or form.get("password") != s.password:
-                self._json(400, {"error_code": "access_denied",
-                                 "error": f"Cannot authenticate user '{form.get('username')}': "
-                                          "The username or password is incorrect."})
+                self._json(
+                    400,
+                    {
+                        "error_code": "access_denied",
+                        "error": f"Cannot authenticate user '{form.get('username')}': "
+                        "The username or password is incorrect.",
+                    },
+                )
             else:
                 token = secrets.token_urlsafe(24)
                 self.standin.tokens.add(token)
                 self.standin.issued.append(token)
-                self._json(200, {"access_token": token, "token_type": "bearer", "scope": "ovirt-app-api",
-                                 "exp": "9999999999000"})
+                self._json(
+                    200,
+                    {
+                        "access_token": token,
+                        "token_type": "bearer",
+                        "scope": "ovirt-app-api",
+                        "exp": "9999999999000",
+                    },
+                )
         elif self.path == "/ovirt-engine/services/sso-logout":
             self.standin.tokens.discard(form.get("token", ""))
             self._json(200, {})

@@ -5,7 +5,8 @@
 A qcow2 disk that boots the way a cloud image does, from the disk, with nothing passed on the kernel line by
 kvmqa: SeaBIOS -> syslinux on a FAT volume -> the guest kit's Debian cloud kernel -> an init
 (tests/standins/cloud_image/init.sh) that does the part of cloud-init's NoCloud datasource kvmqa's seed uses
-(label cidata, meta-data instance-id, #cloud-config runcmd [sh, -c, |block], power_state poweroff), runs its own
+(label cidata, meta-data instance-id, #cloud-config runcmd [sh, -c, |block], power_state poweroff), runs its
+own
 DHCP client and, with agent=True, Debian's qemu-ga (with the libraries it links) on the org.qemu.guest_agent.0
 port, as an image's qemu-guest-agent service would. It proves kvmqa's side: upload, overlay, seed format and
 label, disk and cdrom buses, the agent channel, the console markers and cleanup; not a real cloud-init.
@@ -75,7 +76,9 @@ def build_standin_image(dest: Path, *, agent: bool = True) -> Path:
         if agent:
             import gzip
 
-            data += gzip.compress(agent_archive(work), mtime=0)  # concatenated archives: the kernel unpacks both
+            data += gzip.compress(
+                agent_archive(work), mtime=0
+            )  # concatenated archives: the kernel unpacks both
         initrd.write_bytes(data)
         shutil.copyfile(kit.kernel, work / "vmlinuz")
         (work / "syslinux.cfg").write_text(SYSLINUX_CFG)

@@ -21,7 +21,8 @@ def libvirtd_running() -> bool:
 
 
 def udev_like_kvm_permissions() -> None:
-    """What udev's rule does on a normal host (there is no udev here): /dev/kvm root:kvm 0660. Without it the QEMU
+    """What udev's rule does on a normal host (there is no udev here): /dev/kvm root:kvm 0660. Without it the
+    QEMU
     user cannot open /dev/kvm and libvirt re-probes QEMU on every call (30-70 s each)."""
     kvm = Path("/dev/kvm")
     if kvm.exists() and os.geteuid() == 0 and kvm.stat().st_mode & 0o777 == 0o600:
@@ -37,21 +38,32 @@ def start_libvirtd(timeout: float = 30) -> None:
         if shutil.which("tini"):
             # Under a subreaper: QEMU processes that exit are reaped at once. This machine's PID 1 reaps late,
             # and libvirt waits for the zombie (about 1.5 s per guest shutdown).
-            subprocess.Popen(["tini", "-s", "--", "libvirtd"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
+            subprocess.Popen(
+                ["tini", "-s", "--", "libvirtd"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         else:
             subprocess.run(["libvirtd", "-d"], check=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if SOCKET.exists() and subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True,
-                                              timeout=30).returncode == 0:
+        if (
+            SOCKET.exists()
+            and subprocess.run(
+                ["virsh", "-c", "qemu:///system", "version"], capture_output=True, timeout=30
+            ).returncode
+            == 0
+        ):
             return
         time.sleep(0.2)
     raise RuntimeError("libvirtd did not come up")
 
 
 def libvirtd_reaper() -> str | None:
-    """The name of the process that reaps libvirtd's QEMU children (libvirtd's parent), or None if it is not running."""
+    """The name of the process that reaps libvirtd's QEMU children (libvirtd's parent), or None if it is not
+    running."""
     pid = subprocess.run(["pidof", "-s", "libvirtd"], capture_output=True, text=True).stdout.strip()
     if not pid:
         return None
@@ -61,7 +73,8 @@ def libvirtd_reaper() -> str | None:
 
 def ensure_prompt_reaping() -> str:
     """Run libvirtd under tini when nothing but this machine's PID 1 (which reaps late) would reap its QEMUs.
-    A libvirtd started by kvmqa's install mode (`libvirtd -d`, as on any host without systemd) is restarted."""
+    A libvirtd started by kvmqa's install mode (`libvirtd -d`, as on any host without systemd) is
+    restarted."""
     reaper = libvirtd_reaper()
     if reaper in ("tini", "systemd") or not shutil.which("tini") or os.geteuid() != 0:
         return f"libvirtd reaped by {reaper}"

@@ -72,8 +72,15 @@ class Fleet:
         return ",".join(urls)
 
     def args(self) -> list[str]:
-        return ["--sudo", "--ssh-identity-file", str(self.key), "--known-hosts", str(self.known_hosts),
-                "--connect-timeout", "5"]
+        return [
+            "--sudo",
+            "--ssh-identity-file",
+            str(self.key),
+            "--known-hosts",
+            str(self.known_hosts),
+            "--connect-timeout",
+            "5",
+        ]
 
     def stop(self) -> None:
         for s in [*self.servers, getattr(self, "_wrong_key", None)]:
@@ -95,7 +102,9 @@ def start_fleet(workdir: Path, count: int, *, wrong_key: bool = False) -> Fleet:
         bad = start_sshd(workdir, key)
         fleet._wrong_key = bad  # type: ignore[attr-defined]
         # known_hosts claims another server's key for this address: a man in the middle, as ssh sees it
-        lines.append(fleet.servers[0].known_hosts.read_text().replace(f"]:{fleet.servers[0].port} ", f"]:{bad.port} "))
+        lines.append(
+            fleet.servers[0].known_hosts.read_text().replace(f"]:{fleet.servers[0].port} ", f"]:{bad.port} ")
+        )
     fleet.known_hosts = workdir / "fleet_known_hosts"
     fleet.known_hosts.write_text("".join(lines))
     fleet.closed_port = free_port()  # bound and released: nothing listens there
@@ -103,6 +112,7 @@ def start_fleet(workdir: Path, count: int, *, wrong_key: bool = False) -> Fleet:
 
 
 # -- a changed host, for baselines -----------------------------------------------------------------
+
 
 @dataclass
 class ChangedView:
@@ -131,7 +141,7 @@ def start_changed_sshd(base: Sshd, workdir: Path) -> tuple[Sshd, ChangedView]:
     assert m, f"{package} is not installed"
     old = m.group(1)
     new = old + "+kvmqa1"
-    (workdir / "dpkg-status").write_text(status[: m.start(1)] + new + status[m.end(1):])
+    (workdir / "dpkg-status").write_text(status[: m.start(1)] + new + status[m.end(1) :])
     (workdir / "empty-run-libvirt").mkdir(exist_ok=True)
     base.stop()
     config = base.workdir / f"sshd_config_{base.port}"
@@ -142,8 +152,11 @@ def start_changed_sshd(base: Sshd, workdir: Path) -> tuple[Sshd, ChangedView]:
         f"exec {SSHD} -D -e -f {config}"
     )
     log = open(workdir / "sshd.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     _wait_port(base.port, proc, workdir / "sshd.log")
     server = Sshd(base.port, base.workdir, base.client_key, base.known_hosts, base.user, proc)
     return server, ChangedView(flag, package, old, new)
@@ -175,13 +188,26 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: flo
 
 
 def drop_ssh_master(server: Sshd, known_hosts: Path | None) -> None:
-    """Close kvmqa's multiplexed connection (ControlPersist) to one server, so a restarted server is reached anew.
+    """Close kvmqa's multiplexed connection (ControlPersist) to one server, so a restarted server is reached
+    anew.
     `known_hosts`: the file the runs used (it is part of kvmqa's ControlPath)."""
     from kvmqa.transport.target import Target
 
     target = Target.from_url(server.url(), known_hosts=known_hosts)
-    subprocess.run(["ssh", "-o", f"ControlPath={target.transport.control_path}", "-p", str(server.port), f"{server.user}@127.0.0.1",
-                    "-O", "exit"], capture_output=True, timeout=10)
+    subprocess.run(
+        [
+            "ssh",
+            "-o",
+            f"ControlPath={target.transport.control_path}",
+            "-p",
+            str(server.port),
+            f"{server.user}@127.0.0.1",
+            "-O",
+            "exit",
+        ],
+        capture_output=True,
+        timeout=10,
+    )
 
 
 class DelayProxy:
@@ -234,7 +260,9 @@ class DelayProxy:
                 client_w.close()
                 return
             try:
-                await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w), return_exceptions=True)
+                await asyncio.gather(
+                    pump(client_r, server_w), pump(server_r, client_w), return_exceptions=True
+                )
             except asyncio.CancelledError:
                 pass  # close(): end quietly (asyncio logs a traceback for a cancelled connection handler)
             finally:
@@ -274,5 +302,10 @@ def behind_delay(fleet: Fleet, rtt_ms: float) -> DelayProxy:
 
 
 def have_unshare() -> bool:
-    return shutil.which("unshare") is not None and subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True).returncode == 0
+    return (
+        shutil.which("unshare") is not None
+        and subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", "true"], capture_output=True
+        ).returncode
+        == 0
+    )

@@ -27,7 +27,9 @@ def module_name(path: Path) -> str:
 
 def _type_checking(node: ast.If) -> bool:
     t = node.test
-    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING")
+    return (isinstance(t, ast.Name) and t.id == "TYPE_CHECKING") or (
+        isinstance(t, ast.Attribute) and t.attr == "TYPE_CHECKING"
+    )
 
 
 def imports_of(path: Path, lazy: bool, typing: bool = False) -> set[str]:
@@ -50,7 +52,12 @@ def imports_of(path: Path, lazy: bool, typing: bool = False) -> set[str]:
                 for a in node.names:
                     if a.name.startswith("kvmqa") and (m := resolve(a.name)):
                         found.add(m)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kvmqa") and node.level == 0:
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("kvmqa")
+                and node.level == 0
+            ):
                 for a in node.names:
                     m = resolve(f"{node.module}.{a.name}") or resolve(node.module)
                     if m:
@@ -61,7 +68,10 @@ def imports_of(path: Path, lazy: bool, typing: bool = False) -> set[str]:
                     nested = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
                     if nested and not lazy and not isinstance(node, ast.ClassDef):
                         continue
-                    visit([n for h in inner for n in (h.body if isinstance(h, ast.ExceptHandler) else [h])], top and not nested)
+                    visit(
+                        [n for h in inner for n in (h.body if isinstance(h, ast.ExceptHandler) else [h])],
+                        top and not nested,
+                    )
 
     visit(tree.body, True)
     me = module_name(path)

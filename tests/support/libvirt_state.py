@@ -1,7 +1,8 @@
 """The host's libvirt networks and storage pools, captured and put back exactly (other than kvmqa-* objects).
 
 Tests that break the local host (install mode) restore what was there before them, not a state of their own
-choosing: a fresh Debian machine has the `default` network defined but inactive and no storage pool, and a test
+choosing: a fresh Debian machine has the `default` network defined but inactive and no storage pool, and a
+test
 must leave it that way for the next one.
 """
 
@@ -29,18 +30,24 @@ class LibvirtObject:
 
 def _objects(kind: str, only: str | None) -> dict[str, LibvirtObject]:
     listed = _virsh(f"{kind}-list", "--all", "--name").stdout.split()
-    names = [n for n in listed if n.startswith(only)] if only else [n for n in listed if not n.startswith("kvmqa-")]
+    names = (
+        [n for n in listed if n.startswith(only)]
+        if only
+        else [n for n in listed if not n.startswith("kvmqa-")]
+    )
     found = {}
     for name in names:
         info = " ".join(_virsh(f"{kind}-info", name).stdout.split())
         xml = _virsh(f"{kind}-dumpxml", "--inactive", name).stdout
-        found[name] = LibvirtObject(kind, name, xml, "Active: yes" in info or "State: running" in info,
-                                    "Autostart: yes" in info)
+        found[name] = LibvirtObject(
+            kind, name, xml, "Active: yes" in info or "State: running" in info, "Autostart: yes" in info
+        )
     return found
 
 
 def capture(only: str | None = None) -> dict[str, LibvirtObject]:
-    """Every persistent network and pool not named kvmqa-* (or only those named `only`*), keyed 'net:NAME' / 'pool:NAME'."""
+    """Every persistent network and pool not named kvmqa-* (or only those named `only`*), keyed 'net:NAME' /
+    'pool:NAME'."""
     return {f"{o.kind}:{o.name}": o for kind in ("net", "pool") for o in _objects(kind, only).values()}
 
 
@@ -65,7 +72,9 @@ def restore(saved: dict[str, LibvirtObject], only: str | None = None) -> list[st
             if done.returncode:
                 problems.append(f"{key}: define: {done.stderr.strip()}")
                 continue
-        active = current is not None and current.xml == obj.xml and current.active  # a redefinition starts inactive
+        active = (
+            current is not None and current.xml == obj.xml and current.active
+        )  # a redefinition starts inactive
         if obj.active and not active:
             done = _virsh(f"{obj.kind}-start", obj.name)
             if done.returncode:
@@ -77,8 +86,10 @@ def restore(saved: dict[str, LibvirtObject], only: str | None = None) -> list[st
     for key, obj in saved.items():
         got = after.get(key)
         if got is None or (got.active, got.autostart) != (obj.active, obj.autostart):
-            problems.append(f"{key}: not restored (want active={obj.active} autostart={obj.autostart}, got "
-                            f"{None if got is None else (got.active, got.autostart)})")
+            problems.append(
+                f"{key}: not restored (want active={obj.active} autostart={obj.autostart}, got "
+                f"{None if got is None else (got.active, got.autostart)})"
+            )
     return problems
 
 

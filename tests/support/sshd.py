@@ -73,13 +73,23 @@ def ensure_ci_user(client_pub: str) -> None:
 def client_key(workdir: Path) -> Path:
     key = workdir / "client_ed25519"
     if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kvmqa-test", "-f", str(key)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kvmqa-test", "-f", str(key)], check=True
+        )
     return key
 
 
-def start_sshd(workdir: Path, key: Path, *, user: str = CI_USER, port: int | None = None,
-               listen: str = "127.0.0.1", netns: str | None = None, binds: dict[str, Path] | None = None,
-               log_level: str = "ERROR") -> Sshd:
+def start_sshd(
+    workdir: Path,
+    key: Path,
+    *,
+    user: str = CI_USER,
+    port: int | None = None,
+    listen: str = "127.0.0.1",
+    netns: str | None = None,
+    binds: dict[str, Path] | None = None,
+    log_level: str = "ERROR",
+) -> Sshd:
     """Start one sshd (optionally inside a network namespace) and wait until it accepts connections.
     Its log is `workdir/sshd_<port>.log` (log_level VERBOSE logs every accepted login).
 
@@ -103,9 +113,18 @@ def start_sshd(workdir: Path, key: Path, *, user: str = CI_USER, port: int | Non
     )
     argv = [SSHD, "-D", "-e", "-f", str(config)]
     if binds:
-        mounts = " && ".join(f"mount --bind {shlex.quote(str(src))} {shlex.quote(dst)}" for dst, src in binds.items())
-        argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                f"{mounts} && exec {' '.join(shlex.quote(a) for a in argv)}"]
+        mounts = " && ".join(
+            f"mount --bind {shlex.quote(str(src))} {shlex.quote(dst)}" for dst, src in binds.items()
+        )
+        argv = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f"{mounts} && exec {' '.join(shlex.quote(a) for a in argv)}",
+        ]
     if netns:
         argv = ["ip", "netns", "exec", netns, *argv]
     log = open(workdir / f"sshd_{port}.log", "wb")  # noqa: SIM115 - lives as long as the server
@@ -122,8 +141,13 @@ def start_sshd(workdir: Path, key: Path, *, user: str = CI_USER, port: int | Non
                 with socket.create_connection((listen, port), timeout=0.5):
                     break
             else:
-                if subprocess.run(["ip", "netns", "exec", netns, "bash", "-c", f"exec 3<>/dev/tcp/{listen}/{port}"],
-                                  capture_output=True).returncode == 0:
+                if (
+                    subprocess.run(
+                        ["ip", "netns", "exec", netns, "bash", "-c", f"exec 3<>/dev/tcp/{listen}/{port}"],
+                        capture_output=True,
+                    ).returncode
+                    == 0
+                ):
                     break
         except OSError:
             time.sleep(0.05)

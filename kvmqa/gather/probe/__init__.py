@@ -1,6 +1,7 @@
 """The probe: one POSIX sh script per host, one round trip, every raw fact the verify stages need.
 
-The script is this folder's `NN-*.sh` snippets (in name order: the shared sh library and the sections every stage
+The script is this folder's `NN-*.sh` snippets (in name order: the shared sh library and the sections every
+stage
 reads), then the snippets of the stages that apply to the host (`Registry.probe_snippets(roles)`: each stage's
 `probe.sh`, then site stages' snippets). Its output is parsed by `parse_probe` with the stages' parsers.
 """
@@ -57,7 +58,9 @@ def build_script(stages: Sequence[str]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def run_probe(target: Target, snippets: Sequence[str], parsers: Sequence[ProbeParser]) -> tuple[HostFacts, str]:
+def run_probe(
+    target: Target, snippets: Sequence[str], parsers: Sequence[ProbeParser]
+) -> tuple[HostFacts, str]:
     """Probe one target (one round trip) and return its facts and the raw output: `snippets` and `parsers` are
     the run's stages' (`Registry.probe_snippets(target.roles)`, `Registry.probe_parsers()`)."""
     from kvmqa.transport.target import TargetError, first_meaningful_line
@@ -67,8 +70,14 @@ def run_probe(target: Target, snippets: Sequence[str], parsers: Sequence[ProbePa
         if result.timed_out:
             why = f"did not finish within the probe timeout of {PROBE_TIMEOUT} s (exit {result.rc})"
         else:
-            why = f"did not run: {first_meaningful_line(result.stderr or result.stdout) or 'no output'} (exit {result.rc})"
-        raise TargetError(f"{target.name}: probe over {target.backend} on {target.url} {why}", result.stderr or result.stdout)
+            why = (
+                f"did not run: {first_meaningful_line(result.stderr or result.stdout) or 'no output'} (exit "
+                f"{result.rc})"
+            )
+        raise TargetError(
+            f"{target.name}: probe over {target.backend} on {target.url} {why}",
+            result.stderr or result.stdout,
+        )
     facts = parse_probe(result.stdout, parsers)
     facts["probe"]["duration_s"] = round(result.duration, 3)
     facts["probe"]["target"] = target.url

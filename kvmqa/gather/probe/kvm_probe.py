@@ -9,6 +9,7 @@ guest instruction stream. Prints key=value lines.
 With section arguments it prints whole probe sections ("@@kvmqa:<name> rc=0" and the lines), each run as
 USER when given (a forked child drops to that user's uid, gid and groups): one interpreter for all of them.
 """
+
 import fcntl
 import mmap
 import os
@@ -25,7 +26,15 @@ KVM_GET_REGS = 0x8090AE81
 KVM_SET_REGS = 0x4090AE82
 KVM_GET_SREGS = 0x8138AE83
 KVM_SET_SREGS = 0x4138AE84
-EXIT_NAMES = {0: "UNKNOWN", 2: "IO", 5: "HLT", 6: "MMIO", 8: "SHUTDOWN", 9: "FAIL_ENTRY", 17: "INTERNAL_ERROR"}
+EXIT_NAMES = {
+    0: "UNKNOWN",
+    2: "IO",
+    5: "HLT",
+    6: "MMIO",
+    8: "SHUTDOWN",
+    9: "FAIL_ENTRY",
+    17: "INTERNAL_ERROR",
+}
 
 
 def say(key, value):
@@ -57,6 +66,7 @@ def probe(run_vcpu=True):
         mem = mmap.mmap(-1, 0x1000, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, mmap.PROT_READ | mmap.PROT_WRITE)
         mem[0:5] = bytes([0xB0, 0x42, 0xE6, 0x10, 0xF4])  # mov al,0x42; out 0x10,al; hlt
         import ctypes
+
         addr = ctypes.addressof(ctypes.c_char.from_buffer(mem))
         region = struct.pack("IIQQQ", 0, 0, 0x1000, 0x1000, addr)
         fcntl.ioctl(vm, KVM_SET_USER_MEMORY_REGION, region)

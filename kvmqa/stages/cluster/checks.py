@@ -17,7 +17,7 @@ from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, not_applicable, passed, undecided
-from kvmqa.stages.cluster.facts import SSH_PORT, peer_offset
+from kvmqa.stages.cluster.facts import SSH_PORT, Cluster, peer_offset
 
 CHECKS = StageChecks("cluster")
 DEFAULT_TIME_SKEW_S = 0.5
@@ -36,16 +36,21 @@ class Problem:
     host: str = ""  # a host-wide problem: every pair with this host
 
 
-def members(facts: Mapping[str, Any]) -> list[str]:
-    return list(facts.get("members") or [*facts.get("hosts", {}), *facts.get("missing", {})])
+def view(facts: HostFacts) -> Cluster:
+    return facts.view(Cluster)
+
+
+def members(facts: HostFacts) -> list[str]:
+    found = view(facts)
+    return list(found.members or [*found.hosts, *found.missing])
 
 
 def ordered_pairs(names: list[str]) -> list[tuple[str, str]]:
     return [(a, b) for a in names for b in names if a != b]
 
 
-def present_pairs(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return ordered_pairs([n for n in members(facts) if n in facts.get("hosts", {})])
+def present_pairs(facts: HostFacts) -> list[tuple[str, str]]:
+    return ordered_pairs([n for n in members(facts) if n in view(facts).hosts])
 
 
 def pair_rows(names: list[str], problems: list[Problem]) -> list[dict[str, str]]:
@@ -59,7 +64,7 @@ def pair_rows(names: list[str], problems: list[Problem]) -> list[dict[str, str]]
 
 
 def conclude(
-    facts: Mapping[str, Any],
+    facts: HostFacts,
     problems: list[Problem],
     ok: str,
     note: str = "",
@@ -70,7 +75,7 @@ def conclude(
     note closes the message either way). A cluster-wide check's problems refuse no pair of the matrix (only
     its hosts not judged do): the pairs are the pairwise checks' to decide."""
     names = members(facts)
-    not_judged = [Problem(f"{h} not judged: {why}", host=h) for h, why in facts.get("missing", {}).items()]
+    not_judged = [Problem(f"{h} not judged: {why}", host=h) for h, why in view(facts).missing.items()]
     problems = not_judged + problems
     details = {**details, "pairs": pair_rows(names, not_judged if cluster_wide else problems), "hosts": names}
     if not problems:
@@ -78,7 +83,7 @@ def conclude(
     reasons = list(dict.fromkeys(p.reason for p in problems))
     text = "; ".join(reasons[:SHOWN]) + (f"; and {len(reasons) - SHOWN} more" if len(reasons) > SHOWN else "")
     text += f"; {note}" if note else ""
-    if facts.get("missing"):
+    if view(facts).missing:
         return undecided(text, **details)
     return failed(text, **details)
 
@@ -108,12 +113,12 @@ def cluster_check(
     return register
 
 
-def host(facts: Mapping[str, Any], name: str) -> dict[str, Any]:
-    return dict(facts["hosts"][name])
+def host(facts: HostFacts, name: str) -> dict[str, Any]:
+    return dict(view(facts).hosts[name])
 
 
-def cross(facts: Mapping[str, Any], *keys: str) -> Any:
-    value: Any = facts.get("cross", {})
+def cross(facts: HostFacts, *keys: str) -> Any:
+    value: Any = view(facts).cross
     for k in keys:
         value = value.get(k, {}) if isinstance(value, Mapping) else {}
     return value
@@ -130,7 +135,9 @@ def listing(values: Mapping[str, str]) -> str:
     hint="Guests cannot move between CPU vendors or architectures: keep such hosts in separate clusters",
 )
 def cpu_vendor_arch(facts: HostFacts, profile: Profile) -> Outcome:
-    kinds = {n: f"{host(facts, n)['vendor'] or '?'} {host(facts, n)['arch'] or '?'}" for n in facts["hosts"]}
+    kinds = {
+        n: f"{host(facts, n)['vendor'] or '?'} {host(facts, n)['arch'] or '?'}" for n in view(facts).hosts
+    }
     problems = [
         Problem(f"{a} is {kinds[a]}, {b} is {kinds[b]}", a, b)
         for a, b in present_pairs(facts)
@@ -151,7 +158,7 @@ def cpu_baseline(facts: HostFacts, profile: Profile) -> Outcome:
     if not cpu or cpu.get("error"):
         return conclude(
             facts,
-            [Problem(f"no baseline: {cpu.get('error', 'not computed')}", host=h) for h in facts["hosts"]],
+            [Problem(f"no baseline: {cpu.get('error', 'not computed')}", host=h) for h in view(facts).hosts],
             "",
             cluster_wide=True,
         )
@@ -208,7 +215,7 @@ def cpu_pairwise(facts: HostFacts, profile: Profile) -> Outcome:
     if not pairs:
         why = cross(facts, "cpu").get("error") or "no libvirt answer"
         return conclude(
-            facts, [Problem(f"host-model CPUs not compared: {why}", host=h) for h in facts["hosts"]], ""
+            facts, [Problem(f"host-model CPUs not compared: {why}", host=h) for h in view(facts).hosts], ""
         )
     problems = []
     able = []
@@ -267,7 +274,7 @@ def machine_types(facts: HostFacts, profile: Profile) -> Outcome:
                         b,
                     )
                 )
-    defaults = {n: host(facts, n)["default_machine"] for n in facts["hosts"]}
+    defaults = {n: host(facts, n)["default_machine"] for n in view(facts).hosts}
     return conclude(
         facts,
         problems,
@@ -284,9 +291,9 @@ def machine_types(facts: HostFacts, profile: Profile) -> Outcome:
     "(a rolling upgrade moves guests from older hosts to newer ones only)",
 )
 def versions(facts: HostFacts, profile: Profile) -> Outcome:
-    qemu = {n: host(facts, n)["qemu"] or "?" for n in facts["hosts"]}
-    lv = {n: host(facts, n)["libvirt"] or "?" for n in facts["hosts"]}
-    os_names = {n: host(facts, n)["os"] or "?" for n in facts["hosts"]}
+    qemu = {n: host(facts, n)["qemu"] or "?" for n in view(facts).hosts}
+    lv = {n: host(facts, n)["libvirt"] or "?" for n in view(facts).hosts}
+    os_names = {n: host(facts, n)["os"] or "?" for n in view(facts).hosts}
     text = f"QEMU {listing(qemu)}; libvirt {listing(lv)}; OS {listing(os_names)}"
     details: dict[str, Any] = {
         "qemu": qemu,
@@ -295,7 +302,7 @@ def versions(facts: HostFacts, profile: Profile) -> Outcome:
         "hosts": members(facts),
         "pairs": [],
     }
-    if facts.get("missing"):
+    if view(facts).missing:
         return conclude(facts, [], text, **details)
     if len(set(qemu.values())) > 1 or len(set(lv.values())) > 1:
         return failed(f"versions differ: {text}", **details)  # a warning: the machine types decide the pairs
@@ -306,7 +313,7 @@ def versions(facts: HostFacts, profile: Profile) -> Outcome:
 
 
 # -- time ----------------------------------------------------------------------------------------------------
-def pair_skew(facts: Mapping[str, Any], a: str, b: str) -> tuple[float, float, str] | None:
+def pair_skew(facts: HostFacts, a: str, b: str) -> tuple[float, float, str] | None:
     """How far b's clock is ahead of a's, ± what bound, measured how. Straight between the hosts: each read
     the other's clock over ssh inside a bracket of its own clock; the true skew lies in both brackets, so
     their overlap is the answer (an ssh client's start-up biases each reading one way, the overlap cancels
@@ -341,18 +348,18 @@ def pair_skew(facts: Mapping[str, Any], a: str, b: str) -> tuple[float, float, s
 def time_skew(facts: HostFacts, profile: Profile) -> Outcome:
     limit = float(profile.stage("cluster").get("time_skew_limit_s", DEFAULT_TIME_SKEW_S))
     clock = cross(facts, "clock")
-    daemons = {n: host(facts, n)["time_daemon"] or "no time daemon" for n in facts["hosts"]}
+    daemons = {n: host(facts, n)["time_daemon"] or "no time daemon" for n in view(facts).hosts}
     problems = [
         Problem(
             f"{n}'s clock not measured: {cross(facts, 'script', n).get('error') or clock.get(n, {})}", host=n
         )
-        for n in facts["hosts"]
+        for n in view(facts).hosts
         if cross(facts, "script", n).get("error")
     ]
     unsure, skews = [], []
-    measured = [n for n in facts["hosts"] if "offset_s" in clock.get(n, {})]
-    for i, a in enumerate(facts["hosts"]):
-        for b in list(facts["hosts"])[i + 1 :]:
+    measured = [n for n in view(facts).hosts if "offset_s" in clock.get(n, {})]
+    for i, a in enumerate(view(facts).hosts):
+        for b in list(view(facts).hosts)[i + 1 :]:
             pair = pair_skew(facts, a, b)
             if pair is None:
                 continue
@@ -387,22 +394,20 @@ def time_skew(facts: HostFacts, profile: Profile) -> Outcome:
 
 
 # -- what the hosts see of each other ------------------------------------------------------------------------
-def seen(facts: Mapping[str, Any], a: str, b: str) -> dict[str, Any] | None:
+def seen(facts: HostFacts, a: str, b: str) -> dict[str, Any] | None:
     """What host a's script measured of peer b (None: a's script did not run)."""
     peers = cross(facts, "peers")
     return peers.get(a, {}).get(b) if a in peers else None
 
 
-def script_problem(facts: Mapping[str, Any], a: str, b: str) -> Problem | None:
+def script_problem(facts: HostFacts, a: str, b: str) -> Problem | None:
     if seen(facts, a, b) is None:
         error = cross(facts, "script", a).get("error", "no output about this peer")
         return Problem(f"{a} → {b} not measured: {error}", a, b)
     return None
 
 
-def measured_pairs(
-    facts: Mapping[str, Any], problems: list[Problem]
-) -> Iterator[tuple[str, str, dict[str, Any]]]:
+def measured_pairs(facts: HostFacts, problems: list[Problem]) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """The ordered pairs whose source's script measured its peer, with what it saw; the others become
     problems."""
     for a, b in present_pairs(facts):
@@ -445,8 +450,8 @@ def names(facts: HostFacts, profile: Profile) -> Outcome:
         problems,
         "every host name resolves on the others to an address of that host that answers",
         resolved={
-            a: {b: (seen(facts, a, b) or {}).get("resolved") for b in facts["hosts"] if b != a}
-            for a in facts["hosts"]
+            a: {b: (seen(facts, a, b) or {}).get("resolved") for b in view(facts).hosts if b != a}
+            for a in view(facts).hosts
         },
     )
 
@@ -491,8 +496,8 @@ def reach(facts: HostFacts, profile: Profile) -> Outcome:
         problems,
         "every host reaches the others' ssh port and QEMU's migration port",
         tcp={
-            a: {b: (seen(facts, a, b) or {}).get("tcp") for b in facts["hosts"] if b != a}
-            for a in facts["hosts"]
+            a: {b: (seen(facts, a, b) or {}).get("tcp") for b in view(facts).hosts if b != a}
+            for a in view(facts).hosts
         },
     )
 
@@ -569,7 +574,7 @@ def storage(facts: HostFacts, profile: Profile) -> Outcome:
                 written = f"{record['volume']} written on {record['writer']}"
                 text = f"shared pool {pool}: {written}, on {reader}: {result}"
                 problems += [Problem(text, record["writer"], reader), Problem(text, reader, record["writer"])]
-    pools = sorted({p["name"] for n in facts["hosts"] for p in host(facts, n)["pools"] if p.get("active")})
+    pools = sorted({p["name"] for n in view(facts).hosts for p in host(facts, n)["pools"] if p.get("active")})
     shared_text = (
         "; ".join(
             f"{p}: a file written on {r['writer']} read on {', '.join(r['read'])}" for p, r in shared.items()
@@ -600,7 +605,9 @@ def networks(facts: HostFacts, profile: Profile) -> Outcome:
                 problems.append(Problem(f"network {name} ({why} on {a}) is missing on {b}", a, b))
             elif not theirs[name].get("active"):
                 problems.append(Problem(f"network {name} ({why} on {a}) is not active on {b}", a, b))
-    used = sorted({n["name"] for h in facts["hosts"] for n in host(facts, h)["networks"] if n.get("active")})
+    used = sorted(
+        {n["name"] for h in view(facts).hosts for n in host(facts, h)["networks"] if n.get("active")}
+    )
     return conclude(
         facts, problems, f"the networks guests use are active on every host: {', '.join(used) or 'none'}"
     )
@@ -625,7 +632,7 @@ def trust(facts: HostFacts, profile: Profile) -> Outcome:
                     b,
                 )
             )
-    users = {n: cross(facts, "script", n).get("user", "?") for n in facts["hosts"]}
+    users = {n: cross(facts, "script", n).get("user", "?") for n in view(facts).hosts}
     note = (
         ""
         if set(users.values()) <= {"root"}

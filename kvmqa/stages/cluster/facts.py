@@ -16,7 +16,8 @@ import re
 import shlex
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from kvmqa.core.facts import HostFacts
 
@@ -190,7 +191,7 @@ def peer_script(
             f"( {clock} ) &",
             f"a=$(getent ahostsv4 {hostname} | awk 'NR==1{{print $1}}'); [ -n \"$a\" ] || "
             f"a=$(getent hosts {hostname} | awk 'NR==1{{print $1}}')",
-            f"echo \"peer|{label}|resolve|"
+            f'echo "peer|{label}|resolve|'
             f"$(getent hosts {hostname} | awk '{{print $1}}' | sort -u | tr '\\n' ' ')\"",
             'if [ -n "$a" ]; then',
             '  r=$(ip -o route get "$a" 2>/dev/null | head -n1)',
@@ -300,6 +301,18 @@ def peer_offset(samples: Sequence[Sequence[float]]) -> dict[str, float] | None:
         "offset_s": round(theirs - (before + after) / 2, 4),
         "uncertainty_s": round((after - before) / 2, 4),
     }
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """facts["cluster"], what the checks read: every host's digest (`digest`), the hosts not judged and why,
+    the run's hosts in order, and what the hosts measured of each other (plain data: cross["peers"][a][b])."""
+
+    SECTION: ClassVar[str] = "cluster"
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    members: list[str] = field(default_factory=list)
+    cross: dict[str, Any] = field(default_factory=dict)
 
 
 def cluster_facts(

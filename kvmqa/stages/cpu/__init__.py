@@ -9,9 +9,7 @@ STAGE = Stage(
     title="CPU, kernel and device support for KVM guests",
     checks=CHECKS,
     requires=("reach.probe",),
-    actions=(
-        "kvmqa.stages.cpu.actions:MODULES",
-    ),
+    actions=("kvmqa.stages.cpu.actions:MODULES",),
     probe=probe_snippet(__name__),
     parser="kvmqa.stages.cpu.facts:parse",
 )

@@ -38,7 +38,8 @@ def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
     states = module_states(facts)
     missing = [why for why in states.values() if why]
     if missing and "install" in facts and not (facts.get("install") or {}).get("modprobe"):
-        # Nothing to run: say so without running anything (a second install run then changes nothing here either).
+        # Nothing to run: say so without running anything (a second install run then changes nothing here
+        # either).
         return unsupported("; ".join(missing) + explain(facts, ""))
     if missing:
         return needed("; ".join(missing))
@@ -47,22 +48,28 @@ def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
 
 def commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
     mods = missing_modules(facts)
-    persist = (f"mkdir -p /etc/modules-load.d && for m in {' '.join(mods)}; do "
-               f"grep -qx \"$m\" {MODULES_LOAD} 2>/dev/null || echo \"$m\" >> {MODULES_LOAD}; done")
+    persist = (
+        f"mkdir -p /etc/modules-load.d && for m in {' '.join(mods)}; do "
+        f'grep -qx "$m" {MODULES_LOAD} 2>/dev/null || echo "$m" >> {MODULES_LOAD}; done'
+    )
     return [f"modprobe -a {' '.join(mods)}", persist]
 
 
 def explain(facts: Mapping[str, Any], failure: str) -> str:
     notes = []
     if (facts.get("modules") or {}).get("source") == "none":
-        notes.append("this kernel has no /proc/modules (modules built in, or loading not available here, e.g. a sandboxed kernel)")
+        notes.append(
+            "this kernel has no /proc/modules (modules built in, or loading not available here, e.g. a "
+            "sandboxed kernel)"
+        )
     if not (facts.get("install") or {}).get("modprobe"):
         notes.append("modprobe is not installed (package kmod)")
     return ("; " + "; ".join(notes) + ": loading modules is not possible on this host") if notes else ""
 
 
 def severity(facts: Mapping[str, Any], profile: Any) -> str:
-    """As severe as the cpu checks the missing modules serve: kvm_* -> the profile's kvm level, vhost_net -> warn
+    """As severe as the cpu checks the missing modules serve: kvm_* -> the profile's kvm level, vhost_net ->
+    warn
     (cpu.vhost-net), tun -> fail (cpu.tun)."""
     levels = []
     for mod in missing_modules(facts):
@@ -74,7 +81,14 @@ def severity(facts: Mapping[str, Any], profile: Any) -> str:
 
 
 MODULES = Action(
-    "install.modules", "cpu", "load the KVM, vhost_net and tun kernel modules and persist them in " + MODULES_LOAD,
-    precondition, commands, timeout=60, facts=("install",), explain_failure=explain, severity=severity,
+    "install.modules",
+    "cpu",
+    "load the KVM, vhost_net and tun kernel modules and persist them in " + MODULES_LOAD,
+    precondition,
+    commands,
+    timeout=60,
+    facts=("install",),
+    explain_failure=explain,
+    severity=severity,
     hint="Check dmesg and the firmware's virtualization setting; on a VM, expose VT-x/AMD-V to the guest",
 )

@@ -28,10 +28,14 @@ PANIC = re.compile(r"Kernel panic[^\r\n]*")
 TailFn = Callable[[str, int], "str | None"]  # (host path, lines) -> last lines, None if unreadable
 
 STATES = {
-    libvirt.VIR_DOMAIN_NOSTATE: "nostate", libvirt.VIR_DOMAIN_RUNNING: "running",
-    libvirt.VIR_DOMAIN_BLOCKED: "blocked", libvirt.VIR_DOMAIN_PAUSED: "paused",
-    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown", libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
-    libvirt.VIR_DOMAIN_CRASHED: "crashed", libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
 }
 
 
@@ -39,8 +43,10 @@ def state_text(state: int, reason: int) -> str:
     """``shutoff/crashed`` from libvirt's (state, reason) pair."""
     name = STATES.get(state, str(state))
     prefix = f"VIR_DOMAIN_{name.upper()}_"
-    reasons = [k for k, v in vars(libvirt).items() if k.startswith(prefix) and v == reason and k != prefix + "LAST"]
-    return f"{name}/{reasons[0][len(prefix):].lower() if reasons else reason}"
+    reasons = [
+        k for k, v in vars(libvirt).items() if k.startswith(prefix) and v == reason and k != prefix + "LAST"
+    ]
+    return f"{name}/{reasons[0][len(prefix) :].lower() if reasons else reason}"
 
 
 @dataclass(frozen=True)
@@ -133,9 +139,12 @@ def guest_cpu_state(dom: libvirt.virDomain) -> dict[str, Any]:
     """Evidence for a stuck guest: QMP query-status and the vCPU's instruction pointer (HMP)."""
     found: dict[str, Any] = {}
     try:
-        found["status"] = json.loads(libvirt_qemu.qemuMonitorCommand(
-            dom, '{"execute":"query-status"}', 0)).get("return")
-        regs = libvirt_qemu.qemuMonitorCommand(dom, "info registers", libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
+        found["status"] = json.loads(
+            libvirt_qemu.qemuMonitorCommand(dom, '{"execute":"query-status"}', 0)
+        ).get("return")
+        regs = libvirt_qemu.qemuMonitorCommand(
+            dom, "info registers", libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP
+        )
         match = re.search(r"RIP=([0-9a-fA-F]+)", regs)
         found["rip"] = match.group(1) if match else None
         if match is None:
@@ -145,30 +154,51 @@ def guest_cpu_state(dom: libvirt.virDomain) -> dict[str, Any]:
     return found
 
 
-def boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, *, read_tail: TailFn | None = None,
-         save_console: Callable[[str, str], str] | None = None) -> BootResult:
+def boot(
+    ws: Workspace,
+    kit: KitVolumes,
+    spec: BootSpec,
+    *,
+    read_tail: TailFn | None = None,
+    save_console: Callable[[str, str], str] | None = None,
+) -> BootResult:
     """Boot the kit once (direct kernel boot) and return what was observed."""
     pool = ws.ensure_pool()
     network = ws.ensure_network() if spec.network else None
     name = object_name(spec.purpose, spec.host)
     disk = f"{name}-data.qcow2"
     dspec = DomainSpec(
-        name=name, virt_type=spec.virt_type, memory_mib=spec.memory_mib, vcpus=spec.vcpus,
-        kernel=kit.kernel_path, initrd=kit.initrd_path,
+        name=name,
+        virt_type=spec.virt_type,
+        memory_mib=spec.memory_mib,
+        vcpus=spec.vcpus,
+        kernel=kit.kernel_path,
+        initrd=kit.initrd_path,
         cmdline=kit.kit.cmdline(spec.cmdline_extra, "" if spec.network else "kvmqa.net=0"),
-        disks=[DiskSpec(pool.name(), disk)], network=network,
+        disks=[DiskSpec(pool.name(), disk)],
+        network=network,
     )
-    return run_domain(ws, dspec, spec, volumes={disk: spec.disk_mib}, read_tail=read_tail,
-                      save_console=save_console)
+    return run_domain(
+        ws, dspec, spec, volumes={disk: spec.disk_mib}, read_tail=read_tail, save_console=save_console
+    )
 
 
 Hook = Callable[[libvirt.virDomain, str, BootResult], None]
-Progress = Callable[[BootResult, float, ConsoleReading], None]  # (result so far, seconds since resume, console)
+Progress = Callable[
+    [BootResult, float, ConsoleReading], None
+]  # (result so far, seconds since resume, console)
 
 
-def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dict[str, int] | None = None,
-               read_tail: TailFn | None = None, save_console: Callable[[str, str], str] | None = None,
-               hook: Hook | None = None) -> BootResult:
+def run_domain(
+    ws: Workspace,
+    dspec: DomainSpec,
+    spec: BootSpec,
+    *,
+    volumes: dict[str, int] | None = None,
+    read_tail: TailFn | None = None,
+    save_console: Callable[[str, str], str] | None = None,
+    hook: Hook | None = None,
+) -> BootResult:
     """Create `volumes` (name -> MiB), define, start paused, tap the console, resume, watch, clean up.
 
     Never raises for a guest that misbehaves (the result says how); the domain and `volumes` are
@@ -176,8 +206,15 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
     Ctrl-C raises StageInterrupted after that cleanup, with this boot's result as evidence["boot"].
     """
     name = dspec.name
-    result = BootResult(name, spec.virt_type, spec.label, mac=dspec.mac if dspec.network else "",
-                        network=dspec.network, memory_mib=dspec.memory_mib, vcpus=dspec.vcpus)
+    result = BootResult(
+        name,
+        spec.virt_type,
+        spec.label,
+        mac=dspec.mac if dspec.network else "",
+        network=dspec.network,
+        memory_mib=dspec.memory_mib,
+        vcpus=dspec.vcpus,
+    )
     tap: ConsoleTap | None = None
     interrupted: KeyboardInterrupt | None = None
     t0 = time.monotonic()
@@ -213,8 +250,10 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
         if tap is not None:
             tap.close()
             text = tap.text.replace("\r", "")
-            reading = read_console(text)  # after a reset the lines before it are the evidence, not the new boot
-            result.console_tail = tail(text[:reading.reset_pos] if reading.reset_pos is not None else text)
+            reading = read_console(
+                text
+            )  # after a reset the lines before it are the evidence, not the new boot
+            result.console_tail = tail(text[: reading.reset_pos] if reading.reset_pos is not None else text)
             result.markers = parse_markers(tap.text)
             panic = PANIC.search(tap.text)
             result.panic = panic.group(0).strip() if panic else None
@@ -228,8 +267,14 @@ def run_domain(ws: Workspace, dspec: DomainSpec, spec: BootSpec, *, volumes: dic
     return result
 
 
-def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float, result: BootResult,
-           hook: Hook | None = None) -> None:
+def _watch(
+    dom: libvirt.virDomain,
+    tap: ConsoleTap,
+    spec: BootSpec,
+    t_run: float,
+    result: BootResult,
+    hook: Hook | None = None,
+) -> None:
     """Poll the domain until it powers off, stops, resets, crashes, stays silent or the deadline passes.
 
     Only records what was seen (outcome, state, kernel time, resets); the words come from `describe`.
@@ -239,15 +284,18 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
     reading, read_len = read_console(""), -1
     while True:
         state, reason = dom.state()  # first the state, then the text: what the guest printed before it
-        now = time.monotonic()       # switched off is in the text read in the same poll
+        now = time.monotonic()  # switched off is in the text read in the same poll
         result.state = state_text(state, reason)
         if "first_byte_s" not in result.timings and tap.first_byte_at is not None:
             result.timings["first_byte_s"] = tap.first_byte_at - t_run
         text = tap.text
         if len(text) != read_len:  # read the console again only when it grew
             reading, read_len = read_console(text), len(text)
-        for marker, key in (("KVMQA-BOOT", "boot_marker_s"), ("KVMQA-DONE", "done_marker_s"),
-                            ("reboot: Power down", "guest_off_s")):
+        for marker, key in (
+            ("KVMQA-BOOT", "boot_marker_s"),
+            ("KVMQA-DONE", "done_marker_s"),
+            ("reboot: Power down", "guest_off_s"),
+        ):
             if key not in result.timings and marker in text:
                 result.timings[key] = now - t_run
         _note_console(result, reading, tap, t_run)
@@ -257,20 +305,36 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
             hook(dom, text, result)
         panic = PANIC.search(text)
         if state in (libvirt.VIR_DOMAIN_SHUTDOWN, libvirt.VIR_DOMAIN_SHUTOFF) or (
-                state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_SHUTTING_DOWN):
+            state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_SHUTTING_DOWN
+        ):
             result.timings.setdefault("poweroff_s", now - t_run)  # the guest switched off
         if state == libvirt.VIR_DOMAIN_SHUTOFF:
             result.timings["shutoff_s"] = now - t_run  # libvirt finished tearing QEMU down
-            result.ok = "KVMQA-DONE" in text and reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN and not reading.reset
-            result.outcome = ("done" if result.ok else "panic" if panic else "reset" if reading.reset else
-                              "crashed" if reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED else
-                              "destroyed" if reason == libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED else "stopped")
+            result.ok = (
+                "KVMQA-DONE" in text and reason == libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN and not reading.reset
+            )
+            result.outcome = (
+                "done"
+                if result.ok
+                else "panic"
+                if panic
+                else "reset"
+                if reading.reset
+                else "crashed"
+                if reason == libvirt.VIR_DOMAIN_SHUTOFF_CRASHED
+                else "destroyed"
+                if reason == libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED
+                else "stopped"
+            )
             break
-        if reading.reset:  # a reset guest boots again (on_reboot=restart): stop it at once (a panic wins the name)
+        if (
+            reading.reset
+        ):  # a reset guest boots again (on_reboot=restart): stop it at once (a panic wins the name)
             result.outcome = "panic" if panic else "reset"
             break
         if state == libvirt.VIR_DOMAIN_CRASHED or (
-                state == libvirt.VIR_DOMAIN_PAUSED and reason != libvirt.VIR_DOMAIN_PAUSED_SHUTTING_DOWN):
+            state == libvirt.VIR_DOMAIN_PAUSED and reason != libvirt.VIR_DOMAIN_PAUSED_SHUTTING_DOWN
+        ):
             result.outcome = "crashed" if state == libvirt.VIR_DOMAIN_CRASHED else "paused"
             result.guest_cpu = guest_cpu_state(dom)
             break
@@ -289,7 +353,8 @@ def _watch(dom: libvirt.virDomain, tap: ConsoleTap, spec: BootSpec, t_run: float
 
 
 def record_lease(conn: libvirt.virConnect, result: BootResult, network: str, mac: str) -> None:
-    """The host's DHCP lease for the guest, waited for when the guest's KVMQA-NET marker says it got an address."""
+    """The host's DHCP lease for the guest, waited for when the guest's KVMQA-NET marker says it got an
+    address."""
     found = wait_for_lease(conn, network, mac, (result.markers.get("NET") or {}).get("status") == "ok")
     result.lease, result.lease_error = found.lease, found.error
     result.timings["lease_wait_s"] = found.waited_s
@@ -309,7 +374,9 @@ def _note_console(result: BootResult, reading: ConsoleReading, tap: ConsoleTap, 
         result.timings["last_byte_s"] = tap.last_byte_at - t_run
 
 
-def _finish(ws: Workspace, result: BootResult, name: str, read_tail: TailFn | None, volumes: list[str]) -> None:
+def _finish(
+    ws: Workspace, result: BootResult, name: str, read_tail: TailFn | None, volumes: list[str]
+) -> None:
     """Collect host-side evidence, then remove the domain and its volume."""
     if not result.ok and read_tail is not None and not result.console_tail:  # no stream: libvirt's serial log
         result.console_tail = read_tail(f"{CONSOLE_LOG_DIR}/{name}-console.log", 25) or ""
@@ -321,9 +388,15 @@ def _finish(ws: Workspace, result: BootResult, name: str, read_tail: TailFn | No
 
 
 STOP_REASONS = {
-    "still-booting": "at the deadline", "timeout": "at the deadline", "no-output": "after the silent timeout",
-    "reset": "after the reset, before it booted again", "panic": "after the panic", "crashed": "after the crash",
-    "paused": "paused guest", "interrupted": "interrupted", "libvirt-error": "after a libvirt error",
+    "still-booting": "at the deadline",
+    "timeout": "at the deadline",
+    "no-output": "after the silent timeout",
+    "reset": "after the reset, before it booted again",
+    "panic": "after the panic",
+    "crashed": "after the crash",
+    "paused": "paused guest",
+    "interrupted": "interrupted",
+    "libvirt-error": "after a libvirt error",
 }
 
 

@@ -4,7 +4,8 @@ The domain is started paused, the console is opened, then the guest is resumed, 
 boot is lost. A background thread does blocking ``recv`` calls on a *dedicated* connection: libvirt's
 remote driver holds the connection lock during a blocking stream recv, so sharing the caller's
 connection would block every other call (QMP, state polls) until the guest prints — a deadlock while
-the guest is paused. The owner waits on a condition that is notified on every chunk. Marker lines ``KVMQA-<WORD> [status] key=value…`` are parsed from the text.
+the guest is paused. The owner waits on a condition that is notified on every chunk. Marker lines
+``KVMQA-<WORD> [status] key=value…`` are parsed from the text.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import libvirt
 MARKER = re.compile(r"KVMQA-([A-Z]+)([^\r\n]*)")
 KERNEL_TIME = re.compile(r"^\[\s*(\d+\.\d+)\]", re.M)
 UPTIME = re.compile(r"KVMQA-[A-Z]+[^\r\n]* up=(\d+\.\d+)")  # /init's markers carry the guest's uptime
-BANNER = "Linux version "  # the first line a booting kernel prints (replayed when the serial console registers)
+BANNER = (
+    "Linux version "  # the first line a booting kernel prints (replayed when the serial console registers)
+)
 RESTART = "reboot: Restarting system"  # the kernel's own last line before a reset it asked for
 
 
@@ -43,11 +46,14 @@ class ConsoleReading:
     """What the console text alone says about a boot: how far the kernel got, and whether it reset."""
 
     kernel_s: float | None  # the last kernel timestamp printed, ``[   28.104] ...`` -> 28.104
-    boots: int  # boots seen (kernel banners, or /init's KVMQA-BOOT lines): 2 or more means it reset and booted again
+    # boots seen (kernel banners, or /init's KVMQA-BOOT lines): 2 or more means it reset and booted again
+    boots: int
     restart_requested: bool  # the kernel printed "reboot: Restarting system"
     reset_at_kernel_s: float | None  # the kernel time reached before the (first) reset
     last_line: str
-    reset_pos: int | None = None  # where in the (\r-free) text the first reset shows: the second boot or the restart
+    reset_pos: int | None = (
+        None  # where in the (\r-free) text the first reset shows: the second boot or the restart
+    )
 
     @property
     def reset(self) -> bool:
@@ -67,10 +73,18 @@ def read_console(text: str) -> ConsoleReading:
     before = _times(text, cut) if cut >= 0 else []
     times = _times(text, len(text))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return ConsoleReading(kernel_s=times[-1] if times else None, boots=len(starts), restart_requested=restart >= 0,
-                          reset_at_kernel_s=max(before) if before else None, last_line=lines[-1][:160] if lines else "",
-                          reset_pos=None if cut < 0 else _line_end(text, cut) if cut == restart else
-                          text.rfind("\n", 0, cut) + 1)
+    return ConsoleReading(
+        kernel_s=times[-1] if times else None,
+        boots=len(starts),
+        restart_requested=restart >= 0,
+        reset_at_kernel_s=max(before) if before else None,
+        last_line=lines[-1][:160] if lines else "",
+        reset_pos=None
+        if cut < 0
+        else _line_end(text, cut)
+        if cut == restart
+        else text.rfind("\n", 0, cut) + 1,
+    )
 
 
 def _line_end(text: str, pos: int) -> int:
@@ -84,12 +98,18 @@ def _boot_starts(text: str) -> list[int]:
 
     Kernel output before the first banner (a tail that begins inside an earlier boot) is a boot of its own.
     """
-    events = sorted([(m.start(), "banner") for m in re.finditer(re.escape(BANNER), text)] +
-                    [(m.start(), "init") for m in re.finditer(r"KVMQA-BOOT ", text)])
+    events = sorted(
+        [(m.start(), "banner") for m in re.finditer(re.escape(BANNER), text)]
+        + [(m.start(), "init") for m in re.finditer(r"KVMQA-BOOT ", text)]
+    )
     starts: list[int] = []
     init_seen = True  # a text that opens with /init's line (a quiet kernel) opens a boot there
     for pos, kind in events:
-        if not starts and kind == "banner" and any(float(m.group(1)) > 0 for m in KERNEL_TIME.finditer(text, 0, pos)):
+        if (
+            not starts
+            and kind == "banner"
+            and any(float(m.group(1)) > 0 for m in KERNEL_TIME.finditer(text, 0, pos))
+        ):
             starts.append(0)
         if kind == "banner" or init_seen:
             starts.append(pos)

@@ -20,8 +20,21 @@ class CpioWriter:
 
     def _entry(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
         name_bytes = name.encode() + b"\0"
-        fields = [self._ino, mode, 0, 0, 2 if stat.S_ISDIR(mode) else 1, 0, len(data), 0, 0, rdev[0], rdev[1],
-                  len(name_bytes), 0]
+        fields = [
+            self._ino,
+            mode,
+            0,
+            0,
+            2 if stat.S_ISDIR(mode) else 1,
+            0,
+            len(data),
+            0,
+            0,
+            rdev[0],
+            rdev[1],
+            len(name_bytes),
+            0,
+        ]
         header = b"070701" + b"".join(b"%08X" % value for value in fields)
         self._ino += 1
         self._chunks.append(_pad4(header + name_bytes))
@@ -71,13 +84,13 @@ def list_newc(data: bytes) -> list[tuple[str, int, int]]:
     entries: list[tuple[str, int, int]] = []
     pos = 0
     while pos < len(data):
-        header = data[pos:pos + 110]
+        header = data[pos : pos + 110]
         if header[:6] != b"070701":
             raise ValueError(f"bad cpio magic at offset {pos}")
-        values = [int(header[6 + 8 * i:14 + 8 * i], 16) for i in range(13)]
+        values = [int(header[6 + 8 * i : 14 + 8 * i], 16) for i in range(13)]
         mode, size, namesize = values[1], values[6], values[11]
         name_start = pos + 110
-        name = data[name_start:name_start + namesize - 1].decode()
+        name = data[name_start : name_start + namesize - 1].decode()
         pos = name_start + namesize
         pos += -pos % 4
         if name == TRAILER:

@@ -21,6 +21,7 @@ CONSOLE_LOG_DIR = "/var/log/libvirt/qemu"
 
 def object_name(purpose: str, host: str = "", token: str | None = None) -> str:
     """``kvmqa-<purpose>-<host-ish>-<random>``, safe for libvirt names and file paths."""
+
     def clean(text: str, width: int) -> str:
         return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:width].strip("-")
 
@@ -82,7 +83,8 @@ class DomainSpec:
         features = ET.SubElement(dom, "features")
         ET.SubElement(features, "acpi")
         ET.SubElement(dom, "clock", offset="utc")
-        # on_reboot restart, not destroy: with destroy libvirt ends a resetting guest as shutoff/destroyed, the
+        # on_reboot restart, not destroy: with destroy libvirt ends a resetting guest as shutoff/destroyed,
+        # the
         # same state `virsh destroy` leaves, so a reset could not be told from a kill; restarted, the guest's
         # second boot shows on the console and the watcher destroys it at once, naming the reset
         for event, action in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):

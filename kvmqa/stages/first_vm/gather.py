@@ -56,8 +56,11 @@ class FirstVmSettings:
         profile_kvm = getattr(profile, "kvm", None)
         if "kvm" not in known and profile_kvm is not None:
             known["kvm"] = "warn" if Level(profile_kvm) == Level.WARN else "required"
-        known["allow_emulation"] = bool(known.get("allow_emulation") or getattr(profile, "allow_emulation", False)
-                                        or getattr(options, "allow_emulation", False))
+        known["allow_emulation"] = bool(
+            known.get("allow_emulation")
+            or getattr(profile, "allow_emulation", False)
+            or getattr(options, "allow_emulation", False)
+        )
         return cls(**known)
 
 
@@ -79,17 +82,33 @@ def gather_first_vm(session: HostContext) -> dict[str, Any]:
     except KitError as exc:
         raise GatherError(f"first_vm: cannot build the guest kit on the controller: {exc}") from exc
     guest_image = getattr(session.options, "guest_image", None)
-    obs = observe(conn, settings, kit, host=session.name, console_dir=session.host_dir, run=run,
-                  guest_image=Path(guest_image) if guest_image else None, write=session.progress)
+    obs = observe(
+        conn,
+        settings,
+        kit,
+        host=session.name,
+        console_dir=session.host_dir,
+        run=run,
+        guest_image=Path(guest_image) if guest_image else None,
+        write=session.progress,
+    )
     obs["cleanup_before"] = removed_before
     if obs.get("error") and not obs["boots"]:
         raise GatherError(f"first_vm: {obs['error']}")
     return obs
 
 
-def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, console_dir: Path,
-            run: Runner = local_runner, guest_image: Path | None = None,
-            write: Writer | None = None) -> dict[str, Any]:
+def observe(
+    conn: Any,
+    settings: FirstVmSettings,
+    kit: Any,
+    *,
+    host: str,
+    console_dir: Path,
+    run: Runner = local_runner,
+    guest_image: Path | None = None,
+    write: Writer | None = None,
+) -> dict[str, Any]:
     """The stage's act-and-observe on one connection (the gatherer minus session plumbing).
 
     `write` receives progress lines for boots that run longer than a few seconds (default: the terminal).
@@ -108,25 +127,38 @@ def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, consol
         return str(path)
 
     def spec(purpose: str, virt_type: str) -> BootSpec:
-        return BootSpec(purpose, virt_type, settings.memory_mib, settings.vcpus, settings.boot_timeout,
-                        settings.silent_timeout, settings.cmdline_extra, disk_mib=settings.disk_mib, host=host,
-                        progress=progress)
+        return BootSpec(
+            purpose,
+            virt_type,
+            settings.memory_mib,
+            settings.vcpus,
+            settings.boot_timeout,
+            settings.silent_timeout,
+            settings.cmdline_extra,
+            disk_mib=settings.disk_mib,
+            host=host,
+            progress=progress,
+        )
 
     try:
         volumes = stage_kit(ws, kit)
         log_mark = kernel_log_mark(run)  # the host's kernel log, from just before the first guest starts
         if settings.attempt_kvm:
-            obs["boots"]["kvm"] = boot(ws, volumes, spec("kvm", "kvm"), read_tail=read_tail,
-                                       save_console=save_console).to_json()
+            obs["boots"]["kvm"] = boot(
+                ws, volumes, spec("kvm", "kvm"), read_tail=read_tail, save_console=save_console
+            ).to_json()
         kvm_ok = bool(obs["boots"].get("kvm", {}).get("ok"))
         if settings.allow_emulation and not kvm_ok:  # emulation stands in for KVM only when KVM did not boot
-            obs["boots"]["emulated"] = boot(ws, volumes, spec("tcg", "qemu"), read_tail=read_tail,
-                                            save_console=save_console).to_json()
+            obs["boots"]["emulated"] = boot(
+                ws, volumes, spec("tcg", "qemu"), read_tail=read_tail, save_console=save_console
+            ).to_json()
         working = next((b["virt_type"] for b in obs["boots"].values() if b["ok"]), None)
         if not settings.virt_install:
             obs["virt_install"] = {"skipped": "disabled by the profile (first_vm.virt_install: false)"}
         elif working is None:
-            obs["virt_install"] = {"skipped": "no direct boot succeeded, so virt-install would fail the same way"}
+            obs["virt_install"] = {
+                "skipped": "no direct boot succeeded, so virt-install would fail the same way"
+            }
         elif run("command -v virt-install", 15).rc != 0:
             obs["virt_install"] = {"skipped": "virt-install is not installed on the host", "missing": True}
         else:
@@ -136,8 +168,9 @@ def observe(conn: Any, settings: FirstVmSettings, kit: Any, *, host: str, consol
 
             image_spec = spec("image", working or "qemu")
             image_spec.timeout = settings.guest_image_timeout
-            obs["guest_image"] = boot_guest_image(ws, guest_image, image_spec, read_tail=read_tail,
-                                                  save_console=save_console)
+            obs["guest_image"] = boot_guest_image(
+                ws, guest_image, image_spec, read_tail=read_tail, save_console=save_console
+            )
         obs["host_kernel_log"] = kernel_log_since(run, log_mark)
     except (WorkspaceError, KitError) as exc:
         obs["error"] = str(exc)

@@ -27,7 +27,9 @@ DMESG_LIMIT = 5000  # dmesg lines read at most (the newest)
 
 def kernel_log_mark(run: Runner) -> dict[str, Any]:
     """Where the host's kernel log stands now: the last dmesg timestamp, or a journal cursor."""
-    out = run('if log=$(dmesg -r 2>&1); then echo ok; else echo fail; fi; printf "%s\\n" "$log" | tail -n 1', 20)
+    out = run(
+        'if log=$(dmesg -r 2>&1); then echo ok; else echo fail; fi; printf "%s\\n" "$log" | tail -n 1', 20
+    )
     status, _, last = out.stdout.strip().partition("\n")
     match = RAW.match(last.strip())
     if status == "ok":
@@ -50,17 +52,23 @@ def kernel_log_since(run: Runner, mark: dict[str, Any]) -> dict[str, Any]:
         if out.rc != 0:
             return {"source": "dmesg", "error": f"dmesg failed after the boot: {out.stderr.strip()[:200]}"}
         return {"source": "dmesg", "mark_s": mark["mark_s"], **new_dmesg_lines(out.stdout, mark["mark_s"])}
-    cmd = (f"journalctl -k -p 0..{ERR} --after-cursor={shlex.quote(mark['cursor'])} -o short-monotonic -q "
-           f"--no-pager | tail -n {JOURNAL_LIMIT}")
+    cmd = (
+        f"journalctl -k -p 0..{ERR} --after-cursor={shlex.quote(mark['cursor'])} -o short-monotonic -q "
+        f"--no-pager | tail -n {JOURNAL_LIMIT}"
+    )
     out = run(cmd, 30)
     if out.rc != 0:
-        return {"source": "journal", "error": f"journalctl -k failed after the boot: {out.stderr.strip()[:200]}"}
+        return {
+            "source": "journal",
+            "error": f"journalctl -k failed after the boot: {out.stderr.strip()[:200]}",
+        }
     errors = [line.strip() for line in out.stdout.splitlines() if line.strip()]
     return {"source": "journal", "dmesg_error": mark.get("dmesg_error"), "errors": errors, "new": None}
 
 
 def new_dmesg_lines(text: str, mark_s: float) -> dict[str, Any]:
-    """From ``dmesg -r`` output: the count of lines stamped after `mark_s`, and those at level err or worse."""
+    """From ``dmesg -r`` output: the count of lines stamped after `mark_s`, and those at level err or
+    worse."""
     new, errors = 0, []
     for line in text.splitlines():
         match = RAW.match(line)

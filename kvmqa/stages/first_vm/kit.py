@@ -85,11 +85,15 @@ class Source:
         """(kernel package, busybox package) with the versions that would be fetched."""
         if self.family == "deb":
             deps = _run(["apt-cache", "depends", "linux-image-cloud-amd64"])
-            names = [line.split(":", 1)[1].strip() for line in deps.splitlines()
-                     if line.strip().startswith("Depends:") and "linux-image-" in line]
+            names = [
+                line.split(":", 1)[1].strip()
+                for line in deps.splitlines()
+                if line.strip().startswith("Depends:") and "linux-image-" in line
+            ]
             if not names:
-                raise KitError("apt-cache: linux-image-cloud-amd64 has no linux-image-* dependency "
-                               "(run apt-get update?)")
+                raise KitError(
+                    "apt-cache: linux-image-cloud-amd64 has no linux-image-* dependency (run apt-get update?)"
+                )
             return self._deb_version(names[0]), self._deb_version("busybox-static")
         return self._rpm_version("kernel-core"), self._rpm_version("busybox")
 
@@ -132,8 +136,10 @@ class Source:
         kept = next(store.glob(f"{pkg.name}_{quoted}_*.deb"), None)
         if kept is not None:
             return kept
-        _run(["apt-get", "-q", "-o", "APT::Sandbox::User=root", "download", f"{pkg.name}={pkg.version}"],
-             cwd=workdir)
+        _run(
+            ["apt-get", "-q", "-o", "APT::Sandbox::User=root", "download", f"{pkg.name}={pkg.version}"],
+            cwd=workdir,
+        )
         deb = next(workdir.glob(f"{pkg.name}_*.deb"), None)
         if deb is None:
             raise KitError(f"apt-get download produced no {pkg.name} .deb")
@@ -157,14 +163,24 @@ def detect_source() -> Source:
 
 
 def kit_key(packages: tuple[Package, ...], init_script: bytes, modules: tuple[str, ...]) -> str:
-    blob = json.dumps({"packages": [asdict(p) for p in packages], "modules": list(modules),
-                       "init": hashlib.sha256(init_script).hexdigest(), "builder": BUILDER_VERSION},
-                      sort_keys=True)
+    blob = json.dumps(
+        {
+            "packages": [asdict(p) for p in packages],
+            "modules": list(modules),
+            "init": hashlib.sha256(init_script).hexdigest(),
+            "builder": BUILDER_VERSION,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def build_kit(cache: Path | None = None, source: Source | None = None, init_script: Path = INIT_SCRIPT,
-              modules: tuple[str, ...] = GUEST_MODULES) -> Kit:
+def build_kit(
+    cache: Path | None = None,
+    source: Source | None = None,
+    init_script: Path = INIT_SCRIPT,
+    modules: tuple[str, ...] = GUEST_MODULES,
+) -> Kit:
     """Return the cached kit for the current package versions, building it first if needed."""
     source = source or detect_source()
     packages = source.resolve()
@@ -174,8 +190,14 @@ def build_kit(cache: Path | None = None, source: Source | None = None, init_scri
     manifest = dest / "kit.json"
     if manifest.exists():
         data = json.loads(manifest.read_text())
-        return Kit(dest / "vmlinuz", dest / "initrd.img", data["kernel_release"], key, packages,
-                   tuple(data["modules"]))
+        return Kit(
+            dest / "vmlinuz",
+            dest / "initrd.img",
+            data["kernel_release"],
+            key,
+            packages,
+            tuple(data["modules"]),
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kvmqa-kit-", dir=dest.parent) as tmp:
         work = Path(tmp)
@@ -195,17 +217,30 @@ def build_kit(cache: Path | None = None, source: Source | None = None, init_scri
     return Kit(dest / "vmlinuz", dest / "initrd.img", kit.kernel_release, key, packages, kit.modules)
 
 
-def _assemble(root: Path, out: Path, script: bytes, wanted: tuple[str, ...], key: str,
-              packages: tuple[Package, ...]) -> Kit:
-    kernels = sorted((root / "boot").glob("vmlinuz-*")) or sorted((root / "lib" / "modules").glob("*/vmlinuz"))
+def _assemble(
+    root: Path, out: Path, script: bytes, wanted: tuple[str, ...], key: str, packages: tuple[Package, ...]
+) -> Kit:
+    kernels = sorted((root / "boot").glob("vmlinuz-*")) or sorted(
+        (root / "lib" / "modules").glob("*/vmlinuz")
+    )
     if not kernels:
         raise KitError("the kernel package contains no vmlinuz")
     kernel = kernels[-1]
     release = kernel.name.removeprefix("vmlinuz-") if kernel.name != "vmlinuz" else kernel.parent.name
     tree = ModuleTree(root / "lib" / "modules" / release)
     order = tree.load_order(list(wanted))
-    busybox = next((p for p in (root / "bin" / "busybox", root / "usr" / "bin" / "busybox",
-                                root / "usr" / "sbin" / "busybox") if p.exists()), None)
+    busybox = next(
+        (
+            p
+            for p in (
+                root / "bin" / "busybox",
+                root / "usr" / "bin" / "busybox",
+                root / "usr" / "sbin" / "busybox",
+            )
+            if p.exists()
+        ),
+        None,
+    )
     if busybox is None:
         raise KitError("the busybox package contains no busybox binary")
 

@@ -50,14 +50,16 @@ def modinfo(elf: bytes) -> dict[str, str]:
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", elf, 0x3A)
     sections = []
     for i in range(shnum):
-        name_off, _type, _flags, _addr, offset, size = struct.unpack_from("<IIQQQQ", elf, shoff + i * shentsize)
+        name_off, _type, _flags, _addr, offset, size = struct.unpack_from(
+            "<IIQQQQ", elf, shoff + i * shentsize
+        )
         sections.append((name_off, offset, size))
     strtab_off = sections[shstrndx][1]
     for name_off, offset, size in sections:
         end = elf.index(b"\0", strtab_off + name_off)
-        if elf[strtab_off + name_off:end] == b".modinfo":
+        if elf[strtab_off + name_off : end] == b".modinfo":
             info: dict[str, str] = {}
-            for item in elf[offset:offset + size].split(b"\0"):
+            for item in elf[offset : offset + size].split(b"\0"):
                 key, sep, value = item.decode(errors="replace").partition("=")
                 if sep and key not in info:
                     info[key] = value

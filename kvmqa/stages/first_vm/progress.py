@@ -2,7 +2,8 @@
 
     progress = BootProgress("lab1", terminal_writer())
     boot(ws, kit, BootSpec("kvm", "kvm", progress=progress))
-    # kvmqa first_vm [lab1] kvmqa-kvm-lab1-3f2a1c KVM: 15 s, kernel at 9.3 s, console: '[    9.31] virtio_net ...'
+    # kvmqa first_vm [lab1] kvmqa-kvm-lab1-3f2a1c KVM: 15 s, kernel at 9.3 s, console: '[    9.31] virtio_net
+    ...'
 
 The first line comes after `after` seconds and then one every `every` seconds, as plain lines (a CI log keeps
 them). Under pytest they are written past output capturing (with or without ``-s``): on the terminal
@@ -43,8 +44,10 @@ def progress_line(host: str, guest: str, label: str, elapsed: float, reading: Co
 
 
 def terminal_writer(config: Any = None) -> Writer:
-    """Where a progress line goes: the terminal of the pytest run `config` belongs to (past capturing; an xdist
+    """Where a progress line goes: the terminal of the pytest run `config` belongs to (past capturing; an
+    xdist
     worker's line goes to its stderr, which xdist shows, tagged with the worker), else stderr."""
+
     def write(line: str) -> None:
         capman = config.pluginmanager.getplugin("capturemanager") if config is not None else None
         reporter = config.pluginmanager.getplugin("terminalreporter") if config is not None else None

@@ -90,9 +90,14 @@ def _lookup(find: Callable[[str], Any], name: str) -> Any:
         return None
 
 
-def _stop_and_undefine(obj: Any, undefine: Callable[[], object], before_stop: Callable[[], object] | None = None,
-                       after_stop: Callable[[], object] | None = None) -> bool:
-    """Destroy an active domain/network/pool and undefine it if persistent (a transient one is gone already)."""
+def _stop_and_undefine(
+    obj: Any,
+    undefine: Callable[[], object],
+    before_stop: Callable[[], object] | None = None,
+    after_stop: Callable[[], object] | None = None,
+) -> bool:
+    """Destroy an active domain/network/pool and undefine it if persistent (a transient one is gone
+    already)."""
     persistent = obj.isPersistent()
     if obj.isActive():
         if before_stop is not None:
@@ -109,7 +114,8 @@ def remove_domain(conn: libvirt.virConnect, name: str) -> bool:
     dom = _lookup(conn.lookupByName, name)
     flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
     return dom is not None and _stop_and_undefine(
-        dom, lambda: _quiet(dom.undefineFlags, flags) and _quiet(dom.undefine))
+        dom, lambda: _quiet(dom.undefineFlags, flags) and _quiet(dom.undefine)
+    )
 
 
 def remove_volume(pool: libvirt.virStoragePool, name: str) -> bool:
@@ -126,13 +132,16 @@ def remove_pool(conn: libvirt.virConnect, name: str) -> bool:
     """Delete its volumes, stop it, remove its directory, undefine it."""
     pool = _lookup(conn.storagePoolLookupByName, name)
     return pool is not None and _stop_and_undefine(
-        pool, lambda: _quiet(pool.undefine),
+        pool,
+        lambda: _quiet(pool.undefine),
         before_stop=lambda: [_quiet(vol.delete, 0) for vol in _volumes(pool)],
-        after_stop=lambda: _quiet(pool.delete, 0))
+        after_stop=lambda: _quiet(pool.delete, 0),
+    )
 
 
 def cleanup_leftovers(conn: libvirt.virConnect, only: str = "") -> list[str]:
     """Remove every kvmqa- domain, volume, network and pool (whose name contains `only`); return what went."""
+
     def wanted(name: str) -> bool:
         return is_ours(name) and only in name
 
@@ -255,8 +264,10 @@ class Workspace:
                 raise WorkspaceError(f"cannot create network {spec.name}: {exc}") from exc
             self.created_network = self.network = spec.name
             self.history.append(f"network {spec.name}")
-            self.notes.append(f"created network {spec.name} on 192.168.{x}.0/24 "
-                              f"({'forward ' + self.forward if self.forward else 'isolated'})")
+            self.notes.append(
+                f"created network {spec.name} on 192.168.{x}.0/24 "
+                f"({'forward ' + self.forward if self.forward else 'isolated'})"
+            )
             return spec.name
         raise WorkspaceError(f"no free 192.168.x.0/24 subnet for a libvirt network: {errors[-3:]}")
 
@@ -362,17 +373,26 @@ class Workspace:
 
 
 def lease_for(conn: libvirt.virConnect, network: str, mac: str) -> dict[str, object] | None:
-    """The host-side DHCP lease of `mac` on `network` (from libvirt's dnsmasq), or None; a libvirt error is raised."""
+    """The host-side DHCP lease of `mac` on `network` (from libvirt's dnsmasq), or None; a libvirt error is
+    raised."""
     for lease in conn.networkLookupByName(network).DHCPLeases(mac, 0):
         if str(lease.get("mac", "")).lower() == mac.lower() and lease.get("ipaddr"):
-            return {"ip": lease["ipaddr"], "mac": lease["mac"], "hostname": lease.get("hostname"),
-                    "expiry": lease.get("expirytime"), "network": network}
+            return {
+                "ip": lease["ipaddr"],
+                "mac": lease["mac"],
+                "hostname": lease.get("hostname"),
+                "expiry": lease.get("expirytime"),
+                "network": network,
+            }
     return None
 
 
-# dnsmasq hands a lease to libvirt's leases helper (its --dhcp-script) after the DHCPACK, in a process of its own;
-# the helper writes the status file libvirt reads. On a loaded host that can lag the guest, so a guest that got its
-# address and powered off at once may be asked about too early; and over a remote connection one call may fail.
+# dnsmasq hands a lease to libvirt's leases helper (its --dhcp-script) after the DHCPACK, in a process of its
+# own;
+# the helper writes the status file libvirt reads. On a loaded host that can lag the guest, so a guest that
+# got its
+# address and powered off at once may be asked about too early; and over a remote connection one call may
+# fail.
 LEASE_GRACE_S = 20.0
 
 
@@ -383,10 +403,18 @@ class LeaseLookup:
     error: str | None = None  # the last libvirt error, when no answer came at all
 
 
-def wait_for_lease(conn: libvirt.virConnect, network: str, mac: str, guest_has_address: bool,
-                   grace: float = LEASE_GRACE_S, poll: float = 0.25) -> LeaseLookup:
-    """The lease of `mac` on `network`. When the guest says it has an address, libvirt is asked again until the lease
-    appears or `grace` seconds have passed (a libvirt error counts as no answer yet); otherwise once. `error` is set
+def wait_for_lease(
+    conn: libvirt.virConnect,
+    network: str,
+    mac: str,
+    guest_has_address: bool,
+    grace: float = LEASE_GRACE_S,
+    poll: float = 0.25,
+) -> LeaseLookup:
+    """The lease of `mac` on `network`. When the guest says it has an address, libvirt is asked again until
+    the lease
+    appears or `grace` seconds have passed (a libvirt error counts as no answer yet); otherwise once. `error`
+    is set
     only when libvirt never answered: then nobody knows whether there was a lease."""
     t0, answered, error = time.monotonic(), False, None
     while True:

@@ -33,6 +33,7 @@ def local_runner(command: str, timeout: float) -> RunResult:
 
 def target_runner(target: Any) -> Runner:
     """Adapt `Target.run(cmd, timeout=)` (returns .rc .stdout .stderr) to a Runner."""
+
     def run(command: str, timeout: float) -> RunResult:
         result = target.run(command, timeout=timeout)
         return RunResult(result.rc, result.stdout, result.stderr)
@@ -42,6 +43,7 @@ def target_runner(target: Any) -> Runner:
 
 def tail_reader(run: Runner):  # noqa: ANN201 - returns boot.TailFn
     """(path, lines) -> the file's last lines on the target, or None when it cannot be read."""
+
     def read_tail(path: str, lines: int) -> str | None:
         result = run(f"tail -n {int(lines)} {shlex.quote(path)}", 15)
         return result.stdout.rstrip("\n") if result.rc == 0 else None

@@ -18,20 +18,23 @@ AGENT_DONE_FILE = "/run/kvmqa-agent-pinged"  # the host creates it through the a
 
 GUEST_SCRIPT = r"""
 say() { echo "$* up=$(cut -d' ' -f1 /proc/uptime)" > /dev/ttyS0; }
-say "KVMQA-BOOT kernel=$(uname -r) cpus=$(nproc) mem_kb=$(awk '/^MemTotal/{print $2}' /proc/meminfo) source=cloud-init"
+mem_kb=$(awk '/^MemTotal/{print $2}' /proc/meminfo)
+say "KVMQA-BOOT kernel=$(uname -r) cpus=$(nproc) mem_kb=$mem_kb source=cloud-init"
 say "KVMQA-CLOUDINIT ok instance={instance}"
 if [ -b /dev/vdb ]; then
   token=$(tr -d '-' < /proc/sys/kernel/random/uuid | head -c 16)
   printf 'KVMQA:%s\n' "$token" | dd of=/dev/vdb bs=512 count=1 conv=sync,fsync 2>/dev/null
   echo 3 > /proc/sys/vm/drop_caches
   back=$(dd if=/dev/vdb bs=512 count=1 2>/dev/null | head -n 1)
-  [ "$back" = "KVMQA:$token" ] && say "KVMQA-DISK ok token=$token dev=vdb" || say "KVMQA-DISK fail token=$token dev=vdb"
+  if [ "$back" = "KVMQA:$token" ]; then say "KVMQA-DISK ok token=$token dev=vdb"
+  else say "KVMQA-DISK fail token=$token dev=vdb"; fi
 else
   say "KVMQA-DISK fail reason=no-/dev/vdb"
 fi
 ip4=$(ip -4 -o addr show scope global 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -n 1)
 nic=$(ip -4 -o addr show scope global 2>/dev/null | awk '{print $2}' | head -n 1)
-[ -n "$ip4" ] && say "KVMQA-NET ok ip=$ip4 mac=$(cat /sys/class/net/$nic/address) dev=$nic" || say "KVMQA-NET fail reason=no-address"
+if [ -n "$ip4" ]; then say "KVMQA-NET ok ip=$ip4 mac=$(cat /sys/class/net/$nic/address) dev=$nic"
+else say "KVMQA-NET fail reason=no-address"; fi
 if command -v qemu-ga >/dev/null 2>&1; then
   systemctl start qemu-guest-agent 2>/dev/null
   say "KVMQA-AGENT present=yes"
@@ -56,8 +59,11 @@ class Seed:
 
 
 def user_data(instance: str, agent_window: int = 15) -> str:
-    script = (GUEST_SCRIPT.replace("{instance}", instance).replace("{agent_window}", str(agent_window))
-              .replace("{agent_done}", AGENT_DONE_FILE))
+    script = (
+        GUEST_SCRIPT.replace("{instance}", instance)
+        .replace("{agent_window}", str(agent_window))
+        .replace("{agent_done}", AGENT_DONE_FILE)
+    )
     lines = ["#cloud-config", "runcmd:", "  - - sh", "    - -c", "    - |"]
     lines += ["      " + line for line in script.strip().splitlines()]
     lines += ["power_state:", "  mode: poweroff", "  delay: now", "  condition: true", ""]

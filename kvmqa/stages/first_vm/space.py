@@ -36,8 +36,10 @@ class SpaceNeed:
         return self.disk_mib + self.kit_mib + self.margin_mib
 
     def text(self) -> str:
-        return (f"{self.total_mib} MiB ({self.disk_mib} MiB data disk + {self.kit_mib} MiB kernel and "
-                f"initramfs + {self.margin_mib} MiB margin)")
+        return (
+            f"{self.total_mib} MiB ({self.disk_mib} MiB data disk + {self.kit_mib} MiB kernel and "
+            f"initramfs + {self.margin_mib} MiB margin)"
+        )
 
 
 def space_need(profile: Any) -> SpaceNeed:

@@ -13,7 +13,14 @@ from typing import Any
 
 import libvirt
 
-from kvmqa.stages.first_vm.boot import STOP_REASONS, BootResult, BootSpec, KitVolumes, record_lease, state_text
+from kvmqa.stages.first_vm.boot import (
+    STOP_REASONS,
+    BootResult,
+    BootSpec,
+    KitVolumes,
+    record_lease,
+    state_text,
+)
 from kvmqa.stages.first_vm.console import parse_markers, read_console, tail
 from kvmqa.stages.first_vm.domain import CONSOLE_LOG_DIR, object_name, random_mac
 from kvmqa.stages.first_vm.outcome import describe
@@ -21,17 +28,43 @@ from kvmqa.stages.first_vm.resources import Workspace
 from kvmqa.stages.first_vm.runner import Runner, tail_reader
 
 
-def virt_install_argv(name: str, spec: BootSpec, kit: KitVolumes, pool: str, volume: str,
-                      network: str | None, mac: str, console_log: str) -> list[str]:
+def virt_install_argv(
+    name: str,
+    spec: BootSpec,
+    kit: KitVolumes,
+    pool: str,
+    volume: str,
+    network: str | None,
+    mac: str,
+    console_log: str,
+) -> list[str]:
     argv = [
-        "virt-install", "--connect", "qemu:///system", "--name", name,
-        "--memory", str(spec.memory_mib), "--vcpus", str(spec.vcpus), "--import",
-        "--disk", f"vol={pool}/{volume},bus=virtio",
-        "--boot", f"kernel={kit.kernel_path},initrd={kit.initrd_path},"
-                  f"kernel_args={kit.kit.cmdline(spec.cmdline_extra, '' if network else 'kvmqa.net=0')}",
-        "--network", f"network={network},model=virtio,mac={mac}" if network else "none",
-        "--graphics", "none", "--serial", f"pty,log.file={console_log}",
-        "--noautoconsole", "--virt-type", spec.virt_type, "--osinfo", "detect=off,name=generic",
+        "virt-install",
+        "--connect",
+        "qemu:///system",
+        "--name",
+        name,
+        "--memory",
+        str(spec.memory_mib),
+        "--vcpus",
+        str(spec.vcpus),
+        "--import",
+        "--disk",
+        f"vol={pool}/{volume},bus=virtio",
+        "--boot",
+        f"kernel={kit.kernel_path},initrd={kit.initrd_path},"
+        f"kernel_args={kit.kit.cmdline(spec.cmdline_extra, '' if network else 'kvmqa.net=0')}",
+        "--network",
+        f"network={network},model=virtio,mac={mac}" if network else "none",
+        "--graphics",
+        "none",
+        "--serial",
+        f"pty,log.file={console_log}",
+        "--noautoconsole",
+        "--virt-type",
+        spec.virt_type,
+        "--osinfo",
+        "detect=off,name=generic",
     ]
     return argv
 
@@ -43,8 +76,15 @@ def virt_install_boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, run: Runne
     name = object_name("vinst", spec.host)
     volume, mac = f"{name}-data.qcow2", random_mac()
     console_log = f"{CONSOLE_LOG_DIR}/{name}-console.log"
-    result = BootResult(name, spec.virt_type, spec.label, mac=mac, network=network,
-                        memory_mib=spec.memory_mib, vcpus=spec.vcpus)
+    result = BootResult(
+        name,
+        spec.virt_type,
+        spec.label,
+        mac=mac,
+        network=network,
+        memory_mib=spec.memory_mib,
+        vcpus=spec.vcpus,
+    )
     argv = virt_install_argv(name, spec, kit, pool.name(), volume, network, mac, console_log)
     command = " ".join(shlex.quote(a) for a in argv)
     read_tail = tail_reader(run)
@@ -67,7 +107,11 @@ def virt_install_boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, run: Runne
         text = read_tail(console_log, 400) or ""
         result.markers, result.console_tail = parse_markers(text), tail(text)
         reading = read_console(text)
-        result.kernel_s, result.boots, result.reset_at_kernel_s = reading.kernel_s, reading.boots, reading.reset_at_kernel_s
+        result.kernel_s, result.boots, result.reset_at_kernel_s = (
+            reading.kernel_s,
+            reading.boots,
+            reading.reset_at_kernel_s,
+        )
         result.restart_requested = reading.restart_requested
         result.timings["deadline_s"] = spec.timeout
         if reading.reset:  # virt-install's domain restarts on reset: the log shows the second boot
@@ -80,8 +124,14 @@ def virt_install_boot(ws: Workspace, kit: KitVolumes, spec: BootSpec, run: Runne
         if dom.isActive():
             dom.destroy()
             result.stopped_by, result.stop_reason = "kvmqa", STOP_REASONS.get(result.outcome, result.outcome)
-        if result.outcome == "timeout":  # its console is read once, afterwards: whether it still advanced is unknown
-            at = f"kernel at {reading.kernel_s:.1f} s" if reading.kernel_s is not None else "no kernel timestamp"
+        if (
+            result.outcome == "timeout"
+        ):  # its console is read once, afterwards: whether it still advanced is unknown
+            at = (
+                f"kernel at {reading.kernel_s:.1f} s"
+                if reading.kernel_s is not None
+                else "no kernel timestamp"
+            )
             result.error = f"no power-off within the {spec.timeout:.0f} s deadline ({at}); kvmqa destroyed it"
         elif not result.ok:
             result.error = describe(result.to_json())

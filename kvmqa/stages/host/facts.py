@@ -9,11 +9,97 @@ probe prints) and the free space where libvirt keeps images.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from kvmqa.core.stage import Sections
 from kvmqa.gather.distro import RPM_KERNELS, rpm_kernel_unames
 from kvmqa.gather.facts import body_of, key_values
+
+
+# --- typed views of this stage's sections -------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelPackage:
+    """An installed kernel package, with the `uname -r` strings it boots as."""
+
+    package: str = ""
+    release: str = ""
+    version: str = ""  # compared in the order of the host's package manager
+    unames: tuple[str, ...] = ()
+    line: str = ""  # its flavour's line: a newer kernel of another line is no reason to reboot
+
+
+@dataclass(frozen=True)
+class HostPackages:
+    SECTION: ClassVar[str] = "host_packages"
+    manager: str | None = None  # None: no host_packages section (an older probe)
+    installed: dict[str, str] = field(default_factory=dict)  # microcode and firmware packages
+    kernels: tuple[KernelPackage, ...] = ()
+    reboot_required_file: bool = False  # /var/run/reboot-required
+
+
+@dataclass(frozen=True)
+class StaleProcess:
+    """A libvirt daemon or QEMU process and what of its code is deleted on disk."""
+
+    pid: int | str = ""
+    comm: str = ""
+    exe: str = ""  # /proc/PID/exe's target, " (deleted)" included
+    deleted_libs: tuple[str, ...] = ()
+    maps_readable: bool = False
+    guest: str = ""  # the guest a QEMU process runs
+    exe_deleted: bool = False
+
+
+@dataclass(frozen=True)
+class StaleBinaries:
+    SECTION: ClassVar[str] = "stale_binaries"
+    root: bool | None = None  # whether the probe ran as root (it reads maps only then)
+    processes: tuple[StaleProcess, ...] = ()
+    measured: bool = False
+
+
+@dataclass(frozen=True)
+class LocalAddress:
+    device: str = ""
+    address: str = ""
+    cidr: str = ""
+
+
+@dataclass(frozen=True)
+class Hostname:
+    SECTION: ClassVar[str] = "hostname"
+    hostname: str = ""
+    fqdn: str = ""
+    resolved: tuple[str, ...] = ()  # what the name resolves to (getent ahosts)
+    local: tuple[LocalAddress, ...] = ()  # the host's own addresses
+    measured: bool = False
+
+
+@dataclass(frozen=True)
+class TimeSync:
+    SECTION: ClassVar[str] = "time_sync"
+    adjtimex: int | None = None  # the kernel clock's state (5: unsynchronised)
+    adjtimex_raw: str | None = None  # None: no time facts (an older probe)
+    ntp_synchronized: str | None = None  # timedatectl's yes or no
+    ntp_enabled: str | None = None
+    chrony_leap: str | None = None  # chronyc's leap status
+
+    @property
+    def measured(self) -> bool:
+        return self.adjtimex_raw is not None
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The free space where libvirt keeps images (or of the nearest existing parent directory)."""
+
+    SECTION: ClassVar[str] = "storage"
+    path: str | None = None  # the filesystem's mount point
+    dir: str = ""  # the directory asked about
+    available_kib: int | None = None  # None: df could not tell
+    size_kib: int | None = None
+    error: str = ""
 
 
 def parse(sections: Sections) -> dict[str, Any]:
@@ -49,8 +135,13 @@ def _rpm_kernel(name: str, evr: str, arch: str) -> dict[str, Any]:
         evr, arch = (head, tail) if tail in RPM_ARCHES else (evr, "")
     evr = evr.replace("(none):", "")
     unames = rpm_kernel_unames(name, evr.split(":", 1)[-1], arch)
-    return {"package": name, "release": unames[0], "version": evr, "unames": unames,
-            "line": name.removesuffix("-core")}
+    return {
+        "package": name,
+        "release": unames[0],
+        "version": evr,
+        "unames": unames,
+        "line": name.removesuffix("-core"),
+    }
 
 
 def _host_packages(body: str) -> dict[str, Any]:
@@ -64,11 +155,18 @@ def _host_packages(body: str) -> dict[str, Any]:
         if len(parts) not in (3, 4) or not parts[2].startswith("ii"):
             continue
         name, version = parts[0], parts[1]
-        if name.startswith("linux-image-") and name[len("linux-image-"):][:1].isdigit():
-            release = name[len("linux-image-"):].removesuffix("-unsigned")
+        if name.startswith("linux-image-") and name[len("linux-image-") :][:1].isdigit():
+            release = name[len("linux-image-") :].removesuffix("-unsigned")
             if not release.endswith("-dbg"):
-                kernels.append({"package": name, "release": release, "version": version, "unames": [release],
-                                "line": "linux-image"})
+                kernels.append(
+                    {
+                        "package": name,
+                        "release": release,
+                        "version": version,
+                        "unames": [release],
+                        "line": "linux-image",
+                    }
+                )
         elif name in RPM_KERNELS:
             kernels.append(_rpm_kernel(name, version, parts[3] if len(parts) == 4 else ""))
         else:
@@ -79,8 +177,12 @@ def _host_packages(body: str) -> dict[str, Any]:
         key = (k["line"], k["release"])
         if key not in booted or k["package"].endswith("-core"):
             booted[key] = k
-    return {"manager": meta.get("manager", "none"), "installed": installed, "kernels": list(booted.values()),
-            "reboot_required_file": meta.get("reboot_required_file") == "present"}
+    return {
+        "manager": meta.get("manager", "none"),
+        "installed": installed,
+        "kernels": list(booted.values()),
+        "reboot_required_file": meta.get("reboot_required_file") == "present",
+    }
 
 
 def _stale_binaries(body: str) -> dict[str, Any]:
@@ -96,10 +198,18 @@ def _stale_binaries(body: str) -> dict[str, Any]:
             root = value == "yes"
         elif key == "proc" and len(parts) >= 6:  # the earlier one-line format
             pid, comm, exe, libs, maps, guest = parts[:6]
-            procs[pid] = {"comm": comm, "exe": exe, "deleted_libs": [x.removesuffix(" (deleted)") for x in libs.split(";") if x],
-                          "maps_readable": maps == "maps", "guest": guest}
+            procs[pid] = {
+                "comm": comm,
+                "exe": exe,
+                "deleted_libs": [x.removesuffix(" (deleted)") for x in libs.split(";") if x],
+                "maps_readable": maps == "maps",
+                "guest": guest,
+            }
         elif key == "proc" and len(parts) == 2:
-            procs.setdefault(parts[0], {"comm": parts[1], "exe": "", "deleted_libs": [], "maps_readable": False, "guest": ""})
+            procs.setdefault(
+                parts[0],
+                {"comm": parts[1], "exe": "", "deleted_libs": [], "maps_readable": False, "guest": ""},
+            )
         elif key == "exe" and len(parts) >= 2 and parts[0] in procs:
             procs[parts[0]]["exe"] = "|".join(parts[1:])
         elif key == "maps" and value in procs:
@@ -111,7 +221,9 @@ def _stale_binaries(body: str) -> dict[str, Any]:
     out = []
     for pid, p in procs.items():
         p["guest"] = p.get("guest") or guests.get(pid, "")
-        out.append({"pid": int(pid) if pid.isdigit() else pid, **p, "exe_deleted": p["exe"].endswith(" (deleted)")})
+        out.append(
+            {"pid": int(pid) if pid.isdigit() else pid, **p, "exe_deleted": p["exe"].endswith(" (deleted)")}
+        )
     return {"root": root, "processes": out, "measured": root is not None}
 
 
@@ -137,15 +249,23 @@ def _hostname(body: str) -> dict[str, Any]:
         elif "=" in line and target is None:
             k, v = line.split("=", 1)
             kv[k] = v.strip()
-    return {"hostname": kv.get("hostname", ""), "fqdn": kv.get("fqdn", ""), "boot_id": kv.get("boot_id", ""),
-            "resolved": sorted(set(resolved)),
-            "local": local, "measured": bool(body.strip())}
+    return {
+        "hostname": kv.get("hostname", ""),
+        "fqdn": kv.get("fqdn", ""),
+        "boot_id": kv.get("boot_id", ""),
+        "resolved": sorted(set(resolved)),
+        "local": local,
+        "measured": bool(body.strip()),
+    }
 
 
 def _time_sync(body: str, clock: str) -> dict[str, Any]:
     kv = {**key_values(body), **key_values(clock)}
     adj = kv.get("adjtimex", "")
-    return {"adjtimex": int(adj) if adj.lstrip("-").isdigit() else None, "adjtimex_raw": adj,
-            "ntp_synchronized": kv.get("NTPSynchronized", kv.get("ntp_synchronized")),
-            "ntp_enabled": kv.get("NTP", kv.get("ntp_enabled")),
-            "chrony_leap": kv.get("chrony_leap")}
+    return {
+        "adjtimex": int(adj) if adj.lstrip("-").isdigit() else None,
+        "adjtimex_raw": adj,
+        "ntp_synchronized": kv.get("NTPSynchronized", kv.get("ntp_synchronized")),
+        "ntp_enabled": kv.get("NTP", kv.get("ntp_enabled")),
+        "chrony_leap": kv.get("chrony_leap"),
+    }

@@ -1,4 +1,5 @@
-"""install.libvirt-user (stage libvirt, only with --libvirt-user NAME): the user joins the libvirt and kvm groups."""
+"""install.libvirt-user (stage libvirt, only with --libvirt-user NAME): the user joins the libvirt and kvm
+groups."""
 
 from __future__ import annotations
 
@@ -26,12 +27,20 @@ def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
 
 
 def commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
-    return [f"usermod -aG {','.join(GROUPS)} {ctx.libvirt_user}"]  # the name matched USER_NAME: no quoting needed
+    return [
+        f"usermod -aG {','.join(GROUPS)} {ctx.libvirt_user}"
+    ]  # the name matched USER_NAME: no quoting needed
 
 
 LIBVIRT_USER = Action(
-    "install.libvirt-user", "libvirt", "add --libvirt-user to the libvirt and kvm groups (usermod -aG)",
-    precondition, commands, timeout=60, requires_checks=("packages.libvirt-daemon", "packages.qemu"), facts=("install",),
+    "install.libvirt-user",
+    "libvirt",
+    "add --libvirt-user to the libvirt and kvm groups (usermod -aG)",
+    precondition,
+    commands,
+    timeout=60,
+    requires_checks=("packages.libvirt-daemon", "packages.qemu"),
+    facts=("install",),
     applies=lambda ctx: bool(ctx.libvirt_user),
     hint="The groups come with the libvirt and QEMU packages; the user must log in again for them to apply",
 )

@@ -1,4 +1,5 @@
-"""install.default-network and install.storage-pool (stage libvirt): libvirt objects, through virsh on the target.
+"""install.default-network and install.storage-pool (stage libvirt): libvirt objects, through virsh on the
+target.
 
 Preconditions read facts['libvirt'] (the libvirt stage's own gatherer, one libvirt connection). Each command
 is only the missing part: define, build, start, autostart.
@@ -34,18 +35,31 @@ def _libvirt_state(facts: Mapping[str, Any], ctx: ActionContext, what: str) -> D
         return None
     daemons = ctx.records.get("install.daemons")
     if daemons is not None and daemons.status == PLANNED:
-        return needed(f"libvirt does not answer until install.daemons has run, so the {what} cannot be read now: "
-                      "assumed missing (install mode reads it after starting the daemons)")
-    return unsupported(f"libvirt does not answer, so the {what} cannot be checked or created: "
-                       f"{lv.get('error') or 'no libvirt facts'}")
+        return needed(
+            f"libvirt does not answer until install.daemons has run, so the {what} cannot be read now: "
+            "assumed missing (install mode reads it after starting the daemons)"
+        )
+    return unsupported(
+        f"libvirt does not answer, so the {what} cannot be checked or created: "
+        f"{lv.get('error') or 'no libvirt facts'}"
+    )
 
 
 def default_network(facts: Mapping[str, Any]) -> dict[str, Any] | None:
-    return next((n for n in (facts.get("libvirt") or {}).get("networks", []) if n.get("name") == "default"), None)
+    return next(
+        (n for n in (facts.get("libvirt") or {}).get("networks", []) if n.get("name") == "default"), None
+    )
 
 
-def _object_decision(facts: Mapping[str, Any], ctx: ActionContext, what: str, obj: dict[str, Any] | None, missing: str,
-                     gaps: Callable[[dict[str, Any]], list[tuple[str, bool]]], ok: Callable[[dict[str, Any]], str]) -> Decision:
+def _object_decision(
+    facts: Mapping[str, Any],
+    ctx: ActionContext,
+    what: str,
+    obj: dict[str, Any] | None,
+    missing: str,
+    gaps: Callable[[dict[str, Any]], list[tuple[str, bool]]],
+    ok: Callable[[dict[str, Any]], str],
+) -> Decision:
     """Unknown (libvirt down), missing, or which of its states (gaps: [(label, is_bad)]) are wrong."""
     unknown = _libvirt_state(facts, ctx, what)
     if unknown is not None:
@@ -58,10 +72,21 @@ def _object_decision(facts: Mapping[str, Any], ctx: ActionContext, what: str, ob
 
 def network_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
     return _object_decision(
-        facts, ctx, "default network", default_network(facts), "no network named default",
-        lambda n: [("transient (not defined)", not n.get("persistent", True)), ("inactive", not n.get("active")),
-                   ("autostart off", not n.get("autostart"))],
-        lambda n: f"network default ({n.get('forward')} on {n.get('bridge')} {n.get('address')}) is defined, active and autostarted",
+        facts,
+        ctx,
+        "default network",
+        default_network(facts),
+        "no network named default",
+        lambda n: [
+            ("transient (not defined)", not n.get("persistent", True)),
+            ("inactive", not n.get("active")),
+            ("autostart off", not n.get("autostart")),
+        ],
+        lambda n: (
+            f"network default ({n.get('forward')} on {n.get('bridge')} {n.get('address')}) is defined, "
+            "active "
+            "and autostarted"
+        ),
     )
 
 
@@ -73,10 +98,15 @@ def network_commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
         if template:
             out.append(f"{VIRSH} net-define {template}")
         else:
-            out.append(f"f=$(mktemp) && cat > \"$f\" <<'EOF'\n{DEFAULT_NETWORK_XML}\nEOF\n"
-                       f"{VIRSH} net-define \"$f\"; rc=$?; rm -f \"$f\"; exit $rc")
+            out.append(
+                f"f=$(mktemp) && cat > \"$f\" <<'EOF'\n{DEFAULT_NETWORK_XML}\nEOF\n"
+                f'{VIRSH} net-define "$f"; rc=$?; rm -f "$f"; exit $rc'
+            )
     elif not net.get("persistent", True):
-        out.append(f"f=$(mktemp) && {VIRSH} net-dumpxml default > \"$f\" && {VIRSH} net-define \"$f\"; rc=$?; rm -f \"$f\"; exit $rc")
+        out.append(
+            f'f=$(mktemp) && {VIRSH} net-dumpxml default > "$f" && {VIRSH} net-define "$f"; rc=$?; rm -f '
+            '"$f"; exit $rc'
+        )
     if net is None or not net.get("active"):
         out.append(f"{VIRSH} net-start default")
     if net is None or not net.get("autostart"):
@@ -85,15 +115,25 @@ def network_commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
 
 
 def images_pool(facts: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The pool install mode manages: one named default, else any (not kvmqa-) pool at /var/lib/libvirt/images."""
-    pools = [p for p in (facts.get("libvirt") or {}).get("pools", []) if not str(p.get("name", "")).startswith("kvmqa-")]
-    return (next((p for p in pools if p.get("name") == "default"), None)
-            or next((p for p in pools if str(p.get("path", "")).rstrip("/") == POOL_PATH), None))
+    """The pool install mode manages: one named default, else any (not kvmqa-) pool at
+    /var/lib/libvirt/images."""
+    pools = [
+        p
+        for p in (facts.get("libvirt") or {}).get("pools", [])
+        if not str(p.get("name", "")).startswith("kvmqa-")
+    ]
+    return next((p for p in pools if p.get("name") == "default"), None) or next(
+        (p for p in pools if str(p.get("path", "")).rstrip("/") == POOL_PATH), None
+    )
 
 
 def pool_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
     return _object_decision(
-        facts, ctx, "storage pool", images_pool(facts), f"no pool named default and none at {POOL_PATH}",
+        facts,
+        ctx,
+        "storage pool",
+        images_pool(facts),
+        f"no pool named default and none at {POOL_PATH}",
         lambda p: [("inactive", not p.get("active")), ("autostart off", not p.get("autostart"))],
         lambda p: f"pool {p['name']} ({p.get('type')} {p.get('path')}) is active and autostarted",
     )
@@ -113,14 +153,27 @@ def pool_commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
 
 
 DEFAULT_NETWORK = Action(
-    "install.default-network", "libvirt", "define, start and autostart libvirt's default NAT network",
-    network_precondition, network_commands, timeout=120, requires=("install.daemons",), needs_root=False,
+    "install.default-network",
+    "libvirt",
+    "define, start and autostart libvirt's default NAT network",
+    network_precondition,
+    network_commands,
+    timeout=120,
+    requires=("install.daemons",),
+    needs_root=False,
     facts=("install", "libvirt"),
     hint="A start failure is often a subnet clash (192.168.122.0/24 in use) or missing dnsmasq/iptables",
 )
 
 STORAGE_POOL = Action(
-    "install.storage-pool", "libvirt", f"define, build, start and autostart a dir storage pool 'default' at {POOL_PATH}",
-    pool_precondition, pool_commands, timeout=120, requires=("install.daemons",), needs_root=False, facts=("libvirt",),
+    "install.storage-pool",
+    "libvirt",
+    f"define, build, start and autostart a dir storage pool 'default' at {POOL_PATH}",
+    pool_precondition,
+    pool_commands,
+    timeout=120,
+    requires=("install.daemons",),
+    needs_root=False,
+    facts=("libvirt",),
     hint=f"Check that {POOL_PATH} can be created and is not used by another pool",
 )

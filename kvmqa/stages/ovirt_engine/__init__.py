@@ -10,9 +10,7 @@ STAGE = Stage(
     checks=CHECKS,
     requires=("reach.probe",),
     gatherers={"engine": "kvmqa.stages.ovirt_engine.client:gather_engine"},
-    actions=(
-        "kvmqa.stages.ovirt_engine.actions:ENGINE_ACTIONS",
-    ),
+    actions=("kvmqa.stages.ovirt_engine.actions:ENGINE_ACTIONS",),
     roles=("ovirt-engine",),
     install_context="kvmqa.stages.ovirt_engine.actions:ovirt_setup",
     offline=False,  # needs a live connection from the controller

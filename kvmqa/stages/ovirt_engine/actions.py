@@ -25,7 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kvmqa.core.action import Action, ActionContext, Call, Command, Decision, needed, satisfied, skip, unsupported
+from kvmqa.core.action import (
+    Action,
+    ActionContext,
+    Call,
+    Command,
+    Decision,
+    needed,
+    satisfied,
+    skip,
+    unsupported,
+)
 from kvmqa.core.paths import data_file
 from kvmqa.gather.distro import EL_IDS
 
@@ -70,7 +80,8 @@ class HostSpec:
 
 @dataclass
 class OvirtSetup:
-    """`ActionContext.stage_context` of the engine's steps: what they need besides facts (`ovirt_setup(session)`)."""
+    """`ActionContext.stage_context` of the engine's steps: what they need besides facts
+    (`ovirt_setup(session)`)."""
 
     fqdn: str = ""  # the engine's FQDN (engine-setup's OVESETUP_CONFIG/fqdn)
     hosts: tuple[HostSpec, ...] = ()  # inventory ovirt-hosts the engine adds
@@ -121,17 +132,25 @@ def _engine_setup_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> 
     if ((facts.get("engine") or {}).get("health") or {}).get("ok"):
         return satisfied("the engine answers health with DB Up")
     if not ctx.engine_password:
-        return unsupported("engine-setup needs the engine admin password ($KVMQA_ENGINE_PASSWORD or "
-                           "--engine-password-file / the inventory's engine.password_file)")
+        return unsupported(
+            "engine-setup needs the engine admin password ($KVMQA_ENGINE_PASSWORD or "
+            "--engine-password-file / the inventory's engine.password_file)"
+        )
     if "ovirt-engine" not in _installed(facts):
         return needed("ovirt-engine will be installed first, then set up")
     return needed("ovirt-engine is installed but not set up (health does not answer DB Up)")
 
 
-def render_answers(fqdn: str, organization: str = "kvmqa", firewall_manager: str = "firewalld",
-                   template: Path = ANSWERS_TEMPLATE) -> str:
+def render_answers(
+    fqdn: str,
+    organization: str = "kvmqa",
+    firewall_manager: str = "firewalld",
+    template: Path = ANSWERS_TEMPLATE,
+) -> str:
     """The answer file without secrets."""
-    return template.read_text().format(fqdn=fqdn, organization=organization, firewall_manager=firewall_manager)
+    return template.read_text().format(
+        fqdn=fqdn, organization=organization, firewall_manager=firewall_manager
+    )
 
 
 def secret_answers(admin_password: str) -> bytes:
@@ -147,11 +166,15 @@ def _paths(remote_dir: str) -> tuple[str, str]:
 
 def engine_setup_command(remote_dir: str = REMOTE_DIR) -> str:
     answers, secrets = _paths(remote_dir)
-    return f"engine-setup --offline --config-append={shlex.quote(answers)} --config-append={shlex.quote(secrets)}"
+    return (
+        f"engine-setup --offline --config-append={shlex.quote(answers)} "
+        f"--config-append={shlex.quote(secrets)}"
+    )
 
 
-def engine_setup(fqdn: str, organization: str = "kvmqa",
-                 remote_dir: str = REMOTE_DIR) -> Callable[[InstallContext], CommandResultLike]:
+def engine_setup(
+    fqdn: str, organization: str = "kvmqa", remote_dir: str = REMOTE_DIR
+) -> Callable[[InstallContext], CommandResultLike]:
     """engine-setup --offline with the rendered answers plus a 0600 secrets file, removed in a `finally`."""
 
     def run(ctx: InstallContext) -> CommandResultLike:
@@ -173,21 +196,31 @@ def engine_setup(fqdn: str, organization: str = "kvmqa",
     return run
 
 
-def _engine_setup_commands(facts: Mapping[str, Any], ctx: ActionContext, fqdn: str | None = None) -> list[Command]:
+def _engine_setup_commands(
+    facts: Mapping[str, Any], ctx: ActionContext, fqdn: str | None = None
+) -> list[Command]:
     setup = ctx.stage_context or OvirtSetup()
-    fqdn = fqdn or setup.fqdn or str((facts.get("host") or {}).get("fqdn") or (facts.get("host") or {}).get("hostname") or ctx.host)
+    fqdn = (
+        fqdn
+        or setup.fqdn
+        or str((facts.get("host") or {}).get("fqdn") or (facts.get("host") or {}).get("hostname") or ctx.host)
+    )
     answers, secrets = _paths(setup.remote_dir)
-    shown = (f"install -d -m 0700 {setup.remote_dir}\n"
-             f"put_file {answers} (0600: answers for {fqdn}, no secrets)\n"
-             f"put_file {secrets} (0600: the admin password, over stdin)\n"
-             f"{engine_setup_command(setup.remote_dir)}\n"
-             f"rm -f {secrets} (always)")
+    shown = (
+        f"install -d -m 0700 {setup.remote_dir}\n"
+        f"put_file {answers} (0600: answers for {fqdn}, no secrets)\n"
+        f"put_file {secrets} (0600: the admin password, over stdin)\n"
+        f"{engine_setup_command(setup.remote_dir)}\n"
+        f"rm -f {secrets} (always)"
+    )
     return [Call(shown, engine_setup(fqdn, setup.organization, setup.remote_dir))]
 
 
-# -- adding the inventory's ovirt-hosts to the engine -------------------------------------------------------------
+# -- adding the inventory's ovirt-hosts to the engine
+# -------------------------------------------------------------
 def _engine_hosts(facts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Engine hosts by name and by address (facts['engine']['hosts'], from kvmqa.stages.ovirt_engine.client.gather_engine)."""
+    """Engine hosts by name and by address (facts['engine']['hosts'], from
+    kvmqa.stages.ovirt_engine.client.gather_engine)."""
     out: dict[str, dict[str, Any]] = {}
     for h in (facts.get("engine") or {}).get("hosts") or []:
         for key in (h.get("name"), h.get("address")):
@@ -196,7 +229,9 @@ def _engine_hosts(facts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def hosts_to_add(facts: Mapping[str, Any], hosts: tuple[HostSpec, ...]) -> tuple[list[HostSpec], list[tuple[HostSpec, dict]]]:
+def hosts_to_add(
+    facts: Mapping[str, Any], hosts: tuple[HostSpec, ...]
+) -> tuple[list[HostSpec], list[tuple[HostSpec, dict]]]:
     """(unknown to the engine, known but not up)."""
     known = _engine_hosts(facts)
     missing, not_up = [], []
@@ -217,11 +252,15 @@ def _add_hosts_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Dec
     if not (engine.get("health") or {}).get("ok"):
         return needed(f"add {', '.join(h.name for h in setup.hosts)} once engine-setup has run")
     if not (engine.get("api") or {}).get("ok"):
-        return needed(f"the engine API was not read ({(engine.get('api') or engine.get('sso') or {}).get('error')}); "
-                      f"add or wait for {', '.join(h.name for h in setup.hosts)}")
+        return needed(
+            f"the engine API was not read ({(engine.get('api') or engine.get('sso') or {}).get('error')}); "
+            f"add or wait for {', '.join(h.name for h in setup.hosts)}"
+        )
     missing, not_up = hosts_to_add(facts, setup.hosts)
     if not missing and not not_up:
-        return satisfied(f"every inventory ovirt-host is up in the engine: {', '.join(h.name for h in setup.hosts)}")
+        return satisfied(
+            f"every inventory ovirt-host is up in the engine: {', '.join(h.name for h in setup.hosts)}"
+        )
     parts = []
     if missing:
         parts.append("not in the engine: " + ", ".join(h.name for h in missing))
@@ -231,16 +270,24 @@ def _add_hosts_precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Dec
 
 
 def add_hosts_step(facts: Mapping[str, Any], setup: OvirtSetup) -> Call:
-    """Through the engine API: add each missing inventory ovirt-host (public-key SSH), then wait until each is up."""
+    """Through the engine API: add each missing inventory ovirt-host (public-key SSH), then wait until each
+    is up."""
     api_read = ((facts.get("engine") or {}).get("api") or {}).get("ok")
     missing, not_up = hosts_to_add(facts, setup.hosts) if api_read else (list(setup.hosts), [])
-    shown = "\n".join([f"engine API: add host {h.name} (address {h.address}, cluster {setup.cluster}, ssh public key)"
-                       for h in missing] + [f"engine API: wait until {h.name} is up" for h in missing]
-                      + [f"engine API: wait until {s.name} is up (now {h.get('status')})" for s, h in not_up])
+    shown = "\n".join(
+        [
+            f"engine API: add host {h.name} (address {h.address}, cluster {setup.cluster}, ssh public key)"
+            for h in missing
+        ]
+        + [f"engine API: wait until {h.name} is up" for h in missing]
+        + [f"engine API: wait until {s.name} is up (now {h.get('status')})" for s, h in not_up]
+    )
 
     def run(ctx: ActionContext) -> CallResult:
         if setup.connect is None:
-            raise RuntimeError("no engine connection: give --engine-url (or the inventory's engine.url) and the password")
+            raise RuntimeError(
+                "no engine connection: give --engine-url (or the inventory's engine.url) and the password"
+            )
         started = time.perf_counter()
         lines: list[str] = []
         policy = setup.wait or WaitPolicy()
@@ -262,42 +309,82 @@ def add_hosts_step(facts: Mapping[str, Any], setup: OvirtSetup) -> Call:
     return Call(shown, run)
 
 
-# -- the actions ---------------------------------------------------------------------------------------------------
+# -- the actions
+# ---------------------------------------------------------------------------------------------------
 def role_applies(role: str) -> Callable[[ActionContext], bool]:
     return lambda ctx: role in ctx.roles
 
 
 def release_repo(stage: str, role: str) -> Action:
-    """The oVirt 4.5 release package (CentOS Stream's centos-release-ovirt45 or ovirt.org's ovirt-release45)."""
-    return Action("ovirt.release-repo", stage, "enable the oVirt 4.5 release repository",
-                  package_precondition(*RELEASE_PACKAGES), lambda f, c: ["dnf -y install centos-release-ovirt45"],
-                  timeout=1800, supported=el_release, applies=role_applies(role), hint=HINT)
+    """The oVirt 4.5 release package (CentOS Stream's centos-release-ovirt45 or ovirt.org's
+    ovirt-release45)."""
+    return Action(
+        "ovirt.release-repo",
+        stage,
+        "enable the oVirt 4.5 release repository",
+        package_precondition(*RELEASE_PACKAGES),
+        lambda f, c: ["dnf -y install centos-release-ovirt45"],
+        timeout=1800,
+        supported=el_release,
+        applies=role_applies(role),
+        hint=HINT,
+    )
 
 
 def engine_actions(fqdn: str | None = None) -> list[Action]:
-    """Stage ovirt_engine on ovirt-engine targets. `fqdn` overrides `ctx.stage_context.fqdn` (the framework's)."""
+    """Stage ovirt_engine on ovirt-engine targets. `fqdn` overrides `ctx.stage_context.fqdn` (the
+    framework's)."""
 
     applies = role_applies(ENGINE_ROLE)
     return [
         release_repo(ENGINE_STAGE, ENGINE_ROLE),
-        Action("ovirt.engine-package", ENGINE_STAGE, "install ovirt-engine", package_precondition("ovirt-engine"),
-               lambda f, c: ["dnf -y install ovirt-engine"], timeout=1800, requires=("ovirt.release-repo",),
-               supported=el_release, applies=applies, hint=HINT),
-        Action("ovirt.engine-setup", ENGINE_STAGE, "run engine-setup --offline with a generated answer file",
-               _engine_setup_precondition, lambda f, c: _engine_setup_commands(f, c, fqdn), timeout=3600, requires=("ovirt.engine-package",),
-               facts=("engine",), supported=el_release, applies=applies, hint=HINT),
-        Action("ovirt.add-hosts", ENGINE_STAGE, "add the inventory's ovirt-hosts through the engine API and wait for up",
-               _add_hosts_precondition, lambda f, c: [add_hosts_step(f, c.stage_context or OvirtSetup())],
-               timeout=3600, requires=("ovirt.engine-setup",), needs_root=False, facts=("engine",),
-               supported=el_release, applies=applies,
-               hint="the engine's SSH public key must be in each host's root authorized_keys (docs/ovirt.md)"),
+        Action(
+            "ovirt.engine-package",
+            ENGINE_STAGE,
+            "install ovirt-engine",
+            package_precondition("ovirt-engine"),
+            lambda f, c: ["dnf -y install ovirt-engine"],
+            timeout=1800,
+            requires=("ovirt.release-repo",),
+            supported=el_release,
+            applies=applies,
+            hint=HINT,
+        ),
+        Action(
+            "ovirt.engine-setup",
+            ENGINE_STAGE,
+            "run engine-setup --offline with a generated answer file",
+            _engine_setup_precondition,
+            lambda f, c: _engine_setup_commands(f, c, fqdn),
+            timeout=3600,
+            requires=("ovirt.engine-package",),
+            facts=("engine",),
+            supported=el_release,
+            applies=applies,
+            hint=HINT,
+        ),
+        Action(
+            "ovirt.add-hosts",
+            ENGINE_STAGE,
+            "add the inventory's ovirt-hosts through the engine API and wait for up",
+            _add_hosts_precondition,
+            lambda f, c: [add_hosts_step(f, c.stage_context or OvirtSetup())],
+            timeout=3600,
+            requires=("ovirt.engine-setup",),
+            needs_root=False,
+            facts=("engine",),
+            supported=el_release,
+            applies=applies,
+            hint="the engine's SSH public key must be in each host's root authorized_keys (docs/ovirt.md)",
+        ),
     ]
 
 
 ENGINE_ACTIONS: tuple[Action, ...] = tuple(engine_actions())  # stage ovirt_engine (kvmqa/stages/ovirt_engine)
 
 
-# -- what the framework gives the steps ---------------------------------------------------------------------------
+# -- what the framework gives the steps
+# ---------------------------------------------------------------------------
 def ovirt_setup(session: HostContext) -> OvirtSetup | None:
     """`ActionContext.stage_context` for a host session with an oVirt role (None otherwise)."""
     target = session.target
@@ -306,12 +393,18 @@ def ovirt_setup(session: HostContext) -> OvirtSetup | None:
     from kvmqa.stages.ovirt_engine.client import base_url
 
     url = base_url(session)
-    hosts = tuple(HostSpec(t.name, str(t.vars.get("ovirt_address") or t.host or t.name))
-                  for t in (session.all_targets or ()) if HOST_ROLE in tuple(t.roles))
+    hosts = tuple(
+        HostSpec(t.name, str(t.vars.get("ovirt_address") or t.host or t.name))
+        for t in (session.all_targets or ())
+        if HOST_ROLE in tuple(t.roles)
+    )
     settings = dict(session.profile.stage("ovirt_engine") or {}) if session.profile is not None else {}
-    return OvirtSetup(fqdn=str(target.vars.get("engine_fqdn") or urllib.parse.urlsplit(url).hostname or target.name),
-                      hosts=hosts, cluster=str(target.vars.get("ovirt_cluster") or settings.get("cluster") or "Default"),
-                      connect=lambda: engine_connection(session))
+    return OvirtSetup(
+        fqdn=str(target.vars.get("engine_fqdn") or urllib.parse.urlsplit(url).hostname or target.name),
+        hosts=hosts,
+        cluster=str(target.vars.get("ovirt_cluster") or settings.get("cluster") or "Default"),
+        connect=lambda: engine_connection(session),
+    )
 
 
 class EngineUnavailable(Exception):
@@ -320,8 +413,10 @@ class EngineUnavailable(Exception):
 
 @contextmanager
 def engine_connection(session: HostContext) -> Iterator[Any]:
-    """An `ovirtsdk4.Connection` to the engine, TLS verified exactly as kvmqa.stages.ovirt_engine.client's gatherer does
-    (--engine-ca, else the system store, else profile TOFU for the CA download); closed (token revoked) after."""
+    """An `ovirtsdk4.Connection` to the engine, TLS verified exactly as kvmqa.stages.ovirt_engine.client's
+    gatherer does
+    (--engine-ca, else the system store, else profile TOFU for the CA download); closed (token revoked)
+    after."""
     import ovirtsdk4 as sdk
 
     from kvmqa.stages.ovirt_engine import client as engine
@@ -332,11 +427,20 @@ def engine_connection(session: HostContext) -> Iterator[Any]:
     settings = engine.Settings.from_profile(session.profile)
     obs: dict[str, Any] = {"url": engine.base_url(session)}
     with tempfile.TemporaryDirectory(prefix="kvmqa-engine-") as tmp:
-        anchor = engine._ca_step(obs, session, settings, Path(tmp))  # the gatherer's CA trust, not a second copy
+        anchor = engine._ca_step(
+            obs, session, settings, Path(tmp)
+        )  # the gatherer's CA trust, not a second copy
         if anchor is None:
-            raise EngineUnavailable(f"engine {obs['url']}: {(obs.get('tls') or obs.get('ca') or {}).get('error')}")
-        conn = sdk.Connection(url=obs["url"] + engine.API_PATH, username=session.options.engine_user,
-                              password=password.reveal(), ca_file=str(anchor.ca_file), timeout=int(settings.timeout))
+            raise EngineUnavailable(
+                f"engine {obs['url']}: {(obs.get('tls') or obs.get('ca') or {}).get('error')}"
+            )
+        conn = sdk.Connection(
+            url=obs["url"] + engine.API_PATH,
+            username=session.options.engine_user,
+            password=password.reveal(),
+            ca_file=str(anchor.ca_file),
+            timeout=int(settings.timeout),
+        )
         try:
             yield conn
         finally:
@@ -354,13 +458,17 @@ def add_host(connection: Any, name: str, address: str, cluster: str) -> str:
     """
     import ovirtsdk4.types as types
 
-    host = connection.system_service().hosts_service().add(
-        types.Host(
-            name=name,
-            address=address,
-            cluster=types.Cluster(name=cluster),
-            ssh=types.Ssh(authentication_method=types.SshAuthenticationMethod.PUBLICKEY),
-            override_iptables=True,
+    host = (
+        connection.system_service()
+        .hosts_service()
+        .add(
+            types.Host(
+                name=name,
+                address=address,
+                cluster=types.Cluster(name=cluster),
+                ssh=types.Ssh(authentication_method=types.SshAuthenticationMethod.PUBLICKEY),
+                override_iptables=True,
+            )
         )
     )
     return str(host.id)
@@ -384,8 +492,9 @@ class WaitPolicy:
     timeout: float = 30 * 60.0
 
 
-def wait_for_up(host_service: Any, policy: WaitPolicy = WaitPolicy(),
-                sleep: Callable[[float], None] = time.sleep) -> list[str]:
+def wait_for_up(
+    host_service: Any, policy: WaitPolicy = WaitPolicy(), sleep: Callable[[float], None] = time.sleep
+) -> list[str]:
     """Poll the host until it is `up` for `stable_polls` polls in a row; returns the statuses seen."""
     seen: list[str] = []
     deadline = time.monotonic() + policy.timeout
@@ -398,5 +507,7 @@ def wait_for_up(host_service: Any, policy: WaitPolicy = WaitPolicy(),
         if status == FAILED or (status in UNHEALTHY and streak >= policy.stable_polls):
             raise HostDeployError(f"host is {status} (statuses seen: {', '.join(seen)})")
         if time.monotonic() > deadline:
-            raise HostDeployError(f"host not stably up within {policy.timeout:.0f}s (statuses seen: {', '.join(seen)})")
+            raise HostDeployError(
+                f"host not stably up within {policy.timeout:.0f}s (statuses seen: {', '.join(seen)})"
+            )
         sleep(policy.interval)

@@ -8,7 +8,8 @@ Order of calls, each over TLS verified against one trust anchor:
    The PEM must parse as a CA certificate; with `--engine-ca` the two must be the same certificate.
 2. Every later call verifies against `--engine-ca` or the downloaded CA.
 3. `GET /ovirt-engine/services/health` over HTTPS and over plain HTTP (OST checks both): 200 with exactly
-   `DB Up!Welcome to Health Status!` on each. The HTTP URL is the profile's `http_url`, else `http://<engine host>`.
+   `DB Up!Welcome to Health Status!` on each. The HTTP URL is the profile's `http_url`, else `http://<engine
+   host>`.
 4. `POST /ovirt-engine/sso/oauth/token` (`scope=ovirt-app-api`) for a bearer token.
 5. `ovirtsdk4.Connection(url=.../ovirt-engine/api, token=..., ca_file=...)`: API root, hosts,
    events of unhealthy hosts, clusters, cluster levels (`cpu_types`), data centers and their
@@ -145,7 +146,10 @@ def _ca_step(obs: dict[str, Any], session: EngineSession, settings: Settings, tm
     ca: dict[str, Any] = {"url": url, "user_ca_file": str(user_ca) if user_ca else None}
     obs["ca"] = ca
     if not url.startswith("https://"):
-        obs["tls"] = {"ok": False, "error": f"engine URL {obs['url']} is not https; kvmqa sends credentials only over TLS"}
+        obs["tls"] = {
+            "ok": False,
+            "error": f"engine URL {obs['url']} is not https; kvmqa sends credentials only over TLS",
+        }
         return None
     if user_ca is not None:
         ca["trust"] = "user-ca"
@@ -180,15 +184,20 @@ def _ca_step(obs: dict[str, Any], session: EngineSession, settings: Settings, tm
         return None
     ca.update(status=200, certificate=info.to_json(), ok=info.is_ca)
     if not info.is_ca:
-        ca["error"] = f"the downloaded certificate ({info.subject}) is not a CA (BasicConstraints CA:FALSE or absent)"
+        ca["error"] = (
+            f"the downloaded certificate ({info.subject}) is not a CA (BasicConstraints CA:FALSE or absent)"
+        )
     downloaded = tmp / "engine-ca.pem"
     downloaded.write_text(reply.body)
     if user_ca is not None:
         mine = web.parse_ca(Path(user_ca).read_bytes())
         ca["matches_user_ca"] = mine.sha256 == info.sha256
         if not ca["matches_user_ca"]:
-            ca.update(ok=False, error=f"the engine's CA ({info.subject}, sha256 {info.sha256[:16]}…) differs from "
-                                      f"--engine-ca {user_ca} ({mine.subject}, sha256 {mine.sha256[:16]}…)")
+            ca.update(
+                ok=False,
+                error=f"the engine's CA ({info.subject}, sha256 {info.sha256[:16]}…) differs from "
+                f"--engine-ca {user_ca} ({mine.subject}, sha256 {mine.sha256[:16]}…)",
+            )
         anchor = _Anchor(Path(user_ca), f"CA file {user_ca}")
     else:
         anchor = _Anchor(downloaded, f"the CA downloaded from {obs['url']}")
@@ -206,12 +215,19 @@ def _health_step(obs: dict[str, Any], anchor: _Anchor, settings: Settings) -> No
         _tls_failed_later(obs, exc)
         return
     https_ok = reply.status == 200 and reply.body == HEALTHY_BODY
-    obs["health"] = {"ok": https_ok and bool(http.get("ok")), "https_ok": https_ok, "url": url, "status": reply.status,
-                     "body": reply.body[:500], "http": http}
+    obs["health"] = {
+        "ok": https_ok and bool(http.get("ok")),
+        "https_ok": https_ok,
+        "url": url,
+        "status": reply.status,
+        "body": reply.body[:500],
+        "http": http,
+    }
 
 
 def _http_health(obs: dict[str, Any], anchor: _Anchor, settings: Settings) -> dict[str, Any]:
-    """The same servlet over plain HTTP (no credentials are sent; a redirect to https verifies as the rest)."""
+    """The same servlet over plain HTTP (no credentials are sent; a redirect to https verifies as the
+    rest)."""
     base = settings.http_url or f"http://{urllib.parse.urlsplit(obs['url']).hostname}"
     url = base.rstrip("/") + HEALTH_PATH
     if not url.startswith("http://"):
@@ -220,8 +236,12 @@ def _http_health(obs: dict[str, Any], anchor: _Anchor, settings: Settings) -> di
         reply = web.request(url, anchor.context(), timeout=settings.timeout, trust_label=anchor.label)
     except (web.TlsError, web.TransportError) as exc:
         return {"ok": False, "url": url, "error": str(exc)}
-    return {"ok": reply.status == 200 and reply.body == HEALTHY_BODY, "url": url, "status": reply.status,
-            "body": reply.body[:500]}
+    return {
+        "ok": reply.status == 200 and reply.body == HEALTHY_BODY,
+        "url": url,
+        "status": reply.status,
+        "body": reply.body[:500],
+    }
 
 
 def _tls_failed_later(obs: dict[str, Any], exc: Exception) -> None:
@@ -241,13 +261,23 @@ def _sso_step(
         sso.update(ok=False, error="no engine password: set KVMQA_ENGINE_PASSWORD or give a password file")
         return None
     form = urllib.parse.urlencode(
-        {"grant_type": "password", "scope": "ovirt-app-api", "username": session.options.engine_user,
-         "password": password.reveal()}
+        {
+            "grant_type": "password",
+            "scope": "ovirt-app-api",
+            "username": session.options.engine_user,
+            "password": password.reveal(),
+        }
     ).encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
     try:
-        reply = web.request(url, anchor.context(), data=form, headers=headers, timeout=settings.timeout,
-                            trust_label=anchor.label)
+        reply = web.request(
+            url,
+            anchor.context(),
+            data=form,
+            headers=headers,
+            timeout=settings.timeout,
+            trust_label=anchor.label,
+        )
     except (web.TlsError, web.TransportError) as exc:
         sso.update(ok=False, error=secrets.scrub(str(exc)))
         _tls_failed_later(obs, exc)
@@ -267,7 +297,12 @@ def _sso_step(
 
 
 def _api_step(
-    obs: dict[str, Any], session: EngineSession, anchor: _Anchor, settings: Settings, token: str, secrets: _Secrets
+    obs: dict[str, Any],
+    session: EngineSession,
+    anchor: _Anchor,
+    settings: Settings,
+    token: str,
+    secrets: _Secrets,
 ) -> None:
     import ovirtsdk4 as sdk  # pycurl and libxml2 behind it: imported only when an engine is checked
 
@@ -287,16 +322,31 @@ def _api_step(
             try:
                 step(obs, conn, session, settings)
             except sdk.AuthError as exc:
-                api.update(ok=False, error={"kind": "auth", "status": getattr(exc, "code", None),
-                                            "step": name, "message": secrets.scrub(str(exc))})
+                api.update(
+                    ok=False,
+                    error={
+                        "kind": "auth",
+                        "status": getattr(exc, "code", None),
+                        "step": name,
+                        "message": secrets.scrub(str(exc)),
+                    },
+                )
                 return
             except sdk.Error as exc:
                 kind = "tls" if _looks_like_tls(str(exc)) else "api"
-                api.update(ok=False, error={"kind": kind, "status": getattr(exc, "code", None),
-                                            "step": name, "message": secrets.scrub(str(exc))})
+                api.update(
+                    ok=False,
+                    error={
+                        "kind": kind,
+                        "status": getattr(exc, "code", None),
+                        "step": name,
+                        "message": secrets.scrub(str(exc)),
+                    },
+                )
                 if kind == "tls":
-                    obs["tls"] = dict(obs.get("tls") or {}, ok=False,
-                                      error=f"{anchor.label}: {secrets.scrub(str(exc))}")
+                    obs["tls"] = dict(
+                        obs.get("tls") or {}, ok=False, error=f"{anchor.label}: {secrets.scrub(str(exc))}"
+                    )
                 return
         api["ok"] = True
     finally:
@@ -358,16 +408,18 @@ def _hosts(obs: dict[str, Any], conn: Any, session: EngineSession, settings: Set
 def _host_list(conn: Any) -> list[dict[str, Any]]:
     hosts = []
     for h in conn.system_service().hosts_service().list():
-        hosts.append({
-            "id": h.id,
-            "name": h.name,
-            "address": h.address,
-            "status": _enum(h.status),
-            "status_detail": h.status_detail,
-            "cluster_id": h.cluster.id if h.cluster else None,
-            "cpu_name": h.cpu.name if h.cpu else None,
-            "cpu_type": h.cpu.type if h.cpu else None,
-        })
+        hosts.append(
+            {
+                "id": h.id,
+                "name": h.name,
+                "address": h.address,
+                "status": _enum(h.status),
+                "status_detail": h.status_detail,
+                "cluster_id": h.cluster.id if h.cluster else None,
+                "cpu_name": h.cpu.name if h.cpu else None,
+                "cpu_type": h.cpu.type if h.cpu else None,
+            }
+        )
     return hosts
 
 
@@ -408,9 +460,11 @@ def _host_cpu_flags(session: EngineSession, target: Any) -> dict[str, Any]:
         return {"cpu_flags": None, "vdsm_cpu_flags": None, "flags_source": None}
     cpu_flags = (facts.get("cpu") or {}).get("flags")
     vdsm_flags = ((facts.get("vdsm") or {}).get("capabilities") or {}).get("cpu_flags")
-    return {"cpu_flags": list(cpu_flags) if cpu_flags else None,
-            "vdsm_cpu_flags": list(vdsm_flags) if vdsm_flags else None,
-            "flags_source": source}
+    return {
+        "cpu_flags": list(cpu_flags) if cpu_flags else None,
+        "vdsm_cpu_flags": list(vdsm_flags) if vdsm_flags else None,
+        "flags_source": source,
+    }
 
 
 def _host_events(events_service: Any, host: dict[str, Any], settings: Settings) -> list[dict[str, Any]]:
@@ -422,30 +476,41 @@ def _host_events(events_service: Any, host: dict[str, Any], settings: Settings) 
         severity = _enum(e.severity)
         if severity not in EVENT_SEVERITIES:
             continue
-        out.append({"code": e.code, "severity": severity, "time": e.time.isoformat() if e.time else None,
-                    "description": e.description})
+        out.append(
+            {
+                "code": e.code,
+                "severity": severity,
+                "time": e.time.isoformat() if e.time else None,
+                "description": e.description,
+            }
+        )
     return out
 
 
 def _clusters(obs: dict[str, Any], conn: Any, session: EngineSession, settings: Settings) -> None:
     clusters = []
     for c in conn.system_service().clusters_service().list():
-        clusters.append({
-            "id": c.id,
-            "name": c.name,
-            "cpu_type": c.cpu.type if c.cpu else None,
-            "architecture": _enum(c.cpu.architecture) if c.cpu else None,
-            "version": _version_text(c.version),
-            "data_center_id": c.data_center.id if c.data_center else None,
-        })
+        clusters.append(
+            {
+                "id": c.id,
+                "name": c.name,
+                "cpu_type": c.cpu.type if c.cpu else None,
+                "architecture": _enum(c.cpu.architecture) if c.cpu else None,
+                "version": _version_text(c.version),
+                "data_center_id": c.data_center.id if c.data_center else None,
+            }
+        )
     obs["clusters"] = clusters
     levels_service = conn.system_service().cluster_levels_service()
     levels: dict[str, Any] = {}
     for version in sorted({c["version"] for c in clusters if c["version"]}):
         level = levels_service.level_service(version).get()
-        levels[version] = {"cpu_types": [
-            {"name": t.name, "level": t.level, "architecture": _enum(t.architecture)} for t in (level.cpu_types or [])
-        ]}
+        levels[version] = {
+            "cpu_types": [
+                {"name": t.name, "level": t.level, "architecture": _enum(t.architecture)}
+                for t in (level.cpu_types or [])
+            ]
+        }
     obs["cluster_levels"] = levels
 
 
@@ -454,19 +519,27 @@ def _datacenters(obs: dict[str, Any], conn: Any, session: EngineSession, setting
     dcs = []
     for dc in dcs_service.list():
         attached = dcs_service.data_center_service(dc.id).storage_domains_service().list()
-        dcs.append({
-            "id": dc.id,
-            "name": dc.name,
-            "status": _enum(dc.status),
-            "version": _version_text(dc.version),
-            "storage_domains": [_domain(sd) for sd in attached],
-        })
+        dcs.append(
+            {
+                "id": dc.id,
+                "name": dc.name,
+                "status": _enum(dc.status),
+                "version": _version_text(dc.version),
+                "storage_domains": [_domain(sd) for sd in attached],
+            }
+        )
     obs["datacenters"] = dcs
 
 
 def _domain(sd: Any) -> dict[str, Any]:
-    return {"id": sd.id, "name": sd.name, "type": _enum(sd.type), "status": _enum(sd.status),
-            "master": bool(sd.master), "external_status": _enum(sd.external_status)}
+    return {
+        "id": sd.id,
+        "name": sd.name,
+        "type": _enum(sd.type),
+        "status": _enum(sd.status),
+        "master": bool(sd.master),
+        "external_status": _enum(sd.external_status),
+    }
 
 
 def _storage_domains(obs: dict[str, Any], conn: Any, session: EngineSession, settings: Settings) -> None:

@@ -62,8 +62,15 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def _entry(version: str, e: dict[str, Any]) -> ServerCpu:
-    return ServerCpu(version, int(e["level"]), str(e["name"]), tuple(str(f) for f in e["flags"]),
-                     str(e.get("arch", "x86_64")), str(e.get("model", "")), tuple(e.get("features") or ()))
+    return ServerCpu(
+        version,
+        int(e["level"]),
+        str(e["name"]),
+        tuple(str(f) for f in e["flags"]),
+        str(e.get("arch", "x86_64")),
+        str(e.get("model", "")),
+        tuple(e.get("features") or ()),
+    )
 
 
 @lru_cache(maxsize=8)
@@ -84,8 +91,11 @@ def find(name: str | None, version: str | None, path: str | None = None) -> CpuL
     if version is None:
         return _find_without_level(name, table)
     if version not in table:
-        return CpuLookup(None, version, f"kvmqa has no ServerCPUList for cluster level {version}; "
-                                        f"known: {', '.join(table)}")
+        return CpuLookup(
+            None,
+            version,
+            f"kvmqa has no ServerCPUList for cluster level {version}; known: {', '.join(table)}",
+        )
     cpu = next((c for c in table[version] if c.name == name), None)
     if cpu is None:
         return CpuLookup(None, version, f"{name!r} is not in the ServerCPUList of cluster level {version}")
@@ -95,13 +105,15 @@ def find(name: str | None, version: str | None, path: str | None = None) -> CpuL
 def _find_without_level(name: str | None, table: dict[str, tuple[ServerCpu, ...]]) -> CpuLookup:
     found = [c for entries in table.values() for c in entries if c.name == name]
     if not found:
-        return CpuLookup(None, None, f"{name!r} is in none of kvmqa's ServerCPUList levels "
-                                     f"({', '.join(table)})")
+        return CpuLookup(
+            None, None, f"{name!r} is in none of kvmqa's ServerCPUList levels ({', '.join(table)})"
+        )
     levels = ", ".join(c.version for c in found)
     if len({c.flags for c in found}) > 1:
         differ = "; ".join(f"{c.version}: {','.join(c.flags)}" for c in found)
-        return CpuLookup(None, None, f"no cluster level given and {name!r} requires different flags by level "
-                                     f"({differ})")
+        return CpuLookup(
+            None, None, f"no cluster level given and {name!r} requires different flags by level ({differ})"
+        )
     return CpuLookup(found[-1], None, f"no cluster level given; {name!r} requires the same flags at {levels}")
 
 

@@ -97,11 +97,15 @@ def request(
     trust_label: str = "the system trust store",
 ) -> Reply:
     """One HTTP(S) request; an HTTP error status is a Reply, a TLS failure a TlsError naming the anchor."""
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method="POST" if data is not None else "GET")
+    req = urllib.request.Request(
+        url, data=data, headers=headers or {}, method="POST" if data is not None else "GET"
+    )
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
     try:
         with opener.open(req, timeout=timeout) as resp:
-            return Reply(resp.status, resp.read().decode("utf-8", "replace"), resp.headers.get("Content-Type", ""))
+            return Reply(
+                resp.status, resp.read().decode("utf-8", "replace"), resp.headers.get("Content-Type", "")
+            )
     except urllib.error.HTTPError as exc:
         body = exc.read().decode("utf-8", "replace") if exc.fp else ""
         return Reply(exc.code, body, exc.headers.get("Content-Type", "") if exc.headers else "")

@@ -9,9 +9,7 @@ STAGE = Stage(
     title="the virtualization packages and their versions",
     checks=CHECKS,
     requires=("reach.probe",),
-    actions=(
-        "kvmqa.stages.packages.actions:PACKAGES",
-    ),
+    actions=("kvmqa.stages.packages.actions:PACKAGES",),
     probe=probe_snippet(__name__),
     parser="kvmqa.stages.packages.facts:parse",
 )

@@ -1,4 +1,5 @@
-"""install.packages (stage packages): the one package table (kvmqa.gather.distro.REQUIREMENTS) plus the profile's extras.
+"""install.packages (stage packages): the one package table (kvmqa.gather.distro.REQUIREMENTS) plus the
+profile's extras.
 
 Debian/Ubuntu: apt-get, non-interactive, no recommends; `apt-get update` first only when there are no package
 lists, and once more (then a retry) when apt cannot find a package or a download 404s (stale lists).
@@ -16,17 +17,25 @@ from kvmqa.gather.distro import EL_IDS, PACKAGE_MANAGER, REQUIREMENTS
 from kvmqa.gather.install import PACKAGE_NAME, extra_packages
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
-APT_OPTS = ("-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
-            "-o DPkg::Lock::Timeout=120")
+APT_OPTS = (
+    "-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+    "-o DPkg::Lock::Timeout=120"
+)
 APT_UPDATE = f"{APT_ENV} apt-get update -q -o DPkg::Lock::Timeout=120"
-APT_STALE = r"^E: (Unable to locate package|Package '.*' has no installation candidate|Failed to fetch)|404\s+Not Found"
+APT_STALE = (
+    r"^E: (Unable to locate package|Package '.*' has no installation candidate|Failed to fetch)|404\s+Not "
+    r"Found"
+)
 
 
 def missing_packages(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
-    """Names to install: the first name of each requirement none of whose names is installed, then absent extras."""
+    """Names to install: the first name of each requirement none of whose names is installed, then absent
+    extras."""
     family = (facts.get("os") or {}).get("family") or ""
     installed = (facts.get("packages") or {}).get("installed") or {}
-    missing = [req.names(family)[0] for req in REQUIREMENTS if not any(n in installed for n in req.names(family))]
+    missing = [
+        req.names(family)[0] for req in REQUIREMENTS if not any(n in installed for n in req.names(family))
+    ]
     extra_state = ((facts.get("install") or {}).get("packages")) or {}
     for name in extra_packages(dict(facts), ctx):
         if name not in installed and extra_state.get(name) != "installed" and name not in missing:
@@ -37,7 +46,11 @@ def missing_packages(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
 def is_el8(facts: Mapping[str, Any]) -> bool:
     os_ = facts.get("os") or {}
     ids = {os_.get("id", ""), *str(os_.get("id_like", "")).split()}
-    return os_.get("id") != "fedora" and bool(ids & EL_IDS) and str(os_.get("version_id", "")).split(".")[0] == "8"
+    return (
+        os_.get("id") != "fedora"
+        and bool(ids & EL_IDS)
+        and str(os_.get("version_id", "")).split(".")[0] == "8"
+    )
 
 
 def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
@@ -51,7 +64,9 @@ def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
         return unsupported(f"expected {expected} on a {family}-family host, found {manager}")
     bad = [p for p in extra_packages(dict(facts), ctx) if not PACKAGE_NAME.match(p)]
     if bad:
-        return unsupported(f"the profile's extra_packages has invalid package names: {', '.join(map(repr, bad))}")
+        return unsupported(
+            f"the profile's extra_packages has invalid package names: {', '.join(map(repr, bad))}"
+        )
     missing = missing_packages(facts, ctx)
     if missing:
         return needed(f"not installed: {', '.join(missing)}")
@@ -63,13 +78,17 @@ def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
 
 
 def apt_install_available(names: str) -> str:
-    """apt-get install of every package apt can find; the ones it cannot are named in apt's own words (`E: Unable
-    to locate package X`) and fail the step afterwards, so one missing client tool or firmware package never keeps
+    """apt-get install of every package apt can find; the ones it cannot are named in apt's own words (`E:
+    Unable
+    to locate package X`) and fail the step afterwards, so one missing client tool or firmware package never
+    keeps
     the others (the libvirt daemon itself) from being installed."""
-    return (f"ok=; bad=; for p in {names}; do if apt-cache show \"$p\" >/dev/null 2>&1; then ok=\"$ok $p\"; "
-            f"else bad=\"$bad $p\"; fi; done; "
-            f"if [ -n \"$ok\" ]; then {APT_ENV} apt-get install {APT_OPTS} $ok || exit $?; fi; "
-            f"for p in $bad; do echo \"E: Unable to locate package $p\" >&2; done; [ -z \"$bad\" ] || exit 100")
+    return (
+        f'ok=; bad=; for p in {names}; do if apt-cache show "$p" >/dev/null 2>&1; then ok="$ok $p"; '
+        f'else bad="$bad $p"; fi; done; '
+        f'if [ -n "$ok" ]; then {APT_ENV} apt-get install {APT_OPTS} $ok || exit $?; fi; '
+        f'for p in $bad; do echo "E: Unable to locate package $p" >&2; done; [ -z "$bad" ] || exit 100'
+    )
 
 
 def commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
@@ -84,8 +103,13 @@ def commands(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
 
 
 PACKAGES = Action(
-    "install.packages", "packages", "install the virtualization packages (kvmqa.gather.distro table + profile extra_packages)",
-    precondition, commands, timeout=1800, facts=("install",),
+    "install.packages",
+    "packages",
+    "install the virtualization packages (kvmqa.gather.distro table + profile extra_packages)",
+    precondition,
+    commands,
+    timeout=1800,
+    facts=("install",),
     retry=Retry(APT_STALE, APT_UPDATE, "apt-get update: the package lists were stale"),
     hint="Fix the package source or the name (profile extra_packages), then rerun --mode install",
 )

@@ -1,4 +1,5 @@
-"""Stage packages: the virtualization packages, distro-aware (dpkg-query on Debian/Ubuntu, rpm on EL/Fedora)."""
+"""Stage packages: the virtualization packages, distro-aware (dpkg-query on Debian/Ubuntu, rpm on
+EL/Fedora)."""
 
 from __future__ import annotations
 
@@ -6,54 +7,78 @@ from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, info, passed
-from kvmqa.gather.distro import PACKAGE_MANAGER, REQUIREMENTS, Requirement, package_manager_of
+from kvmqa.gather.distro import PACKAGE_MANAGER, REQUIREMENTS, Requirement
+from kvmqa.gather.facts import OsRelease
 from kvmqa.gather.versions import at_least
+from kvmqa.stages.packages.facts import Packages
 
 CHECKS = StageChecks("packages")
 
 
-@CHECKS.check("packages.distro", "The distro is one kvmqa knows",
-              hint="kvmqa supports Debian, Ubuntu, RHEL/CentOS/Rocky/AlmaLinux/Oracle Linux 8-9 and Fedora")
+@CHECKS.check(
+    "packages.distro",
+    "The distro is one kvmqa knows",
+    hint="kvmqa supports Debian, Ubuntu, RHEL/CentOS/Rocky/AlmaLinux/Oracle Linux 8-9 and Fedora",
+)
 def distro(facts: HostFacts, profile: Profile) -> Outcome:
-    os_ = facts.get("os", {})
-    if not os_.get("family"):
-        return failed(os_.get("error") or "no /etc/os-release on the target")
-    return passed(f"{os_.get('pretty_name') or os_.get('id')} ({os_['family']} family)")
+    os_ = facts.view(OsRelease)
+    if not os_.family:
+        return failed(os_.error or "no /etc/os-release on the target")
+    return passed(f"{os_.pretty_name or os_.id} ({os_.family} family)")
 
 
-@CHECKS.check("packages.manager", "The package manager answers", hint="dpkg-query (Debian family) or rpm (EL family) must work",
-              requires=("packages.distro",))
+@CHECKS.check(
+    "packages.manager",
+    "The package manager answers",
+    hint="dpkg-query (Debian family) or rpm (EL family) must work",
+    requires=("packages.distro",),
+)
 def manager(facts: HostFacts, profile: Profile) -> Outcome:
-    pk = facts.get("packages", {})
-    expected = PACKAGE_MANAGER.get(facts.family or "", "rpm")
-    if pk.get("manager") != expected:
-        return failed(f"expected {expected} on a {facts.family}-family host, found {pk.get('manager')}")
-    return passed(f"{expected}: {len(pk.get('installed', {}))} of the packages asked about are installed")
+    pk, family = facts.view(Packages), facts.view(OsRelease).family
+    expected = PACKAGE_MANAGER.get(family or "", "rpm")
+    if pk.manager != expected:
+        return failed(f"expected {expected} on a {family}-family host, found {pk.manager}")
+    return passed(f"{expected}: {len(pk.installed)} of the packages asked about are installed")
 
 
 def installed_version(facts: HostFacts, req: Requirement) -> tuple[str, str] | None:
-    installed = facts.get("packages", {}).get("installed", {})
-    for name in req.names(facts.family or ""):
+    installed = facts.view(Packages).installed
+    for name in req.names(facts.view(OsRelease).family or ""):
         if name in installed:
             return name, installed[name]
     return None
 
 
 def requirement_check(req: Requirement) -> None:
-    hint = f"Install it: {' or '.join(req.deb)} (Debian/Ubuntu), {' or '.join(req.rpm)} (EL/Fedora); kvmqa --mode install does it"
+    hint = (
+        f"Install it: {' or '.join(req.deb)} (Debian/Ubuntu), {' or '.join(req.rpm)} (EL/Fedora); kvmqa "
+        "--mode install does it"
+    )
 
-    @CHECKS.check(f"packages.{req.key}", f"{req.title} is installed", level=req.level, hint=hint, requires=("packages.manager",))
+    @CHECKS.check(
+        f"packages.{req.key}",
+        f"{req.title} is installed",
+        level=req.level,
+        hint=hint,
+        requires=("packages.manager",),
+    )
     def requirement(facts: HostFacts, profile: Profile) -> Outcome:
         level = profile.ovmf if req.key == "ovmf" else req.level
         found = installed_version(facts, req)
-        names = req.names(facts.family or "")
+        os_ = facts.view(OsRelease)
+        names = req.names(os_.family or "")
         if found is None:
             return failed(f"none of {', '.join(names)} is installed", level=level)
         name, version = found
         minimum = profile.min_versions.get(req.key)
-        if minimum and not at_least(version, minimum, package_manager_of(facts) or ""):
-            return failed(f"{name} {version} is older than the profile's minimum {minimum}", level=level,
-                          hint=f"Upgrade {name} to {minimum} or newer", package=name, version=version)
+        if minimum and not at_least(version, minimum, os_.package_manager or ""):
+            return failed(
+                f"{name} {version} is older than the profile's minimum {minimum}",
+                level=level,
+                hint=f"Upgrade {name} to {minimum} or newer",
+                package=name,
+                version=version,
+            )
         suffix = f" (minimum {minimum})" if minimum else ""
         return passed(f"{name} {version}{suffix}", package=name, version=version)
 
@@ -62,8 +87,12 @@ for _req in REQUIREMENTS:
     requirement_check(_req)
 
 
-@CHECKS.check("packages.versions", "Installed versions of the virtualization stack", level=Level.INFO,
-              requires=("packages.manager",))
+@CHECKS.check(
+    "packages.versions",
+    "Installed versions of the virtualization stack",
+    level=Level.INFO,
+    requires=("packages.manager",),
+)
 def versions(facts: HostFacts, profile: Profile) -> Outcome:
-    installed = facts.get("packages", {}).get("installed", {})
+    installed = facts.view(Packages).installed
     return info(", ".join(f"{k} {v}" for k, v in sorted(installed.items())) or "none", installed=installed)

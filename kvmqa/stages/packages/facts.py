@@ -8,9 +8,20 @@ manager and the versions of the packages kvmqa asks about (kvmqa.gather.distro's
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from kvmqa.core.stage import Sections
+
+
+@dataclass(frozen=True)
+class Packages:
+    """The packages kvmqa asks about: the installed ones by name (their versions) and the absent ones."""
+
+    SECTION: ClassVar[str] = "packages"
+    manager: str | None = None  # dpkg, rpm or none; None: no packages section
+    installed: dict[str, str] = field(default_factory=dict)
+    absent: tuple[str, ...] = ()
 
 
 def parse(sections: Sections) -> dict[str, Any]:

@@ -9,9 +9,7 @@ STAGE = Stage(
     title="vdsm on oVirt hosts: services, port, API, KVM",
     checks=CHECKS,
     requires=("reach.probe",),
-    actions=(
-        "kvmqa.stages.vdsm.actions:HOST_ACTIONS",
-    ),
+    actions=("kvmqa.stages.vdsm.actions:HOST_ACTIONS",),
     roles=("ovirt-host",),
     probe=probe_snippet(__name__),
     parser="kvmqa.stages.vdsm.facts:parse",

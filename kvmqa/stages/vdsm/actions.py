@@ -1,4 +1,5 @@
-"""Install mode's steps of stage vdsm on ovirt-host targets (EL8/EL9): host deploy as the engine does it, the oVirt
+"""Install mode's steps of stage vdsm on ovirt-host targets (EL8/EL9): host deploy as the engine does it, the
+oVirt
 release repository, ovirt-host, then vdsm-tool configure. The oVirt helpers they share with the engine's steps
 (release repository, EL check, package preconditions) are in kvmqa/stages/ovirt_engine/actions.py."""
 
@@ -26,18 +27,36 @@ def _vdsm_configure_precondition(facts: Mapping[str, Any], ctx: ActionContext) -
     return needed("vdsm-tool is-configured reports modules not configured (or vdsm absent)")
 
 
-
 def host_actions() -> list[Action]:
-    """Stage vdsm on ovirt-host targets: host deploy as the engine's does it, ovirt-host then vdsm-tool configure."""
+    """Stage vdsm on ovirt-host targets: host deploy as the engine's does it, ovirt-host then vdsm-tool
+    configure."""
     applies = role_applies(HOST_ROLE)
     return [
         release_repo(HOST_STAGE, HOST_ROLE),
-        Action("ovirt.host-package", HOST_STAGE, "install ovirt-host (vdsm and its dependencies)",
-               package_precondition("ovirt-host"), lambda f, c: ["dnf -y install ovirt-host"], timeout=1800,
-               requires=("ovirt.release-repo",), supported=el_release, applies=applies, hint=HINT),
-        Action("ovirt.vdsm-configure", HOST_STAGE, "configure vdsm's modules and restart their services",
-               _vdsm_configure_precondition, lambda f, c: ["vdsm-tool configure --force"], timeout=600,
-               requires=("ovirt.host-package",), supported=el_release, applies=applies, hint=HINT),
+        Action(
+            "ovirt.host-package",
+            HOST_STAGE,
+            "install ovirt-host (vdsm and its dependencies)",
+            package_precondition("ovirt-host"),
+            lambda f, c: ["dnf -y install ovirt-host"],
+            timeout=1800,
+            requires=("ovirt.release-repo",),
+            supported=el_release,
+            applies=applies,
+            hint=HINT,
+        ),
+        Action(
+            "ovirt.vdsm-configure",
+            HOST_STAGE,
+            "configure vdsm's modules and restart their services",
+            _vdsm_configure_precondition,
+            lambda f, c: ["vdsm-tool configure --force"],
+            timeout=600,
+            requires=("ovirt.host-package",),
+            supported=el_release,
+            applies=applies,
+            hint=HINT,
+        ),
     ]
 
 

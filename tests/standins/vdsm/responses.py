@@ -19,17 +19,24 @@ from pathlib import Path
 from typing import Any
 
 SCENARIO_ENV = "KVMQA_STANDIN_VDSM_SCENARIO"
-REPLAY_ENV = {"getCapabilities": "KVMQA_STANDIN_VDSM_CAPS", "getStats": "KVMQA_STANDIN_VDSM_STATS",
-              "is-configured": "KVMQA_STANDIN_VDSM_IS_CONFIGURED"}
+REPLAY_ENV = {
+    "getCapabilities": "KVMQA_STANDIN_VDSM_CAPS",
+    "getStats": "KVMQA_STANDIN_VDSM_STATS",
+    "is-configured": "KVMQA_STANDIN_VDSM_IS_CONFIGURED",
+}
 
-CPUINFO_FLAGS = ("fpu,vme,de,pse,tsc,msr,pae,mce,cx8,apic,sep,mtrr,pge,mca,cmov,pat,pse36,clflush,mmx,fxsr,sse,"
-                 "sse2,ss,syscall,nx,pdpe1gb,rdtscp,lm,constant_tsc,rep_good,nopl,xtopology,cpuid,pni,pclmulqdq,"
-                 "vmx,ssse3,fma,cx16,pcid,sse4_1,sse4_2,x2apic,movbe,popcnt,aes,xsave,avx,f16c,rdrand,hypervisor,"
-                 "lahf_lm,abm,fsgsbase,bmi1,avx2,smep,bmi2,erms,invpcid,md_clear,spec_ctrl,ssbd")
+CPUINFO_FLAGS = (
+    "fpu,vme,de,pse,tsc,msr,pae,mce,cx8,apic,sep,mtrr,pge,mca,cmov,pat,pse36,clflush,mmx,fxsr,sse,"
+    "sse2,ss,syscall,nx,pdpe1gb,rdtscp,lm,constant_tsc,rep_good,nopl,xtopology,cpuid,pni,pclmulqdq,"
+    "vmx,ssse3,fma,cx16,pcid,sse4_1,sse4_2,x2apic,movbe,popcnt,aes,xsave,avx,f16c,rdrand,hypervisor,"
+    "lahf_lm,abm,fsgsbase,bmi1,avx2,smep,bmi2,erms,invpcid,md_clear,spec_ctrl,ssbd"
+)
 # cpuinfo flags, libvirt domcapabilities features, then one model_<Name> per usable libvirt model.
-MODELS = ("model_Haswell-noTSX,model_Haswell-noTSX-IBRS,model_IvyBridge,model_IvyBridge-IBRS,model_SandyBridge,"
-          "model_SandyBridge-IBRS,model_Westmere,model_Westmere-IBRS,model_Nehalem,model_Nehalem-IBRS,"
-          "model_Penryn,model_Conroe,model_qemu64,model_kvm64")
+MODELS = (
+    "model_Haswell-noTSX,model_Haswell-noTSX-IBRS,model_IvyBridge,model_IvyBridge-IBRS,model_SandyBridge,"
+    "model_SandyBridge-IBRS,model_Westmere,model_Westmere-IBRS,model_Nehalem,model_Nehalem-IBRS,"
+    "model_Penryn,model_Conroe,model_qemu64,model_kvm64"
+)
 
 
 CLUSTER_LEVELS = ["4.2", "4.3", "4.4", "4.5", "4.6", "4.7", "4.8"]
@@ -54,10 +61,12 @@ def is_configured_rc(output: str) -> int:
 def _packages() -> dict[str, dict[str, str]]:
     # vdsm 4.50.7 (lib/vdsm/common/dsaversion.py.in) offers 4.7 with libvirt >= 8.0 and 4.8 with libvirt
     # >= 10.10 and qemu-kvm >= 9.1
-    libvirt, qemu = (("10.0.0", "8.2.0") if scenario() == "cluster-4.7" else ("10.10.0", "9.1.0"))
-    return {"vdsm": {"version": "4.50.7", "release": "1.el9"},
-            "libvirt": {"version": libvirt, "release": "1.el9"},
-            "qemu-kvm": {"version": qemu, "release": "1.el9"}}
+    libvirt, qemu = ("10.0.0", "8.2.0") if scenario() == "cluster-4.7" else ("10.10.0", "9.1.0")
+    return {
+        "vdsm": {"version": "4.50.7", "release": "1.el9"},
+        "libvirt": {"version": libvirt, "release": "1.el9"},
+        "qemu-kvm": {"version": qemu, "release": "1.el9"},
+    }
 
 
 def capabilities() -> dict[str, Any]:
@@ -78,8 +87,12 @@ def capabilities() -> dict[str, Any]:
         "version_name": "Snow Man",
         "supportedENGINEs": ["4.2", "4.3", "4.4", "4.5"],
         "clusterLevels": CLUSTER_LEVELS[:-1] if scenario() == "cluster-4.7" else CLUSTER_LEVELS,
-        "operatingSystem": {"release": "1.el9", "version": "9", "name": "RHEL",
-                            "pretty_name": "CentOS Stream 9"},
+        "operatingSystem": {
+            "release": "1.el9",
+            "version": "9",
+            "name": "RHEL",
+            "pretty_name": "CentOS Stream 9",
+        },
         "kdumpStatus": 0,
         "selinux": {"mode": "1"},
         "uuid": "4c4c4544-0000-4000-8000-000000000001",
@@ -93,13 +106,33 @@ def capabilities() -> dict[str, Any]:
 
 def stats() -> dict[str, Any]:
     reply: dict[str, Any] = {
-        "cpuIdle": "97.25", "cpuUser": "1.50", "cpuSys": "1.25", "cpuLoad": "0.12",
-        "memFree": 6120, "memUsed": "21", "swapTotal": 2047, "swapFree": 2047,
-        "vmCount": 0, "vmActive": 0, "vmMigrating": 0, "elapsedTime": "8123", "bootTime": "1763630000",
-        "thpState": "always", "momStatus": "active", "netConfigDirty": "False",
-        "network": {}, "storageDomains": {}, "diskStats": {}, "multipathHealth": {},
-        "haStats": {"configured": False, "active": False, "score": 0, "globalMaintenance": False,
-                    "localMaintenance": False},
+        "cpuIdle": "97.25",
+        "cpuUser": "1.50",
+        "cpuSys": "1.25",
+        "cpuLoad": "0.12",
+        "memFree": 6120,
+        "memUsed": "21",
+        "swapTotal": 2047,
+        "swapFree": 2047,
+        "vmCount": 0,
+        "vmActive": 0,
+        "vmMigrating": 0,
+        "elapsedTime": "8123",
+        "bootTime": "1763630000",
+        "thpState": "always",
+        "momStatus": "active",
+        "netConfigDirty": "False",
+        "network": {},
+        "storageDomains": {},
+        "diskStats": {},
+        "multipathHealth": {},
+        "haStats": {
+            "configured": False,
+            "active": False,
+            "score": 0,
+            "globalMaintenance": False,
+            "localMaintenance": False,
+        },
     }
     if scenario() == "mom-inactive":
         reply["momStatus"] = "inactive"  # lib/vdsm/momIF.py: MOM unreachable, and getKsmStats() adds nothing
@@ -108,8 +141,10 @@ def stats() -> dict[str, Any]:
     return reply
 
 
-REFUSED = ("vdsm-client: Connection to localhost:54321 with use_tls=True, timeout=60 failed: "
-           "[Errno 111] Connection refused")
+REFUSED = (
+    "vdsm-client: Connection to localhost:54321 with use_tls=True, timeout=60 failed: "
+    "[Errno 111] Connection refused"
+)
 NOT_CONFIGURED = (
     "libvirt is not configured for vdsm yet\n"
     "Modules certificates, libvirt are not configured\n"
@@ -121,8 +156,10 @@ NOT_CONFIGURED = (
 )
 # A healthy host's full run: lvm, sanlock and managedvolumedb answer YES, libvirt MAYBE (printed),
 # passwd MAYBE (silent), multipath YES ("Current revision ... preserving"); lib/vdsm/tool/configurators/*.py.
-CONFIGURED = ("lvm is configured for vdsm\n"
-              "sanlock is configured for vdsm\n"
-              "Managed volume database is already configured\n"
-              "libvirt is already configured for vdsm\n"
-              "Current revision of multipath.conf detected, preserving")
+CONFIGURED = (
+    "lvm is configured for vdsm\n"
+    "sanlock is configured for vdsm\n"
+    "Managed volume database is already configured\n"
+    "libvirt is already configured for vdsm\n"
+    "Current revision of multipath.conf detected, preserving"
+)
