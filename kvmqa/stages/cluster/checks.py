@@ -1,6 +1,6 @@
 """Stage cluster: whether the run's hosts can take each other's guests, decided before anything moves.
 
-Each check reads the cluster's facts (kvmqa/stages/cluster/facts.py: `hosts`, `missing`, `cross`) and names
+Each check reads the cluster's facts (`facts.view(Cluster)`: hosts, missing, members, cross) and names
 the ordered pairs it blocks in `details["pairs"]` ({source, destination, reason}): the report's host x host
 matrix shows, per pair, the first failing check and its reason. With one host every check is not applicable;
 a host whose facts could not be gathered is named as not judged (an ERROR), never left out.
