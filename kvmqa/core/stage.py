@@ -12,9 +12,11 @@
 
 Everything that needs the list of stages reads a `Registry`: the suite order, the pytest plugin, reports
 (the matrix's columns), profiles (a stage's own settings), `python -m kvmqa checks`, install mode and
-`python -m kvmqa evaluate`. Gatherers, actions and parsers are named as "module:attribute" and resolved when first
+`python -m kvmqa evaluate`. Gatherers, actions and parsers are named as "module:attribute" and resolved when
+first
 used, so listing the checks never imports libvirt or ovirtsdk4. The probe runner (kvmqa.gather) is handed the
-stages' snippets and parsers (`Registry.probe_snippets`, `Registry.probe_parsers`): a fact lives with its stage.
+stages' snippets and parsers (`Registry.probe_snippets`, `Registry.probe_parsers`): a fact lives with its
+stage.
 """
 
 from __future__ import annotations
@@ -62,17 +64,19 @@ class UnknownStage(KeyError):
 
 
 class StageError(Exception):
-    """A stage declaration is wrong (a site stage's folder): the message names the folder and what is wrong."""
+    """A stage declaration is wrong (a site stage's folder): the message names the folder and what is
+    wrong."""
 
 
 def resolve(ref: str) -> Any:
-    """"package.module:attribute" -> the attribute."""
+    """ "package.module:attribute" -> the attribute."""
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
 
 
 def probe_snippet(package: str) -> str:
-    """The `probe.sh` in a stage's folder (`probe_snippet(__name__)` in its __init__.py): the sections it owns."""
+    """The `probe.sh` in a stage's folder (`probe_snippet(__name__)` in its __init__.py): the sections it
+    owns."""
     return resources.files(package).joinpath("probe.sh").read_text()
 
 
@@ -87,10 +91,14 @@ class Stage:
     actions: tuple[str, ...] = ()  # "module:ATTR" of an Action or a sequence of Actions
     roles: tuple[str, ...] = ()  # the inventory roles it applies to; () = every host
     offline: bool = True  # decidable from the probe's output alone (`python -m kvmqa evaluate`, Ansible runs)
-    probe: str = ""  # a probe snippet (POSIX sh, `_kq_sec NAME CMD...` sections) added to the host's one probe
+    probe: str = (
+        ""  # a probe snippet (POSIX sh, `_kq_sec NAME CMD...` sections) added to the host's one probe
+    )
     parser: str = ""  # "module:function" (Sections) -> the fact sections this stage's snippet feeds
     site: bool = False  # from a site-checks folder (--site-checks), not built in
-    install_context: str = ""  # "module:function" (HostSession) -> what this stage's steps read as ctx.stage_context
+    install_context: str = (
+        ""  # "module:function" (HostSession) -> what this stage's steps read as ctx.stage_context
+    )
     # "host": checked on each host; "run": once for the whole run (its findings' host is a pseudo-host such as
     # `cluster`; its gatherers get the run's hosts together, its `requires` are looked up on each of them)
     scope: str = "host"
@@ -166,7 +174,8 @@ class Registry:
         return stage.checks.get(check_id)
 
     def columns(self) -> list[str]:
-        """The matrix's columns: the stages, with install mode's column after the last host stage that installs."""
+        """The matrix's columns: the stages, with install mode's column after the last host stage that
+        installs."""
         names = self.names()
         host_installers = [i for i, s in enumerate(self.stages) if s.actions and not s.roles and not s.site]
         at = host_installers[-1] + 1 if host_installers else len(names)

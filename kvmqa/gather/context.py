@@ -1,6 +1,7 @@
 """What a stage's gatherer may use of the host it gathers from: the host session, seen from below.
 
-The session itself (kvmqa.session.host.HostSession) lives above the stages; gatherers, install-fact readers and
+The session itself (kvmqa.session.host.HostSession) lives above the stages; gatherers, install-fact readers
+and
 actions are written against this protocol so that nothing below the session imports it.
 """
 

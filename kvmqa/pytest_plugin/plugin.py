@@ -36,12 +36,13 @@ from kvmqa.transport.target import Target
 log = logging.getLogger("kvmqa")
 
 
-
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    """kvmqa's hookspecs, then its other rooms: install mode (pytest_kvmqa_before_stage), fleet scheduling and prefetch,
+    """kvmqa's hookspecs, then its other rooms: install mode (pytest_kvmqa_before_stage), fleet scheduling and
+    prefetch,
     waivers and baselines (pytest_kvmqa_finish), the record of an interrupted run."""
     pluginmanager.add_hookspecs(hookspecs)
-    # testinfra (a dependency) registers its own pytest plugin, whose --hosts/--sudo/... clash with kvmqa's and whose
+    # testinfra (a dependency) registers its own pytest plugin, whose --hosts/--sudo/... clash with kvmqa's
+    # and whose
     # `host` fixture kvmqa does not use: blocked (unregistered if it came first; see _shared_option)
     pluginmanager.set_blocked(TESTINFRA_PLUGIN)
     for module in (install, fleet, policy, interrupt):
@@ -50,11 +51,17 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 TESTINFRA_PLUGIN = "pytest11.testinfra"
-TESTINFRA_OPTIONS = ("--hosts", "--sudo", "--ssh-identity-file", "--ssh-config")  # the same names and meanings
+TESTINFRA_OPTIONS = (
+    "--hosts",
+    "--sudo",
+    "--ssh-identity-file",
+    "--ssh-config",
+)  # the same names and meanings
 
 
 def _shared_option(group: Any, name: str, **kwargs: Any) -> None:
-    """An option testinfra's plugin also defines: when that plugin was loaded before kvmqa's, its option (same dest,
+    """An option testinfra's plugin also defines: when that plugin was loaded before kvmqa's, its option (same
+    dest,
     same meaning) stays and kvmqa reads it."""
     try:
         group.addoption(name, **kwargs)
@@ -65,37 +72,94 @@ def _shared_option(group: Any, name: str, **kwargs: Any) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("kvmqa", "kvmqa: KVM host conformance")
-    _shared_option(g, "--hosts", default=None, help="comma-separated targets: local://, ssh://user@host:port, paramiko://...")
-    g.addoption("--inventory", default=None,
-                help="kvmqa YAML inventory, or any Ansible inventory (file, directory, script, plugin YAML; needs kvmqa[ansible])")
-    g.addoption("--limit", default=None, help="Ansible inventories: only the hosts matching this Ansible host pattern")
-    g.addoption("--vault-password-file", default=None, help="Ansible inventories: the vault password file for !vault values")
+    _shared_option(
+        g,
+        "--hosts",
+        default=None,
+        help="comma-separated targets: local://, ssh://user@host:port, paramiko://...",
+    )
+    g.addoption(
+        "--inventory",
+        default=None,
+        help="kvmqa YAML inventory, or any Ansible inventory (file, directory, script, plugin YAML; "
+        "needs kvmqa[ansible])",
+    )
+    g.addoption(
+        "--limit", default=None, help="Ansible inventories: only the hosts matching this Ansible host pattern"
+    )
+    g.addoption(
+        "--vault-password-file",
+        default=None,
+        help="Ansible inventories: the vault password file for !vault values",
+    )
     _shared_option(g, "--sudo", action="store_true", help="run target commands through passwordless sudo")
     _shared_option(g, "--ssh-identity-file", default=None, help="private key for ssh targets")
-    g.addoption("--no-strict-host-keys", action="store_true", help="do NOT verify ssh host keys (explicit opt-out)")
-    g.addoption("--known-hosts", default=None, help="known_hosts file for ssh targets (default: ~/.ssh/known_hosts)")
-    _shared_option(g, "--ssh-config", default=None,
-                help="OpenSSH config file for ssh targets, instead of ~/.ssh/config (ProxyJump, host aliases)")
-    g.addoption("--command-timeout", type=float, default=120.0, help="timeout for each remote command, seconds")
+    g.addoption(
+        "--no-strict-host-keys", action="store_true", help="do NOT verify ssh host keys (explicit opt-out)"
+    )
+    g.addoption(
+        "--known-hosts", default=None, help="known_hosts file for ssh targets (default: ~/.ssh/known_hosts)"
+    )
+    _shared_option(
+        g,
+        "--ssh-config",
+        default=None,
+        help="OpenSSH config file for ssh targets, instead of ~/.ssh/config (ProxyJump, host aliases)",
+    )
+    g.addoption(
+        "--command-timeout", type=float, default=120.0, help="timeout for each remote command, seconds"
+    )
     g.addoption("--connect-timeout", type=float, default=10.0, help="ssh connect timeout, seconds")
     g.addoption("--profile", default=None, help="profile YAML (thresholds, minimum versions, levels)")
-    g.addoption("--mode", choices=("verify", "install"), default="verify", help="verify (read-only, default) or install")
-    g.addoption("--plan", action="store_true", help="install mode: print and report the actions, change nothing")
-    g.addoption("--allow-emulation", action="store_true", help="first VM: boot under TCG when KVM is not usable (EMULATED)")
-    g.addoption("--guest-image", default=None, help="first VM: also boot this qcow2 cloud image with a cloud-init seed")
-    g.addoption("--cleanup", action="store_true", help="remove kvmqa-* leftovers of an earlier crashed run first")
+    g.addoption(
+        "--mode",
+        choices=("verify", "install"),
+        default="verify",
+        help="verify (read-only, default) or install",
+    )
+    g.addoption(
+        "--plan", action="store_true", help="install mode: print and report the actions, change nothing"
+    )
+    g.addoption(
+        "--allow-emulation",
+        action="store_true",
+        help="first VM: boot under TCG when KVM is not usable (EMULATED)",
+    )
+    g.addoption(
+        "--guest-image",
+        default=None,
+        help="first VM: also boot this qcow2 cloud image with a cloud-init seed",
+    )
+    g.addoption(
+        "--cleanup", action="store_true", help="remove kvmqa-* leftovers of an earlier crashed run first"
+    )
     g.addoption("--reports-dir", default=None, help="where reports go (default: reports/)")
-    g.addoption("--libvirt-user", default=None, help="install mode: add this user to the libvirt and kvm groups")
+    g.addoption(
+        "--libvirt-user", default=None, help="install mode: add this user to the libvirt and kvm groups"
+    )
     g.addoption("--waivers", default=None, help="waivers YAML (check, hosts, justification, expires)")
     g.addoption("--save-baseline", default=None, help="record each host's facts and verdicts to this file")
-    g.addoption("--compare-baseline", default=None, help="compare with a saved baseline; regressions fail the run")
+    g.addoption(
+        "--compare-baseline", default=None, help="compare with a saved baseline; regressions fail the run"
+    )
     g.addoption("--engine-url", default=None, help="oVirt engine URL, e.g. https://engine.lab/ovirt-engine")
     g.addoption("--engine-user", default=None, help="oVirt engine user (default admin@internal)")
-    g.addoption("--engine-password-file", default=None, help="file holding the engine password (or $KVMQA_ENGINE_PASSWORD)")
+    g.addoption(
+        "--engine-password-file",
+        default=None,
+        help="file holding the engine password (or $KVMQA_ENGINE_PASSWORD)",
+    )
     g.addoption("--engine-ca", default=None, help="the engine CA (PEM) to trust")
-    g.addoption("--site-checks", action="append", default=[], metavar="DIR",
-                help="a folder of the lab's own stages and checks (repeatable; see docs/site-checks.md)")
-    parser.addini("kvmqa_site_checks", "folders of site checks, relative to the ini file", type="paths", default=[])
+    g.addoption(
+        "--site-checks",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of the lab's own stages and checks (repeatable; see docs/site-checks.md)",
+    )
+    parser.addini(
+        "kvmqa_site_checks", "folders of site checks, relative to the ini file", type="paths", default=[]
+    )
 
 
 def _path(value: str | None) -> Path | None:
@@ -127,13 +191,26 @@ def pytest_configure(config: pytest.Config) -> None:
     suite_run = _is_suite_run(config)
     reports = Path(opt.reports_dir or "reports")
     options = RunOptions(
-        hosts=[h for h in (opt.hosts or "").split(",") if h], inventory=_path(opt.inventory), sudo=opt.sudo,
-        limit=opt.limit, vault_password_file=_path(opt.vault_password_file),
-        ssh_identity_file=_path(opt.ssh_identity_file), strict_host_keys=not opt.no_strict_host_keys,
-        command_timeout=opt.command_timeout, connect_timeout=opt.connect_timeout, profile_path=_path(opt.profile),
-        mode=opt.mode, plan=opt.plan, allow_emulation=opt.allow_emulation, guest_image=_path(opt.guest_image),
-        cleanup=opt.cleanup, reports_dir=reports, libvirt_user=opt.libvirt_user, waivers=_path(opt.waivers),
-        save_baseline=_path(opt.save_baseline), compare_baseline=_path(opt.compare_baseline),
+        hosts=[h for h in (opt.hosts or "").split(",") if h],
+        inventory=_path(opt.inventory),
+        sudo=opt.sudo,
+        limit=opt.limit,
+        vault_password_file=_path(opt.vault_password_file),
+        ssh_identity_file=_path(opt.ssh_identity_file),
+        strict_host_keys=not opt.no_strict_host_keys,
+        command_timeout=opt.command_timeout,
+        connect_timeout=opt.connect_timeout,
+        profile_path=_path(opt.profile),
+        mode=opt.mode,
+        plan=opt.plan,
+        allow_emulation=opt.allow_emulation,
+        guest_image=_path(opt.guest_image),
+        cleanup=opt.cleanup,
+        reports_dir=reports,
+        libvirt_user=opt.libvirt_user,
+        waivers=_path(opt.waivers),
+        save_baseline=_path(opt.save_baseline),
+        compare_baseline=_path(opt.compare_baseline),
     )
     if suite_run:
         reports.mkdir(parents=True, exist_ok=True)
@@ -143,25 +220,45 @@ def pytest_configure(config: pytest.Config) -> None:
         if not getattr(opt, "xmlpath", None):
             opt.xmlpath = str(reports / "junit.xml")
     try:
-        site_dirs = [Path(d).expanduser() for d in opt.site_checks] + [Path(str(d)) for d in config.getini("kvmqa_site_checks")]
+        site_dirs = [Path(d).expanduser() for d in opt.site_checks] + [
+            Path(str(d)) for d in config.getini("kvmqa_site_checks")
+        ]
         registry = builtin().with_stages(load_site_stages(site_dirs, declared=_declared_site_stages(config)))
         profile = load_profile(options.profile_path, registry.columns())
         if options.allow_emulation:
             profile.allow_emulation = True
-        common = {"command_timeout": options.command_timeout, "connect_timeout": options.connect_timeout,
-                  "known_hosts": _path(opt.known_hosts), "identity_file": options.ssh_identity_file,
-                  "ssh_config": _existing_file(opt.ssh_config, "--ssh-config")}
+        common = {
+            "command_timeout": options.command_timeout,
+            "connect_timeout": options.connect_timeout,
+            "known_hosts": _path(opt.known_hosts),
+            "identity_file": options.ssh_identity_file,
+            "ssh_config": _existing_file(opt.ssh_config, "--ssh-config"),
+        }
         engine: dict[str, Any] = {}
         ansible: dict[str, Any] = {"limit": options.limit, "vault_password_file": options.vault_password_file}
         kw: dict[str, Any] = {k: v for k, v in common.items() if v is not None}
         if options.inventory:
-            targets, engine = load_inventory(options.inventory, sudo=options.sudo, strict_host_keys=options.strict_host_keys,
-                                             **ansible, **kw)
+            targets, engine = load_inventory(
+                options.inventory,
+                sudo=options.sudo,
+                strict_host_keys=options.strict_host_keys,
+                **ansible,
+                **kw,
+            )
         elif options.hosts:
-            targets = targets_from_hosts(",".join(options.hosts), sudo=options.sudo, strict_host_keys=options.strict_host_keys,
-                                         **ansible, **kw)
+            targets = targets_from_hosts(
+                ",".join(options.hosts),
+                sudo=options.sudo,
+                strict_host_keys=options.strict_host_keys,
+                **ansible,
+                **kw,
+            )
         else:
-            targets = [Target.from_url("local://", **{k: v for k, v in common.items() if v is not None and k != "identity_file"})]
+            targets = [
+                Target.from_url(
+                    "local://", **{k: v for k, v in common.items() if v is not None and k != "identity_file"}
+                )
+            ]
         load_waivers(options.waivers)  # read once per process; malformed -> UsageError naming file and field
         if options.compare_baseline:
             load_baseline(options.compare_baseline)
@@ -173,7 +270,9 @@ def pytest_configure(config: pytest.Config) -> None:
     options.engine_user = opt.engine_user or engine.get("user") or "admin@internal"
     password_file = opt.engine_password_file or engine.get("password_file")
     try:
-        options.engine_password = engine_password_from(str(Path(password_file).expanduser()) if password_file else None)
+        options.engine_password = engine_password_from(
+            str(Path(password_file).expanduser()) if password_file else None
+        )
     except OSError as exc:
         raise pytest.UsageError(f"engine password file {password_file}: {exc.strerror}") from None
     options.engine_ca = _path(opt.engine_ca or engine.get("ca_file"))
@@ -190,13 +289,16 @@ def _declared_site_stages(config: pytest.Config) -> list[tuple[Path, object]]:
         try:
             result: Any = impl.function(config=config)
         except Exception as exc:  # noqa: BLE001 - a lab plugin's bug is bad input: one line
-            raise StageError(f"site checks {where}: pytest_kvmqa_site_stages raised {type(exc).__name__}: {exc}") from None
+            raise StageError(
+                f"site checks {where}: pytest_kvmqa_site_stages raised {type(exc).__name__}: {exc}"
+            ) from None
         out += [(where, stage) for stage in (result or [])]
     return out
 
 
 def stage_test(name: str) -> Any:
-    """The test function of one built-in stage (kvmqa/stages/<name>): one test per host x check, in the stage's order."""
+    """The test function of one built-in stage (kvmqa/stages/<name>): one test per host x check, in the
+    stage's order."""
     stage = stage_def(name)
     checks = stage.checks
     if stage.scope == "run":
@@ -272,7 +374,9 @@ def assert_finding(finding: Finding) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> list[Any] | None:
     """No site stages (--site-checks): the site test is not collected at all (not an empty parameter set)."""
-    if getattr(obj, "kvmqa_site", False) and not any(s.site for s in collector.config.stash[RUN_KEY].registry):
+    if getattr(obj, "kvmqa_site", False) and not any(
+        s.site for s in collector.config.stash[RUN_KEY].registry
+    ):
         return []
     return None
 
@@ -290,7 +394,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def kvmqa_host(request: pytest.FixtureRequest) -> HostSession:
     run: KvmqaRun = request.config.stash[RUN_KEY]
-    prefetch_facts(request, run, request.param)  # fleet: this process probes all its hosts at once (kvmqa/pytest_plugin/fleet.py)
+    prefetch_facts(
+        request, run, request.param
+    )  # fleet: this process probes all its hosts at once (kvmqa/pytest_plugin/fleet.py)
     return run.session(request.param)
 
 
@@ -308,7 +414,9 @@ def kvmqa_run(request: pytest.FixtureRequest) -> KvmqaRun:
     return request.config.stash[RUN_KEY]
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into nodeid suffixes
+@pytest.hookimpl(
+    tryfirst=True
+)  # before xdist's own hook, which turns the xdist_group marks into nodeid suffixes
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep each host's stages in order on one xdist worker: one group per host."""
     for item in items:
@@ -318,7 +426,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class RunRecorder:
-    """Registered per run: collects findings (also from xdist workers, through user_properties) where reports are written."""
+    """Registered per run: collects findings (also from xdist workers, through user_properties) where
+    reports are written."""
 
     def __init__(self, run: KvmqaRun) -> None:
         self.run = run
@@ -357,7 +466,9 @@ def pytest_html_results_table_row(report: pytest.TestReport, cells: Any) -> None
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session) -> None:
+def pytest_html_results_summary(
+    prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
+) -> None:
     run: KvmqaRun | None = session.config.stash.get(RUN_KEY, None)
     if run is None or not run.suite_run:
         return
@@ -381,7 +492,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         meta = session.config.stash[metadata_key]
         for host, summary in run.results.hosts.items():
-            meta[f"kvmqa host {host}"] = "; ".join(f"{k}: {v}" for k, v in summary.items() if v not in ("", None, [], {}))
+            meta[f"kvmqa host {host}"] = "; ".join(
+                f"{k}: {v}" for k, v in summary.items() if v not in ("", None, [], {})
+            )
         meta["kvmqa profile"] = f"{run.profile.name} ({run.profile.source})"
         meta["kvmqa mode"] = run.options.mode + (" (plan)" if run.options.plan else "")
     except (ImportError, KeyError):
@@ -393,7 +506,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run: KvmqaRun | None = config.stash.get(RUN_KEY, None)
-    if run is None or not run.suite_run or getattr(config, "workerinput", None) is not None or not run.results.findings:
+    if (
+        run is None
+        or not run.suite_run
+        or getattr(config, "workerinput", None) is not None
+        or not run.results.findings
+    ):
         return
     terminalreporter.write_sep("=", "kvmqa: hosts x stages")
     terminalreporter.write_line(run.results.terminal_matrix())

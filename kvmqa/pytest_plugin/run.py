@@ -20,10 +20,19 @@ HOST_PROP = "kvmqa_host_summary"
 
 
 class KvmqaRun:
-    """Per pytest process: options, profile, the stages, targets and their sessions; on the controller, the results."""
+    """Per pytest process: options, profile, the stages, targets and their sessions; on the controller,
+    the results."""
 
-    def __init__(self, config: pytest.Config, options: RunOptions, targets: list[Target], profile: Any,
-                 engine: dict[str, Any], suite_run: bool, registry: Registry) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        options: RunOptions,
+        targets: list[Target],
+        profile: Any,
+        engine: dict[str, Any],
+        suite_run: bool,
+        registry: Registry,
+    ) -> None:
         self.config = config
         self.options = options
         self.targets = targets
@@ -39,8 +48,9 @@ class KvmqaRun:
         """The run's hosts together, for run-scoped stages (their sessions are this process's host
         sessions)."""
         if self._cluster is None:
-            self._cluster = ClusterSession(self.session, [t.name for t in self.targets], self.profile,
-                                           self.options, self.registry)
+            self._cluster = ClusterSession(
+                self.session, [t.name for t in self.targets], self.profile, self.options, self.registry
+            )
         return self._cluster
 
     @property
@@ -52,10 +62,16 @@ class KvmqaRun:
         if name not in self.sessions:
             target = next(t for t in self.targets if t.name == name)
             hook = self.config.hook
-            self.sessions[name] = HostSession(target, self.profile, self.options, self.registry,
-                                              all_targets=self.targets, peers=self.peers,
-                                              before_stage=lambda s, stage: hook.pytest_kvmqa_before_stage(session=s, stage=stage),
-                                              progress=terminal_writer(self.config))
+            self.sessions[name] = HostSession(
+                target,
+                self.profile,
+                self.options,
+                self.registry,
+                all_targets=self.targets,
+                peers=self.peers,
+                before_stage=lambda s, stage: hook.pytest_kvmqa_before_stage(session=s, stage=stage),
+                progress=terminal_writer(self.config),
+            )
         return self.sessions[name]
 
 
@@ -69,4 +85,3 @@ class _LazySessions(dict):  # type: ignore[type-arg]
 
     def __getitem__(self, name: str) -> HostSession:
         return self._run.session(name)
-

@@ -1,5 +1,7 @@
-"""Every HTML kvmqa makes (pytest-html's summary and the standalone/merged report): the host x stage matrix, details
-per host and stage, actions, and the sections results.json records (waivers, baseline comparison, merged runs)."""
+"""Every HTML kvmqa makes (pytest-html's summary and the standalone/merged report): the host x stage matrix,
+details
+per host and stage, actions, and the sections results.json records (waivers, baseline comparison, merged
+runs)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,13 @@ from kvmqa.core.paths import safe_name
 from kvmqa.report.results import RunResults
 
 COLOURS = {
-    "pass": "#2e7d32", "fail": "#c62828", "error": "#6a1b9a", "warn": "#ef6c00",
-    "skip": "#757575", "waived": "#1565c0", "info": "#00838f",
+    "pass": "#2e7d32",
+    "fail": "#c62828",
+    "error": "#6a1b9a",
+    "warn": "#ef6c00",
+    "skip": "#757575",
+    "waived": "#1565c0",
+    "info": "#00838f",
 }
 
 # The body rules make pytest-html's report open with the matrix (its summary), the environment table after it.
@@ -54,13 +61,17 @@ def round_trips_text(trips: dict[str, Any] | None) -> str:
     def count(n: Any, word: str) -> str:
         return f"{n} {word}" + ("" if n == 1 else "s")
 
-    return (f"{count(trips.get('ssh_commands', '?'), 'command')} + "
-            f"{count(trips.get('libvirt_connections', '?'), 'libvirt connection')}")
+    return (
+        f"{count(trips.get('ssh_commands', '?'), 'command')} + "
+        f"{count(trips.get('libvirt_connections', '?'), 'libvirt connection')}"
+    )
 
 
 def matrix_html(results: RunResults) -> str:
     stages = results.stages()
-    rows = ["<tr><th>host</th>" + "".join(f"<th>{escape(s)}</th>" for s in stages) + "<th>round trips</th></tr>"]
+    rows = [
+        "<tr><th>host</th>" + "".join(f"<th>{escape(s)}</th>" for s in stages) + "<th>round trips</th></tr>"
+    ]
     for host in results.host_names():
         cells = []
         for s in stages:
@@ -94,15 +105,19 @@ def pairs_html(name: str, matrix: dict[str, Any]) -> str:
             c = matrix["cells"][a][b]
             verdict = "pass" if c["ok"] else c["verdict"]
             title = "can take its guests" if c["ok"] else ("not judged" if verdict == "error" else "cannot")
-            why = "" if c["ok"] else f'<code>{escape(c["check"])}</code><br>{escape(c["reason"])}'
+            why = "" if c["ok"] else f"<code>{escape(c['check'])}</code><br>{escape(c['reason'])}"
             if c.get("also"):
-                why += f'<br><i>also: {escape(", ".join(c["also"]))}</i>'
-            cells.append(f'<td class="cell kvmqa-pair-{verdict}" data-source="{escape(a)}" '
-                         f'data-destination="{escape(b)}" style="background:{COLOURS.get(verdict, "#999")}">'
-                         f"<b>{title}</b>{why}</td>")
+                why += f"<br><i>also: {escape(', '.join(c['also']))}</i>"
+            cells.append(
+                f'<td class="cell kvmqa-pair-{verdict}" data-source="{escape(a)}" '
+                f'data-destination="{escape(b)}" style="background:{COLOURS.get(verdict, "#999")}">'
+                f"<b>{title}</b>{why}</td>"
+            )
         rows.append(f"<tr><th>{escape(a)}</th>{''.join(cells)}</tr>")
-    return (f'<h2 id="kvmqa-pairs-{safe_name(name)}">{escape(name)}: can the source take its guests to the '
-            f'destination?</h2><table class="pairs" id="kvmqa-pairs">{"".join(rows)}</table>')
+    return (
+        f'<h2 id="kvmqa-pairs-{safe_name(name)}">{escape(name)}: can the source take its guests to the '
+        f'destination?</h2><table class="pairs" id="kvmqa-pairs">{"".join(rows)}</table>'
+    )
 
 
 def details_html(results: RunResults) -> str:
@@ -113,25 +128,35 @@ def details_html(results: RunResults) -> str:
             verdict, items = results.cell(host, s)
             if not items:
                 continue
-            rows = ["<tr><th>check</th><th>level</th><th>verdict</th><th>message</th><th>hint</th><th>s</th></tr>"]
+            rows = [
+                "<tr><th>check</th><th>level</th><th>verdict</th><th>message</th><th>hint</th><th>s</th></tr>"
+            ]
             for f in items:
                 msg = escape(f.message)
                 if f.waiver:
-                    msg += f"<br><i>waived: {escape(str(f.waiver.get('justification', '')))} (until {escape(str(f.waiver.get('expires', '')))})</i>"
+                    msg += (
+                        f"<br><i>waived: {escape(str(f.waiver.get('justification', '')))} (until "
+                        f"{escape(str(f.waiver.get('expires', '')))})</i>"
+                    )
                 rows.append(
                     f"<tr><td><code>{escape(f.check_id)}</code><br>{escape(f.title)}</td><td>{f.level.value}</td>"
                     f"{verdict_cell(f.verdict.value)}<td>{msg}</td><td>{escape(f.hint)}</td><td>{f.duration:.3f}</td></tr>"
                 )
             open_attr = " open" if verdict in (Verdict.FAIL, Verdict.ERROR) else ""
-            out.append(f'<details id="{anchor(host, s)}"{open_attr}><summary>{escape(host)} / {escape(s)}: '
-                       f'{(verdict or Verdict.SKIP).value.upper()}</summary><table>{"".join(rows)}</table></details>')
+            out.append(
+                f'<details id="{anchor(host, s)}"{open_attr}><summary>{escape(host)} / {escape(s)}: '
+                f"{(verdict or Verdict.SKIP).value.upper()}</summary><table>{''.join(rows)}</table></details>"
+            )
     return "".join(out)
 
 
 def actions_html(actions: list[dict[str, Any]]) -> str:
     if not actions:
         return ""
-    rows = ["<tr><th>host</th><th>stage</th><th>action</th><th>status</th><th>command</th><th>rc</th><th>s</th><th>output (tail)</th></tr>"]
+    rows = [
+        "<tr><th>host</th><th>stage</th><th>action</th><th>status</th><th>command</th><th>rc</th><th>s</th><th>output "
+        "(tail)</th></tr>"
+    ]
     for a in actions:
         rows.append(
             f"<tr><td>{escape(str(a.get('host', '')))}</td><td>{escape(str(a.get('stage', '')))}</td>"
@@ -164,7 +189,8 @@ def summary_html(results: RunResults, extra_sections: list[str] | None = None) -
     )
 
 
-# -- sections recorded in results.json: waivers, baseline comparison, merged runs ------------------------------
+# -- sections recorded in results.json: waivers, baseline comparison, merged runs
+# ------------------------------
 def sections_html(results: RunResults) -> list[str]:
     """Report sections recorded in results.json (baseline comparison, waivers) rendered again."""
     out = []
@@ -178,16 +204,25 @@ def sections_html(results: RunResults) -> list[str]:
 def waivers_html(summary: dict[str, Any]) -> str:
     if not summary.get("waivers"):
         return ""
-    warn = "".join(f'<li class="kvmqa-waiver-expired" style="color:#ef6c00;font-weight:bold">{escape(w)}</li>'
-                   for w in summary["warnings"])
-    rows = ["<tr><th>check</th><th>hosts</th><th>justification</th><th>expires</th><th>status</th><th>waived</th></tr>"]
+    warn = "".join(
+        f'<li class="kvmqa-waiver-expired" style="color:#ef6c00;font-weight:bold">{escape(w)}</li>'
+        for w in summary["warnings"]
+    )
+    rows = [
+        "<tr><th>check</th><th>hosts</th><th>justification</th><th>expires</th><th>status</th><th>waived</th></tr>"
+    ]
     for e in summary["waivers"]:
         status = "EXPIRED" if e["expired"] else ("applied" if e["applied_to"] else "valid, unused")
-        rows.append(f"<tr><td><code>{escape(e['check'])}</code></td><td>{escape(', '.join(e['hosts']))}</td>"
-                    f"<td>{escape(e['justification'])}</td><td>{escape(e['expires'])}</td><td>{status}</td>"
-                    f"<td>{escape(', '.join(e['applied_to']) or '-')}</td></tr>")
-    return ('<h2 id="kvmqa-waivers">Waivers</h2>' + (f"<ul>{warn}</ul>" if warn else "")
-            + f'<table id="kvmqa-waivers-table">{"".join(rows)}</table>')
+        rows.append(
+            f"<tr><td><code>{escape(e['check'])}</code></td><td>{escape(', '.join(e['hosts']))}</td>"
+            f"<td>{escape(e['justification'])}</td><td>{escape(e['expires'])}</td><td>{status}</td>"
+            f"<td>{escape(', '.join(e['applied_to']) or '-')}</td></tr>"
+        )
+    return (
+        '<h2 id="kvmqa-waivers">Waivers</h2>'
+        + (f"<ul>{warn}</ul>" if warn else "")
+        + f'<table id="kvmqa-waivers-table">{"".join(rows)}</table>'
+    )
 
 
 def _list(items: list[str], limit: int = 40) -> str:
@@ -196,34 +231,50 @@ def _list(items: list[str], limit: int = 40) -> str:
 
 
 def comparison_html(comparison: dict[str, Any]) -> str:
-    out = [f'<h2 id="kvmqa-baseline">Baseline comparison</h2><p>baseline {escape(comparison["baseline"])} '
-           f'({escape(comparison["baseline_created"])}): {comparison["regressions"]} regression(s), '
-           f'{len(comparison["changed_hosts"])} changed host(s)</p>']
+    out = [
+        f'<h2 id="kvmqa-baseline">Baseline comparison</h2><p>baseline {escape(comparison["baseline"])} '
+        f"({escape(comparison['baseline_created'])}): {comparison['regressions']} regression(s), "
+        f"{len(comparison['changed_hosts'])} changed host(s)</p>"
+    ]
     for host, h in comparison["hosts"].items():
         rows = []
         for v in h["versions"]:
-            rows.append(f"<tr><td>version</td><td>{escape(v['component'])}</td>"
-                        f"<td>{escape(str(v['before'] or '-'))} → {escape(str(v['after']))}</td></tr>")
+            rows.append(
+                f"<tr><td>version</td><td>{escape(v['component'])}</td>"
+                f"<td>{escape(str(v['before'] or '-'))} → {escape(str(v['after']))}</td></tr>"
+            )
         for c in h["capabilities"]:
-            change = (f'<span style="color:#2e7d32">gained: {_list(c["gained"])}</span> ' if c["gained"] else "") + (
-                f'<span style="color:#c62828">lost: {_list(c["lost"])}</span>' if c["lost"] else "")
+            change = (
+                f'<span style="color:#2e7d32">gained: {_list(c["gained"])}</span> ' if c["gained"] else ""
+            ) + (f'<span style="color:#c62828">lost: {_list(c["lost"])}</span>' if c["lost"] else "")
             rows.append(f"<tr><td>capability</td><td>{escape(c['kind'])}</td><td>{change}</td></tr>")
         for r in h["regressions"]:
-            rows.append(f'<tr class="kvmqa-regression" style="background:#ffebee"><td><b>REGRESSION</b></td>'
-                        f"<td><code>{escape(r['check_id'])}</code></td><td>{escape(r['before'])} → <b>{escape(r['after'])}</b></td></tr>")
+            rows.append(
+                f'<tr class="kvmqa-regression" style="background:#ffebee"><td><b>REGRESSION</b></td>'
+                f"<td><code>{escape(r['check_id'])}</code></td><td>{escape(r['before'])} → "
+                f"<b>{escape(r['after'])}</b></td></tr>"
+            )
         for r in h["improvements"]:
-            rows.append(f"<tr><td>improvement</td><td><code>{escape(r['check_id'])}</code></td>"
-                        f"<td>{escape(r['before'])} → {escape(r['after'])}</td></tr>")
+            rows.append(
+                f"<tr><td>improvement</td><td><code>{escape(r['check_id'])}</code></td>"
+                f"<td>{escape(r['before'])} → {escape(r['after'])}</td></tr>"
+            )
         for note in h["unavailable"]:
             rows.append(f"<tr><td>note</td><td colspan=2>{escape(note)}</td></tr>")
         status = "" if h["status"] == "compared" else f" ({escape(h['status'])})"
-        body = f'<table>{"".join(rows)}</table>' if rows else "<p>no change</p>"
+        body = f"<table>{''.join(rows)}</table>" if rows else "<p>no change</p>"
         out.append(f'<h3 id="kvmqa-baseline-{safe_name(host)}">{escape(host)}{status}</h3>{body}')
     return "".join(out)
 
 
 def sources_html(sources: list[dict[str, Any]]) -> str:
-    rows = "".join(f"<tr><td><code>{escape(s['file'])}</code></td><td>{escape(s['started'])}</td>"
-                   f"<td>{escape(', '.join(s['hosts']) or '-')}</td></tr>" for s in sources)
-    return (f'<h2 id="kvmqa-merged">Merged runs</h2><p>{len(sources)} results files merged:</p><table id="kvmqa-merged-from" border=1 cellpadding=3 '
-            f'style="border-collapse:collapse;font-size:13px"><tr><th>file</th><th>started</th><th>hosts</th></tr>{rows}</table>')
+    rows = "".join(
+        f"<tr><td><code>{escape(s['file'])}</code></td><td>{escape(s['started'])}</td>"
+        f"<td>{escape(', '.join(s['hosts']) or '-')}</td></tr>"
+        for s in sources
+    )
+    return (
+        f'<h2 id="kvmqa-merged">Merged runs</h2><p>{len(sources)} results files merged:</p><table '
+        'id="kvmqa-merged-from" border=1 cellpadding=3 '
+        f'style="border-collapse:collapse;font-size:13px"><tr><th>file</th><th>started</th><th>hosts</th></tr>{rows}</table>'
+    )

@@ -12,18 +12,30 @@ from kvmqa.core.model import Finding, Verdict
 from kvmqa.report.interruption import Interruption
 
 # Worst first: a stage cell shows the worst verdict of its checks.
-SEVERITY = (Verdict.ERROR, Verdict.FAIL, Verdict.WARN, Verdict.WAIVED, Verdict.PASS, Verdict.INFO, Verdict.SKIP)
+SEVERITY = (
+    Verdict.ERROR,
+    Verdict.FAIL,
+    Verdict.WARN,
+    Verdict.WAIVED,
+    Verdict.PASS,
+    Verdict.INFO,
+    Verdict.SKIP,
+)
 
 
 @dataclass
 class RunResults:
     findings: list[Finding] = field(default_factory=list)
-    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # host -> summary (facts digest, round trips)
+    hosts: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # host -> summary (facts digest, round trips)
     actions: list[dict[str, Any]] = field(default_factory=list)
     sections: dict[str, Any] = field(default_factory=dict)  # extra report sections (baseline comparison, ...)
     started: float = field(default_factory=time.time)
     errors: list[str] = field(default_factory=list)
-    columns: tuple[str, ...] = ()  # the matrix's stage order (the run's Registry.columns()); () = as findings came
+    columns: tuple[
+        str, ...
+    ] = ()  # the matrix's stage order (the run's Registry.columns()); () = as findings came
     interruption: Interruption | None = None  # the run was cut short (Ctrl-C): what the plugin saw
 
     def add(self, finding: Finding) -> None:
@@ -55,8 +67,10 @@ class RunResults:
         return worst, items
 
     def matrix(self) -> dict[str, dict[str, str]]:
-        return {h: {s: (self.cell(h, s)[0] or Verdict.SKIP).value for s in self.stages() if self.cell(h, s)[0]}
-                for h in self.host_names()}
+        return {
+            h: {s: (self.cell(h, s)[0] or Verdict.SKIP).value for s in self.stages() if self.cell(h, s)[0]}
+            for h in self.host_names()
+        }
 
     def failed(self) -> bool:
         return any(f.is_failure for f in self.findings) or bool(self.errors)
@@ -94,9 +108,13 @@ class RunResults:
     @classmethod
     def load(cls, path: Path) -> RunResults:
         data = json.loads(Path(path).read_text())
-        r = cls(findings=[Finding.from_json(x) for x in data.get("results", [])], hosts=data.get("hosts", {}),
-                actions=data.get("actions", []), errors=data.get("errors", []),
-                interruption=Interruption.from_json(data.get("interruption")))
+        r = cls(
+            findings=[Finding.from_json(x) for x in data.get("results", [])],
+            hosts=data.get("hosts", {}),
+            actions=data.get("actions", []),
+            errors=data.get("errors", []),
+            interruption=Interruption.from_json(data.get("interruption")),
+        )
         for k in ("baseline_comparison", "waivers"):
             if k in data:
                 r.sections[k] = data[k]
@@ -144,11 +162,11 @@ class RunResults:
         return "\n".join(lines)
 
 
-
 def pairs_text(matrix: dict[str, Any]) -> str:
     """A pair matrix for the terminal: rows are sources, columns destinations; each refusal's reason below."""
     hosts = matrix["hosts"]
     width = max(len(h) for h in [*hosts, "source \\ to"])
+
     def word(c: dict[str, Any]) -> str:
         return "yes" if c["ok"] else ("NOT JUDGED" if c["verdict"] == "error" else "NO") + f" ({c['check']})"
 

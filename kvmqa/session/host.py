@@ -33,13 +33,16 @@ class HostSession:
     _facts: HostFacts | None = None
     _conn: Any = None
     _gathered: dict[str, str | None] = field(default_factory=dict)  # stage -> error or None
-    before_stage: Callable[[HostSession, Stage], None] | None = None  # the plugin's pytest_kvmqa_before_stage hook
+    before_stage: Callable[[HostSession, Stage], None] | None = (
+        None  # the plugin's pytest_kvmqa_before_stage hook
+    )
     progress: Callable[[str], None] | None = None  # where long gatherers' progress lines go (None: stderr)
     libvirt_connects: int = 0
     peers: dict[str, HostSession] = field(default_factory=dict, repr=False)  # the run's other hosts
 
     def facts_of(self, name: str) -> HostFacts | None:
-        """Another host's facts (probing it if this process has not yet), e.g. the engine stage reading hosts' CPUs."""
+        """Another host's facts (probing it if this process has not yet), e.g. the engine stage reading
+        hosts' CPUs."""
         if name == self.name:
             return self.facts
         if name in self.peers:
@@ -79,7 +82,12 @@ class HostSession:
             if exc.stderr:
                 reach["stderr"] = exc.stderr[-4000:]  # the transport's whole output, for the details
             facts = HostFacts(reach=reach, probe={"target": self.target.url})
-        facts["target"] = {"name": self.name, "url": self.target.url, "roles": list(self.target.roles), "sudo": self.target.sudo}
+        facts["target"] = {
+            "name": self.name,
+            "url": self.target.url,
+            "roles": list(self.target.roles),
+            "sudo": self.target.sudo,
+        }
         self._facts = facts
         self.save_facts()
         return facts
@@ -90,18 +98,23 @@ class HostSession:
         return self._facts
 
     def use_facts(self, facts: HostFacts) -> None:
-        """Facts gathered elsewhere (the probe's output through Ansible): this session evaluates them, never probes."""
+        """Facts gathered elsewhere (the probe's output through Ansible): this session evaluates them,
+        never probes."""
         self._facts = facts
 
     def refresh_facts(self) -> HostFacts:
-        """Probe again (install mode, after actions), keeping gathered non-probe sections out: they are re-gathered."""
+        """Probe again (install mode, after actions), keeping gathered non-probe sections out: they are
+        re-gathered."""
         self.close_libvirt()
         self._gathered.clear()
         return self.probe()
 
     def save_facts(self) -> None:
         if self._facts is not None:
-            self._facts["round_trips"] = {"ssh_commands": self.target.round_trips, "libvirt_connections": self.libvirt_connects}
+            self._facts["round_trips"] = {
+                "ssh_commands": self.target.round_trips,
+                "libvirt_connections": self.libvirt_connects,
+            }
             self._facts.save(self.host_dir / "facts.json")
 
     def libvirt(self) -> Any:
@@ -112,7 +125,9 @@ class HostSession:
             uri = self.target.libvirt_uri(self.host_dir / ".ssh")
             self.libvirt_connects += 1
             libvirt.registerErrorHandler(lambda *_: None, None)
-            self._conn = libvirt.openAuth(uri, [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], _no_prompt, None], 0)
+            self._conn = libvirt.openAuth(
+                uri, [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], _no_prompt, None], 0
+            )
         return self._conn
 
     def close_libvirt(self) -> None:
@@ -162,7 +177,8 @@ class HostSession:
         return self.registry
 
     def _evaluate_silently(self, check_id: str) -> Finding | None:
-        """A required check from a stage that was not selected in this run: gate and gather its stage, evaluate it."""
+        """A required check from a stage that was not selected in this run: gate and gather its stage,
+        evaluate it."""
         stage = self.stages.stage_of_check(check_id)
         if stage is None:
             return None
@@ -183,7 +199,8 @@ class HostSession:
         return self._gathered.get(stage)
 
     def prepare_stage(self, stage: Stage) -> Finding | None:
-        """Gate a stage (roles, requires), run hooks (install mode) and gatherers once; a Finding means 'stop here'."""
+        """Gate a stage (roles, requires), run hooks (install mode) and gatherers once; a Finding means
+        'stop here'."""
         if stage.scope != "host":  # the run's hosts together: kvmqa.session.cluster, never one host's
             return self._stage_finding(stage, Verdict.SKIP, f"{stage.name} is checked once for the whole run")
         if stage.name in self._gathered:
@@ -193,16 +210,23 @@ class HostSession:
             reach = self.blocker(("reach.probe",))
             if reach is not None:
                 why = "not checked" if self.facts.get("reach", {}).get("unusable") else "unreachable"
-                return self._stage_finding(stage, Verdict.SKIP, f"host {self.name} {why}: {reach.message}",
-                                           blocked_by="reach.probe")
+                return self._stage_finding(
+                    stage, Verdict.SKIP, f"host {self.name} {why}: {reach.message}", blocked_by="reach.probe"
+                )
         if stage.roles and not set(stage.roles) & set(self.target.roles):
-            return self._stage_finding(stage, Verdict.SKIP, f"host {self.name} has no role {' or '.join(stage.roles)} "
-                                       f"(roles: {', '.join(self.target.roles)})")
+            return self._stage_finding(
+                stage,
+                Verdict.SKIP,
+                f"host {self.name} has no role {' or '.join(stage.roles)} "
+                f"(roles: {', '.join(self.target.roles)})",
+            )
         if self.before_stage is not None:
             self.before_stage(self, stage)
         blocked = self.blocker(stage.requires)
         if blocked is not None:
-            return self._stage_finding(stage, Verdict.SKIP, dependency_reason(blocked, self.name), blocked_by=root_cause(blocked))
+            return self._stage_finding(
+                stage, Verdict.SKIP, dependency_reason(blocked, self.name), blocked_by=root_cause(blocked)
+            )
         error = None
         for name in stage.gatherers:
             try:
@@ -218,7 +242,9 @@ class HostSession:
         self._gathered[stage.name] = error
         return None if error is None else self._stage_finding(stage, Verdict.ERROR, error)
 
-    def _stage_finding(self, stage: Stage, verdict: Verdict, message: str, blocked_by: str | None = None) -> Finding:
+    def _stage_finding(
+        self, stage: Stage, verdict: Verdict, message: str, blocked_by: str | None = None
+    ) -> Finding:
         whole = StageCheck(stage.name)
         if verdict == Verdict.SKIP:
             return Finding.skipped(self.name, whole, message, blocked_by=blocked_by)
@@ -229,16 +255,27 @@ class HostSession:
         stop = self.prepare_stage(stage)
         if stop is None:
             blocked = self.blocker(check.requires)
-            finding = skipped_by(check, self.name, blocked) if blocked is not None else check.evaluate(self.name, self.facts, self.profile)
+            finding = (
+                skipped_by(check, self.name, blocked)
+                if blocked is not None
+                else check.evaluate(self.name, self.facts, self.profile)
+            )
         elif stop.verdict != Verdict.ERROR:
             finding = Finding.skipped(self.name, check, "skipped: " + stop.message, details=stop.details)
         else:  # the stage's facts could not be gathered: its first check says why, the others name that one
-            first = next((f for f in self.findings.values() if f.stage == stage.name and f.verdict == Verdict.ERROR), None)
+            first = next(
+                (f for f in self.findings.values() if f.stage == stage.name and f.verdict == Verdict.ERROR),
+                None,
+            )
             if first is None:
                 finding = Finding.error(self.name, check, stop.message)
             else:
-                finding = Finding.skipped(self.name, check, f"skipped: {first.check_id} could not run on {self.name}: {stop.message}",
-                                          blocked_by=first.check_id)
+                finding = Finding.skipped(
+                    self.name,
+                    check,
+                    f"skipped: {first.check_id} could not run on {self.name}: {stop.message}",
+                    blocked_by=first.check_id,
+                )
         finding.duration = round(time.perf_counter() - started, 6)
         self.findings[check.id] = finding
         return finding

@@ -1,4 +1,5 @@
-"""The cases of tests/test_golden_results.py: recorded facts -> a normalised results.json (no times, no paths)."""
+"""The cases of tests/test_golden_results.py: recorded facts -> a normalised results.json (no times, no
+paths)."""
 
 from __future__ import annotations
 
@@ -45,8 +46,11 @@ def facts_of(name: str, first_vm: str | None) -> HostFacts:
     else:
         facts = HostFacts(json.loads(path.read_text()))
     facts.setdefault("libvirt", dict(NOT_RECORDED))
-    facts["first_vm"] = json.loads((FIRST_VM / first_vm).read_text()) if first_vm else {
-        "error": "not recorded", "boots": {}, "settings": {}}
+    facts["first_vm"] = (
+        json.loads((FIRST_VM / first_vm).read_text())
+        if first_vm
+        else {"error": "not recorded", "boots": {}, "settings": {}}
+    )
     return facts
 
 
@@ -54,8 +58,13 @@ def results_of(case: str, reports: Path) -> dict[str, Any]:
     """Every stage's findings for one case, as results.json holds them, without durations and paths."""
     name, roles, first_vm = CASES[case]
     target = Target(name="golden", backend="ssh", host="golden.invalid", roles=ROLE_SETS[roles])
-    session = HostSession(target, load_profile(None, builtin().columns()), RunOptions(reports_dir=reports), builtin(),
-                          all_targets=[target])
+    session = HostSession(
+        target,
+        load_profile(None, builtin().columns()),
+        RunOptions(reports_dir=reports),
+        builtin(),
+        all_targets=[target],
+    )
     facts = facts_of(name, first_vm)
     facts["target"] = {"name": target.name, "url": target.url, "roles": list(target.roles), "sudo": False}
     session.use_facts(facts)

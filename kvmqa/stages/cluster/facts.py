@@ -190,7 +190,7 @@ def peer_script(
             f"( {clock} ) &",
             f"a=$(getent ahostsv4 {hostname} | awk 'NR==1{{print $1}}'); [ -n \"$a\" ] || "
             f"a=$(getent hosts {hostname} | awk 'NR==1{{print $1}}')",
-            f"echo \"peer|{label}|resolve|"
+            f'echo "peer|{label}|resolve|'
             f"$(getent hosts {hostname} | awk '{{print $1}}' | sort -u | tr '\\n' ' ')\"",
             'if [ -n "$a" ]; then',
             '  r=$(ip -o route get "$a" 2>/dev/null | head -n1)',

@@ -76,8 +76,12 @@ def _modules(body: str) -> dict[str, Any]:
         elif line.strip():
             target.append(line.strip())
     # /sys/module lists loaded modules and built-ins with parameters; /proc/modules only loadable ones.
-    return {"source": source, "loaded": sorted(set(loaded)), "sys_module": sorted(set(sysmod)),
-            "present": sorted(set(loaded) | set(sysmod))}
+    return {
+        "source": source,
+        "loaded": sorted(set(loaded)),
+        "sys_module": sorted(set(sysmod)),
+        "present": sorted(set(loaded) | set(sysmod)),
+    }
 
 
 def _devices(body: str) -> dict[str, Any]:
@@ -87,7 +91,13 @@ def _devices(body: str) -> dict[str, Any]:
         if len(parts) == 2 and parts[1] == "missing":
             devices[parts[0]] = {"exists": False}
         elif len(parts) == 5:
-            devices[parts[0]] = {"exists": True, "type": parts[1], "mode": parts[2], "owner": parts[3], "group": parts[4]}
+            devices[parts[0]] = {
+                "exists": True,
+                "type": parts[1],
+                "mode": parts[2],
+                "owner": parts[3],
+                "group": parts[4],
+            }
     return devices
 
 
@@ -123,7 +133,9 @@ def _cgroups(body: str) -> dict[str, Any]:
             typ, mnt, opts = line.split("=", 1)[1].split("|")
             mounts.append({"type": typ, "path": mnt, "options": opts})
             if typ == "cgroup":
-                v1_controllers.update(o for o in opts.split(",") if o in proc_cgroups or o in KNOWN_CONTROLLERS)
+                v1_controllers.update(
+                    o for o in opts.split(",") if o in proc_cgroups or o in KNOWN_CONTROLLERS
+                )
         elif "cgroup.controllers=" in line:
             k, v = line.split("=", 1)
             if k == "/sys/fs/cgroup/cgroup.controllers" or not v2_controllers:
@@ -136,11 +148,30 @@ def _cgroups(body: str) -> dict[str, Any]:
         version = "v1"
     else:
         version = "none"
-    return {"version": version, "fstype": fstype, "v1_controllers": sorted(v1_controllers),
-            "v2_controllers": v2_controllers, "mounts": mounts, "enabled": proc_cgroups}
+    return {
+        "version": version,
+        "fstype": fstype,
+        "v1_controllers": sorted(v1_controllers),
+        "v2_controllers": v2_controllers,
+        "mounts": mounts,
+        "enabled": proc_cgroups,
+    }
 
 
-KNOWN_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "io", "hugetlb", "net_cls", "perf_event"}
+KNOWN_CONTROLLERS = {
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "io",
+    "hugetlb",
+    "net_cls",
+    "perf_event",
+}
 
 
 def _iommu(body: str) -> dict[str, Any]:
@@ -197,8 +228,10 @@ def _kvm_probe(body: str) -> dict[str, Any]:
 
 
 # qemu.conf's settings the checks read (the cluster stage: the migration ports and address a peer connects to)
-QEMU_CONF_LINE = re.compile(r"^\s*(user|group|namespaces|dynamic_ownership"
-                            r"|migration_port_min|migration_port_max|migration_address)\s*=\s*(.+)$")
+QEMU_CONF_LINE = re.compile(
+    r"^\s*(user|group|namespaces|dynamic_ownership"
+    r"|migration_port_min|migration_port_max|migration_address)\s*=\s*(.+)$"
+)
 
 
 def _libvirt_conf(body: str) -> dict[str, Any]:
@@ -218,7 +251,12 @@ def _libvirt_conf(body: str) -> dict[str, Any]:
         if len(parts) == 4:
             groups[parts[0]] = [u for u in parts[3].split(",") if u]
     qemu_user = conf.get("user") or next(iter(users), "")
-    return {"qemu_conf": conf, "qemu_user": qemu_user, "qemu_user_id": users.get(qemu_user, ""), "groups": groups}
+    return {
+        "qemu_conf": conf,
+        "qemu_user": qemu_user,
+        "qemu_user_id": users.get(qemu_user, ""),
+        "groups": groups,
+    }
 
 
 def _firmware(body: str) -> dict[str, Any]:

@@ -49,8 +49,13 @@ def _rpm_kernel(name: str, evr: str, arch: str) -> dict[str, Any]:
         evr, arch = (head, tail) if tail in RPM_ARCHES else (evr, "")
     evr = evr.replace("(none):", "")
     unames = rpm_kernel_unames(name, evr.split(":", 1)[-1], arch)
-    return {"package": name, "release": unames[0], "version": evr, "unames": unames,
-            "line": name.removesuffix("-core")}
+    return {
+        "package": name,
+        "release": unames[0],
+        "version": evr,
+        "unames": unames,
+        "line": name.removesuffix("-core"),
+    }
 
 
 def _host_packages(body: str) -> dict[str, Any]:
@@ -64,11 +69,18 @@ def _host_packages(body: str) -> dict[str, Any]:
         if len(parts) not in (3, 4) or not parts[2].startswith("ii"):
             continue
         name, version = parts[0], parts[1]
-        if name.startswith("linux-image-") and name[len("linux-image-"):][:1].isdigit():
-            release = name[len("linux-image-"):].removesuffix("-unsigned")
+        if name.startswith("linux-image-") and name[len("linux-image-") :][:1].isdigit():
+            release = name[len("linux-image-") :].removesuffix("-unsigned")
             if not release.endswith("-dbg"):
-                kernels.append({"package": name, "release": release, "version": version, "unames": [release],
-                                "line": "linux-image"})
+                kernels.append(
+                    {
+                        "package": name,
+                        "release": release,
+                        "version": version,
+                        "unames": [release],
+                        "line": "linux-image",
+                    }
+                )
         elif name in RPM_KERNELS:
             kernels.append(_rpm_kernel(name, version, parts[3] if len(parts) == 4 else ""))
         else:
@@ -79,8 +91,12 @@ def _host_packages(body: str) -> dict[str, Any]:
         key = (k["line"], k["release"])
         if key not in booted or k["package"].endswith("-core"):
             booted[key] = k
-    return {"manager": meta.get("manager", "none"), "installed": installed, "kernels": list(booted.values()),
-            "reboot_required_file": meta.get("reboot_required_file") == "present"}
+    return {
+        "manager": meta.get("manager", "none"),
+        "installed": installed,
+        "kernels": list(booted.values()),
+        "reboot_required_file": meta.get("reboot_required_file") == "present",
+    }
 
 
 def _stale_binaries(body: str) -> dict[str, Any]:
@@ -96,10 +112,18 @@ def _stale_binaries(body: str) -> dict[str, Any]:
             root = value == "yes"
         elif key == "proc" and len(parts) >= 6:  # the earlier one-line format
             pid, comm, exe, libs, maps, guest = parts[:6]
-            procs[pid] = {"comm": comm, "exe": exe, "deleted_libs": [x.removesuffix(" (deleted)") for x in libs.split(";") if x],
-                          "maps_readable": maps == "maps", "guest": guest}
+            procs[pid] = {
+                "comm": comm,
+                "exe": exe,
+                "deleted_libs": [x.removesuffix(" (deleted)") for x in libs.split(";") if x],
+                "maps_readable": maps == "maps",
+                "guest": guest,
+            }
         elif key == "proc" and len(parts) == 2:
-            procs.setdefault(parts[0], {"comm": parts[1], "exe": "", "deleted_libs": [], "maps_readable": False, "guest": ""})
+            procs.setdefault(
+                parts[0],
+                {"comm": parts[1], "exe": "", "deleted_libs": [], "maps_readable": False, "guest": ""},
+            )
         elif key == "exe" and len(parts) >= 2 and parts[0] in procs:
             procs[parts[0]]["exe"] = "|".join(parts[1:])
         elif key == "maps" and value in procs:
@@ -111,7 +135,9 @@ def _stale_binaries(body: str) -> dict[str, Any]:
     out = []
     for pid, p in procs.items():
         p["guest"] = p.get("guest") or guests.get(pid, "")
-        out.append({"pid": int(pid) if pid.isdigit() else pid, **p, "exe_deleted": p["exe"].endswith(" (deleted)")})
+        out.append(
+            {"pid": int(pid) if pid.isdigit() else pid, **p, "exe_deleted": p["exe"].endswith(" (deleted)")}
+        )
     return {"root": root, "processes": out, "measured": root is not None}
 
 
@@ -137,15 +163,23 @@ def _hostname(body: str) -> dict[str, Any]:
         elif "=" in line and target is None:
             k, v = line.split("=", 1)
             kv[k] = v.strip()
-    return {"hostname": kv.get("hostname", ""), "fqdn": kv.get("fqdn", ""), "boot_id": kv.get("boot_id", ""),
-            "resolved": sorted(set(resolved)),
-            "local": local, "measured": bool(body.strip())}
+    return {
+        "hostname": kv.get("hostname", ""),
+        "fqdn": kv.get("fqdn", ""),
+        "boot_id": kv.get("boot_id", ""),
+        "resolved": sorted(set(resolved)),
+        "local": local,
+        "measured": bool(body.strip()),
+    }
 
 
 def _time_sync(body: str, clock: str) -> dict[str, Any]:
     kv = {**key_values(body), **key_values(clock)}
     adj = kv.get("adjtimex", "")
-    return {"adjtimex": int(adj) if adj.lstrip("-").isdigit() else None, "adjtimex_raw": adj,
-            "ntp_synchronized": kv.get("NTPSynchronized", kv.get("ntp_synchronized")),
-            "ntp_enabled": kv.get("NTP", kv.get("ntp_enabled")),
-            "chrony_leap": kv.get("chrony_leap")}
+    return {
+        "adjtimex": int(adj) if adj.lstrip("-").isdigit() else None,
+        "adjtimex_raw": adj,
+        "ntp_synchronized": kv.get("NTPSynchronized", kv.get("ntp_synchronized")),
+        "ntp_enabled": kv.get("NTP", kv.get("ntp_enabled")),
+        "chrony_leap": kv.get("chrony_leap"),
+    }

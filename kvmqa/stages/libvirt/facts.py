@@ -31,7 +31,9 @@ def parse(sections: Sections) -> dict[str, Any]:
     }
 
 
-VHV_LINE = re.compile(r"^\s*(?P<driver>\w+): (?P<check>.+?)\s*: (?P<verdict>PASS|FAIL|WARN|NOTE)(?: \((?P<hint>.*)\))?\s*$")
+VHV_LINE = re.compile(
+    r"^\s*(?P<driver>\w+): (?P<check>.+?)\s*: (?P<verdict>PASS|FAIL|WARN|NOTE)(?: \((?P<hint>.*)\))?\s*$"
+)
 
 
 def _init(body: str, units_body: str) -> dict[str, Any]:
@@ -42,8 +44,12 @@ def _init(body: str, units_body: str) -> dict[str, Any]:
         if len(parts) == 3:
             units[parts[0]] = {"active": parts[1], "enabled": parts[2]}
     systemd = kv.get("systemd_running") == "yes"
-    return {"system": "systemd" if systemd else (kv.get("pid1_comm") or "unknown"), "systemd": systemd,
-            "pid1_comm": kv.get("pid1_comm", ""), "units": units}
+    return {
+        "system": "systemd" if systemd else (kv.get("pid1_comm") or "unknown"),
+        "systemd": systemd,
+        "pid1_comm": kv.get("pid1_comm", ""),
+        "units": units,
+    }
 
 
 def _sockets(body: str) -> dict[str, Any]:
@@ -60,8 +66,14 @@ def parse_virt_host_validate(rc: int, body: str) -> dict[str, Any]:
     for line in body.splitlines():
         m = VHV_LINE.match(line)
         if m:
-            lines.append({"driver": m.group("driver"), "check": m.group("check").strip(), "verdict": m.group("verdict"),
-                          "hint": m.group("hint") or ""})
+            lines.append(
+                {
+                    "driver": m.group("driver"),
+                    "check": m.group("check").strip(),
+                    "verdict": m.group("verdict"),
+                    "hint": m.group("hint") or "",
+                }
+            )
     installed = rc != 127
     return {"installed": installed, "rc": rc, "lines": lines, "raw_tail": body[-2000:] if not lines else ""}
 
@@ -80,9 +92,12 @@ def machine_types(capabilities: ET.Element) -> dict[str, list[dict[str, Any]]]:
         for m in (*arch.findall("machine"), *arch.findall("domain/machine")):
             name = (m.text or "").strip()
             if name and name not in machines:
-                machines[name] = {"name": name, "canonical": m.get("canonical") or name,
-                                  "max_cpus": int(m.get("maxCpus") or 0),
-                                  "deprecated": m.get("deprecated") == "yes"}
+                machines[name] = {
+                    "name": name,
+                    "canonical": m.get("canonical") or name,
+                    "max_cpus": int(m.get("maxCpus") or 0),
+                    "deprecated": m.get("deprecated") == "yes",
+                }
     return {arch: sorted(found.values(), key=lambda m: m["name"]) for arch, found in arches.items()}
 
 

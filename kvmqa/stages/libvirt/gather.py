@@ -22,19 +22,23 @@ def parse_capabilities(xml: str) -> dict[str, Any]:
         arch = g.find("arch")
         if arch is None:
             continue
-        guests.append({
-            "os_type": g.findtext("os_type", ""),
-            "arch": arch.get("name", ""),
-            "domain_types": sorted({d.get("type", "") for d in arch.findall("domain")}),
-            "machines": sorted({m.text or "" for m in arch.findall("machine")}),
-            "emulator": arch.findtext("emulator", ""),
-        })
+        guests.append(
+            {
+                "os_type": g.findtext("os_type", ""),
+                "arch": arch.get("name", ""),
+                "domain_types": sorted({d.get("type", "") for d in arch.findall("domain")}),
+                "machines": sorted({m.text or "" for m in arch.findall("machine")}),
+                "emulator": arch.findtext("emulator", ""),
+            }
+        )
     host = root.find("host")
     cpu = host.find("cpu") if host is not None else None
     return {
         "host_arch": cpu.findtext("arch", "") if cpu is not None else "",
         "host_cpu_model": cpu.findtext("model", "") if cpu is not None else "",
-        "host_cpu_features": sorted(f.get("name", "") for f in cpu.findall("feature")) if cpu is not None else [],
+        "host_cpu_features": sorted(f.get("name", "") for f in cpu.findall("feature"))
+        if cpu is not None
+        else [],
         "guests": guests,
         "machine_types": machine_types(root),
     }
@@ -46,7 +50,9 @@ def parse_domcapabilities(xml: str) -> dict[str, Any]:
     modes = {}
     for mode in root.findall("./cpu/mode"):
         modes[mode.get("name", "")] = mode.get("supported") == "yes"
-    models = sorted({m.text or "" for m in root.findall("./cpu/mode[@name='custom']/model") if m.get("usable") == "yes"})
+    models = sorted(
+        {m.text or "" for m in root.findall("./cpu/mode[@name='custom']/model") if m.get("usable") == "yes"}
+    )
     sectypes = launch_security_types(root)
     return {
         "domain": root.findtext("domain", ""),
@@ -59,16 +65,22 @@ def parse_domcapabilities(xml: str) -> dict[str, Any]:
         "usable_cpu_models": models,
         "devices": sorted(d.tag for d in root.findall("./devices/*") if d.get("supported") == "yes"),
         # launchSecurity.<sectype> entries make e.g. sev-snp visible to baselines, which compare this list
-        "features": sorted({f.tag for f in root.findall("./features/*") if f.get("supported") == "yes"}
-                           | {f"launchSecurity.{t}" for t in sectypes}),
+        "features": sorted(
+            {f.tag for f in root.findall("./features/*") if f.get("supported") == "yes"}
+            | {f"launchSecurity.{t}" for t in sectypes}
+        ),
         "launch_security": sectypes,
     }
 
 
 def launch_security_types(root: ET.Element) -> list[str]:
-    """Confidential-guest types libvirt offers: `<launchSecurity>`'s sectype enum (sev, sev-snp, tdx, s390-pv),
+    """Confidential-guest types libvirt offers: `<launchSecurity>`'s sectype enum (sev, sev-snp, tdx,
+    s390-pv),
     and on older libvirt the `<sev supported='yes'>` / `<s390-pv supported='yes'>` features."""
-    types = {v.text or "" for v in root.findall("./features/launchSecurity[@supported='yes']/enum[@name='sectype']/value")}
+    types = {
+        v.text or ""
+        for v in root.findall("./features/launchSecurity[@supported='yes']/enum[@name='sectype']/value")
+    }
     for tag in ("sev", "s390-pv", "tdx"):
         feature = root.find(f"./features/{tag}")
         if feature is not None and feature.get("supported") == "yes":
@@ -94,7 +106,9 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
     facts["domcapabilities_arch"] = arches
     for virttype in ("kvm", "qemu"):
         try:
-            domcaps[virttype] = parse_domcapabilities(conn.getDomainCapabilities(None, arches[virttype], None, virttype, 0))
+            domcaps[virttype] = parse_domcapabilities(
+                conn.getDomainCapabilities(None, arches[virttype], None, virttype, 0)
+            )
         except libvirt.libvirtError as exc:
             domcaps[virttype] = {"error": exc.get_error_message()}
     facts["domcapabilities"] = domcaps
@@ -102,23 +116,35 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
     for net in conn.listAllNetworks():
         xml = ET.fromstring(net.XMLDesc(0))
         ip = xml.find("ip")
-        networks.append({
-            "name": net.name(), "active": bool(net.isActive()), "autostart": bool(net.autostart()),
-            "persistent": bool(net.isPersistent()),
-            "bridge": (bridge.get("name") if (bridge := xml.find("bridge")) is not None else ""),
-            "forward": (forward.get("mode", "") if (forward := xml.find("forward")) is not None else "isolated"),
-            "address": ip.get("address", "") if ip is not None else "",
-        })
+        networks.append(
+            {
+                "name": net.name(),
+                "active": bool(net.isActive()),
+                "autostart": bool(net.autostart()),
+                "persistent": bool(net.isPersistent()),
+                "bridge": (bridge.get("name") if (bridge := xml.find("bridge")) is not None else ""),
+                "forward": (
+                    forward.get("mode", "") if (forward := xml.find("forward")) is not None else "isolated"
+                ),
+                "address": ip.get("address", "") if ip is not None else "",
+            }
+        )
     facts["networks"] = networks
     pools = []
     for pool in conn.listAllStoragePools():
         state, capacity, allocation, available = pool.info()
         xml = ET.fromstring(pool.XMLDesc(0))
-        pools.append({
-            "name": pool.name(), "active": bool(pool.isActive()), "autostart": bool(pool.autostart()),
-            "type": xml.get("type", ""), "path": xml.findtext("./target/path", ""),
-            "capacity": capacity, "available": available,
-        })
+        pools.append(
+            {
+                "name": pool.name(),
+                "active": bool(pool.isActive()),
+                "autostart": bool(pool.autostart()),
+                "type": xml.get("type", ""),
+                "path": xml.findtext("./target/path", ""),
+                "capacity": capacity,
+                "available": available,
+            }
+        )
     facts["pools"] = pools
     domains = conn.listAllDomains()
     facts["domains"] = sorted(d.name() for d in domains)
@@ -129,7 +155,8 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
 
 
 def gather_libvirt_for(session: HostContext) -> dict[str, Any]:
-    """The libvirt stage's gatherer: a failed connection is a fact (checked by libvirt.connect), not a crash."""
+    """The libvirt stage's gatherer: a failed connection is a fact (checked by libvirt.connect), not a
+    crash."""
     import time
 
     import libvirt
@@ -147,7 +174,15 @@ def gather_libvirt_for(session: HostContext) -> dict[str, Any]:
         if target.is_local:
             error = text.splitlines()[0] if text else "no message"
         else:  # libvirt runs ssh itself: say so, and which host, in one line
-            error = f"{target.name}: libvirt connection over {target.backend} to {target.url} failed: {first_meaningful_line(text) or 'no message'}"
-        return {"connected": False, "uri": target.libvirt_uri(session.host_dir / ".ssh"), "error": error, "stderr": text}
+            error = (
+                f"{target.name}: libvirt connection over {target.backend} to {target.url} failed: "
+                f"{first_meaningful_line(text) or 'no message'}"
+            )
+        return {
+            "connected": False,
+            "uri": target.libvirt_uri(session.host_dir / ".ssh"),
+            "error": error,
+            "stderr": text,
+        }
     facts["connect_s"] = round(time.perf_counter() - started, 3)
     return facts
