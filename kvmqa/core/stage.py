@@ -34,6 +34,7 @@ from kvmqa.core.checks import Check, StageChecks
 Gatherer = Callable[[Any], dict[str, Any]]  # (HostSession) -> a fact section
 Sections = Mapping[str, tuple[int, str]]  # a probe output's sections: name -> (rc, text)
 ProbeParser = Callable[[Sections], dict[str, Any]]  # a stage's sections -> its fact sections
+SCOPES = ("host", "run")
 INSTALL_COLUMN = "install"  # install mode's steps are findings of this pseudo-stage (a matrix column)
 
 
@@ -98,10 +99,15 @@ class Stage:
     install_context: str = (
         ""  # "module:function" (HostSession) -> what this stage's steps read as ctx.stage_context
     )
+    # "host": checked on each host; "run": once for the whole run (its findings' host is a pseudo-host such as
+    # `cluster`; its gatherers get the run's hosts together, its `requires` are looked up on each of them)
+    scope: str = "host"
 
     def __post_init__(self) -> None:
         if self.checks.stage != self.name:
             raise StageError(f"stage {self.name!r} declares the checks of {self.checks.stage!r}")
+        if self.scope not in SCOPES:
+            raise StageError(f"stage {self.name!r}: scope {self.scope!r} is not one of {', '.join(SCOPES)}")
 
     def gatherer(self, name: str) -> Gatherer:
         fn = self.gatherers[name]

@@ -38,3 +38,20 @@ class HostContext(Protocol):
     def libvirt(self) -> Any: ...
 
     def close_libvirt(self) -> None: ...
+
+
+class ClusterContext(Protocol):
+    """The run's hosts together (kvmqa.session.cluster.ClusterSession), as a run-scoped stage's gatherer
+    sees them."""
+
+    profile: Profile
+    options: RunOptions
+
+    @property
+    def name(self) -> str: ...
+
+    def member_names(self) -> list[str]: ...
+
+    def member(self, name: str) -> HostContext: ...
+
+    def member_facts(self) -> tuple[dict[str, HostFacts], dict[str, str]]: ...

@@ -21,12 +21,13 @@ from kvmqa.config.profile import ProfileError, load_profile
 from kvmqa.core.model import Finding, Verdict
 from kvmqa.core.stage import StageError
 from kvmqa.policy.baseline import BaselineError, load_baseline
-from kvmqa.policy.waivers import WaiverError, apply_waivers, load_waivers
+from kvmqa.policy.waivers import WaiverError, apply_waivers, load_waivers, waive
 from kvmqa.pytest_plugin import fleet, hookspecs, install, interrupt, policy
 from kvmqa.pytest_plugin.fleet import prefetch_facts
 from kvmqa.pytest_plugin.run import FINDING_PROP, HOST_PROP, RUN_KEY, KvmqaRun
 from kvmqa.report.html import sections_html, summary_html
-from kvmqa.report.results import RunResults
+from kvmqa.report.results import RunResults, pairs_text
+from kvmqa.session.cluster import ClusterSession
 from kvmqa.session.host import HostSession
 from kvmqa.site import load_site_stages
 from kvmqa.stages import builtin, stage_def
@@ -300,6 +301,8 @@ def stage_test(name: str) -> Any:
     stage's order."""
     stage = stage_def(name)
     checks = stage.checks
+    if stage.scope == "run":
+        return run_stage_test(stage)
 
     @pytest.mark.kvmqa_stage(checks.stage)
     @pytest.mark.parametrize("check_id", checks.ids())
@@ -320,6 +323,31 @@ def run_check(host: HostSession, stage: Any, check_id: str, request: pytest.Fixt
     if stage.name == "reach" or check_id == stage.checks.ids()[-1]:
         props.append((HOST_PROP, json.dumps(host.summary(), default=str)))
     assert_finding(finding)
+
+
+def run_stage_test(stage: Any) -> Any:
+    """The test function of a run-scoped stage (cluster): one test per check, about the run's hosts
+    together."""
+
+    @pytest.mark.kvmqa_stage(stage.name)
+    @pytest.mark.parametrize("check_id", stage.checks.ids())
+    def test_run_stage(kvmqa_cluster: ClusterSession, check_id: str, request: pytest.FixtureRequest) -> None:
+        why = kvmqa_cluster.not_applicable()
+        if why is not None:  # no pseudo-host row: the run has no cluster to report on
+            pytest.skip(f"[{kvmqa_cluster.name}] {check_id}: {why}")
+        finding = kvmqa_cluster.evaluate(stage, stage.checks.get(check_id))
+        waive(finding, load_waivers(kvmqa_cluster.options.waivers))
+        props = request.node.user_properties
+        props.append((FINDING_PROP, json.dumps(finding.to_json(), default=str)))
+        if check_id == stage.checks.ids()[-1]:  # the members' round trips now include the cluster's own
+            summaries = [{"host": kvmqa_cluster.name, **kvmqa_cluster.summary()}]
+            summaries += [kvmqa_cluster.member(n).summary() for n in kvmqa_cluster.member_names()]
+            props += [(HOST_PROP, json.dumps(s, default=str)) for s in summaries]
+        assert_finding(finding)
+
+    test_run_stage.__name__ = f"test_{stage.name}"
+    test_run_stage.kvmqa_stage = stage  # type: ignore[attr-defined]
+    return test_run_stage
 
 
 def site_stage_test() -> Any:
@@ -370,6 +398,15 @@ def kvmqa_host(request: pytest.FixtureRequest) -> HostSession:
         request, run, request.param
     )  # fleet: this process probes all its hosts at once (kvmqa/pytest_plugin/fleet.py)
     return run.session(request.param)
+
+
+@pytest.fixture(scope="session")
+def kvmqa_cluster(request: pytest.FixtureRequest) -> ClusterSession:
+    """The run's hosts together (run-scoped stages), once their prefetched facts are in."""
+    run: KvmqaRun = request.config.stash[RUN_KEY]
+    for target in run.targets:
+        prefetch_facts(request, run, target.name)
+    return run.cluster()
 
 
 @pytest.fixture(scope="session")
@@ -478,4 +515,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     terminalreporter.write_sep("=", "kvmqa: hosts x stages")
     terminalreporter.write_line(run.results.terminal_matrix())
+    for pseudo, pairs in run.results.pair_matrices().items():
+        title = f"kvmqa: {pseudo}: can the source (row) take its guests to the destination"
+        terminalreporter.write_sep("=", title)
+        terminalreporter.write_line(pairs_text(pairs))
     terminalreporter.write_line(f"reports: {run.options.reports_dir}/report.html, junit.xml, results.json")

@@ -9,6 +9,7 @@ import pytest
 from kvmqa.config.options import RunOptions
 from kvmqa.core.stage import Registry
 from kvmqa.report.results import RunResults
+from kvmqa.session.cluster import ClusterSession
 from kvmqa.session.host import HostSession
 from kvmqa.stages.first_vm.progress import terminal_writer
 from kvmqa.transport.target import Target
@@ -41,6 +42,16 @@ class KvmqaRun:
         self.registry = registry
         self.sessions: dict[str, HostSession] = {}
         self.results = RunResults(columns=tuple(registry.columns()))
+        self._cluster: ClusterSession | None = None
+
+    def cluster(self) -> ClusterSession:
+        """The run's hosts together, for run-scoped stages (their sessions are this process's host
+        sessions)."""
+        if self._cluster is None:
+            self._cluster = ClusterSession(
+                self.session, [t.name for t in self.targets], self.profile, self.options, self.registry
+            )
+        return self._cluster
 
     @property
     def peers(self) -> dict[str, HostSession]:

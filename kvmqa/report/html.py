@@ -32,6 +32,9 @@ STYLE = """
 .kvmqa details{margin:4px 0}
 .kvmqa summary{cursor:pointer;font-weight:bold}
 .kvmqa .interrupted{background:#c62828;color:#fff;font-weight:bold;padding:8px 10px;font-size:15px}
+.kvmqa .pairs td.cell{color:#fff;min-width:150px;max-width:320px;font-size:12px}
+.kvmqa .pairs td.cell b{display:block;font-size:14px}
+.kvmqa .pairs td.self{background:#eee;color:#999;text-align:center}
 .kvmqa .emulated{background:#fff3e0;border:2px solid #ef6c00;padding:4px 8px;display:inline-block;
   font-weight:bold}
 body{display:flex;flex-direction:column}
@@ -85,6 +88,37 @@ def matrix_html(results: RunResults) -> str:
         trip_text = round_trips_text(trips)
         rows.append(f"<tr><th>{escape(host)}</th>{''.join(cells)}<td>{escape(trip_text)}</td></tr>")
     return f'<table id="kvmqa-matrix">{"".join(rows)}</table>'
+
+
+def pairs_html(name: str, matrix: dict[str, Any]) -> str:
+    """A run-scoped stage's host x host matrix (rows: source, columns: destination): green where the source's
+    guests can go, else the colour of the failing check's verdict with its ID and the reason for that pair."""
+    hosts = matrix["hosts"]
+    head = "<tr><th>source ↓ / destination →</th>" + "".join(f"<th>{escape(h)}</th>" for h in hosts)
+    head += "</tr>"
+    rows = [head]
+    for a in hosts:
+        cells = []
+        for b in hosts:
+            if a == b:
+                cells.append('<td class="self">—</td>')
+                continue
+            c = matrix["cells"][a][b]
+            verdict = "pass" if c["ok"] else c["verdict"]
+            title = "can take its guests" if c["ok"] else ("not judged" if verdict == "error" else "cannot")
+            why = "" if c["ok"] else f"<code>{escape(c['check'])}</code><br>{escape(c['reason'])}"
+            if c.get("also"):
+                why += f"<br><i>also: {escape(', '.join(c['also']))}</i>"
+            cells.append(
+                f'<td class="cell kvmqa-pair-{verdict}" data-source="{escape(a)}" '
+                f'data-destination="{escape(b)}" style="background:{COLOURS.get(verdict, "#999")}">'
+                f"<b>{title}</b>{why}</td>"
+            )
+        rows.append(f"<tr><th>{escape(a)}</th>{''.join(cells)}</tr>")
+    return (
+        f'<h2 id="kvmqa-pairs-{safe_name(name)}">{escape(name)}: can the source take its guests to the '
+        f'destination?</h2><table class="pairs" id="kvmqa-pairs">{"".join(rows)}</table>'
+    )
 
 
 def details_html(results: RunResults) -> str:
@@ -150,6 +184,7 @@ def summary_html(results: RunResults, extra_sections: list[str] | None = None) -
     return (
         f'{STYLE}<div class="kvmqa">{interrupted_html(results)}'
         f"<h2>Hosts × stages</h2>{matrix_html(results)}<p>{escape(counts)}</p>"
+        + "".join(pairs_html(name, m) for name, m in results.pair_matrices().items())
         + (f"<h2>Errors</h2><ul>{errors}</ul>" if errors else "")
         + "".join(extra_sections or [])
         + actions_html(results.actions)

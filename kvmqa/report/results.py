@@ -95,6 +95,7 @@ class RunResults:
             "errors": self.errors,
             "results": [f.to_json() for f in self.findings],
             "actions": self.actions,
+            **({"cluster": self.pair_matrices()} if self.pair_matrices() else {}),
             **self.sections,
         }
 
@@ -119,6 +120,31 @@ class RunResults:
                 r.sections[k] = data[k]
         return r
 
+    def pair_matrices(self) -> dict[str, dict[str, Any]]:
+        """Per run-scoped pseudo-host (`cluster`): the host x host matrix of its findings' `details["pairs"]`.
+        Each ordered pair's cell: can the source's guests go to the destination, or the first failing check
+        (FAIL or ERROR, in check order) and its reason for that pair.
+
+            {"cluster": {"hosts": ["lab1", "lab2"], "cells": {"lab1": {"lab2": {"ok": True, ...}}}}}
+        """
+        out: dict[str, dict[str, Any]] = {}
+        for f in self.findings:
+            hosts = f.details.get("hosts")
+            if "pairs" not in f.details or not isinstance(hosts, list) or len(hosts) < 2:
+                continue
+            able = {"ok": True, "check": "", "verdict": "pass", "reason": "can take its guests"}
+            cells = {a: {b: {**able, "also": []} for b in hosts if b != a} for a in hosts}
+            matrix = out.setdefault(f.host, {"hosts": list(hosts), "cells": cells})
+            if f.verdict not in (Verdict.FAIL, Verdict.ERROR):
+                continue
+            for pair in f.details["pairs"]:
+                cell = matrix["cells"].get(pair["source"], {}).get(pair["destination"])
+                if cell is not None and cell["ok"]:
+                    cell.update(ok=False, check=f.check_id, verdict=f.verdict.value, reason=pair["reason"])
+                elif cell is not None and f.check_id not in (cell["check"], *cell["also"]):
+                    cell["also"].append(f.check_id)  # further checks that refuse this pair too
+        return out
+
     def terminal_matrix(self) -> str:
         stages = self.stages()
         hosts = self.host_names()
@@ -134,3 +160,25 @@ class RunResults:
                 cells.append(text.ljust(9))
             lines.append(h.ljust(width) + "  " + "  ".join(cells))
         return "\n".join(lines)
+
+
+def pairs_text(matrix: dict[str, Any]) -> str:
+    """A pair matrix for the terminal: rows are sources, columns destinations; each refusal's reason below."""
+    hosts = matrix["hosts"]
+    width = max(len(h) for h in [*hosts, "source \\ to"])
+
+    def word(c: dict[str, Any]) -> str:
+        return "yes" if c["ok"] else ("NOT JUDGED" if c["verdict"] == "error" else "NO") + f" ({c['check']})"
+
+    cells = {a: {b: word(c) for b, c in row.items()} for a, row in matrix["cells"].items()}
+    col = max([len(h) for h in hosts] + [len(t) for row in cells.values() for t in row.values()])
+    lines = ["source \\ to".ljust(width) + "  " + "  ".join(h.ljust(col) for h in hosts)]
+    for a in hosts:
+        row = ("-" if a == b else cells[a][b] for b in hosts)
+        lines.append(a.ljust(width) + "  " + "  ".join(text.ljust(col) for text in row))
+    for a in hosts:
+        for b, c in matrix["cells"][a].items():
+            if not c["ok"]:
+                also = f" (also refused by {', '.join(c['also'])})" if c.get("also") else ""
+                lines.append(f"{a} → {b}: {c['check']}: {c['reason']}{also}")
+    return "\n".join(lines)

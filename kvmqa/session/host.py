@@ -201,6 +201,8 @@ class HostSession:
     def prepare_stage(self, stage: Stage) -> Finding | None:
         """Gate a stage (roles, requires), run hooks (install mode) and gatherers once; a Finding means 'stop
         here'."""
+        if stage.scope != "host":  # the run's hosts together: kvmqa.session.cluster, never one host's
+            return self._stage_finding(stage, Verdict.SKIP, f"{stage.name} is checked once for the whole run")
         if stage.name in self._gathered:
             err = self._gathered[stage.name]
             return None if err is None else self._stage_finding(stage, Verdict.ERROR, err)

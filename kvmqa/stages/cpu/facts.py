@@ -232,12 +232,19 @@ def _kvm_probe(body: str) -> dict[str, Any]:
     return result
 
 
+# qemu.conf's settings the checks read (the cluster stage: the migration ports and address a peer connects to)
+QEMU_CONF_LINE = re.compile(
+    r"^\s*(user|group|namespaces|dynamic_ownership"
+    r"|migration_port_min|migration_port_max|migration_address)\s*=\s*(.+)$"
+)
+
+
 def _libvirt_conf(body: str) -> dict[str, Any]:
     conf: dict[str, str] = {}
     users: dict[str, str] = {}
     groups: dict[str, list[str]] = {}
     for line in body.splitlines():
-        m = re.match(r"^\s*(user|group|namespaces|dynamic_ownership)\s*=\s*(.+)$", line)
+        m = QEMU_CONF_LINE.match(line)
         if m:
             conf[m.group(1)] = m.group(2).strip().strip('"')
             continue

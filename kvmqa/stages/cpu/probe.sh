@@ -41,7 +41,8 @@ _kq_secure() {
 }
 _kq_hugepages() { for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/kernel/mm/hugepages/*/nr_hugepages; do _kq_kv "$f"; done; }
 _kq_libvirt_conf() {
-    [ -r /etc/libvirt/qemu.conf ] && grep -E '^[[:space:]]*(user|group|namespaces|dynamic_ownership)[[:space:]]*=' /etc/libvirt/qemu.conf
+    _kq_k='user|group|namespaces|dynamic_ownership|migration_port_min|migration_port_max|migration_address'
+    [ -r /etc/libvirt/qemu.conf ] && grep -E "^[[:space:]]*($_kq_k)[[:space:]]*=" /etc/libvirt/qemu.conf
     for u in libvirt-qemu qemu; do id "$u" 2>/dev/null | sed "s/^/$u: /"; done
     getent group kvm libvirt 2>/dev/null
     return 0

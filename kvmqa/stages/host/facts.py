@@ -252,6 +252,7 @@ def _hostname(body: str) -> dict[str, Any]:
     return {
         "hostname": kv.get("hostname", ""),
         "fqdn": kv.get("fqdn", ""),
+        "boot_id": kv.get("boot_id", ""),
         "resolved": sorted(set(resolved)),
         "local": local,
         "measured": bool(body.strip()),

@@ -44,6 +44,7 @@ _kq_hostname() {
     read -r _kq_n < /proc/sys/kernel/hostname
     _kq_f=$(timeout 5 hostname -f 2>/dev/null) || _kq_f=
     echo "hostname=$_kq_n"; echo "fqdn=$_kq_f"
+    read -r _kq_b 2>/dev/null </proc/sys/kernel/random/boot_id && echo "boot_id=$_kq_b"  # one per running kernel
     echo "@resolved"; timeout 5 getent ahosts "${_kq_f:-$_kq_n}" 2>/dev/null | awk '!seen[$1]++ {print $1}'
     echo "@local"  # `ip -o addr` lines as they are (parsed by the controller), else hostname -I
     if command -v ip >/dev/null 2>&1; then ip -o addr show 2>/dev/null

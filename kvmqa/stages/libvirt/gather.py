@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any
 
-from kvmqa.stages.libvirt.facts import machine_types
+from kvmqa.stages.libvirt.facts import defined_guest, machine_types
 
 if TYPE_CHECKING:
     from kvmqa.gather.context import HostContext
@@ -146,7 +146,11 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
             }
         )
     facts["pools"] = pools
-    facts["domains"] = sorted(d.name() for d in conn.listAllDomains())
+    domains = conn.listAllDomains()
+    facts["domains"] = sorted(d.name() for d in domains)
+    # what a guest needs of any host it moves to (the cluster stage): its machine type, networks and pools
+    guests = (defined_guest(ET.fromstring(d.XMLDesc(0))) for d in domains)
+    facts["guests"] = sorted(guests, key=lambda g: g["name"])
     return facts
 
 
