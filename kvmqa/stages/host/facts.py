@@ -74,6 +74,7 @@ class Hostname:
     resolved: tuple[str, ...] = ()  # what the name resolves to (getent ahosts)
     local: tuple[LocalAddress, ...] = ()  # the host's own addresses
     measured: bool = False
+    boot_id: str = ""  # /proc/sys/kernel/random/boot_id: two targets with one boot id are one machine
 
 
 @dataclass(frozen=True)
