@@ -211,8 +211,7 @@ def test_checks_read_typed_facts_not_raw_sections() -> None:
 
     raw = re.compile(r"\bfacts(?:\.get\(|\[)\s*['\"]")
     # The run-scoped cluster stage reads the cluster's own facts (hosts, cross-host measurements) as plain
-    # data
-    # still: its typed views are the next step (issue 18's closing note).
+    # data still: its typed views are the next step (issue 18's closing note).
     untyped = {"cluster"}
     offenders = [
         f"{path.relative_to(PACKAGE)}:{n}: {line.strip()}"
