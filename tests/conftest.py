@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +48,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `lab_slow` (each boots a lab of its own) run when asked for: `-m` naming lab_slow, or
+    KVMQA_LAB_SLOW=1; otherwise they are deselected (their mark says when they last passed)."""
+    if "lab_slow" in (config.option.markexpr or "") or os.environ.get("KVMQA_LAB_SLOW") == "1":
+        return
+    slow = [item for item in items if item.get_closest_marker("lab_slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("lab_slow") is None]
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     start_prefetch(session)  # the lab hosts the selected tests use, booted in the background at nice 19
 
@@ -57,22 +69,3 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     lab_summary(terminalreporter, config)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "lab_slow: a long lab test kept out of `./run tests` (CI's budget); `./run tests -m lab_slow` "
-        "runs them. "
-        "Its docstring names when it last passed.",
-    )
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`lab_slow` tests run only when `-m` names them (`./run tests -m lab_slow`)."""
-    if "lab_slow" in (config.option.markexpr or ""):
-        return
-    slow = [item for item in items if item.get_closest_marker("lab_slow")]
-    if slow:
-        config.hook.pytest_deselected(items=slow)
-        items[:] = [item for item in items if not item.get_closest_marker("lab_slow")]

@@ -71,10 +71,10 @@ class Hostname:
     SECTION: ClassVar[str] = "hostname"
     hostname: str = ""
     fqdn: str = ""
-    boot_id: str = ""  # one per running kernel: two targets with one boot id are one machine
     resolved: tuple[str, ...] = ()  # what the name resolves to (getent ahosts)
     local: tuple[LocalAddress, ...] = ()  # the host's own addresses
     measured: bool = False
+    boot_id: str = ""  # /proc/sys/kernel/random/boot_id: two targets with one boot id are one machine
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The libvirt stage's probe sections (this folder's probe.sh) -> its facts: the init system and libvirt's
 units, the running processes, libvirt's sockets and virt-host-validate's verdicts. What libvirt itself answers
-over its connection is gather.py's (`facts["libvirt"]`); parsed here from libvirt's XML: `machine_types`,
-`defined_guest`. What the checks read of them are the typed views below (`facts.view(Libvirt)`,
-`processes(facts)`, ...).
+over its connection is gather.py's (`facts["libvirt"]`); parsed here from libvirt's XML:
+`machine_types`, `defined_guest`.
+What the checks read of them are the typed views below (`facts.view(Libvirt)`, `processes(facts)`, ...).
 
     >>> parse({"sockets": (0, "/run/libvirt/libvirt-sock|666|root|root")})["sockets"]
     {'/run/libvirt/libvirt-sock': {'mode': '666', 'owner': 'root', 'group': 'root'}}
@@ -103,26 +103,6 @@ def machine_types(capabilities: ET.Element) -> dict[str, list[dict[str, Any]]]:
                     "deprecated": m.get("deprecated") == "yes",
                 }
     return {arch: sorted(found.values(), key=lambda m: m["name"]) for arch, found in arches.items()}
-
-
-NETWORK_SOURCES = "./devices/interface[@type='network']/source"
-POOL_SOURCES = "./devices/disk[@type='volume']/source"
-
-
-def defined_guest(domain: ET.Element) -> dict[str, Any]:
-    """What a defined guest needs of a host it runs on, from its domain XML: its architecture and machine type
-    (as defined: `pc-q35-7.2`, or an alias), the libvirt networks its NICs use and the pools its disks use.
-
-        {"name": "web1", "arch": "x86_64", "machine": "pc-q35-7.2", "networks": ["default"], "pools": []}
-    """
-    os_type = domain.find("./os/type")
-    return {
-        "name": domain.findtext("name", ""),
-        "arch": os_type.get("arch", "") if os_type is not None else "",
-        "machine": os_type.get("machine", "") if os_type is not None else "",
-        "networks": sorted({s.get("network", "") for s in domain.findall(NETWORK_SOURCES)} - {""}),
-        "pools": sorted({s.get("pool", "") for s in domain.findall(POOL_SOURCES)} - {""}),
-    }
 
 
 # --- typed views: what the checks read ----------------------------------------------------------------------
@@ -300,3 +280,23 @@ class Libvirt:
             (list(g.domain_types) for g in self.capabilities.guests if g.arch == arch and g.os_type == "hvm"),
             [],
         )
+
+
+NETWORK_SOURCES = "./devices/interface[@type='network']/source"
+POOL_SOURCES = "./devices/disk[@type='volume']/source"
+
+
+def defined_guest(domain: ET.Element) -> dict[str, Any]:
+    """What a defined guest needs of a host it runs on, from its domain XML: its architecture and machine type
+    (as defined: `pc-q35-7.2`, or an alias), the libvirt networks its NICs use and the pools its disks use.
+
+        {"name": "web1", "arch": "x86_64", "machine": "pc-q35-7.2", "networks": ["default"], "pools": []}
+    """
+    os_type = domain.find("./os/type")
+    return {
+        "name": domain.findtext("name", ""),
+        "arch": os_type.get("arch", "") if os_type is not None else "",
+        "machine": os_type.get("machine", "") if os_type is not None else "",
+        "networks": sorted({s.get("network", "") for s in domain.findall(NETWORK_SOURCES)} - {""}),
+        "pools": sorted({s.get("pool", "") for s in domain.findall(POOL_SOURCES)} - {""}),
+    }
