@@ -546,6 +546,22 @@ def mtu(facts: HostFacts, profile: Profile) -> Outcome:
     return conclude(facts, problems, f"MTU {listing(mtus)}{note}", no_ping=no_ping)
 
 
+def missing_on_peers(
+    facts: HostFacts, kind: str, section: str, needed: Callable[[dict[str, Any]], dict[str, str]]
+) -> list[Problem]:
+    """For each pair A -> B: what A has active or its guests use (name -> why) that B lacks or has
+    inactive."""
+    problems = []
+    for a, b in present_pairs(facts):
+        theirs = {o["name"]: o for o in host(facts, b)[section]}
+        for name, why in needed(host(facts, a)).items():
+            if name not in theirs:
+                problems.append(Problem(f"{kind} {name} ({why} on {a}) is missing on {b}", a, b))
+            elif not theirs[name].get("active"):
+                problems.append(Problem(f"{kind} {name} ({why} on {a}) is not active on {b}", a, b))
+    return problems
+
+
 @cluster_check(
     "cluster.storage",
     "The same storage pools on every host; shared pools shared",
@@ -553,18 +569,15 @@ def mtu(facts: HostFacts, profile: Profile) -> Outcome:
     "pool-autostart); a shared pool must be the same export on each",
 )
 def storage(facts: HostFacts, profile: Profile) -> Outcome:
-    problems = []
-    for a, b in present_pairs(facts):
-        theirs = {p["name"]: p for p in host(facts, b)["pools"]}
-        needed = {p["name"]: p["type"] for p in host(facts, a)["pools"] if p.get("active")}
-        needed.update(
-            {pool: "used by a guest" for g in host(facts, a)["guests"] for pool in g.get("pools", [])}
-        )
-        for name, kind in needed.items():
-            if name not in theirs:
-                problems.append(Problem(f"pool {name} ({kind}, active on {a}) is missing on {b}", a, b))
-            elif not theirs[name].get("active"):
-                problems.append(Problem(f"pool {name} ({kind}, active on {a}) is not active on {b}", a, b))
+    problems = missing_on_peers(
+        facts,
+        "pool",
+        "pools",
+        lambda h: (
+            {p["name"]: f"{p['type']}, active" for p in h["pools"] if p.get("active")}
+            | {pool: "used by a guest, active" for g in h["guests"] for pool in g.get("pools", [])}
+        ),
+    )
     shared = cross(facts, "storage")
     for pool, record in shared.items():
         if record.get("error"):
@@ -593,18 +606,15 @@ def storage(facts: HostFacts, profile: Profile) -> Outcome:
     "net-autostart), bridged to the same segment",
 )
 def networks(facts: HostFacts, profile: Profile) -> Outcome:
-    problems = []
-    for a, b in present_pairs(facts):
-        theirs = {n["name"]: n for n in host(facts, b)["networks"]}
-        needed = {n["name"]: "active" for n in host(facts, a)["networks"] if n.get("active")}
-        needed.update(
-            {net: f"used by guest {g['name']}" for g in host(facts, a)["guests"] for net in g["networks"]}
-        )
-        for name, why in needed.items():
-            if name not in theirs:
-                problems.append(Problem(f"network {name} ({why} on {a}) is missing on {b}", a, b))
-            elif not theirs[name].get("active"):
-                problems.append(Problem(f"network {name} ({why} on {a}) is not active on {b}", a, b))
+    problems = missing_on_peers(
+        facts,
+        "network",
+        "networks",
+        lambda h: (
+            {n["name"]: "active" for n in h["networks"] if n.get("active")}
+            | {net: f"used by guest {g['name']}" for g in h["guests"] for net in g["networks"]}
+        ),
+    )
     used = sorted(
         {n["name"] for h in view(facts).hosts for n in host(facts, h)["networks"] if n.get("active")}
     )
