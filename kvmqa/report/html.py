@@ -109,6 +109,14 @@ def pairs_html(name: str, matrix: dict[str, Any]) -> str:
             why = "" if c["ok"] else f"<code>{escape(c['check'])}</code><br>{escape(c['reason'])}"
             if c.get("also"):
                 why += f"<br><i>also: {escape(', '.join(c['also']))}</i>"
+            for move in c.get("migration", []):  # the migration stage: what happened beside the prediction
+                outcome = (
+                    f"moved, downtime {move.get('downtime_ms', '?')} ms" if move["ok"] else "migration FAILED"
+                )
+                why += f'<br><span class="kvmqa-moved-{"ok" if move["ok"] else "fail"}">'
+                why += f"{escape(move['storage'])}: {escape(outcome)}</span>"
+                if not move["ok"] and c["ok"]:
+                    verdict, title = "fail", "predicted able, but"
             cells.append(
                 f'<td class="cell kvmqa-pair-{verdict}" data-source="{escape(a)}" '
                 f'data-destination="{escape(b)}" style="background:{COLOURS.get(verdict, "#999")}">'

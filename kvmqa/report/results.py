@@ -143,6 +143,17 @@ class RunResults:
                     cell.update(ok=False, check=f.check_id, verdict=f.verdict.value, reason=pair["reason"])
                 elif cell is not None and f.check_id not in (cell["check"], *cell["also"]):
                     cell["also"].append(f.check_id)  # further checks that refuse this pair too
+        for f in self.findings:  # the migration stage's moves: the measured outcome beside the prediction
+            hosts = f.details.get("hosts")
+            if "migrations" not in f.details or not isinstance(hosts, list) or len(hosts) < 2:
+                continue
+            unjudged = {"ok": True, "check": "", "verdict": "skip", "reason": "not judged", "also": []}
+            cells = {a: {b: dict(unjudged) for b in hosts if b != a} for a in hosts}
+            matrix = out.setdefault(f.host, {"hosts": list(hosts), "cells": cells})
+            for move in f.details["migrations"]:
+                cell = matrix["cells"].get(move["source"], {}).get(move["destination"])
+                if cell is not None:
+                    cell.setdefault("migration", []).append(move)
         return out
 
     def terminal_matrix(self) -> str:
@@ -168,6 +179,8 @@ def pairs_text(matrix: dict[str, Any]) -> str:
     width = max(len(h) for h in [*hosts, "source \\ to"])
 
     def word(c: dict[str, Any]) -> str:
+        if c["verdict"] == "skip":  # a matrix only the migration stage filled: no prediction made
+            return "not judged"
         return "yes" if c["ok"] else ("NOT JUDGED" if c["verdict"] == "error" else "NO") + f" ({c['check']})"
 
     cells = {a: {b: word(c) for b, c in row.items()} for a, row in matrix["cells"].items()}
@@ -181,4 +194,20 @@ def pairs_text(matrix: dict[str, Any]) -> str:
             if not c["ok"]:
                 also = f" (also refused by {', '.join(c['also'])})" if c.get("also") else ""
                 lines.append(f"{a} → {b}: {c['check']}: {c['reason']}{also}")
+    moves = [(a, b, m) for a in hosts for b, c in matrix["cells"][a].items() for m in c.get("migration", [])]
+    if moves:
+        lines.append("migrated (prediction → outcome):")
+    for a, b, m in moves:
+        lines.append(f"{a} → {b} ({m['storage']}): {moved_text(m)}")
     return "\n".join(lines)
+
+
+def moved_text(move: dict[str, Any]) -> str:
+    """One move of the migration stage as a matrix cell reads it: the prediction, then what happened."""
+    said = (
+        "predicted able" if move["predicted"] == "able" else f"refused by {', '.join(move['predicted_by'])}"
+    )
+    if not move["ok"]:
+        return f"{said} → FAILED: {move['reason']}"
+    total = f"{move['total_ms'] / 1000:.1f} s" if move.get("total_ms") is not None else "? s"
+    return f"{said} → moved in {total}, downtime {move.get('downtime_ms', '?')} ms"

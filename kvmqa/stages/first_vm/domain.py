@@ -60,6 +60,8 @@ class DomainSpec:
     console_log: str | None = None  # host path; None: <CONSOLE_LOG_DIR>/<name>-console.log
     guest_agent: bool = False
     panic_device: bool = True
+    machine: str = ""  # the machine type ('' : libvirt's default for the virt type)
+    cpu: str = ""  # '' (libvirt's default), host-model, host-passthrough, or a named model (custom, exact)
 
     @property
     def console_log_path(self) -> str:
@@ -71,7 +73,9 @@ class DomainSpec:
         _text(dom, "memory", str(self.memory_mib), unit="MiB")
         _text(dom, "vcpu", str(self.vcpus))
         os_el = ET.SubElement(dom, "os")
-        _text(os_el, "type", "hvm", arch="x86_64")
+        os_type = _text(os_el, "type", "hvm", arch="x86_64")
+        if self.machine:
+            os_type.set("machine", self.machine)
         if self.kernel:
             _text(os_el, "kernel", self.kernel)
             if self.initrd:
@@ -82,6 +86,11 @@ class DomainSpec:
             ET.SubElement(os_el, "boot", dev="hd")
         features = ET.SubElement(dom, "features")
         ET.SubElement(features, "acpi")
+        if self.cpu in ("host-model", "host-passthrough"):
+            ET.SubElement(dom, "cpu", mode=self.cpu)
+        elif self.cpu:
+            cpu = ET.SubElement(dom, "cpu", mode="custom", match="exact")
+            _text(cpu, "model", self.cpu, fallback="forbid")
         ET.SubElement(dom, "clock", offset="utc")
         # on_reboot restart, not destroy: with destroy libvirt ends a resetting guest as shutoff/destroyed,
         # the
