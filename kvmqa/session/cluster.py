@@ -112,7 +112,9 @@ class ClusterSession:
                     error = f"{stage.name}: gathering {section} failed: {exc}"
                     break
             self._facts[stage.name], self._errors[stage.name] = facts, error
-            facts.save(self.host_dir / "facts.json")
+            HostFacts({k: v for f in self._facts.values() for k, v in f.items()}).save(
+                self.host_dir / "facts.json"
+            )  # every run-scoped stage's sections in one file (cluster, migration)
         error = self._errors[stage.name]
         return None if error is None else Finding.error(CLUSTER_HOST, StageCheck(stage.name), error)
 
