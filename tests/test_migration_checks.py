@@ -4,8 +4,8 @@ host x host matrix over recorded facts (no lab: default CI).
 
 tests/recorded/migration/heartbeat-tcg-console.log is the kit guest's real serial log (kvmqa.heartbeat=0.5,
 kvmqa.diskevery=4, TCG on this machine, 2026-12-08). A move is represented by cutting that log in two at a
-beat, mid-line, the way a switch-over cuts the console between the source's log and the destination's: a stand-in
-for the two hosts' logs (the lab tests read the real ones).
+beat, mid-line, the way a switch-over cuts the console between the source's log and the destination's:
+a stand-in for the two hosts' logs (the lab tests read the real ones).
 """
 
 from __future__ import annotations
