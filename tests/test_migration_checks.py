@@ -284,3 +284,27 @@ def test_the_matrix_shows_each_move_beside_the_prediction() -> None:
     text = pairs_text(matrix)
     assert f"lab1 → lab2 (shared): refused by cluster.reach → FAILED: {error}" in text
     assert "lab2 → lab1 (shared): predicted able → moved in 12.8 s, downtime 226 ms" in text
+
+
+def test_a_baseline_shows_a_pair_that_stopped_moving_and_a_downtime_past_the_tolerance() -> None:
+    from kvmqa.policy.baseline import compare_host, comparison_lines
+
+    def snap(*hops: dict[str, Any]) -> dict[str, Any]:
+        return {"facts": {"migration": {"hops": list(hops)}}, "verdicts": {}}
+
+    before = snap(hop("lab1", "lab2"), hop("lab2", "lab1"))
+    slower = hop("lab2", "lab1", figures={**figures(parse_domjobinfo(DOMJOBINFO)), "downtime_ms": 400})
+    after = snap(hop("lab1", "lab2", ok=False, error="machine type"), slower)
+    found = compare_host(before, after, tolerance_pct=50)
+    assert found["regressions"] == [
+        {"check_id": "migration.live", "pair": "lab1 → lab2 (shared)", "before": "moved", "after": "failed"},
+        {
+            "check_id": "migration.downtime",
+            "pair": "lab2 → lab1 (shared)",
+            "before": "226 ms",
+            "after": "400 ms (over +50 %)",
+        },
+    ]
+    assert compare_host(before, after, tolerance_pct=100)["regressions"][1:] == []
+    line = comparison_lines({"hosts": {"cluster": {"status": "compared", **found}}})[0]
+    assert "REGRESSIONS: migration.live lab1 → lab2 (shared) moved -> failed" in line

@@ -100,7 +100,50 @@ def snapshot(facts: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
 # -- compare ----------------------------------------------------------------------------------
 
 
-def compare_host(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+DOWNTIME_TOLERANCE_PCT = 50.0  # the profile's migration.downtime_tolerance_pct when it names none
+
+
+def migrations_of(facts: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The migration stage's moves in a run's facts (the `cluster` pseudo-host's): pair -> outcome and
+    downtime."""
+    out = {}
+    for hop in facts.get("migration", {}).get("hops", []):
+        key = f"{hop['source']} → {hop['destination']} ({hop['storage']})"
+        out[key] = {"ok": bool(hop.get("ok")), "downtime_ms": (hop.get("figures") or {}).get("downtime_ms")}
+    return out
+
+
+def migration_regressions(
+    before: dict[str, Any], after: dict[str, Any], tolerance_pct: float = DOWNTIME_TOLERANCE_PCT
+) -> list[dict[str, Any]]:
+    """A pair that moved in the baseline and fails now, or whose downtime grew past the tolerance."""
+    out = []
+    now = migrations_of(after)
+    for pair, old in migrations_of(before).items():
+        new = now.get(pair)
+        if new is None or not old["ok"]:
+            continue
+        if not new["ok"]:
+            out.append({"check_id": "migration.live", "pair": pair, "before": "moved", "after": "failed"})
+        elif (
+            old["downtime_ms"]
+            and new["downtime_ms"] is not None
+            and new["downtime_ms"] > old["downtime_ms"] * (1 + tolerance_pct / 100)
+        ):
+            out.append(
+                {
+                    "check_id": "migration.downtime",
+                    "pair": pair,
+                    "before": f"{old['downtime_ms']} ms",
+                    "after": f"{new['downtime_ms']} ms (over +{tolerance_pct:g} %)",
+                }
+            )
+    return out
+
+
+def compare_host(
+    before: dict[str, Any], after: dict[str, Any], tolerance_pct: float = DOWNTIME_TOLERANCE_PCT
+) -> dict[str, Any]:
     """What changed on one host between two snapshots."""
     bv, av = versions_of(before.get("facts", {})), versions_of(after.get("facts", {}))
     versions: list[dict[str, Any]] = [
@@ -128,6 +171,7 @@ def compare_host(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
             regressions.append(entry)
         elif old in REGRESSED and new == Verdict.PASS.value:
             improvements.append(entry)
+    regressions += migration_regressions(before.get("facts", {}), after.get("facts", {}), tolerance_pct)
     return {
         "versions": versions,
         "capabilities": capabilities,
@@ -137,11 +181,15 @@ def compare_host(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
     }
 
 
-def compare(baseline: dict[str, Any], current: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def compare(
+    baseline: dict[str, Any],
+    current: dict[str, dict[str, Any]],
+    tolerance_pct: float = DOWNTIME_TOLERANCE_PCT,
+) -> dict[str, Any]:
     hosts: dict[str, Any] = {}
     for name, snap in current.items():
         if name in baseline["hosts"]:
-            hosts[name] = {"status": "compared", **compare_host(baseline["hosts"][name], snap)}
+            hosts[name] = {"status": "compared", **compare_host(baseline["hosts"][name], snap, tolerance_pct)}
         else:
             hosts[name] = {
                 "status": "new (not in the baseline)",
@@ -240,7 +288,10 @@ def comparison_lines(comparison: dict[str, Any]) -> list[str]:
         if h["regressions"]:
             parts.append(
                 "REGRESSIONS: "
-                + ", ".join(f"{r['check_id']} {r['before']} -> {r['after']}" for r in h["regressions"])
+                + ", ".join(
+                    f"{r['check_id']}{' ' + r['pair'] if r.get('pair') else ''} {r['before']} -> {r['after']}"
+                    for r in h["regressions"]
+                )
             )
         parts += h["unavailable"]
         lines.append(f"{host}: " + ("; ".join(parts) if parts else "no change"))

@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from kvmqa.core.paths import safe_name
-from kvmqa.policy.baseline import compare, comparison_lines, load_baseline, save_baseline, snapshot
+from kvmqa.policy.baseline import (
+    DOWNTIME_TOLERANCE_PCT,
+    compare,
+    comparison_lines,
+    load_baseline,
+    save_baseline,
+    snapshot,
+)
 from kvmqa.policy.waivers import load_waivers, waiver_summary
 from kvmqa.pytest_plugin.run import KvmqaRun
 
@@ -66,7 +73,10 @@ def finish_baseline(run: KvmqaRun, session: pytest.Session) -> None:
         return
     current = current_snapshots(run)
     if compare_path:
-        comparison = compare(load_baseline(compare_path), current)
+        tolerance = float(
+            run.profile.stage("migration").get("downtime_tolerance_pct", DOWNTIME_TOLERANCE_PCT)
+        )
+        comparison = compare(load_baseline(compare_path), current, tolerance)
         run.results.sections["baseline_comparison"] = comparison
         if (terminal := _terminal_on_new_line(session)) is not None:
             terminal.write_sep("=", f"kvmqa: compared with baseline {compare_path}")

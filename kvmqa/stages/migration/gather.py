@@ -168,6 +168,7 @@ def gather_migration(cluster: ClusterContext) -> dict[str, Any]:
     first = hosts[names[0]].session
     say: Callable[[str], None] = getattr(first, "progress", None) or (lambda _line: None)
     run = Run(hosts, settings, kit, shared_pool, predictions, say)
+    run.evidence_dir = getattr(cluster, "host_dir", None)
     obs: dict[str, Any] = {
         "hosts": names,
         "settings": asdict(settings),
@@ -229,6 +230,15 @@ class Run:
         self.notes: list[str] = []
         self.in_flight: dict[str, Any] | None = None
         self.kernel_path = self.initrd_path = ""
+        self.evidence_dir: Any = None  # where the consoles' text is kept (the cluster's report folder)
+
+    def keep(self, name: str, text: str) -> str:
+        """Keep a console's text beside the report; returns its path ('' when there is no folder)."""
+        if self.evidence_dir is None:
+            return ""
+        path = self.evidence_dir / name
+        path.write_text(text)
+        return str(path)
 
     # -- set-up and clean-up on every host --------------------------------------------------------------
     def setup(self) -> None:
@@ -473,7 +483,11 @@ class Run:
             hop["figures"] = {}
             hop["stats_error"] = _libvirt_error(exc)
         hop["heartbeat"] = self.settle(dst, name, before)
-        guest["last_console"] = dst.console(name)
+        guest["last_console"] = after = dst.console(name)
+        hop["consoles"] = [
+            self.keep(f"console-{name}-{len(self.hops) + 1}-{source}.log", before),
+            self.keep(f"console-{name}-{len(self.hops) + 1}-{destination}.log", after),
+        ]
         return hop
 
     def settle(self, dst: Host, name: str, before: str) -> dict[str, Any]:
