@@ -11,7 +11,12 @@ cluster.reach predicted, the guest still runs on lab1 (as `virsh list` there say
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,11 +33,19 @@ from tests.lab.fixtures import _lab
 pytestmark = [pytest.mark.lab, pytest.mark.lab_slow]
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = "kvmqa-plain-mig"
-PLAIN_XML = (
-    f"<domain type='kvm'><name>{PLAIN}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>"
-    "<os><type arch='x86_64'>hvm</type></os><devices><controller type='usb' model='none'/>"
-    "<memballoon model='none'/></devices></domain>"
-)
+
+
+def plain_xml(cpu: str = "") -> str:
+    """A diskless 128 MiB guest (its BIOS finds nothing to boot and keeps trying: a running guest)."""
+    mode = f"<cpu mode='{cpu}'/>" if cpu in ("host-model", "host-passthrough") else ""
+    mode = mode or (
+        f"<cpu mode='custom' match='exact'><model fallback='forbid'>{cpu}</model></cpu>" if cpu else ""
+    )
+    return (
+        f"<domain type='kvm'><name>{PLAIN}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>"
+        f"<os><type arch='x86_64'>hvm</type></os>{mode}<devices><controller type='usb' model='none'/>"
+        "<memballoon model='none'/></devices></domain>"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,12 +82,12 @@ def run_stage(lab: Lab, tmp: Path, **migration: Any) -> tuple[dict[str, Any], di
     return results, found
 
 
-def plain_migrate(lab: Lab, source: str, destination: str) -> dict[str, Any]:
+def plain_migrate(lab: Lab, source: str, destination: str, cpu: str = "") -> dict[str, Any]:
     """Plain virsh on source: a diskless 128 MiB guest, `virsh migrate --live --p2p ... --migrateuri
     tcp://DEST`; `virsh list` on both hosts afterwards, `virsh domjobinfo --completed` where it runs; then the
     guest is destroyed wherever it is."""
     src, dst = lab[source], lab[destination]
-    src.sudo(_put(f"/tmp/{PLAIN}.xml", PLAIN_XML) + f"virsh -q create /tmp/{PLAIN}.xml", check=True)
+    src.sudo(_put(f"/tmp/{PLAIN}.xml", plain_xml(cpu)) + f"virsh -q create /tmp/{PLAIN}.xml", check=True)
     try:
         moved = src.sudo(
             f"virsh migrate --live --p2p {PLAIN} qemu+ssh://root@{destination}/system "
@@ -173,3 +186,60 @@ def test_case4_a_filtered_migration_port_fails_as_cluster_reach_predicted(
     assert left_on(two_bookworm) == {"lab1": [], "lab2": []}
     if os.environ.get("KVMQA_RECORD_MIGRATION"):
         print(results["results"])
+
+
+def test_case5_sigint_during_a_move_leaves_nothing_and_names_the_pair(
+    two_bookworm: Lab, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT to the suite's pytest) while `virsh domjobinfo` on lab1 shows the kit guest's migration
+    job running: the run stops, its report names the pair in flight, nothing of it is left on either host."""
+    reports = tmp_path / "reports"
+    inventory = two_bookworm.write_inventory(tmp_path / "inventory.yaml")
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "suites/test_65_cluster.py",
+        "suites/test_67_migration.py",
+        "--inventory",
+        str(inventory),
+        "--profile",
+        str(profile(tmp_path, storage="copy")),
+        "--reports-dir",
+        str(reports),
+        "-p",
+        "no:cacheprovider",
+    ]
+    child = subprocess.Popen(
+        command, cwd=faults.REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    job = ""
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline and child.poll() is None:
+            job = (
+                two_bookworm["lab1"]
+                .sudo(
+                    "for d in $(virsh -q list --name); do case $d in kvmqa-mig-*) "
+                    "virsh domjobinfo $d | grep -q Unbounded && echo $d;; esac; done",
+                    timeout=60,
+                )
+                .stdout.strip()
+            )
+            if job:
+                break
+            time.sleep(0.5)
+        assert job, "no migration job seen on lab1"
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=600)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    print(f"\nSIGINT while {job} migrated; the run said:\n{out[-2500:]}")
+    record = json.loads((reports / "results.json").read_text())["interruption"]
+    flight = next(f for f in record["in_flight"] if f.get("stage") == "migration")
+    assert flight["host"] == "cluster" and flight["cleanup"]["pair"] == "lab1 → lab2 (copy)", flight
+    assert flight["cleanup"]["leftovers"] == [], flight
+    assert any("lab2:" in r for r in flight["cleanup"]["removed"]) or flight["cleanup"]["in_flight"]
+    assert "move in flight: lab1 → lab2 (copy)" in out
+    assert left_on(two_bookworm) == {"lab1": [], "lab2": []}

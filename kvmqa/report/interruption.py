@@ -65,6 +65,8 @@ def _cleanup_text(stage: str, cleanup: dict[str, Any]) -> str:
     if guest:
         stopped = guest.get("stopped_by") or "?"
         text += f" (guest {guest.get('name')} {guest.get('outcome')}, stopped by {stopped})"
+    if cleanup.get("pair"):  # the migration stage: the move in flight
+        text += f" (move in flight: {cleanup['pair']})"
     if cleanup.get("leftovers"):
         text += f"; LEFT BEHIND: {', '.join(cleanup['leftovers'])}"
     return text

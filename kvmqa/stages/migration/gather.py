@@ -200,9 +200,11 @@ def gather_migration(cluster: ClusterContext) -> dict[str, Any]:
                 if flight
                 else "",
                 "in_flight": flight,
-                "removed": obs["removed"],
-                "leftovers": obs["leftovers"],
-            }
+                "removed": [f"{h}: {item}" for h, items in obs["removed"].items() for item in items],
+                "leftovers": [f"{h}: {item}" for h, items in obs["leftovers"].items() for item in items],
+            },
+            getattr(cluster, "name", "cluster"),
+            "migration",
         ) from interrupted
     return obs
 

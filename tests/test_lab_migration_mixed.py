@@ -1,0 +1,50 @@
+"""The migration stage against a lab of two CPU models (issue 20, lab truth case 3), each outcome beside plain
+`virsh migrate` of a plain guest with the same CPU between the same hosts. The lab boots for the test alone.
+
+Case 3: lab1 -cpu max, lab2 -cpu Opteron_G5. A guest with lab1's host-model CPU cannot go to lab2, as
+cluster.cpu-pairwise predicted (the guest stays on lab1); a guest with the cluster's baseline model (libvirt's
+hypervisor-cpu-baseline, what cluster.cpu-baseline names) goes both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.lab import faults
+from tests.test_lab_migration import left_on, moves, plain_migrate, run_stage
+
+pytestmark = [pytest.mark.lab, pytest.mark.lab_slow]
+
+
+def test_case3_a_host_model_guest_fails_as_predicted_a_baseline_guest_moves_both_ways(
+    lab_cluster_factory: Callable[..., Any], tmp_path: Path
+) -> None:
+    with lab_cluster_factory(("bookworm", "bookworm"), ("max", "Opteron_G5")) as lab:
+        faults.sync_clock(lab, "lab2", "lab1")
+        rich, rich_found = run_stage(lab, tmp_path / "host-model", storage="shared", cpu="host-model")
+        baseline = next(r for r in rich["results"] if r["check_id"] == "cluster.cpu-baseline")["details"]
+        model = baseline["model"]
+        plain_rich = plain_migrate(lab, "lab1", "lab2", "host-model")
+        base, base_found = run_stage(lab, tmp_path / "baseline", storage="shared", cpu=model)
+        plain_base = {p: plain_migrate(lab, *p, model) for p in (("lab1", "lab2"), ("lab2", "lab1"))}
+        left = left_on(lab)
+    print(
+        f"plain virsh migrate of a host-model guest lab1 → lab2: rc {plain_rich['rc']}: "
+        f"{plain_rich['message']}"
+    )
+    print(f"plain virsh migrate of a {model} guest: {plain_base}")
+    assert plain_rich["rc"] != 0 and plain_rich["source_running"]
+    assert all(t["rc"] == 0 and t["destination_running"] for t in plain_base.values())
+    live = rich_found["migration.live"]
+    assert live[0] == "fail" and "lab1 → lab2 (shared) failed:" in live[1], live
+    assert "predicted by cluster.cpu-pairwise" in live[1] and "still running on lab1" in live[1], live
+    assert rich_found["migration.predicted"][0] in ("pass", "warn"), rich_found["migration.predicted"]
+    assert not moves(rich)[("lab1", "lab2", "shared")]["ok"]
+    done = moves(base)
+    assert done[("lab1", "lab2", "shared")]["ok"] and done[("lab2", "lab1", "shared")]["ok"], done
+    assert base_found["migration.live"][0] == "pass" and base_found["migration.heartbeat"][0] == "pass"
+    assert left == {"lab1": [], "lab2": []}
