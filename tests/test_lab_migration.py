@@ -116,7 +116,7 @@ def left_on(lab: Lab) -> dict[str, list[str]]:
         text = host.sudo(
             "virsh -q list --all --name; virsh -q pool-list --all --name; "
             "for p in $(virsh -q pool-list --name); do virsh -q vol-list $p; done; "
-            "ls /var/log/libvirt/qemu/ 2>/dev/null",
+            "ls /var/log/libvirt/qemu/ /var/lib/libvirt/images/ 2>/dev/null",
             timeout=120,
         ).stdout
         out[host.name] = [line.strip() for line in text.splitlines() if "kvmqa-mig" in line]

@@ -251,9 +251,9 @@ class Run:
         spec = PoolSpec(self.pool, f"{POOL_BASE}/{self.pool}")
         for host in self.hosts.values():
             try:
-                pool = host.conn.storagePoolCreateXML(
-                    spec.to_xml(), libvirt.VIR_STORAGE_POOL_CREATE_WITH_BUILD
-                )
+                pool = host.conn.storagePoolDefineXML(spec.to_xml(), 0)  # defined: removal deletes its folder
+                pool.build(0)
+                pool.create(0)
                 self.kernel_path = _upload(host.conn, pool, f"{self.pool}-vmlinuz", self.kit.kernel)
                 self.initrd_path = _upload(host.conn, pool, f"{self.pool}-initrd", self.kit.initrd)
             except libvirt.libvirtError as exc:
@@ -278,7 +278,7 @@ class Run:
                         gone += _remove_volumes(host.conn, self.shared_pool, self.pool)
                     if remove_pool(host.conn, self.pool):
                         gone.append(f"pool {self.pool}")
-                    host.sh(f"rm -f {CONSOLE_LOG_DIR}/{self.pool}-*-console.log")
+                    host.sh(f"rm -f {CONSOLE_LOG_DIR}/{self.pool}-*.log")  # serial and QEMU logs
                     found = leftovers(host.conn)
                 except Exception as exc:  # noqa: BLE001 - one host's failure must not stop the others'
                     found = [f"cannot read what is left: {_libvirt_error(exc)}"]
@@ -468,6 +468,10 @@ class Run:
 
                 hop["destination_removed"] = remove_domain(dst.conn, name)
             guest["where"] = source if hop["still_on_source"] else ""
+            hop["qemu_log"] = {  # QEMU's own words on both sides (the files go with the cleanup)
+                h.name: h.sh(f"tail -n 8 {CONSOLE_LOG_DIR}/{name}.log 2>/dev/null")[-1500:]
+                for h in (src, dst)
+            }
             guest["last_console"] = src.console(name)
             return hop
         hop["ok"] = hop["destination_state"] == "running" and hop["source_state"] == "absent"
