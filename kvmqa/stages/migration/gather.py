@@ -72,6 +72,8 @@ class Host:
     """One member during the stage: its libvirt connection, its name on the migration network, a shell."""
 
     def __init__(self, name: str, session: Any) -> None:
+        import kvmqa.stages.first_vm.resources  # noqa: F401 - libvirt's errors are raised and reported, not printed
+
         self.name = name
         self.session = session
         self.conn = session.libvirt()
@@ -251,6 +253,8 @@ class Run:
         spec = PoolSpec(self.pool, f"{POOL_BASE}/{self.pool}")
         for host in self.hosts.values():
             try:
+                if self.pool in [p.name() for p in host.conn.listAllStoragePools()]:
+                    continue  # two names of one machine (one libvirtd): staged already
                 pool = host.conn.storagePoolDefineXML(spec.to_xml(), 0)  # defined: removal deletes its folder
                 pool.build(0)
                 pool.create(0)
@@ -463,7 +467,7 @@ class Run:
             hop["prediction"] = predicted_by(hop["error"], hop["refusals"])
             hop["still_on_source"] = hop["source_state"] == "running"
             self.say(f"migration: {source} → {destination} failed: {hop['error']}")
-            if hop["destination_state"] != "absent":  # libvirt left a (paused) half on the destination
+            if hop["destination_state"] != "absent" and dst.hostname != src.hostname:  # a half left there
                 from kvmqa.stages.first_vm.resources import remove_domain
 
                 hop["destination_removed"] = remove_domain(dst.conn, name)
