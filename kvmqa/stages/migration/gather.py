@@ -191,6 +191,8 @@ def gather_migration(cluster: ClusterContext) -> dict[str, Any]:
         interrupted = exc
     except GatherError as exc:
         obs["error"] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - libvirt or a transport failed mid-way: named, after the cleanup
+        obs["error"] = f"{type(exc).__name__}: {_libvirt_error(exc)}"
     finally:
         obs["removed"], obs["leftovers"], obs["other_leftovers"] = run.close()
         obs["duration_s"] = round(time.monotonic() - started, 3)
