@@ -111,6 +111,8 @@ def migration_check(
 def live(facts: HostFacts, profile: Profile) -> Outcome:
     m = view(facts)
     failures = [failure_line(h) for h in m.hops if not h.get("ok")]
+    if m.error:  # the stage stopped before the last pair
+        failures.append(f"stopped: {m.error}")
     cells = matrix_cells(m)
     done = [
         f"{pair(h)} in {h.get('seconds', 0):.1f} s"

@@ -22,6 +22,7 @@ from kvmqa.core.model import Verdict
 from kvmqa.core.stage import GatherError, StageInterrupted
 from kvmqa.stages.first_vm.domain import CONSOLE_LOG_DIR, DiskSpec, DomainSpec, PoolSpec, VolumeSpec
 from kvmqa.stages.first_vm.kit import KitError, build_kit
+from kvmqa.stages.first_vm.progress import terminal_writer
 from kvmqa.stages.first_vm.space import POOL_BASE
 from kvmqa.stages.migration.facts import (
     disk_token,
@@ -168,7 +169,7 @@ def gather_migration(cluster: ClusterContext) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - a libvirt or transport error: one line
         raise GatherError(f"cannot reach every host's libvirt: {_libvirt_error(exc)}") from exc
     first = hosts[names[0]].session
-    say: Callable[[str], None] = getattr(first, "progress", None) or (lambda _line: None)
+    say: Callable[[str], None] = getattr(first, "progress", None) or terminal_writer()
     run = Run(hosts, settings, kit, shared_pool, predictions, say)
     run.evidence_dir = getattr(cluster, "host_dir", None)
     obs: dict[str, Any] = {
