@@ -43,6 +43,9 @@ class DiskSpec:
     bus: str = "virtio"
     device: str = "disk"  # or cdrom
     readonly: bool = False
+    cache: str = (
+        ""  # '' (QEMU's default) or none, directsync, ...: libvirt migrates a shared disk only uncached
+    )
 
 
 @dataclass
@@ -132,7 +135,9 @@ def _text(parent: ET.Element, tag: str, text: str, **attrs: str) -> ET.Element:
 
 def _disk(devices: ET.Element, disk: DiskSpec) -> None:
     el = ET.SubElement(devices, "disk", type="volume", device=disk.device)
-    ET.SubElement(el, "driver", name="qemu", type=disk.fmt)
+    driver = ET.SubElement(el, "driver", name="qemu", type=disk.fmt)
+    if disk.cache:
+        driver.set("cache", disk.cache)
     ET.SubElement(el, "source", pool=disk.pool, volume=disk.volume)
     ET.SubElement(el, "target", dev=disk.target, bus=disk.bus)
     if disk.readonly:

@@ -310,7 +310,7 @@ class Run:
             kernel=self.kernel_path,
             initrd=self.initrd_path,
             cmdline=cmdline,
-            disks=[DiskSpec(pool, disk_volume, fmt="raw")],
+            disks=[DiskSpec(pool, disk_volume, fmt="raw", cache="none")],  # else unsafe for libvirt
             panic_device=False,
             machine=s.machine,
             cpu=s.cpu,
