@@ -48,6 +48,7 @@ class MigrationSettings:
     storage: str = "auto"  # auto (shared when the cluster stage proved a shared pool, else copy) | shared |
     # copy | both
     pairs: str = "ring"  # ring | all (every ordered pair)
+    fresh: bool = False  # a new guest on each pair's source (its defaults), not one guest that travels
     virt_type: str = "kvm"
     memory_mib: int = 128
     disk_mib: int = 16
@@ -392,7 +393,7 @@ class Run:
         guest: dict[str, Any] | None = None
         serial = 0
         for source, destination in pairs:
-            if guest is None or guest.get("where") != source:
+            if guest is None or guest.get("where") != source or self.settings.fresh:
                 if guest is not None:
                     self.finish(guest)
                 serial += 1
