@@ -53,6 +53,7 @@ def two_bookworm(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     with _lab(
         request.config, "lab_migration", [HostPlan("bookworm")] * 2, tmp_path_factory.mktemp("lab-migration")
     ) as lab:
+        faults.sync_clock(lab, "lab2", "lab1")  # as a time daemon keeps them (cluster.time-skew)
         yield lab
 
 
