@@ -308,3 +308,16 @@ def test_a_baseline_shows_a_pair_that_stopped_moving_and_a_downtime_past_the_tol
     assert compare_host(before, after, tolerance_pct=100)["regressions"][1:] == []
     line = comparison_lines({"hosts": {"cluster": {"status": "compared", **found}}})[0]
     assert "REGRESSIONS: migration.live lab1 → lab2 (shared) moved -> failed" in line
+
+
+def test_the_html_picture_colours_a_move_that_failed_where_the_cluster_saw_no_reason() -> None:
+    from kvmqa.report.html import pairs_html
+
+    error = "internal error: qemu unexpectedly closed the monitor"
+    failed = hop("lab1", "lab2", ok=False, error=error, figures={}, heartbeat=None)
+    live = verdicts(facts(failed, hop("lab2", "lab1")))["migration.live"]
+    matrix = RunResults(findings=[live]).pair_matrices()["cluster"]
+    html = pairs_html("cluster", matrix)
+    assert 'data-source="lab1" data-destination="lab2"' in html and "shared: migration FAILED" in html
+    assert "kvmqa-pair-fail" in html and "shared: moved, downtime 226 ms" in html
+    assert "not judged" in pairs_text(matrix)  # no cluster finding in these results: no prediction shown
