@@ -426,7 +426,11 @@ class Run:
         src, dst = self.hosts[source], self.hosts[destination]
         name = guest["name"]
         hop = self._hop(mode, source, destination, guest)
-        before = src.console(name)
+        if mode == "shared":  # the destination's libvirt must see the disk the source created on the pool
+            try:
+                dst.conn.storagePoolLookupByName(self.shared_pool).refresh(0)
+            except libvirt.libvirtError as exc:
+                hop["refresh_error"] = _libvirt_error(exc)
         flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
         params: dict[str, Any] = {libvirt.VIR_MIGRATE_PARAM_URI: f"tcp://{dst.hostname}"}
         if mode == "copy":
@@ -465,6 +469,7 @@ class Run:
             raise
         hop["seconds"] = round(time.monotonic() - t0, 3)
         self.in_flight = None
+        before = src.console(name)  # the source's log until the switch-over (kept there after the guest left)
         hop["source_state"], hop["destination_state"] = src.domain_state(name), dst.domain_state(name)
         if not outcome.get("ok"):
             hop["error"] = outcome.get("error") or hop.get("aborted") or "the migration did not end"
