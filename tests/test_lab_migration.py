@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,6 +76,13 @@ def run_stage(lab: Lab, tmp: Path, **migration: Any) -> tuple[dict[str, Any], di
         str(profile(tmp, **migration)),
     )
     results, terminal, seconds = faults.run_cluster_stage(lab, tmp / "reports", select=select)
+    where = os.environ.get("KVMQA_RECORD_MIGRATION")  # keep the run's facts and consoles (tests/recorded)
+    if where:
+        keep = Path(where) / tmp.name
+        keep.mkdir(parents=True, exist_ok=True)
+        for path in (tmp / "reports" / "cluster").glob("*.*"):
+            shutil.copy(path, keep / path.name)
+        (keep / "results.json").write_text(json.dumps(results, indent=1))
     print(f"\n{terminal}\ncluster + migration stages: {seconds:.0f} s")
     found = faults.verdicts(results)
     for check, (verdict, message) in found.items():
@@ -185,8 +193,6 @@ def test_case4_a_filtered_migration_port_fails_as_cluster_reach_predicted(
     assert not done[("lab1", "lab2", "shared")]["ok"] and done[("lab2", "lab1", "shared")]["ok"], done
     assert found["migration.cleanup"][0] == "pass"
     assert left_on(two_bookworm) == {"lab1": [], "lab2": []}
-    if os.environ.get("KVMQA_RECORD_MIGRATION"):
-        print(results["results"])
 
 
 def test_case5_sigint_during_a_move_leaves_nothing_and_names_the_pair(
