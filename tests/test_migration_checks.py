@@ -325,3 +325,40 @@ def test_the_html_picture_colours_a_move_that_failed_where_the_cluster_saw_no_re
     assert 'data-source="lab1" data-destination="lab2"' in html and "shared: migration FAILED" in html
     assert "kvmqa-pair-fail" in html and "shared: moved, downtime 226 ms" in html
     assert "not judged" in pairs_text(matrix)  # no cluster finding in these results: no prediction shown
+
+
+LAB_CASE1 = (
+    Path(__file__).parent / "recorded" / "migration" / "lab-case1"
+)  # tests/test_lab_migration.py case 1
+
+
+def test_the_recorded_lab_run_two_identical_hosts_both_storage_modes_passes_every_check() -> None:
+    """Facts and consoles of a real lab run (2026-12-08: lab1 → lab2 → lab1, shared pool, then copy)."""
+    import json
+
+    recorded = HostFacts(json.loads((LAB_CASE1 / "facts.json").read_text()))
+    found = verdicts(recorded, Profile(stages={"migration": {"max_downtime_ms": 3000, "max_total_s": 120}}))
+    assert {k: f.verdict.value for k, f in found.items()} == dict.fromkeys(found, "pass"), found
+    assert found["migration.downtime"].message.startswith(
+        "lab1 → lab2 (shared): total 11.7 s, downtime 412 ms"
+    )
+    strict = verdicts(recorded, Profile())["migration.downtime"]  # real hosts' defaults: 1000 ms, 60 s
+    assert strict.verdict.value == "pass"
+    tighter = verdicts(recorded, Profile(stages={"migration": {"max_downtime_ms": 500}}))[
+        "migration.downtime"
+    ]
+    assert (
+        tighter.verdict.value == "fail"
+        and "lab2 → lab1 (shared): downtime 621 ms > 500 ms" in tighter.message
+    )
+    for hop_record in recorded["migration"]["hops"]:  # the consoles kept beside the report say the same
+        before, after = (Path(p).name for p in hop_record["consoles"])
+        again = hop_heartbeat(
+            (LAB_CASE1 / before).read_text(),
+            (LAB_CASE1 / after).read_text(),
+            hop_record["heartbeat"]["interval_s"],
+        )
+        assert {k: again[k] for k in ("ok", "lost", "boot_ids", "max_gap_s")} == {
+            k: hop_record["heartbeat"][k] for k in ("ok", "lost", "boot_ids", "max_gap_s")
+        }
+        assert again["ok"] and again["lost"] == 0
