@@ -362,3 +362,16 @@ def test_the_recorded_lab_run_two_identical_hosts_both_storage_modes_passes_ever
             k: hop_record["heartbeat"][k] for k in ("ok", "lost", "boot_ids", "max_gap_s")
         }
         assert again["ok"] and again["lost"] == 0
+
+
+def test_an_interrupted_run_scoped_test_is_placed_on_the_cluster_pseudo_host() -> None:
+    from kvmqa.pytest_plugin.interrupt import place_of
+    from kvmqa.stages import builtin
+
+    nodeid = "suites/test_67_migration.py::test_migration[migration.live]"
+    assert place_of(nodeid, ["lab1", "lab2"], builtin()) == {
+        "test": nodeid,
+        "host": "cluster",
+        "check": "migration.live",
+        "stage": "migration",
+    }

@@ -20,6 +20,7 @@ from kvmqa.core.stage import Registry, StageInterrupted
 from kvmqa.pytest_plugin.fleet import host_of
 from kvmqa.pytest_plugin.run import RUN_KEY, KvmqaRun
 from kvmqa.report.interruption import Interruption
+from kvmqa.session.cluster import CLUSTER_HOST
 
 
 def utc_now() -> str:
@@ -30,7 +31,11 @@ def place_of(nodeid: str, hosts: list[str], registry: Registry) -> dict[str, str
     """host, stage and check of a stage test's node id (`...::test_cpu[<host>-<check id>]`), if known."""
     place = {"test": nodeid}
     host = host_of(nodeid, hosts)
-    if host is None:
+    if host is None:  # a run-scoped stage's test (`...::test_migration[migration.live]`): the pseudo-host's
+        check = nodeid[nodeid.find("[") + 1 : nodeid.rfind("]")] if "[" in nodeid else ""
+        stage = registry.stage_of_check(check)
+        if stage is not None and stage.scope == "run":
+            return {**place, "host": CLUSTER_HOST, "check": check, "stage": stage.name}
         return place
     check = nodeid[nodeid.find("[") + 1 + len(host) + 1 : nodeid.rfind("]")]
     stage = registry.stage_of_check(check)
