@@ -375,3 +375,31 @@ def test_an_interrupted_run_scoped_test_is_placed_on_the_cluster_pseudo_host() -
         "check": "migration.live",
         "stage": "migration",
     }
+
+
+def test_the_recorded_lab_failure_a_filtered_port_is_one_line_predicted_by_cluster_reach() -> None:
+    """Facts of a real lab run (2026-12-08, case 4): lab2's firewall dropped lab1's TCP to 49152-49215."""
+    import json
+
+    recorded = HostFacts(json.loads((LAB_CASE1.parent / "lab-case4" / "facts.json").read_text()))
+    found = verdicts(recorded, Profile(stages={"migration": {"max_downtime_ms": 3000, "max_total_s": 120}}))
+    assert found["migration.live"].verdict.value == "fail"
+    assert found["migration.live"].message == (
+        "lab1 → lab2 (shared) failed: unable to connect to server at 'lab2:49152': Connection timed out; "
+        "predicted by cluster.reach (lab1 → lab2: QEMU migration port 49152 filtered (no answer)); "
+        "the guest is still running on lab1"
+    )
+    assert found["migration.predicted"].verdict.value == "pass"
+    cells = {(c["source"], c["destination"]): c for c in found["migration.live"].details["migrations"]}
+    assert cells["lab1", "lab2"]["predicted"] == "refused" and not cells["lab1", "lab2"]["ok"]
+    assert cells["lab2", "lab1"]["predicted"] == "able" and cells["lab2", "lab1"]["ok"]
+    assert {k: f.verdict.value for k, f in found.items() if k not in ("migration.live",)} == dict.fromkeys(
+        [
+            "migration.predicted",
+            "migration.heartbeat",
+            "migration.disk",
+            "migration.downtime",
+            "migration.cleanup",
+        ],
+        "pass",
+    )
