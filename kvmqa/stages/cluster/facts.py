@@ -313,6 +313,9 @@ class Cluster:
     missing: dict[str, str] = field(default_factory=dict)
     members: list[str] = field(default_factory=list)
     cross: dict[str, Any] = field(default_factory=dict)
+    # set when the facts come from the hosts' probe outputs alone (the Ansible path): nothing was measured
+    # between the hosts, and this says where the facts came from
+    offline: str = ""
 
 
 def cluster_facts(
@@ -321,3 +324,21 @@ def cluster_facts(
     """The facts the cluster checks read: every host's digest, the hosts not judged (and why), the cross
     ones."""
     return HostFacts(hosts=dict(hosts), missing=dict(missing), cross=dict(cross))
+
+
+def from_probe_outputs(
+    names: Sequence[str], facts_of: Mapping[str, Mapping[str, Any] | None], source: str
+) -> dict[str, Any]:
+    """The cluster's facts from each host's own facts alone (the Ansible path: one probe output per host,
+    nothing measured between them): the digests, the hosts not judged and why, and `offline` = `source`,
+    so the checks that need a measurement between the hosts say so instead of deciding."""
+    hosts: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    for name in names:
+        facts = facts_of.get(name)
+        why = missing_reason(facts)
+        if why or facts is None:
+            missing[name] = why
+        else:
+            hosts[name] = digest(name, facts)
+    return {"hosts": hosts, "missing": missing, "members": list(names), "cross": {}, "offline": source}
