@@ -44,7 +44,8 @@ def run_playbook_on_lab(lab: Lab, reports: Path) -> subprocess.CompletedProcess[
     return run_playbook(inventory, reports, "-e", "kvmqa_stages=")  # every stage, the cluster's too
 
 
-pytestmark = [pytest.mark.lab, pytest.mark.lab_slow]  # each boots a lab of its own; last passed 2026-12-07 (case 2 with the Ansible run: 2026-12-08, 411 s)
+# each boots a lab of its own; last passed 2026-12-07 (case 2 with its Ansible run: 2026-12-08, 411 s)
+pytestmark = [pytest.mark.lab, pytest.mark.lab_slow]
 
 
 def test_case2_bookworm_and_trixie_trixie_to_bookworm_is_refused_for_its_machine_type(
