@@ -534,12 +534,15 @@ def reach(facts: HostFacts, profile: Profile) -> Outcome:
 )
 def mtu(facts: HostFacts, profile: Profile) -> Outcome:
     problems: list[Problem] = []
-    no_ping: list[str] = []
+    untried: list[str] = []  # pairs no full-size packet was tried on (neither ping nor python3 there)
+    unknown: list[str] = []  # pairs where even a small datagram got no answer (UDP or ICMP filtered)
+    via: set[str] = set()
     for a, b, there in measured_pairs(facts, problems):
         back = seen(facts, b, a) or {}
         if there.get("mtu") is None:
             problems.append(Problem(f"{a} has no route to {b}", a, b))
-        elif back.get("mtu") is not None and back["mtu"] != there["mtu"]:
+            continue
+        if back.get("mtu") is not None and back["mtu"] != there["mtu"]:
             problems.append(
                 Problem(
                     f"MTU {there['mtu']} on {a} ({there.get('device')}) but {back['mtu']} on "
@@ -548,26 +551,39 @@ def mtu(facts: HostFacts, profile: Profile) -> Outcome:
                     b,
                 )
             )
-        elif there.get("ping") == "fail":
+        df = there.get("ping")
+        if df == "fail":
+            how = "ping" if there.get("df_via", "ping") == "ping" else "UDP"
             problems.append(
                 Problem(
-                    f"a full-size packet (MTU {there['mtu']}, don't fragment) from {a} does not reach {b}",
+                    f"a full-size packet (MTU {there['mtu']}, don't fragment, {how}) from {a} does not "
+                    f"reach {b}, a small one does",
                     a,
                     b,
                 )
             )
-        if cross(facts, "script", a).get("ping") == "absent" and a not in no_ping:
-            no_ping.append(a)
+        elif df == "ok":
+            via.add(there.get("df_via", "ping"))
+        elif df is None:
+            untried.append(f"{a}→{b}")
+        else:
+            unknown.append(f"{a}→{b}")
     mtus = {
         a: f"{(seen(facts, a, b) or {}).get('mtu')} on {(seen(facts, a, b) or {}).get('device')}"
         for a, b in present_pairs(facts)
     }
-    note = (
-        f"; full-size DF ping not tried from {', '.join(no_ping)}: no ping there"
-        if no_ping
-        else "; a full-size DF ping crossed each pair"
-    )
-    return conclude(facts, problems, f"MTU {listing(mtus)}{note}", no_ping=no_ping)
+    notes = []
+    if via and not untried and not unknown:
+        notes.append(f"a full-size don't-fragment packet crossed each pair ({' and '.join(sorted(via))})")
+    if untried:
+        notes.append(f"no full-size packet tried on {', '.join(untried)} (neither ping nor python3 there)")
+    if unknown:
+        notes.append(
+            f"not proven on {', '.join(unknown)}: even a small UDP datagram got no answer "
+            "(UDP or ICMP filtered)"
+        )
+    note = "; " + "; ".join(notes) if notes else ""
+    return conclude(facts, problems, f"MTU {listing(mtus)}{note}", untried=untried, unknown=unknown)
 
 
 def missing_on_peers(
