@@ -95,9 +95,10 @@ class ClusterSession:
         out = {}
         for name in self.names:
             host = self.member(name)
+            before = host.round_trips_before  # counted by the xdist worker that owns the host
             out[name] = {
-                "ssh_commands": host.target.round_trips,
-                "libvirt_connections": host.libvirt_connects,
+                "ssh_commands": host.target.round_trips + before.get("ssh_commands", 0),
+                "libvirt_connections": host.libvirt_connects + before.get("libvirt_connections", 0),
             }
         return out
 
