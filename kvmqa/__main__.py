@@ -7,6 +7,8 @@ python -m kvmqa probe [URL]       # probe one target and print its facts as JSON
 python -m kvmqa merge OUT a.json b.json ...   # merge per-host results.json into one report
 python -m kvmqa evaluate probe.txt --host NAME [--groups kvm_hosts] --out DIR   # raw probe output ->
 DIR/results.json
+python -m kvmqa evaluate-cluster DIR/h1/results.json DIR/h2/results.json --out DIR/cluster   # the cluster
+    checks the hosts' own facts decide (the others: named as not measured)
 python -m kvmqa probe-script --out-dir DIR --hosts-groups JSON   # the probe scripts ansible/kvmqa.yml runs
 python -m kvmqa screenshot reports/report.html  # render the report in headless Chromium -> report.png
 """
@@ -185,6 +187,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_cluster(args: argparse.Namespace) -> int:
+    """The cluster checks over the hosts `evaluate` judged (their results.json) -> OUT/results.json."""
+    from pathlib import Path
+
+    from kvmqa.config.profile import ProfileError
+    from kvmqa.offline import ClusterInputError, evaluate_cluster
+    from kvmqa.policy.waivers import WaiverError
+    from kvmqa.report.results import pairs_text
+
+    try:
+        results, why = evaluate_cluster(
+            [Path(p) for p in args.results],
+            Path(args.out),
+            profile_path=Path(args.profile) if args.profile else None,
+            waivers=Path(args.waivers) if args.waivers else None,
+        )
+    except (ProfileError, WaiverError, ClusterInputError) as exc:
+        print(f"kvmqa: {exc}", file=sys.stderr)
+        return 2
+    if results is None:
+        print(f"kvmqa: no cluster stage: {why}")
+        return 0
+    for f in results.findings:
+        print(f"cluster {f.check_id}: {f.verdict.value}: {f.message}")
+    for matrix in results.pair_matrices().values():
+        print(pairs_text(matrix))
+    return 0
+
+
 def _site_stages(folders: list[str]) -> list[Any] | None:
     """The site stages of --site-checks folders (None: an error, already printed in one line)."""
     from pathlib import Path
@@ -282,6 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", required=True, help="reports directory: OUT/results.json, OUT/HOST/facts.json")
     p.set_defaults(fn=cmd_evaluate)
+    p = sub.add_parser(
+        "evaluate-cluster",
+        help="the cluster checks a probe output decides, over hosts `evaluate` judged (their results.json)",
+    )
+    p.add_argument("results", nargs="+", help="each host's results.json from `evaluate`")
+    p.add_argument("--profile", default=None)
+    p.add_argument("--waivers", default=None)
+    p.add_argument("--out", required=True, help="reports directory: OUT/results.json, OUT/facts.json")
+    p.set_defaults(fn=cmd_evaluate_cluster)
     p = sub.add_parser(
         "probe-script", help="write the probe scripts ansible/kvmqa.yml runs, one per role set"
     )

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from kvmqa.config.hosts import ROLES, roles_of_groups
 from kvmqa.core.facts import HostFacts
 from kvmqa.gather.facts import parse_probe, split_sections
+from kvmqa.stages.libvirt.facts import defined_guest
 from kvmqa.stages.libvirt.gather import parse_capabilities, parse_domcapabilities
 
 if TYPE_CHECKING:
@@ -61,6 +62,11 @@ if command -v virsh >/dev/null 2>&1; then
         }
         _kq_sec libvirt_pools _kq_pools
         _kq_sec libvirt_domains _kq_virsh list --all --name
+        # what each defined guest needs of a host it moves to (cluster checks): machine type, networks, pools
+        _kq_doms() {
+            for d in $(_kq_virsh list --all --name); do echo "@@dom $d"; _kq_virsh dumpxml "$d"; done
+        }
+        _kq_sec libvirt_guests _kq_doms
     fi
 else
     _kq_sec libvirt_version sh -c \
@@ -216,6 +222,13 @@ def parse_libvirt_sections(text: str, uri_note: str) -> dict[str, Any] | None:
     facts["domains"] = sorted(
         x.strip() for x in sec.get("libvirt_domains", (0, ""))[1].splitlines() if x.strip()
     )
+    if "libvirt_guests" in sec:  # an older probe script has no guests' XML
+        guests = [
+            defined_guest(ET.fromstring(xml_text))
+            for _, _, xml_text in _split_objects(sec["libvirt_guests"][1], "dom")
+            if xml_text.strip()
+        ]
+        facts["guests"] = sorted(guests, key=lambda g: g["name"])
     return facts
 
 
@@ -297,6 +310,8 @@ def evaluate(
     started = time.time()
     registry = builtin().with_stages(site)
     stages = evaluated_stages(registry) if stages is None else stages
+    # a run-scoped stage (cluster) is not one host's: `evaluate-cluster` decides it over every host's facts
+    stages = tuple(s for s in stages if registry.get(s).scope != "run")
     roles = roles or roles_of_groups(groups or [])
     target = Target(name=host, backend="ssh", host=host, roles=roles)
     options = RunOptions(reports_dir=out_dir, profile_path=profile_path, waivers=waivers)
@@ -335,6 +350,97 @@ def evaluate(
     results.started = started
     results.write(out_dir / "results.json")
     return results
+
+
+# --- the cluster, from the hosts' evaluated facts
+# ------------------------------------------------------------------------
+OFFLINE_SOURCE = (
+    "the facts came from each host's probe output alone (through Ansible), not measured between hosts"
+)
+
+
+class ClusterInputError(ValueError):
+    """A results.json given to evaluate-cluster that cannot be read; the message names the file."""
+
+
+def _members(paths: Sequence[Path]) -> list[tuple[str, Path | None]]:
+    """(host, its facts.json or None) for each host of each evaluated results.json, in the order given."""
+    out: list[tuple[str, Path | None]] = []
+    for path in paths:
+        try:
+            data = json.loads(path.read_text())
+            hosts = data["hosts"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ClusterInputError(f"{path}: not a kvmqa results.json ({exc})") from None
+        for name, summary in hosts.items():
+            if "cluster" in summary.get("roles", []):
+                continue  # an earlier cluster evaluation: not a host
+            # where evaluate saved them (as it was called), else beside this results.json (moved reports)
+            tried = [Path(summary["facts"])] if summary.get("facts") else []
+            tried.append(path.parent / name / "facts.json")
+            out.append((name, next((t for t in tried if t.is_file()), None)))
+    return out
+
+
+def evaluate_cluster(
+    paths: Sequence[Path],
+    out_dir: Path,
+    *,
+    profile_path: Path | None = None,
+    waivers: Path | None = None,
+    site: Sequence[Stage] = (),
+) -> tuple[Any, str | None]:
+    """The cluster checks over hosts `evaluate` judged one by one (their results.json): those the hosts'
+    own facts decide are decided; those that need a measurement between the hosts say so (not applicable,
+    naming what). Returns (results, None), written to out_dir/results.json, or (None, why the hosts are no
+    cluster)."""
+    from kvmqa.config.profile import load_profile
+    from kvmqa.core.gate import evaluate_stage
+    from kvmqa.policy.waivers import load_waivers, waive
+    from kvmqa.report.results import RunResults
+    from kvmqa.session.cluster import CLUSTER_HOST, not_a_cluster
+    from kvmqa.stages import builtin
+    from kvmqa.stages.cluster.facts import from_probe_outputs
+
+    started = time.time()
+    registry = builtin().with_stages(site)
+    members = _members(paths)
+    names = list(dict.fromkeys(name for name, _ in members))
+    facts_of: dict[str, HostFacts | None] = {}
+    for name, facts_path in members:
+        try:
+            facts_of[name] = HostFacts.load(facts_path) if facts_path else None
+        except (OSError, ValueError) as exc:
+            raise ClusterInputError(f"{facts_path}: the facts of {name} cannot be read ({exc})") from None
+    boot_ids = {n: str(f.get("hostname", {}).get("boot_id", "")) if f else "" for n, f in facts_of.items()}
+    why = not_a_cluster(names, boot_ids)
+    if why is not None:
+        for stale in (
+            "results.json",
+            "facts.json",
+        ):  # an earlier run's cluster must not be merged as this one's
+            (out_dir / stale).unlink(missing_ok=True)
+        return None, why
+    facts = HostFacts(cluster=from_probe_outputs(names, facts_of, OFFLINE_SOURCE))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    facts.save(out_dir / "facts.json")
+    profile = load_profile(profile_path, registry.columns())
+    loaded = load_waivers(waivers)
+    results = RunResults(columns=tuple(registry.columns()))
+    stage = registry.get("cluster")
+    for finding in evaluate_stage(stage.checks, CLUSTER_HOST, facts, profile):
+        results.add(waive(finding, loaded))
+    results.hosts[CLUSTER_HOST] = {
+        "url": "ansible",
+        "roles": ["cluster"],
+        "members": names,
+        "round_trips": {},
+        "offline": OFFLINE_SOURCE,
+        "facts": str(out_dir / "facts.json"),
+    }
+    results.started = started
+    results.write(out_dir / "results.json")
+    return results, None
 
 
 def hosts_groups_arg(value: str) -> dict[str, list[str]]:

@@ -26,7 +26,8 @@ from tests.lab.fixtures import _lab
 
 # lab_slow: two lab hosts beside the single-host lab prefetch overload CI's two cores (a trixie lab host
 # panicked "IO-APIC + timer doesn't work" under that load); last passed 2026-12-07 (6 tests in 5 min 30 s;
-# the stage's cases 1 and 4-6 in 6.5-7.3 min), run with `./run tests -m lab_slow`.
+# the stage's cases 1 and 4-6 in 6.5-7.3 min; case 1 again 2026-12-08 in 140 s, its DF packet over UDP),
+# run with `./run tests -m lab_slow`.
 pytestmark = [pytest.mark.lab, pytest.mark.lab_slow]
 
 

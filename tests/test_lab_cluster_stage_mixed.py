@@ -10,6 +10,10 @@ max's host-model lacks 29 features on the Opteron_G5 host, the Opteron_G5's lack
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,10 +21,31 @@ from typing import Any
 import pytest
 
 from tests.lab import faults
-from tests.lab.cluster import cpu_facts
+from tests.lab.cluster import Lab, cpu_facts
+from tests.test_ansible_fleet import run_playbook
 from tests.test_lab_cluster_stage import run_and_show
 
-pytestmark = [pytest.mark.lab, pytest.mark.lab_slow]  # each boots a lab of its own; last passed 2026-12-07
+RECORDED_ANSIBLE = Path(__file__).resolve().parent / "recorded" / "cluster" / "ansible-bookworm-trixie"
+
+
+def run_playbook_on_lab(lab: Lab, reports: Path) -> subprocess.CompletedProcess[str]:
+    """ansible/kvmqa.yml over the lab's hosts (real ansible-playbook, become root with sudo), as a lab
+    admin runs it from an inventory: the per-host verdicts, the cluster checks their probe outputs decide,
+    merged."""
+    inventory = reports.parent / "ansible-hosts"
+    lines = ["[kvm_hosts]"]
+    for h in lab.hosts:
+        lines.append(
+            f"{h.name} ansible_host=127.0.0.1 ansible_port={h.port} ansible_user={h.user} "
+            f"ansible_ssh_private_key_file={h.key} "
+            f"ansible_ssh_common_args='-o UserKnownHostsFile={h.known_hosts} -o StrictHostKeyChecking=yes'"
+        )
+    inventory.write_text("\n".join([*lines, "[kvm_hosts:vars]", "ansible_become=true", ""]))
+    return run_playbook(inventory, reports, "-e", "kvmqa_stages=")  # every stage, the cluster's too
+
+
+# each boots a lab of its own; last passed 2026-12-07 (case 2 with its Ansible run: 2026-12-08, 411 s)
+pytestmark = [pytest.mark.lab, pytest.mark.lab_slow]
 
 
 def test_case2_bookworm_and_trixie_trixie_to_bookworm_is_refused_for_its_machine_type(
@@ -41,6 +66,25 @@ def test_case2_bookworm_and_trixie_trixie_to_bookworm_is_refused_for_its_machine
         }
         print(f"plain: host-model compares: {compare}")
         results, found = run_and_show(lab, tmp_path / "reports", "case2-bookworm-trixie")
+        # the same lab through Ansible: the cluster checks the probe outputs decide agree with the suite's
+        play = run_playbook_on_lab(lab, tmp_path / "playbook")
+    assert play.returncode == 0, (play.stdout + play.stderr)[-4000:]
+    if os.environ.get("KVMQA_RECORD_CLUSTER"):  # the raw probe outputs: tests/test_cluster_offline.py
+        RECORDED_ANSIBLE.mkdir(parents=True, exist_ok=True)
+        for h in ("lab1", "lab2"):
+            shutil.copy(tmp_path / "playbook" / "hosts" / h / h / "probe.txt", RECORDED_ANSIBLE / f"{h}.txt")
+    merged = json.loads((tmp_path / "playbook" / "results.json").read_text())
+    offline = {r["check_id"]: r for r in merged["results"] if r["host"] == "cluster"}
+    print(
+        "\nthrough Ansible:\n" + "\n".join(f"{c}: {r['verdict']}: {r['message']}" for c, r in offline.items())
+    )
+    for check in ("cluster.cpu-vendor-arch", "cluster.machine-types", "cluster.versions", "cluster.networks"):
+        assert offline[check]["verdict"] == found[check][0], (check, offline[check], found[check])
+    refused = {(p["source"], p["destination"]) for p in offline["cluster.machine-types"]["details"]["pairs"]}
+    assert refused == {("lab2", "lab1")}, offline["cluster.machine-types"]
+    for check in ("cluster.cpu-baseline", "cluster.time-skew", "cluster.reach", "cluster.trust"):
+        assert offline[check]["verdict"] == "skip" and "not measured" in offline[check]["message"], check
+    assert merged["cluster"]["cluster"]["cells"]["lab2"]["lab1"]["ok"] is False
     assert default_trixie not in on_bookworm and default_bookworm in on_trixie
     machine = next(r for r in results["results"] if r["check_id"] == "cluster.machine-types")
     assert machine["verdict"] == "fail" and default_trixie in machine["message"]

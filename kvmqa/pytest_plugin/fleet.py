@@ -19,7 +19,9 @@ Two things make a fleet fast while each host still costs one probe and one libvi
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -139,15 +141,62 @@ def selected_stages(session: pytest.Session) -> list[Any]:
     return list(stages.values())
 
 
-def warm_up(host: Any, stages: list[Any]) -> None:
-    """In a prefetch thread, which owns `host` (a HostSession) until it returns: probe, then gather stages."""
+HANDOVER = "prefetched.json"  # beside a host's facts.json: its owner's prefetch is done (xdist workers)
+HANDOVER_WAIT_S = 600.0  # how long another worker waits for it before probing the host itself
+
+
+def warm_up(host: Any, stages: list[Any], hand_over: bool = False) -> None:
+    """In a prefetch thread, which owns `host` (a HostSession) until it returns: probe, then gather stages.
+    On an xdist worker (`hand_over`) the facts are then left for the run-scoped stages' worker, which would
+    otherwise probe the host a second time (`adopt_prefetched`)."""
     host.facts  # noqa: B018 - the probe (an unreachable host becomes facts with a reach error)
+    gathered = []
     for stage in stages:
         try:
-            host.prepare_stage(stage)  # the normal gate: requires, roles, gatherers; remembered per stage
+            if host.prepare_stage(stage) is None:  # the normal gate: requires, roles, gatherers; remembered
+                gathered.append(stage.name)
         except Exception:  # noqa: BLE001 - the stage's own test will meet the error again and report it
             log.debug("prefetch of %s on %s failed", stage.name, host.name, exc_info=True)
-            return
+            break
+    if hand_over:
+        host.save_facts()
+        tmp = host.host_dir / f".{HANDOVER}.tmp"
+        tmp.write_text(json.dumps({"gathered": gathered}))
+        tmp.replace(host.host_dir / HANDOVER)  # after facts.json: whoever sees it finds the facts complete
+
+
+def adopt_prefetched(host: Any, timeout: float = HANDOVER_WAIT_S) -> bool:
+    """On a worker that does not own `host`: wait for its owner's prefetch and take its facts (no probe of
+    ours); False when none came in time (the caller probes, as without xdist)."""
+    from kvmqa.core.facts import HostFacts
+
+    marker = host.host_dir / HANDOVER
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if time.monotonic() > deadline:
+            log.warning(
+                "no prefetched facts of %s from its worker after %.0f s: probing it here", host.name, timeout
+            )
+            return False
+        time.sleep(0.2)
+    gathered = json.loads(marker.read_text()).get("gathered", [])
+    host.adopt(HostFacts.load(host.host_dir / "facts.json"), gathered)
+    return True
+
+
+def on_loadgroup_worker(config: pytest.Config) -> bool:
+    """An xdist worker under kvmqa's host scheduler: `--dist loadgroup` on the command line, or `-n N`
+    alone, which the controller turned into loadgroup (the worker's own options still say `no`)."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return False
+    return bool(workerinput.get("kvmqa_loadgroup") or getattr(config.option, "loadgroup", False))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """On the controller, per worker: tell it whether kvmqa's scheduler deals the hosts (see above)."""
+    node.workerinput["kvmqa_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
 
 
 def my_hosts(config: pytest.Config, hosts: list[str]) -> list[str]:
@@ -155,7 +204,7 @@ def my_hosts(config: pytest.Config, hosts: list[str]) -> list[str]:
     workerinput = getattr(config, "workerinput", None)
     if workerinput is None:
         return hosts
-    if not getattr(config.option, "loadgroup", False):
+    if not on_loadgroup_worker(config):
         return []  # other --dist modes: no way to know which hosts come here, so no prefetch
     return hosts_of_worker(hosts, str(workerinput["workerid"]), int(workerinput["workercount"]))
 
@@ -172,11 +221,16 @@ def start_prefetch(session: pytest.Session, run: Any) -> None:
         return
     verify = not run.options.install_steps
     stages = [s for s in selected_stages(session) if verify and s.name in PREFETCH_STAGES]
+    # on a worker, when a run-scoped stage (cluster) will read every host: leave the facts for its worker
+    hand_over = on_loadgroup_worker(config) and any(s.scope == "run" for s in selected_stages(session))
+    if hand_over:
+        for name in names:
+            (run.session(name).host_dir / HANDOVER).unlink(missing_ok=True)  # an earlier run's
     pool = ThreadPoolExecutor(min(len(names), MAX_PREFETCH_THREADS), thread_name_prefix="kvmqa-probe")
     config.add_cleanup(pool.shutdown)
     for name in names:
         host = run.session(name)  # created here, in the main thread
-        futures[name] = pool.submit(warm_up, host, stages)
+        futures[name] = pool.submit(warm_up, host, stages, hand_over)
 
 
 @pytest.hookimpl(trylast=True)
@@ -193,3 +247,5 @@ def prefetch_facts(request: pytest.FixtureRequest, run: Any, host: str) -> None:
     future = request.config.stash[PREFETCH_KEY].get(host)
     if future is not None:
         future.result()  # the probe turns an unreachable host into facts; anything else is a real error
+    elif on_loadgroup_worker(request.config) and run.session(host).gathered_facts is None:
+        adopt_prefetched(run.session(host))  # another worker owns it: its facts, not a second probe

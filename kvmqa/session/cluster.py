@@ -31,6 +31,17 @@ from kvmqa.transport.target import TargetError
 CLUSTER_HOST = "cluster"  # the pseudo-host of run-scoped findings
 
 
+def not_a_cluster(names: list[str], boot_ids: dict[str, str]) -> str | None:
+    """Why the hosts are no cluster to judge (None: they are): fewer than two, or all of them one machine
+    reached under several names (one running kernel: the same boot id; a host without one counts alone)."""
+    if len(names) < 2:
+        return f"one host in this run ({', '.join(names) or 'none'}): a cluster needs two or more"
+    machines = {boot_ids.get(n) or f"unknown:{n}" for n in names}
+    if len(machines) < 2:
+        return f"{', '.join(names)} are one machine (one boot id): a cluster needs two or more"
+    return None
+
+
 @dataclass
 class ClusterSession:
     session_of: Callable[[str], HostSession]  # the run's host session of a target (KvmqaRun.session)
@@ -62,15 +73,8 @@ class ClusterSession:
     def not_applicable(self) -> str | None:
         """Why the run's hosts are not a cluster to judge (None: they are): fewer than two, or all of them one
         machine reached under several names (one running kernel: the same boot id)."""
-        if len(self.names) < 2:
-            return f"one host in this run ({', '.join(self.names) or 'none'}): a cluster needs two or more"
-        machines: dict[str, list[str]] = {}
-        for name in self.names:
-            boot_id = self.member(name).facts.get("hostname", {}).get("boot_id") or f"unknown:{name}"
-            machines.setdefault(boot_id, []).append(name)
-        if len(machines) < 2:
-            return f"{', '.join(self.names)} are one machine (one boot id): a cluster needs two or more"
-        return None
+        boot_ids = {n: self.member(n).facts.get("hostname", {}).get("boot_id", "") for n in self.names}
+        return not_a_cluster(self.names, boot_ids)
 
     def member_facts(self) -> tuple[dict[str, HostFacts], dict[str, str]]:
         """Each host's facts where the stage's requires hold on it; else why it is not judged."""
@@ -91,9 +95,10 @@ class ClusterSession:
         out = {}
         for name in self.names:
             host = self.member(name)
+            before = host.round_trips_before  # counted by the xdist worker that owns the host
             out[name] = {
-                "ssh_commands": host.target.round_trips,
-                "libvirt_connections": host.libvirt_connects,
+                "ssh_commands": host.target.round_trips + before.get("ssh_commands", 0),
+                "libvirt_connections": host.libvirt_connects + before.get("libvirt_connections", 0),
             }
         return out
 

@@ -38,6 +38,10 @@ class HostSession:
     )
     progress: Callable[[str], None] | None = None  # where long gatherers' progress lines go (None: stderr)
     libvirt_connects: int = 0
+    _adopted: bool = False  # facts taken from another process (adopt): it writes facts.json, not this one
+    round_trips_before: dict[str, int] = field(
+        default_factory=dict
+    )  # counted by the process it was adopted from
     peers: dict[str, HostSession] = field(default_factory=dict, repr=False)  # the run's other hosts
 
     def facts_of(self, name: str) -> HostFacts | None:
@@ -102,6 +106,16 @@ class HostSession:
         probes."""
         self._facts = facts
 
+    def adopt(self, facts: HostFacts, gathered: list[str]) -> None:
+        """Facts another process of this run gathered (an xdist worker that owns the host): this session
+        evaluates them instead of probing again; `gathered`: the stages whose gatherers ran there. The round
+        trips they cost stay counted (`round_trips_before`)."""
+        self._facts = facts
+        self._adopted = True  # facts.json is its owner's to write
+        self.round_trips_before = dict(facts.get("round_trips", {}))
+        for stage in gathered:
+            self._gathered[stage] = None
+
     def refresh_facts(self) -> HostFacts:
         """Probe again (install mode, after actions), keeping gathered non-probe sections out: they are
         re-gathered."""
@@ -111,11 +125,13 @@ class HostSession:
 
     def save_facts(self) -> None:
         if self._facts is not None:
+            before = self.round_trips_before
             self._facts["round_trips"] = {
-                "ssh_commands": self.target.round_trips,
-                "libvirt_connections": self.libvirt_connects,
+                "ssh_commands": self.target.round_trips + before.get("ssh_commands", 0),
+                "libvirt_connections": self.libvirt_connects + before.get("libvirt_connections", 0),
             }
-            self._facts.save(self.host_dir / "facts.json")
+            if not self._adopted:
+                self._facts.save(self.host_dir / "facts.json")
 
     def libvirt(self) -> Any:
         """A cached libvirt connection to the target (qemu:///system, or qemu+ext over ssh)."""

@@ -91,10 +91,17 @@ def conclude(
 ClusterFn = Callable[[HostFacts, Profile], Outcome]
 
 
+# What each check needs measured between the hosts (the cluster's one round trip per host); a check not named
+# here decides from the hosts' own facts alone, so the Ansible path (`kvmqa evaluate-cluster`) decides it too.
+MEASURED: dict[str, str] = {}
+
+
 def cluster_check(
-    check_id: str, title: str, *, level: Level = Level.FAIL, hint: str = ""
+    check_id: str, title: str, *, level: Level = Level.FAIL, hint: str = "", measured: str = ""
 ) -> Callable[[ClusterFn], ClusterFn]:
-    """A check over the cluster's facts; with fewer than two hosts in the run it is not applicable."""
+    """A check over the cluster's facts; with fewer than two hosts in the run it is not applicable.
+    `measured`: what it needs measured between the hosts; without that (facts from probe outputs alone) it
+    says so and decides nothing."""
 
     def register(fn: ClusterFn) -> ClusterFn:
         def check(facts: HostFacts, profile: Profile) -> Outcome:
@@ -105,7 +112,18 @@ def cluster_check(
                     "a cluster check compares two or more",
                     hosts=names,
                 )
+            if measured and view(facts).offline:
+                return not_applicable(
+                    f"not measured: it needs {measured}, and {view(facts).offline}; run kvmqa's suites "
+                    "over the same hosts (pytest suites --inventory INVENTORY) to measure it",
+                    hosts=names,
+                    pairs=[],
+                    needs=measured,
+                )
             return fn(facts, profile)
+
+        if measured:
+            MEASURED[check_id] = measured
 
         CHECKS.check(check_id, title, level=level, hint=hint)(check)
         return fn
@@ -152,6 +170,7 @@ def cpu_vendor_arch(facts: HostFacts, profile: Profile) -> Outcome:
     hint="Give guests the baseline CPU (virsh hypervisor-cpu-baseline --features --migratable over "
     "every host's domcapabilities) or a named model below it; a host that cannot run it needs "
     "its CPU features (BIOS, microcode, kernel) brought in line or another cluster",
+    measured="libvirt's baseline CPU computed over every host's domain capabilities by a host's libvirt",
 )
 def cpu_baseline(facts: HostFacts, profile: Profile) -> Outcome:
     cpu = cross(facts, "cpu")
@@ -209,6 +228,7 @@ def cpu_baseline(facts: HostFacts, profile: Profile) -> Outcome:
     "A guest with a host's host-model CPU runs on each other host",
     hint="Guests with <cpu mode='host-model'> on the source cannot start on this destination: define "
     "them with the cluster's baseline CPU model (cluster.cpu-baseline), or move them one way only",
+    measured="each host's host-model CPU compared by each other host's libvirt",
 )
 def cpu_pairwise(facts: HostFacts, profile: Profile) -> Outcome:
     pairs = cross(facts, "cpu", "pairs")
@@ -344,6 +364,7 @@ def pair_skew(facts: HostFacts, a: str, b: str) -> tuple[float, float, str] | No
     "Host clocks agree within the limit (default 0.5 s)",
     hint="Run a time daemon (chrony) against the same servers on every host; a guest's clock jumps by "
     "the skew when it moves (profile: cluster: {time_skew_limit_s: ...})",
+    measured="the hosts' clocks read against each other",
 )
 def time_skew(facts: HostFacts, profile: Profile) -> Outcome:
     limit = float(profile.stage("cluster").get("time_skew_limit_s", DEFAULT_TIME_SKEW_S))
@@ -422,6 +443,7 @@ def measured_pairs(facts: HostFacts, problems: list[Problem]) -> Iterator[tuple[
     "Each host's name resolves on the others to an address that reaches it",
     hint="Migration URIs are built from the destination's host name: put every host's migration "
     "address in DNS or /etc/hosts on every host (not 127.0.1.1 as Debian's installer writes)",
+    measured="each host's name resolved on the other hosts",
 )
 def names(facts: HostFacts, profile: Profile) -> Outcome:
     problems: list[Problem] = []
@@ -469,6 +491,7 @@ def port_state(state: str | None) -> str:
     "Each host reaches the others' migration transport and QEMU's migration port",
     hint="Open TCP from every host to the others' ssh (qemu+ssh) and QEMU's migration ports "
     "(qemu.conf migration_port_min..migration_port_max, default 49152-49215) in the firewall",
+    measured="TCP from each host to the others' ports",
 )
 def reach(facts: HostFacts, profile: Profile) -> Outcome:
     problems: list[Problem] = []
@@ -507,15 +530,19 @@ def reach(facts: HostFacts, profile: Profile) -> Outcome:
     "The migration network's MTU matches and a full-size packet crosses each pair",
     hint="Set one MTU on every host's migration interface and on the switches between them "
     "(a jumbo-frame mismatch stalls migrations mid-way)",
+    measured="each host's route to the others and a full-size ping between them",
 )
 def mtu(facts: HostFacts, profile: Profile) -> Outcome:
     problems: list[Problem] = []
-    no_ping: list[str] = []
+    untried: list[str] = []  # pairs no full-size packet was tried on (neither ping nor python3 there)
+    unknown: list[str] = []  # pairs where even a small datagram got no answer (UDP or ICMP filtered)
+    via: set[str] = set()
     for a, b, there in measured_pairs(facts, problems):
         back = seen(facts, b, a) or {}
         if there.get("mtu") is None:
             problems.append(Problem(f"{a} has no route to {b}", a, b))
-        elif back.get("mtu") is not None and back["mtu"] != there["mtu"]:
+            continue
+        if back.get("mtu") is not None and back["mtu"] != there["mtu"]:
             problems.append(
                 Problem(
                     f"MTU {there['mtu']} on {a} ({there.get('device')}) but {back['mtu']} on "
@@ -524,26 +551,39 @@ def mtu(facts: HostFacts, profile: Profile) -> Outcome:
                     b,
                 )
             )
-        elif there.get("ping") == "fail":
+        df = there.get("ping")
+        if df == "fail":
+            how = "ping" if there.get("df_via", "ping") == "ping" else "UDP"
             problems.append(
                 Problem(
-                    f"a full-size packet (MTU {there['mtu']}, don't fragment) from {a} does not reach {b}",
+                    f"a full-size packet (MTU {there['mtu']}, don't fragment, {how}) from {a} does not "
+                    f"reach {b}, a small one does",
                     a,
                     b,
                 )
             )
-        if cross(facts, "script", a).get("ping") == "absent" and a not in no_ping:
-            no_ping.append(a)
+        elif df == "ok":
+            via.add(there.get("df_via", "ping"))
+        elif df is None:
+            untried.append(f"{a}→{b}")
+        else:
+            unknown.append(f"{a}→{b}")
     mtus = {
         a: f"{(seen(facts, a, b) or {}).get('mtu')} on {(seen(facts, a, b) or {}).get('device')}"
         for a, b in present_pairs(facts)
     }
-    note = (
-        f"; full-size DF ping not tried from {', '.join(no_ping)}: no ping there"
-        if no_ping
-        else "; a full-size DF ping crossed each pair"
-    )
-    return conclude(facts, problems, f"MTU {listing(mtus)}{note}", no_ping=no_ping)
+    notes = []
+    if via and not untried and not unknown:
+        notes.append(f"a full-size don't-fragment packet crossed each pair ({' and '.join(sorted(via))})")
+    if untried:
+        notes.append(f"no full-size packet tried on {', '.join(untried)} (neither ping nor python3 there)")
+    if unknown:
+        notes.append(
+            f"not proven on {', '.join(unknown)}: even a small UDP datagram got no answer "
+            "(UDP or ICMP filtered)"
+        )
+    note = "; " + "; ".join(notes) if notes else ""
+    return conclude(facts, problems, f"MTU {listing(mtus)}{note}", untried=untried, unknown=unknown)
 
 
 def missing_on_peers(
@@ -592,6 +632,7 @@ def storage(facts: HostFacts, profile: Profile) -> Outcome:
         "; ".join(
             f"{p}: a file written on {r['writer']} read on {', '.join(r['read'])}" for p, r in shared.items()
         )
+        or (f"shared pools not written and read back ({view(facts).offline})" if view(facts).offline else "")
         or "no shared pool tried"
     )
     return conclude(
@@ -628,6 +669,7 @@ def networks(facts: HostFacts, profile: Profile) -> Outcome:
     "Each host opens qemu+ssh to the others as root without a prompt",
     hint="For peer-to-peer migration the source's libvirtd (root) logs in to the destination: give root "
     "a key authorized on every host and every host's key in root's known_hosts",
+    measured="qemu+ssh opened from each host to the others",
 )
 def trust(facts: HostFacts, profile: Profile) -> Outcome:
     problems: list[Problem] = []

@@ -144,12 +144,36 @@ def probe(label, host, port):
     except socket.timeout: state = "filtered"
     except OSError as e: state = "unreachable" if e.errno in (101, 113) else "error:" + (e.strerror or str(e))
     finally: s.close()
-    print("peer|%s|tcp|%s|%s" % (label, port, state), flush=True)
-threads = []
+    lines.append("peer|%s|tcp|%s|%s" % (label, port, state))
+threads, lines = [], []
 for spec in sys.argv[2:]:
     label, host, port = spec.split(",")
     t = threading.Thread(target=probe, args=(label, host, port)); t.start(); threads.append(t)
 for t in threads: t.join()
+sys.stdout.write("".join(line + "\n" for line in lines))  # one write: threads' prints would interleave
+"""
+
+
+# A full-size don't-fragment packet without `ping`: UDP datagrams with DF set (IP_MTU_DISCOVER = DO) to a
+# closed port of the peer; the peer's "port unreachable" (a refused recv) proves the datagram arrived. A small
+# one first: when even that gets no answer (UDP or ICMP filtered), nothing is proven either way ("unknown").
+DF_PY = r"""
+import errno, socket, sys
+host, size = sys.argv[1], int(sys.argv[2])
+def send(n):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    df = (getattr(socket, "IP_MTU_DISCOVER", 10), getattr(socket, "IP_PMTUDISC_DO", 2))
+    s.setsockopt(socket.IPPROTO_IP, *df)
+    s.settimeout(2.0)
+    try:
+        s.connect((host, 33434)); s.send(b"\0" * n); s.recv(1); return "answered"
+    except ConnectionRefusedError: return "arrived"
+    except socket.timeout: return "silent"
+    except OSError as e: return "too-big" if e.errno == errno.EMSGSIZE else "error"
+    finally: s.close()
+small = send(32)
+if small != "arrived": print("unknown")
+else: print("ok" if send(size) == "arrived" else "fail")
 """
 
 
@@ -158,8 +182,9 @@ def peer_script(
 ) -> str:
     """The sh script one host runs (as root where the run uses sudo) about its peers, each (label, hostname,
     ports): its clock at start and end, each peer name resolved (getent), the route's device and MTU, a
-    full-size don't-fragment ping where `ping` exists, TCP to each port (python3, else bash's /dev/tcp:
-    refused = reachable, a timeout = filtered) and `virsh -c qemu+ssh://root@PEER/system` in batch mode."""
+    full-size don't-fragment packet (`ping -M do`, else UDP with DF set from python3: DF_PY), TCP to each
+    port (python3, else bash's /dev/tcp: refused = reachable, a timeout = filtered) and
+    `virsh -c qemu+ssh://root@PEER/system` in batch mode."""
     for label, hostname, _ in peers:
         if not (SAFE_NAME.match(label) and SAFE_NAME.match(hostname)):
             raise ValueError(f"peer name {label!r} / {hostname!r} is not a plain host name")
@@ -200,8 +225,11 @@ def peer_script(
             f'  echo "peer|{label}|route|$dev|$mtu|$(echo "$r" | sed -n \'s/.* src \\([^ ]*\\).*/\\1/p\')"',
             '  if command -v ping >/dev/null 2>&1 && [ -n "$mtu" ]; then',
             '    if ping -c 1 -W 2 -M do -s $((mtu - 28)) "$a" >/dev/null 2>&1;'
-            f' then echo "peer|{label}|ping|ok";'
-            f' else echo "peer|{label}|ping|fail"; fi',
+            f' then echo "peer|{label}|ping|ok|ping";'
+            f' else echo "peer|{label}|ping|fail|ping"; fi',
+            '  elif command -v python3 >/dev/null 2>&1 && [ -n "$mtu" ]; then',
+            f'    df=$(python3 -c {shlex.quote(DF_PY)} "$a" $((mtu - 28)) 2>/dev/null)',
+            f'    echo "peer|{label}|ping|$df|udp"',
             "  fi",
             f'  specs="$specs {" ".join(f"{label},$a,{p}" for p in ports)}"',
             "else",
@@ -252,7 +280,8 @@ def parse_peers(text: str) -> dict[str, Any]:
             elif kind == "tcp" and len(rest) >= 2:
                 peer["tcp"][rest[0]] = "|".join(rest[1:])
             elif kind == "ping" and rest:
-                peer["ping"] = rest[0]
+                peer["ping"] = rest[0] or "unknown"
+                peer["df_via"] = rest[1] if len(rest) > 1 else "ping"
             elif kind == "clock" and len(rest) >= 3:
                 try:
                     peer.setdefault("clock", []).append([float(rest[0]), float(rest[1]), float(rest[2])])
@@ -313,6 +342,9 @@ class Cluster:
     missing: dict[str, str] = field(default_factory=dict)
     members: list[str] = field(default_factory=list)
     cross: dict[str, Any] = field(default_factory=dict)
+    # set when the facts come from the hosts' probe outputs alone (the Ansible path): nothing was measured
+    # between the hosts, and this says where the facts came from
+    offline: str = ""
 
 
 def cluster_facts(
@@ -321,3 +353,21 @@ def cluster_facts(
     """The facts the cluster checks read: every host's digest, the hosts not judged (and why), the cross
     ones."""
     return HostFacts(hosts=dict(hosts), missing=dict(missing), cross=dict(cross))
+
+
+def from_probe_outputs(
+    names: Sequence[str], facts_of: Mapping[str, Mapping[str, Any] | None], source: str
+) -> dict[str, Any]:
+    """The cluster's facts from each host's own facts alone (the Ansible path: one probe output per host,
+    nothing measured between them): the digests, the hosts not judged and why, and `offline` = `source`,
+    so the checks that need a measurement between the hosts say so instead of deciding."""
+    hosts: dict[str, Any] = {}
+    missing: dict[str, str] = {}
+    for name in names:
+        facts = facts_of.get(name)
+        why = missing_reason(facts)
+        if why or facts is None:
+            missing[name] = why
+        else:
+            hosts[name] = digest(name, facts)
+    return {"hosts": hosts, "missing": missing, "members": list(names), "cross": {}, "offline": source}
