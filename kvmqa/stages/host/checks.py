@@ -123,7 +123,8 @@ def _stale_text(p: StaleProcess) -> str:
     exe = p.exe.removesuffix(" (deleted)")
     what = [f"{exe} (the binary)"] if p.exe_deleted else []
     what += [lib for lib in p.deleted_libs if lib != exe]
-    name = f"{p.comm} (pid {p.pid}" + (f", guest {p.guest}" if p.guest else "") + ")"
+    started = f", started with QEMU {p.qemu_version}" if p.guest and p.qemu_version else ""
+    name = f"{p.comm} (pid {p.pid}" + (f", guest {p.guest}{started}" if p.guest else "") + ")"
     return f"{name}: {', '.join(what)}"
 
 

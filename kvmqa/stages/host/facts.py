@@ -49,6 +49,9 @@ class StaleProcess:
     maps_readable: bool = False
     guest: str = ""  # the guest a QEMU process runs
     exe_deleted: bool = False
+    qemu_version: str = (
+        ""  # the QEMU the guest was started with (its libvirt log), e.g. 7.2.0Debian 1:7.2+...
+    )
 
 
 @dataclass(frozen=True)
@@ -187,10 +190,12 @@ def _host_packages(body: str) -> dict[str, Any]:
 
 
 def _stale_binaries(body: str) -> dict[str, Any]:
-    """proc=PID|comm, exe=PID|target, maps=PID (read), deleted=PID|path, guest=PID|name lines (and an earlier
+    """proc=PID|comm, exe=PID|target, maps=PID (read), deleted=PID|path, guest=PID|name,
+    started=NAME|QEMU version lines (and an earlier
     probe's one-line proc=PID|comm|exe|libs|maps|guest)."""
     procs: dict[str, dict[str, Any]] = {}
     guests: dict[str, str] = {}
+    started: dict[str, str] = {}  # guest -> the QEMU version it was started with
     root = None
     for line in body.splitlines():
         key, _, value = line.partition("=")
@@ -219,9 +224,13 @@ def _stale_binaries(body: str) -> dict[str, Any]:
             procs[parts[0]]["deleted_libs"].append("|".join(parts[1:]))
         elif key == "guest" and len(parts) >= 2:
             guests[parts[0]] = "|".join(parts[1:])
+        elif key == "started" and len(parts) >= 2:
+            started[parts[0]] = "|".join(parts[1:]).strip()
     out = []
     for pid, p in procs.items():
         p["guest"] = p.get("guest") or guests.get(pid, "")
+        if p["guest"] in started:
+            p["qemu_version"] = started[p["guest"]]
         out.append(
             {"pid": int(pid) if pid.isdigit() else pid, **p, "exe_deleted": p["exe"].endswith(" (deleted)")}
         )

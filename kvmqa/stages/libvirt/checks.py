@@ -517,9 +517,9 @@ def guest_machine_types(facts: HostFacts, profile: Profile) -> Outcome:
         types = {t.name: t for t in offered.get(g.arch, ())}
         t = types.get(g.machine)
         if t is None:
-            why = f"no {g.arch} guests at all" if g.arch not in offered else "no longer offers it"
+            why = f"offers no {g.arch} guests at all" if g.arch not in offered else "no longer offers it"
             gone.append(
-                f"guest {g.name} ({_guest_state(g)}): machine type {g.machine}: {qemu} offers {why}; "
+                f"guest {g.name} ({_guest_state(g)}): machine type {g.machine}: {qemu} {why}; "
                 f"{'it runs on the QEMU it was started with and ' if g.active else ''}will not start again: "
                 f"{machine_advice(g.machine, offered.get(g.arch, ()))}"
             )
