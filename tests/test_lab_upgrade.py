@@ -1,8 +1,8 @@
 """A regression run after a real in-place upgrade (issue 21): a bookworm lab host (libvirt 9.0, QEMU 7.2) with
 two production-like guests running, upgraded to bookworm-backports (libvirt 11.3, QEMU 10.0) by apt from its
 own local repository (tests/lab/upgrade.py), compared with the baseline saved before: right after the upgrade,
-after the guests are restarted (one cannot be) and after a reboot. A verify run during the upgrade, and one with the
-dpkg lock held by the test, report the busy package manager, never a traceback.
+after the guests are restarted (one cannot be) and after a reboot. A verify run during the upgrade, and one
+with the dpkg lock held by the test, report the busy package manager, never a traceback.
 
 Every finding is checked against plain commands on the lab host over ssh (virsh, qemu-system-x86_64 -machine
 help, ls -l /proc/PID/exe, the guests' libvirt logs, /proc/locks), never against a verdict written here.

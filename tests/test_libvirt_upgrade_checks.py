@@ -1,7 +1,8 @@
 """Defined guests against what the installed QEMU offers (libvirt.guest-machine-types and
-libvirt.guest-cpu-models), over capabilities recorded on a bookworm lab host before and after its in-place upgrade to bookworm-backports
-(tests/lab/upgrade.py; recorded 2026-12-08 with `virsh capabilities`, `virsh domcapabilities --virttype kvm`
-and `virsh dumpxml --inactive`, kept as libvirt printed them):
+libvirt.guest-cpu-models), over capabilities recorded on a bookworm lab host before and after its in-place
+upgrade to bookworm-backports (tests/lab/upgrade.py; recorded 2026-12-08 with `virsh capabilities`,
+`virsh domcapabilities --virttype kvm` and `virsh dumpxml --inactive`, kept as libvirt printed them; and
+`qemu-system-x86_64 -machine help` beside them):
 
     tests/recorded/libvirt/upgrade/before-{capabilities,domcaps-kvm}.xml   libvirt 9.0.0, QEMU 7.2.22
     tests/recorded/libvirt/upgrade/after-{capabilities,domcaps-kvm}.xml    libvirt 11.3.0, QEMU 10.0.2
