@@ -49,9 +49,6 @@ class StaleProcess:
     maps_readable: bool = False
     guest: str = ""  # the guest a QEMU process runs
     exe_deleted: bool = False
-    qemu_version: str = (
-        ""  # the QEMU the guest was started with (its libvirt log), e.g. 7.2.0Debian 1:7.2+...
-    )
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,7 @@ class StaleBinaries:
     root: bool | None = None  # whether the probe ran as root (it reads maps only then)
     processes: tuple[StaleProcess, ...] = ()
     measured: bool = False
+    started: dict[str, str] = field(default_factory=dict)  # guest -> the QEMU it was started with (its log)
 
 
 @dataclass(frozen=True)
@@ -229,12 +227,10 @@ def _stale_binaries(body: str) -> dict[str, Any]:
     out = []
     for pid, p in procs.items():
         p["guest"] = p.get("guest") or guests.get(pid, "")
-        if p["guest"] in started:
-            p["qemu_version"] = started[p["guest"]]
         out.append(
             {"pid": int(pid) if pid.isdigit() else pid, **p, "exe_deleted": p["exe"].endswith(" (deleted)")}
         )
-    return {"root": root, "processes": out, "measured": root is not None}
+    return {"root": root, "processes": out, "measured": root is not None, "started": started}
 
 
 def _hostname(body: str) -> dict[str, Any]:
