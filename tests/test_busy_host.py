@@ -2,9 +2,9 @@
 says so (packages.manager-idle, the package checks, libvirt.daemon/libvirt.connect), never a traceback.
 
 A recorded lab host probe (fixtures/facts/lab-bookworm-ssh-sudo.probe.txt) with one section changed: the lock
-holders are the ones /proc/locks showed on a bookworm lab host during its upgrade to bookworm-backports
-(2026-12-08: apt-get PID 725 on lock-frontend, dpkg PID 1059 on lock while configuring); the unsettled packages
-and the deactivating unit are constructed (dpkg and systemd's own words for those states). The probe itself
+holders are the processes /proc/locks showed on a bookworm lab host during its upgrade to bookworm-backports
+(2026-12-08: apt-get PID 725 and dpkg PID 1059, configuring); which file each held, the unsettled
+packages and the deactivating unit are constructed (dpkg and systemd's own words for those states). The probe itself
 runs against a real fcntl lock held here (test_the_probe_finds_a_real_lock_holder); the lab test
 (tests/test_lab_upgrade.py) holds the real dpkg lock on a lab host and runs kvmqa during a real upgrade.
 """
@@ -72,7 +72,13 @@ def test_unsettled_packages_without_a_lock_holder_are_an_interrupted_run() -> No
 
 def test_a_restarting_daemon_is_named_as_restarting() -> None:
     units = facts(LAB)
-    text = "libvirtd.service|deactivating|enabled\nlibvirtd.socket|active|enabled\nvirtlogd.socket|active|enabled"
+    text = "\n".join(
+        (
+            "libvirtd.service|deactivating|enabled",
+            "libvirtd.socket|active|enabled",
+            "virtlogd.socket|active|enabled",
+        )
+    )
     f = facts(LAB, units=text)
     f["libvirt"] = {"connected": False, "uri": "qemu:///system", "error": "Failed to connect socket"}
     v = verdicts(LIBVIRT, f)
