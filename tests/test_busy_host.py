@@ -3,9 +3,9 @@ says so (packages.manager-idle, the package checks, libvirt.daemon/libvirt.conne
 
 A recorded lab host probe (fixtures/facts/lab-bookworm-ssh-sudo.probe.txt) with one section changed: the lock
 holders are the processes /proc/locks showed on a bookworm lab host during its upgrade to bookworm-backports
-(2026-12-08: apt-get PID 725 and dpkg PID 1059, configuring); which file each held, the unsettled
-packages and the deactivating unit are constructed (dpkg and systemd's own words for those states). The probe itself
-runs against a real fcntl lock held here (test_the_probe_finds_a_real_lock_holder); the lab test
+(2026-12-08: apt-get PID 725 and dpkg PID 1059, configuring); which file each held, the unsettled packages
+and the deactivating unit are constructed (dpkg's and systemd's words for those states). The probe itself runs
+against a real fcntl lock held here (test_the_probe_finds_a_real_lock_holder); the lab test
 (tests/test_lab_upgrade.py) holds the real dpkg lock on a lab host and runs kvmqa during a real upgrade.
 """
 
