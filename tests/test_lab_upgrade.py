@@ -11,9 +11,11 @@ The lab host is the test's own (it needs the repository disk), stopped at the en
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -218,9 +220,14 @@ def test_regression_run_after_an_in_place_upgrade(tmp_path: Path, capsys: pytest
         # -- compare 3: after a reboot --------------------------------------------------------------------
         boot_id = host.run("cat /proc/sys/kernel/random/boot_id").stdout.strip()
         t0 = time.monotonic()
-        host.sudo("systemctl reboot")
-        time.sleep(15)
-        wait_for_ssh(host, 600, t0)
+        host.sudo("systemctl reboot", timeout=60)
+        while time.monotonic() - t0 < 600:  # until the host answers with another boot id, systemd up
+            time.sleep(10)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                now = host.run("cat /proc/sys/kernel/random/boot_id", timeout=30).stdout.strip()
+                if now and now != boot_id:
+                    break
+        wait_for_ssh(host, 300, time.monotonic())
         times["reboot"] = time.monotonic() - t0
         assert host.run("cat /proc/sys/kernel/random/boot_id").stdout.strip() != boot_id
         c3 = run_suite(
