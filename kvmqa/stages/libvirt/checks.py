@@ -507,7 +507,7 @@ def guest_machine_types(facts: HostFacts, profile: Profile) -> Outcome:
     lv = facts.view(Libvirt)
     qemu = f"QEMU {lv.hypervisor_version or '?'}"
     if not lv.guests:
-        return not_applicable("no guests defined")
+        return passed("no guests defined: none that cannot start")
     offered = lv.capabilities.machine_types
     gone, old, fine = [], [], []
     for g in lv.guests:
@@ -555,7 +555,7 @@ def guest_cpu_models(facts: HostFacts, profile: Profile) -> Outcome:
     qemu = f"QEMU {lv.hypervisor_version or '?'}"
     custom = [g for g in lv.guests if g.cpu_mode == "custom" and g.cpu_model]
     if not custom:
-        return not_applicable(f"no guest with a custom CPU model ({len(lv.guests)} guest(s) defined)")
+        return passed(f"no guest with a custom CPU model ({len(lv.guests)} guest(s) defined)")
     gone, old, unknown, fine = [], [], [], []
     for g in custom:
         caps = lv.described(g.domain_type or "kvm")
