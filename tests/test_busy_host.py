@@ -97,8 +97,12 @@ def test_the_probe_finds_a_real_lock_holder(tmp_path: Path) -> None:
     file of our own: /proc/locks by inode, read-only. (The same awk runs on /var/lib/dpkg/lock-frontend.)"""
     lock = tmp_path / "lock-frontend"
     script = PROBE.read_text().replace("/var/lib/dpkg/lock-frontend", str(lock))
-    script = script.replace("/var/lib/dpkg/status", str(tmp_path / "status"))
-    (tmp_path / "status").write_text("Package: qemu-utils\nStatus: install ok unpacked\n")
+    # dpkg's own database of this test: one package unpacked, not configured (dpkg-query reads it as dpkg's)
+    script = script.replace("dpkg-query -W", f"dpkg-query --admindir={tmp_path} -W")
+    (tmp_path / "updates").mkdir()
+    (tmp_path / "status").write_text(
+        "Package: qemu-utils\nStatus: install ok unpacked\nArchitecture: amd64\nVersion: 1:10.0.2\n\n"
+    )
     run = f'_kq_sec() {{ shift; "$@"; }}\n_kq_manager() {{ echo dpkg; }}\n{script}'
     with lock.open("w") as f:
         fcntl.lockf(f, fcntl.LOCK_EX)

@@ -23,8 +23,9 @@ _kq_pkg_busy() {
             echo "lock|$f|$pid|$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-200)"
         done
     done
-    if [ -r /var/lib/dpkg/status ]; then
-        awk '/^Package:/ {p = $2} /^Status:/ {if ($4 != "installed" && $4 != "not-installed" && $4 != "config-files") print "unsettled|" p "|" $4}' /var/lib/dpkg/status
+    # dpkg-query, not the status file: while dpkg runs, the current states are in its journal (updates/)
+    if command -v dpkg-query >/dev/null 2>&1; then
+        dpkg-query -W -f='${Package}|${Status}\n' 2>/dev/null | awk -F'|' '{split($2, s, " "); if (s[3] != "installed" && s[3] != "not-installed" && s[3] != "config-files") print "unsettled|" $1 "|" s[3]}'
     fi
     return 0
 }
