@@ -14,6 +14,7 @@ workers wrote.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,39 @@ def load_baseline(path: Path) -> dict[str, Any]:
 # -- report -----------------------------------------------------------------------------------
 
 
+TERMINAL_ITEMS = 8  # per direction of a capability change on the terminal; results.json and HTML have all
+
+
+def _natural(name: str) -> list[Any]:
+    """pc-i440fx-2.10 after pc-i440fx-2.9."""
+    return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", name)]
+
+
+def capability_text(change: dict[str, Any]) -> str:
+    """'machine types (i686, x86_64): +pc-q35-10.0 ... -pc-i440fx-2.3 ...': names that changed alike on
+    every architecture once, in version order, at most TERMINAL_ITEMS each way."""
+    kind, gained, lost = change["kind"], change["gained"], change["lost"]
+    arches = {x.split("/", 1)[0] for x in gained + lost if "/" in x}
+    if arches and all("/" in x for x in gained + lost):
+        per_arch = [
+            (
+                {x.split("/", 1)[1] for x in gained if x.startswith(a + "/")},
+                {x.split("/", 1)[1] for x in lost if x.startswith(a + "/")},
+            )
+            for a in sorted(arches)
+        ]
+        if all(pa == per_arch[0] for pa in per_arch):
+            kind = f"{kind} ({', '.join(sorted(arches))})"
+            gained, lost = sorted(per_arch[0][0]), sorted(per_arch[0][1])
+
+    def some(sign: str, items: list[str]) -> list[str]:
+        items = sorted(items, key=_natural)
+        more = len(items) - TERMINAL_ITEMS
+        return [f"{sign}{x}" for x in items[:TERMINAL_ITEMS]] + ([f"({sign}{more} more)"] if more > 0 else [])
+
+    return f"{kind}: " + " ".join(some("+", gained) + some("-", lost))
+
+
 def comparison_lines(comparison: dict[str, Any]) -> list[str]:
     """One line per host, for the terminal."""
     lines = []
@@ -267,9 +301,7 @@ def comparison_lines(comparison: dict[str, Any]) -> list[str]:
                 + ", ".join(f"{v['component']} {v['before'] or '-'} -> {v['after']}" for v in h["versions"])
             )
         for c in h["capabilities"]:
-            parts.append(
-                f"{c['kind']}: " + " ".join([f"+{x}" for x in c["gained"]] + [f"-{x}" for x in c["lost"]])
-            )
+            parts.append(capability_text(c))
         if h.get("improvements"):
             parts.append(
                 "improved: "
