@@ -19,7 +19,7 @@ from typing import Any
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.gate import evaluate_stage
-from kvmqa.policy.baseline import compare_host
+from kvmqa.policy.baseline import capability_text, compare_host
 from kvmqa.stages.libvirt.checks import CHECKS as LIBVIRT
 from kvmqa.stages.libvirt.checks import machine_advice
 from kvmqa.stages.libvirt.facts import MachineType, defined_guest
@@ -157,3 +157,14 @@ def test_baseline_compare_shows_the_capabilities_diff_and_the_regression_first()
     assert "x86_64/pc-i440fx-2.3" in caps["machine types"]["lost"]
     assert "x86_64/pc-i440fx-10.0" in caps["machine types"]["gained"]
     assert "x86_64/pc-i440fx-5.2" in caps["deprecated machine types"]["gained"]
+
+
+def test_the_terminal_names_a_change_alike_on_every_arch_once_in_version_order() -> None:
+    before = {"facts": {"libvirt": libvirt_facts("before")}, "verdicts": {}}
+    after = {"facts": {"libvirt": libvirt_facts("after")}, "verdicts": {}}
+    caps = {c["kind"]: c for c in compare_host(before, after)["capabilities"]}
+    text = capability_text(caps["machine types"])
+    assert text.startswith("machine types (i686, x86_64): +pc-i440fx-8.0 ")
+    assert "(+6 more) -pc-i440fx-1.4 " in text and text.endswith("-pc-i440fx-2.2 -pc-i440fx-2.3")
+    deprecated = capability_text(caps["deprecated machine types"])
+    assert "+pc-i440fx-2.9 +pc-i440fx-2.10 " in deprecated  # version order, not string order
