@@ -98,8 +98,8 @@ def hold_dpkg_lock(host: LabHost, seconds: int) -> int:
 
 
 def test_regression_run_after_an_in_place_upgrade(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Last passed 2026-12-08 01:44 UTC in 797 s (upgrade 134 s, reboot 490 s: libvirt-guests waits for a guest
-    that ignores ACPI); the run's report is docs/upgrade.md's example."""
+    """Last passed 2026-12-08 01:44 UTC in 797 s (upgrade 134 s, reboot 490 s: libvirt-guests waits for a
+    guest that ignores ACPI); the run's report is docs/upgrade.md's example."""
     t_start = time.monotonic()
     image = build_image(LAB_IMAGES["bookworm"])
     repo = backports_repo(image)
