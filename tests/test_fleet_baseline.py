@@ -100,10 +100,10 @@ def test_upgrade_changes_and_regressions_are_reported(tmp_path: Path, two_hosts:
     # its own report section, the terminal and the exit status
     html = (after.reports / "report.html").read_text()
     assert 'id="kvmqa-baseline"' in html and "REGRESSION" in html and view.new_version in html
-    assert (
-        "compared with baseline" in after.stdout
-        and f"{changed_name}: versions: package {view.package}" in after.stdout
-    )
+    assert "compared with baseline" in after.stdout
+    line = next(x for x in after.stdout.splitlines() if x.startswith(f"{changed_name}: "))
+    # regressions first, then the versions and capabilities that changed
+    assert line.startswith(f"{changed_name}: REGRESSIONS: ") and f"; versions: package {view.package}" in line
     assert after.rc != 0
 
 

@@ -14,6 +14,7 @@ workers wrote.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -70,10 +71,19 @@ def capabilities_of(facts: dict[str, Any]) -> dict[str, list[str]]:
             {f"{g['arch']}/{d}" for g in guests for d in g.get("domain_types", [])}
         )
         out["host CPU features"] = sorted((lv.get("capabilities") or {}).get("host_cpu_features") or [])
+        types = (lv.get("capabilities") or {}).get("machine_types") or {}
+        out["deprecated machine types"] = sorted(
+            f"{arch}/{m['name']}" for arch, ms in types.items() for m in ms if m.get("deprecated")
+        )
         for virttype, dc in sorted((lv.get("domcapabilities") or {}).items()):
             if "error" in dc:
                 continue
             out[f"{virttype} CPU models"] = sorted(dc.get("usable_cpu_models") or [])
+            if dc.get("cpu_models") is not None:  # every model QEMU offers (usable here or not); newer facts
+                out[f"{virttype} CPU models offered"] = sorted(m["name"] for m in dc["cpu_models"])
+                out[f"{virttype} deprecated CPU models"] = sorted(
+                    m["name"] for m in dc["cpu_models"] if m.get("deprecated")
+                )
             out[f"{virttype} CPU modes"] = sorted(m for m, ok in (dc.get("cpu_modes") or {}).items() if ok)
             out[f"{virttype} features"] = sorted(dc.get("features") or [])
             out[f"{virttype} devices"] = sorted(dc.get("devices") or [])
@@ -94,7 +104,21 @@ def unavailable_of(facts: dict[str, Any]) -> list[str]:
 
 
 def snapshot(facts: dict[str, Any], findings: list[Finding]) -> dict[str, Any]:
-    return {"facts": facts, "verdicts": {f.check_id: f.verdict.value for f in findings}}
+    """A host's facts and verdicts; the messages of what did not pass, so a compare can say why."""
+    return {
+        "facts": facts,
+        "verdicts": {f.check_id: f.verdict.value for f in findings},
+        "messages": {f.check_id: f.message for f in findings if f.verdict.value in REGRESSED},
+    }
+
+
+def _rank(verdict: str) -> int:
+    return {Verdict.PASS.value: 0, Verdict.WARN.value: 1}.get(verdict, 2)
+
+
+def is_regression(old: str, new: str) -> bool:
+    """pass -> warn/fail/error, and warn -> fail/error: the check got worse."""
+    return old in (Verdict.PASS.value, Verdict.WARN.value) and new in REGRESSED and _rank(new) > _rank(old)
 
 
 # -- compare ----------------------------------------------------------------------------------
@@ -160,22 +184,27 @@ def compare_host(
         old, new = set(bc[kind]), set(ac[kind])
         if old != new:
             capabilities.append({"kind": kind, "gained": sorted(new - old), "lost": sorted(old - new)})
-    regressions, improvements = [], []
+    regressions: list[dict[str, Any]] = []
+    improvements: list[dict[str, Any]] = []
     bverd, averd = before.get("verdicts", {}), after.get("verdicts", {})
+    messages = after.get("messages") or {}
     for cid, old in bverd.items():
         new = averd.get(cid)
         if new is None or new == old:
             continue
         entry = {"check_id": cid, "before": old, "after": new}
-        if old == Verdict.PASS.value and new in REGRESSED:
+        if cid in messages:
+            entry["message"] = messages[cid]
+        if is_regression(old, new):
             regressions.append(entry)
         elif old in REGRESSED and new == Verdict.PASS.value:
             improvements.append(entry)
     regressions += migration_regressions(before.get("facts", {}), after.get("facts", {}), tolerance_pct)
+    # regressions first: what got worse is what a reader needs; versions and capabilities are changes
     return {
+        "regressions": regressions,
         "versions": versions,
         "capabilities": capabilities,
-        "regressions": regressions,
         "improvements": improvements,
         "unavailable": unavailable_of(after.get("facts", {})),
     }
@@ -271,21 +300,45 @@ def load_baseline(path: Path) -> dict[str, Any]:
 # -- report -----------------------------------------------------------------------------------
 
 
+TERMINAL_ITEMS = 8  # per direction of a capability change on the terminal; results.json and HTML have all
+
+
+def _natural(name: str) -> list[Any]:
+    """pc-i440fx-2.10 after pc-i440fx-2.9."""
+    return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", name)]
+
+
+def capability_text(change: dict[str, Any]) -> str:
+    """'machine types (i686, x86_64): +pc-q35-10.0 ... -pc-i440fx-2.3 ...': names that changed alike on
+    every architecture once, in version order, at most TERMINAL_ITEMS each way."""
+    kind, gained, lost = change["kind"], change["gained"], change["lost"]
+    arches = {x.split("/", 1)[0] for x in gained + lost if "/" in x}
+    if arches and all("/" in x for x in gained + lost):
+        per_arch = [
+            (
+                {x.split("/", 1)[1] for x in gained if x.startswith(a + "/")},
+                {x.split("/", 1)[1] for x in lost if x.startswith(a + "/")},
+            )
+            for a in sorted(arches)
+        ]
+        if all(pa == per_arch[0] for pa in per_arch):
+            kind = f"{kind} ({', '.join(sorted(arches))})"
+            gained, lost = sorted(per_arch[0][0]), sorted(per_arch[0][1])
+
+    def some(sign: str, items: list[str]) -> list[str]:
+        items = sorted(items, key=_natural)
+        more = len(items) - TERMINAL_ITEMS
+        return [f"{sign}{x}" for x in items[:TERMINAL_ITEMS]] + ([f"({sign}{more} more)"] if more > 0 else [])
+
+    return f"{kind}: " + " ".join(some("+", gained) + some("-", lost))
+
+
 def comparison_lines(comparison: dict[str, Any]) -> list[str]:
     """One line per host, for the terminal."""
     lines = []
     for host, h in comparison["hosts"].items():
         parts = [h["status"]] if h["status"] != "compared" else []
-        if h["versions"]:
-            parts.append(
-                "versions: "
-                + ", ".join(f"{v['component']} {v['before'] or '-'} -> {v['after']}" for v in h["versions"])
-            )
-        for c in h["capabilities"]:
-            parts.append(
-                f"{c['kind']}: " + " ".join([f"+{x}" for x in c["gained"]] + [f"-{x}" for x in c["lost"]])
-            )
-        if h["regressions"]:
+        if h["regressions"]:  # first: what got worse; versions and capabilities after, as changes
             parts.append(
                 "REGRESSIONS: "
                 + ", ".join(
@@ -293,6 +346,20 @@ def comparison_lines(comparison: dict[str, Any]) -> list[str]:
                     for r in h["regressions"]
                 )
             )
+        if h["versions"]:
+            parts.append(
+                "versions: "
+                + ", ".join(f"{v['component']} {v['before'] or '-'} -> {v['after']}" for v in h["versions"])
+            )
+        for c in h["capabilities"]:
+            parts.append(capability_text(c))
+        if h.get("improvements"):
+            parts.append(
+                "improved: "
+                + ", ".join(f"{r['check_id']} {r['before']} -> {r['after']}" for r in h["improvements"])
+            )
         parts += h["unavailable"]
         lines.append(f"{host}: " + ("; ".join(parts) if parts else "no change"))
+        # why each regressed, one line each (snapshots of this kvmqa carry the messages)
+        lines += [f"  {r['check_id']}: {r['message']}" for r in h["regressions"] if r.get("message")]
     return lines

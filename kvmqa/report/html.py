@@ -249,22 +249,23 @@ def comparison_html(comparison: dict[str, Any]) -> str:
     ]
     for host, h in comparison["hosts"].items():
         rows = []
+        for r in h["regressions"]:  # first: what got worse; versions and capabilities are changes
+            why = f"<br><small>{escape(r['message'])}</small>" if r.get("message") else ""
+            rows.append(
+                f'<tr class="kvmqa-regression" style="background:#ffebee"><td><b>REGRESSION</b></td>'
+                f"<td><code>{escape(r['check_id'])}</code></td><td>{escape(r['before'])} → "
+                f"<b>{escape(r['after'])}</b>{why}</td></tr>"
+            )
         for v in h["versions"]:
             rows.append(
-                f"<tr><td>version</td><td>{escape(v['component'])}</td>"
+                f"<tr><td>version change</td><td>{escape(v['component'])}</td>"
                 f"<td>{escape(str(v['before'] or '-'))} → {escape(str(v['after']))}</td></tr>"
             )
         for c in h["capabilities"]:
             change = (
                 f'<span style="color:#2e7d32">gained: {_list(c["gained"])}</span> ' if c["gained"] else ""
             ) + (f'<span style="color:#c62828">lost: {_list(c["lost"])}</span>' if c["lost"] else "")
-            rows.append(f"<tr><td>capability</td><td>{escape(c['kind'])}</td><td>{change}</td></tr>")
-        for r in h["regressions"]:
-            rows.append(
-                f'<tr class="kvmqa-regression" style="background:#ffebee"><td><b>REGRESSION</b></td>'
-                f"<td><code>{escape(r['check_id'])}</code></td><td>{escape(r['before'])} → "
-                f"<b>{escape(r['after'])}</b></td></tr>"
-            )
+            rows.append(f"<tr><td>capability change</td><td>{escape(c['kind'])}</td><td>{change}</td></tr>")
         for r in h["improvements"]:
             rows.append(
                 f"<tr><td>improvement</td><td><code>{escape(r['check_id'])}</code></td>"

@@ -119,11 +119,13 @@ def reboot_pending(facts: HostFacts, profile: Profile) -> Outcome:
 
 # --- daemons that still run replaced code
 # ---------------------------------------------------------------------
-def _stale_text(p: StaleProcess) -> str:
+def _stale_text(p: StaleProcess, started: dict[str, str]) -> str:
     exe = p.exe.removesuffix(" (deleted)")
     what = [f"{exe} (the binary)"] if p.exe_deleted else []
     what += [lib for lib in p.deleted_libs if lib != exe]
-    name = f"{p.comm} (pid {p.pid}" + (f", guest {p.guest}" if p.guest else "") + ")"
+    version = started.get(p.guest, "") if p.guest else ""
+    started_with = f", started with QEMU {version}" if version else ""
+    name = f"{p.comm} (pid {p.pid}" + (f", guest {p.guest}{started_with}" if p.guest else "") + ")"
     return f"{name}: {', '.join(what)}"
 
 
@@ -157,7 +159,7 @@ def stale_binaries(facts: HostFacts, profile: Profile) -> Outcome:
             f"run{'' if many else 's'} the installed binaries and libraries{extra}"
         )
     daemons = [p for p in stale if p.comm in LIBVIRT_DAEMONS]
-    text = "; ".join(_stale_text(p) for p in stale)
+    text = "; ".join(_stale_text(p, sb.started) for p in stale)
     details = [dataclasses.asdict(p) for p in stale]
     if daemons:
         return failed(f"running code an upgrade replaced (deleted on disk): {text}", stale=details)

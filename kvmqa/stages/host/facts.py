@@ -57,6 +57,7 @@ class StaleBinaries:
     root: bool | None = None  # whether the probe ran as root (it reads maps only then)
     processes: tuple[StaleProcess, ...] = ()
     measured: bool = False
+    started: dict[str, str] = field(default_factory=dict)  # guest -> the QEMU it was started with (its log)
 
 
 @dataclass(frozen=True)
@@ -187,10 +188,12 @@ def _host_packages(body: str) -> dict[str, Any]:
 
 
 def _stale_binaries(body: str) -> dict[str, Any]:
-    """proc=PID|comm, exe=PID|target, maps=PID (read), deleted=PID|path, guest=PID|name lines (and an earlier
+    """proc=PID|comm, exe=PID|target, maps=PID (read), deleted=PID|path, guest=PID|name,
+    started=NAME|QEMU version lines (and an earlier
     probe's one-line proc=PID|comm|exe|libs|maps|guest)."""
     procs: dict[str, dict[str, Any]] = {}
     guests: dict[str, str] = {}
+    started: dict[str, str] = {}  # guest -> the QEMU version it was started with
     root = None
     for line in body.splitlines():
         key, _, value = line.partition("=")
@@ -219,13 +222,15 @@ def _stale_binaries(body: str) -> dict[str, Any]:
             procs[parts[0]]["deleted_libs"].append("|".join(parts[1:]))
         elif key == "guest" and len(parts) >= 2:
             guests[parts[0]] = "|".join(parts[1:])
+        elif key == "started" and len(parts) >= 2:
+            started[parts[0]] = "|".join(parts[1:]).strip()
     out = []
     for pid, p in procs.items():
         p["guest"] = p.get("guest") or guests.get(pid, "")
         out.append(
             {"pid": int(pid) if pid.isdigit() else pid, **p, "exe_deleted": p["exe"].endswith(" (deleted)")}
         )
-    return {"root": root, "processes": out, "measured": root is not None}
+    return {"root": root, "processes": out, "measured": root is not None, "started": started}
 
 
 def _hostname(body: str) -> dict[str, Any]:

@@ -26,7 +26,12 @@ _kq_stale() {
     done
     [ -n "$_kq_pids" ] || return 0
     for _kq_f in /run/libvirt/qemu/*.pid; do
-        [ -r "$_kq_f" ] && { read -r _kq_x < "$_kq_f"; } 2>/dev/null && { _kq_g=${_kq_f##*/}; echo "guest=$_kq_x|${_kq_g%.pid}"; }
+        # libvirt writes the pid without a newline: read fails at EOF but has set the variable
+        _kq_x=; { read -r _kq_x < "$_kq_f"; } 2>/dev/null
+        [ -n "$_kq_x" ] && { _kq_g=${_kq_f##*/}; echo "guest=$_kq_x|${_kq_g%.pid}"; }
+        # the QEMU it was started with: libvirt's "starting up ... qemu version: X" line in the guest's log
+        _kq_g=${_kq_f##*/}; _kq_l=/var/log/libvirt/qemu/${_kq_g%.pid}.log
+        [ -r "$_kq_l" ] && sed -n 's/^.*starting up .*qemu version: \([^,]*\),.*$/\1/p' "$_kq_l" | tail -n 1 | sed "s/^/started=${_kq_g%.pid}|/"
     done
     set --
     for _kq_e in $_kq_pids; do echo "proc=${_kq_e%%:*}|${_kq_e#*:}"; set -- "$@" "/proc/${_kq_e%%:*}/exe"; done

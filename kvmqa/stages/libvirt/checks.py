@@ -3,19 +3,29 @@ and a side-by-side with the real virt-host-validate."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.facts import HostFacts
-from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
+from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed, undecided
 from kvmqa.gather.distro import package_manager_of
 from kvmqa.gather.facts import HostInfo
 from kvmqa.gather.versions import at_least
 from kvmqa.stages.first_vm.space import POOL_BASE, reusable_pool, space_need
 from kvmqa.stages.host.facts import Storage
-from kvmqa.stages.libvirt.facts import Init, Libvirt, VhvLine, VirtHostValidate, processes, sockets
+from kvmqa.stages.libvirt.facts import (
+    DefinedGuest,
+    Init,
+    Libvirt,
+    MachineType,
+    VhvLine,
+    VirtHostValidate,
+    processes,
+    sockets,
+)
 
 CHECKS = StageChecks("libvirt")
 
@@ -41,6 +51,15 @@ def daemon_layout(facts: HostFacts) -> dict[str, Any]:
     }
 
 
+RESTARTING = ("activating", "deactivating", "reloading")
+
+
+def restarting_units(facts: HostFacts) -> str:
+    """libvirt's units systemd is starting, stopping or reloading ('libvirtd.service deactivating'), or ''."""
+    units = facts.view(Init).units
+    return ", ".join(f"{u} {st.active}" for u, st in sorted(units.items()) if st.active in RESTARTING)
+
+
 @CHECKS.check(
     "libvirt.daemon",
     "A libvirt daemon for QEMU is running (libvirtd or virtqemud)",
@@ -63,6 +82,13 @@ def daemon(facts: HostFacts, profile: Profile) -> Outcome:
             f", socket activation: {', '.join(daemon_sockets)}"
             if daemon_sockets
             else ", no socket activation"
+        )
+    restarting = restarting_units(facts)
+    if restarting:  # a package upgrade's postinst (or an admin) restarts it: say so, not "not running"
+        return failed(
+            f"the libvirt daemon is restarting: {restarting} ({how}); run kvmqa again when it has settled",
+            level=Level.WARN,
+            **layout,
         )
     if layout["monolithic"]:
         return passed(f"monolithic libvirtd running ({how})", **layout)
@@ -118,7 +144,9 @@ def connect(facts: HostFacts, profile: Profile) -> Outcome:
     if not lv.connected:
         if lv.uri.startswith("qemu+ext"):  # the URI holds a local helper's path: the error names the host
             return failed(lv.error, stderr=lv.stderr)
-        return failed(f"cannot connect to {lv.uri or 'libvirt'}: {lv.error}")
+        restarting = restarting_units(facts)
+        why = f" (the daemon is restarting: {restarting})" if restarting else ""
+        return failed(f"cannot connect to {lv.uri or 'libvirt'}: {lv.error}{why}")
     qemu = "?" if lv.hypervisor_version is None else lv.hypervisor_version
     return passed(f"connected to {lv.uri} (libvirt {lv.lib_version}, QEMU {qemu}) in {lv.connect_s:.2f} s")
 
@@ -436,3 +464,127 @@ def virt_host_validate(facts: HostFacts, profile: Profile) -> Outcome:
 
     ours = {f.check_id: f.verdict.value for f in evaluate_stage(CPU, "", facts, profile)}
     return vhv_comparison(facts, ours)
+
+
+# -- defined guests against what the installed QEMU offers (after an upgrade: which will not start) -------
+def _versioned(machines: Sequence[str], family: str) -> list[str]:
+    """`family`'s versioned machines (pc-i440fx-7.1, ...) among `machines`, oldest first."""
+
+    def number(m: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in m[len(family) :].split("."))
+
+    return sorted((m for m in machines if re.fullmatch(re.escape(family) + r"\d+(\.\d+)*", m)), key=number)
+
+
+def machine_advice(machine: str, offered: Sequence[MachineType]) -> str:
+    """What to change a guest's machine type to: the oldest of its family this QEMU offers without deprecation
+    (the nearest virtual hardware), and the newest."""
+    family = m.group(1) if (m := re.match(r"(.*-)\d+(\.\d+)*$", machine)) else ""
+    current = _versioned([t.name for t in offered if not t.deprecated], family) if family else []
+    if not current:
+        return "change its machine type (<os><type machine=...>) to one this QEMU offers (virsh capabilities)"
+    oldest, newest = current[0], current[-1]
+    both = f"{oldest} (the nearest virtual hardware)" + (f" or {newest}" if newest != oldest else "")
+    return (
+        f"change its machine type to {both}: virsh edit, <os><type machine='{oldest}'>; test the guest after"
+    )
+
+
+def _guest_state(g: DefinedGuest) -> str:
+    return "running" if g.active else "shut off"
+
+
+@CHECKS.check(
+    "libvirt.guest-machine-types",
+    "Every defined guest's machine type is one the installed QEMU offers, and not a deprecated one",
+    hint="A guest whose machine type QEMU no longer offers will not start again (a running one keeps its old "
+    "QEMU until it stops): change its machine type (virsh edit, <os><type machine=...>) to one listed by "
+    "virsh capabilities, the oldest non-deprecated of its family for the nearest virtual hardware; a "
+    "deprecated type still starts but will be removed by a later QEMU: plan the same change",
+    requires=("libvirt.connect",),
+)
+def guest_machine_types(facts: HostFacts, profile: Profile) -> Outcome:
+    lv = facts.view(Libvirt)
+    qemu = f"QEMU {lv.hypervisor_version or '?'}"
+    if not lv.guests:
+        return passed("no guests defined: none that cannot start")
+    offered = lv.capabilities.machine_types
+    gone, old, fine = [], [], []
+    for g in lv.guests:
+        if not g.machine:
+            fine.append(g.name)
+            continue
+        types = {t.name: t for t in offered.get(g.arch, ())}
+        t = types.get(g.machine)
+        if t is None:
+            why = f"offers no {g.arch} guests at all" if g.arch not in offered else "no longer offers it"
+            gone.append(
+                f"guest {g.name} ({_guest_state(g)}): machine type {g.machine}: {qemu} {why}; "
+                f"{'it runs on the QEMU it was started with and ' if g.active else ''}will not start again: "
+                f"{machine_advice(g.machine, offered.get(g.arch, ()))}"
+            )
+        elif t.deprecated:
+            old.append(
+                f"guest {g.name} ({_guest_state(g)}): machine type {g.machine} is deprecated in {qemu} "
+                f"(it starts, a later QEMU removes it): {machine_advice(g.machine, offered.get(g.arch, ()))}"
+            )
+        else:
+            fine.append(g.name)
+    details: dict[str, Any] = {"unstartable": gone, "deprecated": old, "fine": fine}
+    if gone:
+        return failed(f"{len(gone)} guest(s) will not start on {qemu}: " + "; ".join(gone + old), **details)
+    if old:
+        return failed(
+            f"{len(old)} guest(s) on deprecated machine types: " + "; ".join(old), level=Level.WARN, **details
+        )
+    return passed(
+        f"{len(fine)} guest(s), every machine type offered by {qemu} and none deprecated", **details
+    )
+
+
+@CHECKS.check(
+    "libvirt.guest-cpu-models",
+    "Every defined guest's custom CPU model is one the installed QEMU offers, and not a deprecated one",
+    hint="A guest whose CPU model QEMU no longer offers will not start again: change its <cpu><model> (virsh "
+    "edit) to one virsh domcapabilities lists as usable, or use host-model; a deprecated model still starts "
+    "but will be removed by a later QEMU",
+    requires=("libvirt.connect",),
+)
+def guest_cpu_models(facts: HostFacts, profile: Profile) -> Outcome:
+    lv = facts.view(Libvirt)
+    qemu = f"QEMU {lv.hypervisor_version or '?'}"
+    custom = [g for g in lv.guests if g.cpu_mode == "custom" and g.cpu_model]
+    if not custom:
+        return passed(f"no guest with a custom CPU model ({len(lv.guests)} guest(s) defined)")
+    gone, old, unknown, fine = [], [], [], []
+    for g in custom:
+        caps = lv.described(g.domain_type or "kvm")
+        same_arch = lv.domcapabilities_arch.get(g.domain_type or "kvm", g.arch) == g.arch
+        if caps is None or caps.cpu_models is None or not same_arch:
+            unknown.append(f"guest {g.name}: {g.arch} {g.domain_type} CPU models not gathered")
+            continue
+        models = {m.name: m for m in caps.cpu_models}
+        m = models.get(g.cpu_model)
+        if m is None:
+            usable = [n for n, x in models.items() if x.usable == "yes" and not x.deprecated]
+            gone.append(
+                f"guest {g.name} ({_guest_state(g)}): CPU model {g.cpu_model}: {qemu} no longer offers it; "
+                f"will not start again: change <cpu><model> to a usable one "
+                f"({', '.join(usable[:6]) or 'none usable'}{', ...' if len(usable) > 6 else ''}) "
+                "or host-model"
+            )
+        elif m.deprecated:
+            old.append(f"guest {g.name} ({_guest_state(g)}): CPU model {g.cpu_model} is deprecated in {qemu}")
+        else:
+            fine.append(g.name)
+    details: dict[str, Any] = {"unstartable": gone, "deprecated": old, "not_gathered": unknown, "fine": fine}
+    if gone:
+        return failed(f"{len(gone)} guest(s) will not start on {qemu}: " + "; ".join(gone + old), **details)
+    if old:
+        return failed(
+            f"{len(old)} guest(s) on deprecated CPU models: " + "; ".join(old), level=Level.WARN, **details
+        )
+    if not fine:
+        return undecided("; ".join(unknown), **details)
+    note = f" ({'; '.join(unknown)})" if unknown else ""
+    return passed(f"{len(fine)} guest(s) with custom CPU models, each offered by {qemu}{note}", **details)

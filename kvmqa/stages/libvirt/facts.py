@@ -219,6 +219,9 @@ class DomainCapabilities:
     devices: tuple[str, ...] = ()
     features: tuple[str, ...] = ()
     launch_security: tuple[str, ...] | None = None  # sev, sev-snp, tdx, s390-pv; None: libvirt did not say
+    cpu_models: tuple[CpuModel, ...] | None = (
+        None  # every custom-mode model; None: not gathered (older facts)
+    )
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,31 @@ class Pool:
 
 
 @dataclass(frozen=True)
+class CpuModel:
+    """A CPU model of domcapabilities' custom mode: whether this host runs it, whether QEMU deprecates it."""
+
+    name: str = ""
+    usable: str = ""  # yes, no, unknown
+    deprecated: bool = False
+
+
+@dataclass(frozen=True)
+class DefinedGuest:
+    """A guest libvirt knows (facts["libvirt"]["guests"], from its XML: `defined_guest`)."""
+
+    name: str = ""
+    arch: str = ""
+    machine: str = ""  # as defined: pc-i440fx-2.3, or an alias
+    domain_type: str = ""  # kvm, qemu
+    cpu_mode: str = ""  # custom, host-model, host-passthrough, maximum; "" without <cpu>
+    cpu_model: str = ""
+    active: bool = False
+    persistent: bool = True
+    networks: tuple[str, ...] = ()
+    pools: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Libvirt:
     """facts["libvirt"]: what libvirt answers over one connection (gather.py), or why it did not."""
 
@@ -263,6 +291,7 @@ class Libvirt:
     networks: tuple[Network, ...] = ()
     pools: tuple[Pool, ...] = ()
     domains: tuple[str, ...] = ()
+    guests: tuple[DefinedGuest, ...] = ()
 
     def described(self, virt_type: str) -> DomainCapabilities | None:
         """What a `virt_type` guest may use, when libvirt described it (neither an error nor empty)."""
@@ -290,13 +319,22 @@ def defined_guest(domain: ET.Element) -> dict[str, Any]:
     """What a defined guest needs of a host it runs on, from its domain XML: its architecture and machine type
     (as defined: `pc-q35-7.2`, or an alias), the libvirt networks its NICs use and the pools its disks use.
 
-        {"name": "web1", "arch": "x86_64", "machine": "pc-q35-7.2", "networks": ["default"], "pools": []}
+        {"name": "web1", "arch": "x86_64", "machine": "pc-q35-7.2", "networks": ["default"], "pools": [],
+         "domain_type": "kvm", "cpu_mode": "custom", "cpu_model": "Westmere"}
+
+    The gatherer adds whether it runs (`active`) and whether it is persistent, and reads a persistent guest's
+    inactive XML: the definition it starts from next time.
     """
     os_type = domain.find("./os/type")
+    cpu = domain.find("cpu")
     return {
         "name": domain.findtext("name", ""),
         "arch": os_type.get("arch", "") if os_type is not None else "",
         "machine": os_type.get("machine", "") if os_type is not None else "",
         "networks": sorted({s.get("network", "") for s in domain.findall(NETWORK_SOURCES)} - {""}),
         "pools": sorted({s.get("pool", "") for s in domain.findall(POOL_SOURCES)} - {""}),
+        "domain_type": domain.get("type", ""),
+        # a <cpu> without mode is custom; host-model/host-passthrough guests name no model to check
+        "cpu_mode": (cpu.get("mode") or "custom") if cpu is not None else "",
+        "cpu_model": (cpu.findtext("model") or "").strip() if cpu is not None else "",
     }

@@ -70,7 +70,22 @@ def parse_domcapabilities(xml: str) -> dict[str, Any]:
             | {f"launchSecurity.{t}" for t in sectypes}
         ),
         "launch_security": sectypes,
+        "cpu_models": cpu_models(root),
     }
+
+
+def cpu_models(domcaps: ET.Element) -> list[dict[str, Any]]:
+    """Every CPU model of the custom mode, usable here or not, and whether QEMU deprecates it (libvirt marks
+    `deprecated='yes'` where QEMU says so)."""
+    return [
+        {
+            "name": m.text or "",
+            "usable": m.get("usable", "unknown"),
+            "deprecated": m.get("deprecated") == "yes",
+        }
+        for m in domcaps.findall("./cpu/mode[@name='custom']/model")
+        if m.text
+    ]
 
 
 def launch_security_types(root: ET.Element) -> list[str]:
@@ -149,9 +164,18 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
     domains = conn.listAllDomains()
     facts["domains"] = sorted(d.name() for d in domains)
     # what a guest needs of any host it moves to (the cluster stage): its machine type, networks and pools
-    guests = (defined_guest(ET.fromstring(d.XMLDesc(0))) for d in domains)
-    facts["guests"] = sorted(guests, key=lambda g: g["name"])
+    facts["guests"] = sorted((guest_facts(d) for d in domains), key=lambda g: g["name"])
     return facts
+
+
+def guest_facts(dom: Any) -> dict[str, Any]:
+    """A defined guest: its definition (a persistent guest's inactive XML: what it starts from next time),
+    whether it runs and whether it is persistent."""
+    import libvirt
+
+    persistent = bool(dom.isPersistent())
+    xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0)
+    return {**defined_guest(ET.fromstring(xml)), "active": bool(dom.isActive()), "persistent": persistent}
 
 
 def gather_libvirt_for(session: HostContext) -> dict[str, Any]:

@@ -3,14 +3,16 @@ EL/Fedora)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from kvmqa.config.profile import Profile
 from kvmqa.core.checks import StageChecks
 from kvmqa.core.facts import HostFacts
-from kvmqa.core.model import Level, Outcome, failed, info, passed
+from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
 from kvmqa.gather.distro import PACKAGE_MANAGER, REQUIREMENTS, Requirement
 from kvmqa.gather.facts import OsRelease
 from kvmqa.gather.versions import at_least
-from kvmqa.stages.packages.facts import Packages
+from kvmqa.stages.packages.facts import PackageManagerBusy, Packages
 
 CHECKS = StageChecks("packages")
 
@@ -68,6 +70,15 @@ def requirement_check(req: Requirement) -> None:
         os_ = facts.view(OsRelease)
         names = req.names(os_.family or "")
         if found is None:
+            midway = {n: st for n, st in facts.view(PackageManagerBusy).unsettled.items() if n in names}
+            if midway:  # being installed or upgraded right now (or an interrupted run): not simply absent
+                states = ", ".join(f"{n} {st}" for n, st in sorted(midway.items()))
+                return failed(
+                    f"{states} (dpkg): the package is mid-install or mid-upgrade, {busy_text(facts)}",
+                    level=Level.WARN,
+                    hint="Run kvmqa again when the package manager has finished; if no apt/dpkg runs, "
+                    "finish the interrupted run: dpkg --configure -a",
+                )
             return failed(f"none of {', '.join(names)} is installed", level=level)
         name, version = found
         minimum = profile.min_versions.get(req.key)
@@ -96,3 +107,53 @@ for _req in REQUIREMENTS:
 def versions(facts: HostFacts, profile: Profile) -> Outcome:
     installed = facts.view(Packages).installed
     return info(", ".join(f"{k} {v}" for k, v in sorted(installed.items())) or "none", installed=installed)
+
+
+def busy_text(facts: HostFacts) -> str:
+    """Who holds the package manager's locks ('package manager busy: ...'), or that nobody does."""
+    busy = facts.view(PackageManagerBusy)
+    if not busy.locks:
+        return "no package manager holds its locks (an interrupted run?)"
+    holders: dict[int, list[str]] = {}
+    commands: dict[int, str] = {}
+    for lock in busy.locks:
+        holders.setdefault(lock.pid, []).append(lock.path)
+        commands[lock.pid] = lock.command
+    return "package manager busy: " + "; ".join(
+        f"{', '.join(paths)} held by "
+        + (f"PID {pid} ({commands[pid] or 'command unknown'})" if pid > 0 else "an open file description")
+        for pid, paths in sorted(holders.items())
+    )
+
+
+@CHECKS.check(
+    "packages.manager-idle",
+    "No package manager run is in progress or was interrupted (apt/dpkg locks free, every package settled)",
+    hint="A host being upgraded is not in a state to verify: run kvmqa again when apt/dpkg has finished; "
+    "with "
+    "no apt/dpkg running and packages still unpacked or half-configured, finish the interrupted run "
+    "(dpkg --configure -a) and run kvmqa again",
+    level=Level.WARN,
+    requires=("packages.manager",),
+)
+def manager_idle(facts: HostFacts, profile: Profile) -> Outcome:
+    busy = facts.view(PackageManagerBusy)
+    if not busy.gathered:
+        return not_applicable("the probe did not look (an older probe)")
+    unsettled = ", ".join(f"{n} ({st})" for n, st in sorted(busy.unsettled.items()))
+    details: dict[str, Any] = {"locks": [lock.path for lock in busy.locks], "unsettled": dict(busy.unsettled)}
+    if busy.locks:
+        more = f"; not settled yet: {unsettled}" if unsettled else ""
+        return failed(
+            f"{busy_text(facts)}{more}: the host is being changed, versions and daemons may be mid-upgrade",
+            level=Level.WARN,
+            **details,
+        )
+    if busy.unsettled:
+        return failed(
+            f"no apt/dpkg holds its locks, but packages are not settled: {unsettled} "
+            "(an interrupted run: dpkg --configure -a finishes it)",
+            level=Level.FAIL,
+            **details,
+        )
+    return passed("no apt/dpkg run in progress, every package settled", **details)

@@ -24,8 +24,46 @@ class Packages:
     absent: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class LockHolder:
+    path: str = ""  # the lock file: /var/lib/dpkg/lock-frontend, ...
+    pid: int = 0  # -1: an open-file-description lock (no owning process known)
+    command: str = ""
+
+
+@dataclass(frozen=True)
+class PackageManagerBusy:
+    """Whether a package manager is at work: who holds its locks, and which dpkg packages are not settled
+    (status unpacked, half-configured, half-installed, triggers-awaited, triggers-pending)."""
+
+    SECTION: ClassVar[str] = "package_manager_busy"
+    gathered: bool = False
+    locks: tuple[LockHolder, ...] = ()
+    unsettled: dict[str, str] = field(default_factory=dict)  # package -> dpkg status
+
+
 def parse(sections: Sections) -> dict[str, Any]:
-    return {"packages": _packages(*sections.get("packages", (3, "manager=none")))}
+    return {
+        "packages": _packages(*sections.get("packages", (3, "manager=none"))),
+        "package_manager_busy": parse_busy(*sections.get("package_manager_busy", (127, ""))),
+    }
+
+
+def parse_busy(rc: int, body: str) -> dict[str, Any]:
+    """`lock|PATH|PID|COMMAND` and `unsettled|PACKAGE|STATUS` lines -> facts["package_manager_busy"].
+
+    >>> parse_busy(0, "lock|/var/lib/dpkg/lock|42|apt-get install qemu ")["locks"]
+    [{'path': '/var/lib/dpkg/lock', 'pid': 42, 'command': 'apt-get install qemu'}]
+    """
+    locks: list[dict[str, Any]] = []
+    unsettled: dict[str, str] = {}
+    for line in body.splitlines():
+        parts = line.split("|", 3)
+        if parts[0] == "lock" and len(parts) == 4 and re.fullmatch(r"-?\d+", parts[2]):
+            locks.append({"path": parts[1], "pid": int(parts[2]), "command": parts[3].strip()})
+        elif parts[0] == "unsettled" and len(parts) == 3:
+            unsettled[parts[1]] = parts[2]
+    return {"gathered": rc != 127, "locks": locks, "unsettled": unsettled}
 
 
 def _packages(rc: int, body: str) -> dict[str, Any]:

@@ -12,3 +12,21 @@ _kq_pkgs() {
     return 3
 }
 _kq_sec packages _kq_pkgs
+# Is a package manager at work (an upgrade in progress)? Who holds the apt/dpkg/rpm locks (from /proc/locks, by
+# the lock file's inode: read-only, takes no lock) and which dpkg packages are not settled (unpacked,
+# half-configured, triggers pending: a run in progress or an interrupted one).
+_kq_pkg_busy() {
+    for f in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/cache/apt/archives/lock /var/lib/apt/lists/lock /var/lib/rpm/.rpm.lock; do
+        [ -e "$f" ] || continue
+        ino=$(stat -c %i "$f" 2>/dev/null) || continue
+        for pid in $(awk -v ino="$ino" '$2 != "->" { n = split($6, a, ":"); if (a[n] == ino) print $5 }' /proc/locks | sort -u); do
+            echo "lock|$f|$pid|$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-200)"
+        done
+    done
+    # dpkg-query, not the status file: while dpkg runs, the current states are in its journal (updates/)
+    if command -v dpkg-query >/dev/null 2>&1; then
+        dpkg-query -W -f='${Package}|${Status}\n' 2>/dev/null | awk -F'|' '{split($2, s, " "); if (s[3] != "installed" && s[3] != "not-installed" && s[3] != "config-files") print "unsettled|" $1 "|" s[3]}'
+    fi
+    return 0
+}
+_kq_sec package_manager_busy _kq_pkg_busy
