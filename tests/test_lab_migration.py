@@ -65,6 +65,7 @@ def profile(tmp: Path, **migration: Any) -> Path:
     """The nested-lab profile with these migration settings on top."""
     data = yaml.safe_load((ROOT / "fixtures" / "profiles" / "nested-lab.yaml").read_text())
     data["migration"] = {**data.get("migration", {}), **migration}
+    tmp.mkdir(parents=True, exist_ok=True)  # a test's own sub-folder (the mixed cases run the stage twice)
     path = tmp / "profile.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
