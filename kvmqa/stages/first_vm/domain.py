@@ -60,6 +60,7 @@ class DomainSpec:
     console_log: str | None = None  # host path; None: <CONSOLE_LOG_DIR>/<name>-console.log
     guest_agent: bool = False
     panic_device: bool = True
+    arch: str = "x86_64"  # the guest's (and, under KVM, the host's) architecture: x86_64 | aarch64
 
     @property
     def console_log_path(self) -> str:
@@ -71,7 +72,9 @@ class DomainSpec:
         _text(dom, "memory", str(self.memory_mib), unit="MiB")
         _text(dom, "vcpu", str(self.vcpus))
         os_el = ET.SubElement(dom, "os")
-        _text(os_el, "type", "hvm", arch="x86_64")
+        x86 = self.arch == "x86_64"
+        # aarch64: the `virt` machine; device tree, as ACPI there needs UEFI and direct kernel boot has none
+        _text(os_el, "type", "hvm", arch=self.arch, **({} if x86 else {"machine": "virt"}))
         if self.kernel:
             _text(os_el, "kernel", self.kernel)
             if self.initrd:
@@ -81,7 +84,13 @@ class DomainSpec:
         else:
             ET.SubElement(os_el, "boot", dev="hd")
         features = ET.SubElement(dom, "features")
-        ET.SubElement(features, "acpi")
+        if x86:
+            ET.SubElement(features, "acpi")
+        else:
+            # QEMU's default `virt` CPU is a 32-bit cortex-a15: KVM runs the host's CPU, TCG a 64-bit model
+            cpu = ET.SubElement(dom, "cpu", mode="host-passthrough" if self.virt_type == "kvm" else "custom")
+            if self.virt_type != "kvm":
+                _text(cpu, "model", "cortex-a57", fallback="forbid")
         ET.SubElement(dom, "clock", offset="utc")
         # on_reboot restart, not destroy: with destroy libvirt ends a resetting guest as shutoff/destroyed,
         # the
@@ -108,7 +117,7 @@ class DomainSpec:
         if self.guest_agent:
             channel = ET.SubElement(devices, "channel", type="unix")
             ET.SubElement(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
-        if self.panic_device:
+        if self.panic_device and x86:  # the ISA pvpanic device exists on x86 machines only
             ET.SubElement(devices, "panic", model="isa")
         ET.SubElement(devices, "memballoon", model="none")
         ET.indent(dom)

@@ -78,7 +78,7 @@ def gather_first_vm(session: HostContext) -> dict[str, Any]:
     target = getattr(session, "target", None)
     run: Runner = target_runner(target) if target is not None else local_runner
     try:
-        kit = build_kit()
+        kit = build_kit(arch=host_arch(conn))
     except KitError as exc:
         raise GatherError(f"first_vm: cannot build the guest kit on the controller: {exc}") from exc
     guest_image = getattr(session.options, "guest_image", None)
@@ -96,6 +96,14 @@ def gather_first_vm(session: HostContext) -> dict[str, Any]:
     if obs.get("error") and not obs["boots"]:
         raise GatherError(f"first_vm: {obs['error']}")
     return obs
+
+
+def host_arch(conn: Any) -> str:
+    """The host's architecture as libvirt reports it (capabilities' host CPU arch): the kit's architecture."""
+    import xml.etree.ElementTree as ET
+
+    arch = ET.fromstring(conn.getCapabilities()).findtext("host/cpu/arch")
+    return (arch or "x86_64").strip()
 
 
 def observe(

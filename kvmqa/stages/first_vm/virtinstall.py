@@ -66,6 +66,8 @@ def virt_install_argv(
         "--osinfo",
         "detect=off,name=generic",
     ]
+    if kit.kit.arch != "x86_64":
+        argv += ["--arch", kit.kit.arch, "--machine", "virt"]
     return argv
 
 
