@@ -101,8 +101,9 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
     facts["hostname"] = conn.getHostname()
     facts["capabilities"] = parse_capabilities(conn.getCapabilities())
     domcaps: dict[str, Any] = {}
-    # KVM guests are of the host's own architecture (aarch64, s390x, ...); the emulated first VM is x86_64
-    arches = {"kvm": facts["capabilities"].get("host_arch") or "x86_64", "qemu": "x86_64"}
+    # KVM guests are of the host's own architecture (aarch64, s390x, ...), and so is the emulated first VM
+    own = facts["capabilities"].get("host_arch") or "x86_64"
+    arches = {"kvm": own, "qemu": own}
     facts["domcapabilities_arch"] = arches
     for virttype in ("kvm", "qemu"):
         try:
