@@ -25,7 +25,9 @@ from tests.lab.boot import LabHost
 from tests.support.suite import SuiteRun, run_suite
 from tests.test_lab_verify import LAB_PROFILE, VERIFY_STAGES, findings, upstream
 
-pytestmark = pytest.mark.lab
+# All lab_slow: CI installs no qemu-user-static/qemu-system-arm, and building the arm64 image runs dpkg under
+# emulation for many minutes; the quick default-CI arm64 tests are tests/test_arm64.py, over these recordings.
+pytestmark = [pytest.mark.lab, pytest.mark.lab_slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "tests" / "recorded" / "arm64"
@@ -235,7 +237,6 @@ def _kvm_boot(facts: dict[str, Any]) -> dict[str, Any]:
     return next(b for b in facts["boots"].values() if b.get("virt_type") == "kvm")
 
 
-@pytest.mark.lab_slow
 def test_arm64_first_vm_boots_under_nested_kvm_labelled_kvm(
     lab_arm64: LabHost, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -287,4 +288,84 @@ def test_arm64_first_vm_boots_under_nested_kvm_labelled_kvm(
     print(
         f"\narm64 first VM: {seconds:.0f} s for the stage; KVM boot: {json.dumps(kvm.get('timings'))}; "
         f"kernel {boot['kernel']}; lease {lease_ip}; " + ", ".join(f"{c}={x}" for c, x in sorted(v.items()))
+    )
+
+
+VIRSH = "virsh -q -c qemu:///system"
+
+
+def install_truth(host: LabHost) -> dict[str, bool]:
+    """What the install test breaks, read with plain commands as root."""
+
+    def out(cmd: str) -> str:
+        return host.sudo(cmd, timeout=120).stdout.strip()
+
+    net = " ".join(out(f"{VIRSH} net-info default 2>/dev/null").split())
+    return {
+        "libvirtd_enabled": out("systemctl is-enabled libvirtd.service") == "enabled",
+        "libvirt_socket_active": out("systemctl is-active libvirtd.socket") == "active",
+        "network_defined": out("test -f /etc/libvirt/qemu/networks/default.xml && echo yes") == "yes",
+        "network_active": "Active: yes" in net,
+        "network_autostart": "Autostart: yes" in net,
+    }
+
+
+def test_arm64_install_mode_plans_repairs_and_then_does_nothing(
+    lab_install_arm64: LabHost, tmp_path: Path
+) -> None:
+    """Install mode on the arm64 lab host: libvirtd stopped and disabled, the default network undefined;
+    --plan lists the repairs and changes nothing, install makes them, a second run does nothing.
+    lab_slow: last passed (see the closing note of issue 22)."""
+    host = lab_install_arm64
+    good = install_truth(host)
+    assert all(good.values()), f"the arm64 image must start as a good host: {good}"
+    host.sudo(
+        f"{VIRSH} net-destroy default; {VIRSH} net-undefine default; "
+        "systemctl disable --now libvirtd.service libvirtd.socket libvirtd-ro.socket libvirtd-admin.socket",
+        timeout=300,
+    )
+    broken = install_truth(host)
+    assert not any(broken.values()), broken
+
+    def install(name: str, *extra: str) -> tuple[SuiteRun, float]:
+        t0 = time.monotonic()
+        run = run_suite(
+            tmp_path / name,
+            *host.suite_args(),
+            "--profile",
+            str(LAB_PROFILE),
+            *extra,
+            paths=VERIFY_STAGES,
+            timeout=1500,
+        )
+        return run, time.monotonic() - t0
+
+    plan, plan_s = install("plan", "--plan")
+    planned = {a["id"] for a in plan.results["actions"] if a["status"] == "planned"}
+    assert {"install.daemons", "install.default-network"} <= planned, plan.results["actions"]
+    # KVM is built into the arm64 kernel and every package is there: nothing else to do
+    assert not planned & {"install.modules", "install.packages"}, plan.results["actions"]
+    assert install_truth(host) == broken, "--plan changed the host"
+
+    first, first_s = install("install-1", "--mode", "install")
+    got = {a["id"]: a["status"] for a in first.results["actions"]}
+    assert {k: got.get(k) for k in planned} == dict.fromkeys(planned, "done"), first.results["actions"]
+    assert install_truth(host) == good
+    matrix = first.results["matrix"][host.address]
+    assert all(matrix[s] in ("pass", "warn") for s in ("reach", "cpu", "packages", "libvirt")), (
+        matrix,
+        first.stdout[-3000:],
+    )
+
+    second, second_s = install("install-2", "--mode", "install")
+    again = {a["id"]: a["status"] for a in second.results["actions"]}
+    assert "done" not in again.values(), second.results["actions"]
+    assert {k: again.get(k) for k in planned} == dict.fromkeys(planned, "already-satisfied")
+    assert second.results["matrix"][host.address] == matrix
+    counts = {s: list(again.values()).count(s) for s in sorted(set(again.values()))}
+    done = [f"{a['id']} {a['duration']:.1f}s" for a in first.results["actions"] if a["status"] == "done"]
+    print(
+        f"\narm64 install: plan {len(planned)} steps ({', '.join(sorted(planned))}) in {plan_s:.0f} s; "
+        f"install 1: {len(done)} done ({', '.join(done)}) in {first_s:.0f} s; install 2: 0 done, {counts} "
+        f"in {second_s:.0f} s; matrix {matrix}"
     )

@@ -465,6 +465,12 @@ def kvm_vcpu_run(facts: HostFacts, profile: Profile) -> Outcome:
     state = p.vcpu_run or ""
     if state.startswith("not-measured") or not state:
         return not_applicable(f"not measured: {state.removeprefix('not-measured:') or 'no result'}")
+    if state == "ok" and p.mmio_addr:
+        return passed(
+            f"a vCPU ran 6 AArch64 instructions: exits {p.vcpu_exits}, a byte {p.mmio_value} stored to "
+            f"{p.mmio_addr} (MMIO) and PSCI SYSTEM_OFF (system event {p.system_event}) (this proves KVM runs "
+            "trivial guest code, not that a full guest boots; the first_vm stage boots one)"
+        )
     if state == "ok":
         return passed(
             f"a vCPU ran 5 bytes of real-mode code: exits {p.vcpu_exits}, port {p.io_port} value "
