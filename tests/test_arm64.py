@@ -90,6 +90,7 @@ def test_virt_install_is_told_the_architecture_and_machine_off_x86() -> None:
     spec = BootSpec(purpose="vinst", virt_type="kvm", host="h")
     arm = virt_install_argv("n", spec, KitVolumes(_kit("aarch64"), "/k", "/i"), "p", "v", None, "m", "/l")
     assert arm[arm.index("--arch") + 1] == "aarch64" and arm[arm.index("--machine") + 1] == "virt"
+    assert arm[arm.index("--features") + 1] == "acpi=off"  # libvirt: ACPI requires UEFI on aarch64
     x86 = virt_install_argv("n", spec, KitVolumes(_kit("x86_64"), "/k", "/i"), "p", "v", None, "m", "/l")
     assert "--arch" not in x86
 

@@ -504,7 +504,10 @@ def kvm_summary(facts: HostFacts, profile: Profile) -> Outcome:
     qemu = facts.view(KvmProbeQemuUser)
     if qemu.reported:
         parts.append(f"as {qemu.as_user}: {qemu.open}")
-    if not hw and p.create_vm == "ok":
+    if not is_x86(facts) and p.create_vm == "ok":
+        # no vmx/svm to expect there: KVM runs at EL2 (aarch64) or as the platform provides it
+        parts.append(f"{host_arch(facts)}: KVM without x86 virtualization flags, as expected there")
+    elif not hw and p.create_vm == "ok":
         parts.append(
             "KVM is provided without hardware virtualization flags: whether full guests run is only "
             "proven by "

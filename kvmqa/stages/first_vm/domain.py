@@ -109,6 +109,8 @@ class DomainSpec:
             ET.SubElement(iface, "source", network=self.network)
             ET.SubElement(iface, "mac", address=self.mac)
             ET.SubElement(iface, "model", type="virtio")
+            if not x86:  # Debian's arm64 QEMU has no iPXE ROM for virtio-net (efi-virtio.rom); none is needed
+                ET.SubElement(iface, "rom", enabled="no")
         serial = ET.SubElement(devices, "serial", type="pty")
         ET.SubElement(serial, "log", file=self.console_log_path, append="off")
         ET.SubElement(serial, "target", port="0")

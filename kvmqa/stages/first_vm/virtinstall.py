@@ -67,7 +67,8 @@ def virt_install_argv(
         "detect=off,name=generic",
     ]
     if kit.kit.arch != "x86_64":
-        argv += ["--arch", kit.kit.arch, "--machine", "virt"]
+        # ACPI on aarch64 needs UEFI, which direct kernel boot does without (libvirt refuses the pair)
+        argv += ["--arch", kit.kit.arch, "--machine", "virt", "--features", "acpi=off"]
     return argv
 
 
