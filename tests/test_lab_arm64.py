@@ -349,7 +349,10 @@ def test_arm64_install_mode_plans_repairs_and_then_does_nothing(
 
     first, first_s = install("install-1", "--mode", "install")
     got = {a["id"]: a["status"] for a in first.results["actions"]}
-    assert {k: got.get(k) for k in planned} == dict.fromkeys(planned, "done"), first.results["actions"]
+    assert got["install.daemons"] == got["install.default-network"] == "done", first.results["actions"]
+    # a step planned while libvirtd was down may find its object back once the daemon runs (the default
+    # pool autostarts): done or already satisfied, never failed
+    assert all(got.get(k) in ("done", "already-satisfied") for k in planned), first.results["actions"]
     assert install_truth(host) == good
     matrix = first.results["matrix"][host.address]
     assert all(matrix[s] in ("pass", "warn") for s in ("reach", "cpu", "packages", "libvirt")), (
