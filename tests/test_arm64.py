@@ -6,12 +6,18 @@ tests/recorded/arm64/, written by tests/test_lab_arm64.py from that host).
 
 from __future__ import annotations
 
+import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from kvmqa.config.profile import Profile
+from kvmqa.core.gate import evaluate_stage
 from kvmqa.gather.distro import REQUIREMENTS, probe_package_names
+from kvmqa.stages.cpu.checks import CHECKS as CPU
 from kvmqa.stages.first_vm.boot import KitVolumes
 from kvmqa.stages.first_vm.domain import DiskSpec, DomainSpec
 from kvmqa.stages.first_vm.kit import (
@@ -24,7 +30,11 @@ from kvmqa.stages.first_vm.kit import (
     kit_key,
 )
 from kvmqa.stages.first_vm.virtinstall import virt_install_argv
+from kvmqa.stages.libvirt.checks import CHECKS as LIBVIRT
 from kvmqa.stages.libvirt.checks import FIRST_VM_ARCHES
+from kvmqa.stages.libvirt.gather import parse_domcapabilities
+from kvmqa.stages.packages.checks import CHECKS as PACKAGES
+from tests.support.facts import parse, probe_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,3 +115,101 @@ def test_package_names_follow_the_host_architecture() -> None:
     deb, rpm = probe_package_names()
     assert {"qemu-system-x86", "qemu-system-arm", "ovmf", "qemu-efi-aarch64"} <= set(deb.split())
     assert "edk2-aarch64" in rpm.split()
+
+
+# --- over the facts recorded from the real arm64 lab host (tests/test_lab_arm64.py, KVMQA_RECORD_ARM64=1) ---
+
+RECORDED = ROOT / "tests" / "recorded" / "arm64"
+TRUTH = json.loads((RECORDED / "truth.json").read_text())  # plain commands on that host, same boot
+ARM64_PACKAGES = {
+    "packages.qemu": "qemu-system-arm",
+    "packages.qemu-img": "qemu-utils",
+    "packages.libvirt-daemon": "libvirt-daemon-system",
+    "packages.libvirt-clients": "libvirt-clients",
+    "packages.virt-install": "virtinst",
+    "packages.ovmf": "qemu-efi-aarch64",
+}
+
+
+def run(stage: Any, f: Any) -> dict[str, tuple[str, str]]:
+    return {x.check_id: (x.verdict.value, x.message) for x in evaluate_stage(stage, "h", f, Profile())}
+
+
+def recorded(arch: str = "") -> Any:
+    """The recorded host's facts with its libvirt section; `arch` relabels uname -m (what differs by it)."""
+    text = probe_text("lab-bookworm-arm64")
+    if arch:
+        text = re.sub(r"^arch=aarch64$", f"arch={arch}", text, count=1, flags=re.M)
+    f = parse(text)
+    f["libvirt"] = json.loads((RECORDED / "facts.json").read_text())["libvirt"]
+    return f
+
+
+def test_recorded_arm64_cpu_verdicts_follow_the_recorded_truth() -> None:
+    v = run(CPU, recorded())
+    assert TRUTH["arch"] == "aarch64" and TRUTH["vhe"] == "1" and TRUTH["el2"] == "1"
+    assert v["cpu.hw-virt"][0] == "skip" and v["cpu.virt-firmware-lock"][0] == "skip"
+    # KVM built in (modules.builtin), nothing in /proc/modules: present, no vendor module asked for
+    assert TRUTH["kvm_builtin"] == "1" and TRUTH["kvm_in_proc_modules"] == "0"
+    assert v["cpu.kvm-module"][0] == "pass" and "aarch64" in v["cpu.kvm-module"][1]
+    mode, owner, group = TRUTH["devkvm"].split("|")[1:]
+    assert v["cpu.kvm-device"] == ("pass", f"/dev/kvm exists (mode {mode}, {owner}:{group})")
+    assert v["cpu.kvm-vcpu-run"][0] == "pass" and "exits MMIO,SYSTEM_EVENT" in v["cpu.kvm-vcpu-run"][1]
+    assert v["cpu.kvm-qemu-user-access"][0] == ("pass" if TRUTH["qemu_rw"] == "yes" else "fail")
+    # the IOMMU as the host has it: no ACPI tables (device tree), no SMMU, no groups
+    smmu = any("smmu" in d for d in TRUTH["class_iommu"].split())
+    assert v["cpu.iommu-acpi"][0] == ("pass" if smmu else "warn")
+    assert v["cpu.iommu-kernel"][0] == ("pass" if int(TRUTH["iommu_groups"]) else "warn")
+    assert "as expected there" in v["cpu.kvm-summary"][1]
+    # the same facts called x86_64: now a missing svm flag fails, as it must on an x86 host
+    assert run(CPU, recorded("x86_64"))["cpu.hw-virt"][0] == "fail"
+
+
+def test_recorded_arm64_packages_are_judged_by_their_arm64_names() -> None:
+    v = run(PACKAGES, recorded())
+    for cid, pkg in ARM64_PACKAGES.items():
+        version = TRUTH[f"pkg.{pkg}"].split("|")[1]
+        assert v[cid] == (
+            "pass",
+            f"{pkg} {version}" + (" (minimum 6.2.0)" if cid == "packages.qemu" else ""),
+        ), cid
+    # what kvmqa said before it knew arm64 names: the x86 emulator and OVMF missing on a good arm64 host
+    as_x86 = run(PACKAGES, recorded("x86_64"))
+    assert as_x86["packages.qemu"] == ("fail", "none of qemu-system-x86 is installed")
+    assert as_x86["packages.ovmf"] == ("warn", "none of ovmf is installed")
+
+
+def test_recorded_arm64_libvirt_offers_kvm_on_virt_with_aavmf() -> None:
+    v = run(LIBVIRT, recorded())
+    types = TRUTH["guest_types"]["aarch64"]
+    assert v["libvirt.kvm-guest"] == ("pass", f"aarch64 hvm guests: domain types {', '.join(types)}")
+    assert v["libvirt.qemu-guest"] == ("pass", "aarch64 hvm guests can be emulated (domain type qemu)")
+    assert "x86_64" not in TRUTH["guest_types"]  # no x86 emulator on the host: no x86_64 guests at all
+    # domain capabilities of the machine guests use there (virsh domcapabilities --machine virt)
+    dc = v["libvirt.domcapabilities"]
+    assert dc[0] == "pass" and f"machine {TRUTH['dc_machine']}" in dc[1], dc
+    assert "UEFI loader available" in dc[1]
+    parsed = parse_domcapabilities((RECORDED / "domcapabilities-kvm-aarch64-virt.xml").read_text())
+    assert parsed["machine"] == TRUTH["dc_machine"] and parsed["machine"].startswith("virt")
+    assert any("AAVMF" in p for p in TRUTH["dc_loaders"])
+
+
+def test_the_constructed_aarch64_fixture_has_the_recorded_hosts_shapes() -> None:
+    """Each section and key the constructed fixture claims is one the real probe printed on the arm64 host."""
+
+    def sections(text: str) -> dict[str, str]:
+        found = re.finditer(r"^@@kvmqa:(\S+) rc=-?\d+\n(.*?)(?=^@@kvmqa:|\Z)", text, re.M | re.S)
+        return {m.group(1): m.group(2) for m in found}
+
+    def keys(body: str) -> set[str]:
+        return {
+            line.split("=", 1)[0] for line in body.splitlines() if "=" in line and not line.startswith("/")
+        }
+
+    constructed = sections(probe_text("constructed-debian12-aarch64"))
+    real = sections(probe_text("lab-bookworm-arm64"))
+    assert set(constructed) <= set(real)
+    for name in ("probe_env", "iommu", "firmware", "kvm_probe", "cgroups"):
+        assert keys(constructed[name]) <= keys(real[name]), name
+    kvm = dict(line.split("=", 1) for line in constructed["kvm_probe"].splitlines() if "=" in line)
+    assert kvm["vcpu_run"] == "ok" and kvm["vcpu_exits"] == "MMIO,SYSTEM_EVENT"
