@@ -213,3 +213,25 @@ def test_the_constructed_aarch64_fixture_has_the_recorded_hosts_shapes() -> None
         assert keys(constructed[name]) <= keys(real[name]), name
     kvm = dict(line.split("=", 1) for line in constructed["kvm_probe"].splitlines() if "=" in line)
     assert kvm["vcpu_run"] == "ok" and kvm["vcpu_exits"] == "MMIO,SYSTEM_EVENT"
+
+
+def test_the_arm64_lab_image_and_machine() -> None:
+    """The lab's arm64 image: its own cache key (the x86 ones unchanged), booted on virt at EL2, one host."""
+    from tests.lab.boot import _machine
+    from tests.lab.cluster import plan_hosts
+    from tests.lab.image import LAB_IMAGES
+    from tests.lab.image_arm64 import ALL_IMAGES, ARM64_IMAGES
+
+    spec = ARM64_IMAGES["bookworm-arm64"]
+    assert spec.arch == "arm64" and "linux-image-cloud-arm64" in spec.packages
+    assert {"qemu-system-arm", "qemu-efi-aarch64"} <= set(
+        spec.packages
+    ) and "qemu-system-x86" not in spec.packages
+    assert spec.with_(hostname="other").key() != spec.key()
+    assert set(ALL_IMAGES) == {*LAB_IMAGES, "bookworm-arm64"}
+    argv = _machine("arm64", "max")
+    assert argv[0] == "qemu-system-aarch64" and "virt,virtualization=on,gic-version=3" in argv
+    assert _machine("amd64", "max")[0] == "qemu-system-x86_64"
+    assert plan_hosts(1, "bookworm-arm64")[0].suite == "bookworm-arm64"
+    with pytest.raises(ValueError, match="bookworm-arm64 not one of"):
+        plan_hosts(2, "bookworm-arm64")  # a cluster's hosts are x86 (segment, NFS, migration)
