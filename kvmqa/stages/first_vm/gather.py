@@ -171,7 +171,16 @@ def observe(
             obs["virt_install"] = {"skipped": "virt-install is not installed on the host", "missing": True}
         else:
             obs["virt_install"] = virt_install_boot(ws, volumes, spec("vinst", working), run)
-        if guest_image is not None:
+        if guest_image is not None and getattr(kit, "arch", "x86_64") != "x86_64":
+            obs["guest_image"] = {
+                "ok": False,
+                "outcome": "start-failed",
+                "label": "",
+                "markers": {},
+                "error": f"a --guest-image is booted on x86_64 hosts only so far (this host is {kit.arch}: "
+                "its images need UEFI firmware and a cdrom off IDE)",
+            }
+        elif guest_image is not None:
             from kvmqa.stages.first_vm.guest_image import boot_guest_image
 
             image_spec = spec("image", working or "qemu")
