@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import xml.etree.ElementTree as ET
@@ -276,11 +277,13 @@ def test_arm64_first_vm_boots_under_nested_kvm_labelled_kvm(
     assert boot["kernel"] == facts["kit"]["kernel_release"]
     assert kvm["markers"]["DISK"]["status"] == "ok"
     lease_ip = kvm["markers"]["NET"]["ip"]
-    # the truth on the lab host: libvirt ran QEMU for aarch64 with KVM, dnsmasq acked that address
-    qemu_logs = host.sudo("grep -h -- '-accel kvm\\|accel=kvm' /var/log/libvirt/qemu/kvmqa-*.log").stdout
-    assert "qemu-system-aarch64" in qemu_logs, qemu_logs[-1500:]
-    acks = host.sudo("journalctl -q --no-pager -t dnsmasq-dhcp | grep DHCPACK").stdout
-    assert lease_ip in acks, acks[-800:]
+    # libvirt's log of that domain: the aarch64 emulator, run with KVM, on the virt machine
+    qemu_log = host.sudo(f"cat /var/log/libvirt/qemu/{kvm['name']}.log").stdout
+    assert "qemu-system-aarch64" in qemu_log and "-accel kvm" in qemu_log, qemu_log[-1500:]
+    assert re.search(r"-machine virt-[0-9.]+,", qemu_log), qemu_log[-1500:]
+    net = kvm["markers"]["NET"]
+    acks = host.sudo("journalctl -q --no-pager -o cat -t dnsmasq-dhcp | grep DHCPACK").stdout
+    assert re.search(rf"DHCPACK\(\S+\) {re.escape(net['ip'])} {re.escape(net['mac'])}", acks), acks[-1000:]
     after = host.sudo(
         "virsh -q list --all --name; virsh -q net-list --all --name; virsh -q pool-list --all --name"
     )
