@@ -235,3 +235,16 @@ def test_the_arm64_lab_image_and_machine() -> None:
     assert plan_hosts(1, "bookworm-arm64")[0].suite == "bookworm-arm64"
     with pytest.raises(ValueError, match="bookworm-arm64 not one of"):
         plan_hosts(2, "bookworm-arm64")  # a cluster's hosts are x86 (segment, NFS, migration)
+
+
+def test_the_first_vm_reads_the_kit_architecture_from_the_hosts_capabilities() -> None:
+    """host_arch() over the arm64 host's recorded `virsh capabilities` (a stand-in connection that answers
+    getCapabilities with that recording: the real call is made by the lab test)."""
+    from kvmqa.stages.first_vm.gather import host_arch
+
+    class RecordedCapabilities:
+        def getCapabilities(self) -> str:  # noqa: N802 - libvirt's name
+            return (RECORDED / "capabilities.xml").read_text()
+
+    assert host_arch(RecordedCapabilities()) == TRUTH["arch"] == "aarch64"
+    assert arch_kit(host_arch(RecordedCapabilities())).kernel_package == "linux-image-cloud-arm64"
