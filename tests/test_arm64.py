@@ -83,6 +83,8 @@ def test_aarch64_domain_is_virt_without_acpi_with_a_64bit_cpu(virt_type: str) ->
     assert os_type is not None and os_type.attrib == {"arch": "aarch64", "machine": "virt"}
     assert root.find("features/acpi") is None  # ACPI on aarch64 needs UEFI; direct kernel boot uses DT
     assert root.find("devices/panic") is None  # no ISA bus on virt
+    rom = root.find("devices/interface/rom")
+    assert rom is not None and rom.get("enabled") == "no"  # Debian's arm64 QEMU ships no efi-virtio.rom
     cpu = root.find("cpu")
     assert cpu is not None
     if virt_type == "kvm":
@@ -101,6 +103,11 @@ def test_virt_install_is_told_the_architecture_and_machine_off_x86() -> None:
     arm = virt_install_argv("n", spec, KitVolumes(_kit("aarch64"), "/k", "/i"), "p", "v", None, "m", "/l")
     assert arm[arm.index("--arch") + 1] == "aarch64" and arm[arm.index("--machine") + 1] == "virt"
     assert arm[arm.index("--features") + 1] == "acpi=off"  # libvirt: ACPI requires UEFI on aarch64
+    with_net = virt_install_argv(
+        "n", spec, KitVolumes(_kit("aarch64"), "/k", "/i"), "p", "v", "net", "m", "/l"
+    )
+    assert with_net[with_net.index("--xml") + 1] == "./devices/interface/rom/@enabled=no"
+    assert "--xml" not in arm  # no interface to edit without a network
     x86 = virt_install_argv("n", spec, KitVolumes(_kit("x86_64"), "/k", "/i"), "p", "v", None, "m", "/l")
     assert "--arch" not in x86
 
