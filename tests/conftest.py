@@ -10,9 +10,11 @@ import pytest
 
 # Lab hosts (tests/lab): real KVM hosts booted under TCG, for tests marked `lab`.
 from tests.lab.fixtures import (  # noqa: F401
+    lab_arm64,
     lab_bookworm,
     lab_cluster,
     lab_cluster_factory,
+    lab_install_arm64,
     lab_install_bookworm,
     lab_summary,
     lab_trixie,

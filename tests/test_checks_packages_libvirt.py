@@ -230,7 +230,13 @@ def test_kvm_guest_is_looked_for_in_the_host_architecture() -> None:
     f["libvirt"] = lv
     v = run(LIBVIRT, f)["libvirt.kvm-guest"]
     assert v[0] == "pass" and v[1].startswith("aarch64 hvm guests: domain types kvm, qemu")
-    assert "the first_vm stage boots x86_64 guests only" in v[1]
+    assert "first_vm" not in v[1]  # the first VM has an aarch64 kit: it proves a KVM boot there
+    s390 = json.loads(json.dumps(lv))
+    s390["capabilities"]["host_arch"] = "s390x"
+    s390["capabilities"]["guests"][0]["arch"] = "s390x"
+    f["libvirt"] = s390
+    v = run(LIBVIRT, f)["libvirt.kvm-guest"]
+    assert v[0] == "pass" and "guest kits for x86_64, aarch64 only" in v[1], v
     lv["capabilities"]["guests"][0]["domain_types"] = ["qemu"]
     f["libvirt"] = lv  # set again: a typed view is rebuilt when its section is set, not when it is edited
     v = run(LIBVIRT, f)["libvirt.kvm-guest"]

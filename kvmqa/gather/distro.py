@@ -68,9 +68,19 @@ class Requirement:
     deb: tuple[str, ...]
     rpm: tuple[str, ...]
     binary: str = ""  # a command whose presence shows the component works
+    # (uname -m, deb names, rpm names) where a host architecture's packages are named otherwise
+    by_arch: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = ()
 
-    def names(self, family: str) -> tuple[str, ...]:
-        return self.deb if family == "debian" else self.rpm
+    def names(self, family: str, arch: str = "") -> tuple[str, ...]:
+        """The package names that satisfy it on a host of `family` and architecture `arch` (uname -m)."""
+        deb, rpm = next(((d, r) for a, d, r in self.by_arch if a == arch), (self.deb, self.rpm))
+        return deb if family == "debian" else rpm
+
+    def all_names(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Every deb and every rpm name it may have, whatever the architecture (what the probe asks about)."""
+        debs = (*self.deb, *(n for _, d, _ in self.by_arch for n in d))
+        rpms = (*self.rpm, *(n for _, _, r in self.by_arch for n in r))
+        return tuple(dict.fromkeys(debs)), tuple(dict.fromkeys(rpms))
 
 
 REQUIREMENTS: tuple[Requirement, ...] = (
@@ -80,6 +90,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         Level.FAIL,
         ("qemu-system-x86",),
         ("qemu-kvm", "qemu-kvm-core"),
+        # Debian's qemu-system-arm holds qemu-system-aarch64; EL's qemu-kvm is the host's own architecture
+        by_arch=(("aarch64", ("qemu-system-arm",), ("qemu-kvm", "qemu-kvm-core")),),
     ),
     Requirement("qemu-img", "QEMU disk image tools", Level.FAIL, ("qemu-utils",), ("qemu-img",)),
     Requirement(
@@ -93,7 +105,14 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "libvirt-clients", "libvirt clients (virsh)", Level.FAIL, ("libvirt-clients",), ("libvirt-client",)
     ),
     Requirement("virt-install", "virt-install", Level.FAIL, ("virtinst",), ("virt-install",)),
-    Requirement("ovmf", "UEFI firmware for guests (OVMF)", Level.WARN, ("ovmf",), ("edk2-ovmf",)),
+    Requirement(
+        "ovmf",
+        "UEFI firmware for guests (OVMF)",
+        Level.WARN,
+        ("ovmf",),
+        ("edk2-ovmf",),
+        by_arch=(("aarch64", ("qemu-efi-aarch64",), ("edk2-aarch64",)),),  # AAVMF
+    ),
 )
 
 # Extra names the probe asks about (recorded, not required): oVirt and helpers.
@@ -146,6 +165,6 @@ def managers_by_id() -> str:
 
 def probe_package_names() -> tuple[str, str]:
     """Space-separated package names the probe asks dpkg-query and rpm about."""
-    deb = [n for r in REQUIREMENTS for n in r.deb] + list(EXTRA_DEB)
-    rpm = [n for r in REQUIREMENTS for n in r.rpm] + list(EXTRA_RPM)
+    deb = [n for r in REQUIREMENTS for n in r.all_names()[0]] + list(EXTRA_DEB)
+    rpm = [n for r in REQUIREMENTS for n in r.all_names()[1]] + list(EXTRA_RPM)
     return " ".join(deb), " ".join(rpm)

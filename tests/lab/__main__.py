@@ -21,7 +21,8 @@ from typing import TypeVar
 
 from tests.lab import cluster
 from tests.lab.boot import LabBootError, LabHost, start
-from tests.lab.image import LAB_IMAGES, BuiltImage, LabBuildError, build_image
+from tests.lab.image import BuiltImage, LabBuildError
+from tests.lab.image_arm64 import ALL_IMAGES, build_lab_image
 
 T = TypeVar("T")
 
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--suite",
         default="bookworm",
-        help=f"the Debian release ({', '.join(sorted(LAB_IMAGES))}); a comma list: one per host",
+        help=f"the Debian release ({', '.join(sorted(ALL_IMAGES))}); a comma list: one per host",
     )
     ap.add_argument(
         "--cpu",
@@ -110,7 +111,7 @@ def _attempt(step: Callable[[], T]) -> T | int:
 
 
 def _image(suite: str) -> BuiltImage:
-    image = build_image(LAB_IMAGES[suite], log=_say)
+    image = build_lab_image(ALL_IMAGES[suite], log=_say)
     built = f"built in {image.build_seconds:.0f} s" if image.build_seconds else "from the cache"
     _say(f"image {suite}: {image.dir} ({built})")
     return image

@@ -27,6 +27,7 @@ from typing import Any
 from tests.lab.image import BuiltImage
 
 QEMU = "qemu-system-x86_64"
+QEMU_AARCH64 = "qemu-system-aarch64"
 # Kernel arguments a CPU model needs under TCG (measured with QEMU 7.2): with `-cpu Opteron_G5`, Debian's 6.1
 # and
 # 6.12 kernels hang at XSAVE set-up, right after the "Speculative Store Bypass" line; `noxsave` boots them,
@@ -165,6 +166,26 @@ def start(image: BuiltImage, run_dir: Path, *, timeout: float = BOOT_TIMEOUT, **
     return host
 
 
+def _machine(arch: str, cpu: str) -> list[str]:
+    """The emulator and machine for an image's architecture (Debian's names: amd64, arm64)."""
+    if arch == "amd64":
+        return [QEMU, "-accel", "tcg", "-cpu", cpu]
+    if arch == "arm64":
+        # `virt` at EL2 with GICv3: the guest kernel runs as a hypervisor (VHE) and KVM comes up inside.
+        # pauth-impdef: QEMU's own pointer-authentication algorithm, much cheaper under TCG than QARMA.
+        model = "max,pauth-impdef=on" if cpu == "max" else cpu
+        return [
+            QEMU_AARCH64,
+            "-machine",
+            "virt,virtualization=on,gic-version=3",
+            "-accel",
+            "tcg",
+            "-cpu",
+            model,
+        ]
+    raise ValueError(f"no lab machine for architecture {arch!r} (amd64, arm64)")
+
+
 def launch(
     image: BuiltImage,
     run_dir: Path,
@@ -194,16 +215,14 @@ def launch(
     console = run_dir / "console.log"
     console.unlink(missing_ok=True)
     name = name or image.spec.name
+    arch = getattr(image.spec, "arch", "amd64")
     extra_append = f"{CPU_KERNEL_ARGS.get(cpu.split(',')[0], '')} {extra_append}".strip()
-    append = f"root=/dev/vda rw console=ttyS0 systemd.show_status=1 {extra_append}".strip()
+    console_dev = "ttyAMA0" if arch == "arm64" else "ttyS0"
+    append = f"root=/dev/vda rw console={console_dev} systemd.show_status=1 {extra_append}".strip()
     argv = [
-        QEMU,
+        *_machine(arch, cpu),
         "-name",
         f"kvmqa-lab-{name}",
-        "-accel",
-        "tcg",
-        "-cpu",
-        cpu,
         "-smp",
         str(smp),
         "-m",

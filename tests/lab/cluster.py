@@ -33,6 +33,7 @@ from xml.etree import ElementTree
 
 from tests.lab.boot import BOOT_TIMEOUT, LabBootError, LabHost, _die_with_parent, finish_boot, launch
 from tests.lab.image import LAB_IMAGES, BuiltImage, build_image
+from tests.lab.image_arm64 import ALL_IMAGES
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -108,7 +109,10 @@ def plan_hosts(count: int, suites: str = "bookworm", cpus: str = "max") -> list[
     return [
         HostPlan(s, c)
         for s, c in zip(
-            spread("suite", suites, sorted(LAB_IMAGES)), spread("cpu", cpus, CPUS_WITH_SVM_NPT), strict=True
+            # one host may be of any architecture; a cluster's are x86 (its segment, NFS, migration)
+            spread("suite", suites, sorted(ALL_IMAGES if count == 1 else LAB_IMAGES)),
+            spread("cpu", cpus, CPUS_WITH_SVM_NPT),
+            strict=True,
         )
     ]
 

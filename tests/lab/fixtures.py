@@ -22,7 +22,8 @@ import pytest
 
 from tests.lab.boot import LabBootError, LabHost, start
 from tests.lab.cluster import HostPlan, Lab, setup_cluster, start_lab
-from tests.lab.image import LAB_IMAGES, LabBuildError, build_image
+from tests.lab.image import LabBuildError
+from tests.lab.image_arm64 import ALL_IMAGES, build_lab_image
 
 
 @dataclass
@@ -60,7 +61,13 @@ def _say(config: pytest.Config, msg: str) -> None:
 # The lab host fixtures and the image each boots, in the order the tests first need them (the prefetch's
 # order).
 # Every one is a host of its own (its own overlay).
-LAB_FIXTURES = {"lab_bookworm": "bookworm", "lab_install_bookworm": "bookworm", "lab_trixie": "trixie"}
+LAB_FIXTURES = {
+    "lab_bookworm": "bookworm",
+    "lab_install_bookworm": "bookworm",
+    "lab_trixie": "trixie",
+    "lab_arm64": "bookworm-arm64",
+    "lab_install_arm64": "bookworm-arm64",
+}
 
 
 def _boot(
@@ -69,7 +76,7 @@ def _boot(
     """Build (or find) the image and boot it: the one way a lab fixture gets its host, prefetched or not."""
     t0 = time.monotonic()
     try:
-        image = build_image(LAB_IMAGES[image_name], log=say)
+        image = build_lab_image(ALL_IMAGES[image_name], log=say)
     except LabBuildError as exc:
         raise LabBootError(f"lab image {image_name} cannot be built here: {exc}") from exc
     timings.images.setdefault(
@@ -207,6 +214,20 @@ def lab_install_bookworm(
     """A bookworm lab host of its own for install mode, which breaks it first (never the shared
     lab_bookworm)."""
     yield from lab_host(request, tmp_path_factory, "lab_install_bookworm")
+
+
+@pytest.fixture(scope="session")
+def lab_arm64(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHost]:
+    """The arm64 lab host (bookworm-arm64 on QEMU's virt machine at EL2, KVM in VHE mode), for verify."""
+    yield from lab_host(request, tmp_path_factory, "lab_arm64")
+
+
+@pytest.fixture(scope="session")
+def lab_install_arm64(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LabHost]:
+    """An arm64 lab host of its own for install mode and the first VM, which change it."""
+    yield from lab_host(request, tmp_path_factory, "lab_install_arm64")
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 
 Opens /dev/kvm, asks KVM_GET_API_VERSION (must be 12), KVM_CREATE_VM, then creates one vCPU and
 runs three bytes of real-mode code (out 0x10, al; hlt) to see whether the host can actually run a
-guest instruction stream. Prints key=value lines.
+guest instruction stream; on aarch64, six instructions instead (a byte stored to an unmapped address,
+an MMIO exit, then PSCI SYSTEM_OFF through HVC, a system-event exit). Prints key=value lines.
 
     python3 -S -E - SECTION[:USER[:norun]] ... [clock]
 
@@ -26,6 +27,21 @@ KVM_GET_REGS = 0x8090AE81
 KVM_SET_REGS = 0x4090AE82
 KVM_GET_SREGS = 0x8138AE83
 KVM_SET_SREGS = 0x4138AE84
+KVM_ARM_PREFERRED_TARGET = 0x8020AEAF  # _IOR(KVMIO, 0xaf, struct kvm_vcpu_init)
+KVM_ARM_VCPU_INIT = 0x4020AEAE  # _IOW(KVMIO, 0xae, struct kvm_vcpu_init)
+KVM_SET_ONE_REG = 0x4010AEAC  # _IOW(KVMIO, 0xac, struct kvm_one_reg)
+ARM64_REG_PC = 0x6030000000100040  # KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | regs.pc / 4
+ARM64_PSCI_0_2 = 1 << 2  # KVM_ARM_VCPU_PSCI_0_2 in features[0]
+ARM64_GUEST_PA = 0x10000
+ARM64_MMIO_PA = 0x20000000
+ARM64_CODE = (
+    0xD2A40000,  # movz x0, #0x2000, lsl #16    x0 = 0x20000000 (no memory there: MMIO)
+    0x52800841,  # movz w1, #0x42
+    0x39000001,  # strb w1, [x0]
+    0xD2800100,  # movz x0, #0x0008
+    0xF2B08000,  # movk x0, #0x8400, lsl #16     x0 = PSCI SYSTEM_OFF
+    0xD4000002,  # hvc #0
+)
 EXIT_NAMES = {
     0: "UNKNOWN",
     2: "IO",
@@ -34,6 +50,7 @@ EXIT_NAMES = {
     8: "SHUTDOWN",
     9: "FAIL_ENTRY",
     17: "INTERNAL_ERROR",
+    24: "SYSTEM_EVENT",
 }
 
 
@@ -61,6 +78,13 @@ def probe(run_vcpu=True):
         return
     say("create_vm", "ok")
     if not run_vcpu:
+        return
+    machine = os.uname()[4]
+    if machine == "aarch64":
+        run_arm64(kvm, vm)
+        return
+    if machine not in ("x86_64", "i686", "i386"):
+        say("vcpu_run", "not-measured:no vCPU test code for " + machine)
         return
     try:
         mem = mmap.mmap(-1, 0x1000, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, mmap.PROT_READ | mmap.PROT_WRITE)
@@ -97,6 +121,46 @@ def probe(run_vcpu=True):
             break
         say("vcpu_exits", ",".join(exits))
         say("vcpu_run", "ok" if exits[-1:] == ["HLT"] and "IO" in exits else "failed")
+    except OSError as exc:
+        say("vcpu_run", "error:" + (exc.strerror or str(exc)).replace(" ", "_"))
+
+
+def run_arm64(kvm, vm):
+    """One aarch64 vCPU (the preferred target, PSCI 0.2) from PC = ARM64_GUEST_PA: an MMIO exit with the byte
+    stored, then a system event (PSCI SYSTEM_OFF)."""
+    try:
+        page = mmap.PAGESIZE
+        mem = mmap.mmap(-1, page, mmap.MAP_SHARED | mmap.MAP_ANONYMOUS, mmap.PROT_READ | mmap.PROT_WRITE)
+        mem[0 : 4 * len(ARM64_CODE)] = struct.pack("<%dI" % len(ARM64_CODE), *ARM64_CODE)
+        import ctypes
+
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+        fcntl.ioctl(vm, KVM_SET_USER_MEMORY_REGION, struct.pack("IIQQQ", 0, 0, ARM64_GUEST_PA, page, addr))
+        vcpu = fcntl.ioctl(vm, KVM_CREATE_VCPU, 0)
+        init = bytearray(32)
+        fcntl.ioctl(vm, KVM_ARM_PREFERRED_TARGET, init)
+        struct.pack_into("I", init, 4, ARM64_PSCI_0_2)
+        fcntl.ioctl(vcpu, KVM_ARM_VCPU_INIT, bytes(init))
+        pc = ctypes.c_uint64(ARM64_GUEST_PA)
+        fcntl.ioctl(vcpu, KVM_SET_ONE_REG, struct.pack("QQ", ARM64_REG_PC, ctypes.addressof(pc)))
+        size = fcntl.ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0)
+        run = mmap.mmap(vcpu, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        exits = []
+        for _ in range(4):
+            fcntl.ioctl(vcpu, KVM_RUN, 0)
+            reason = struct.unpack_from("I", run, 8)[0]
+            exits.append(EXIT_NAMES.get(reason, str(reason)))
+            if reason == 6:  # MMIO: phys_addr u64, data u8[8], len u32, is_write u8
+                say("mmio_addr", hex(struct.unpack_from("Q", run, 32)[0]))
+                say("mmio_value", hex(run[40]))
+                continue
+            if reason == 24:  # SYSTEM_EVENT: type u32 (1: shutdown)
+                say("system_event", struct.unpack_from("I", run, 32)[0])
+            if reason == 17:
+                say("internal_suberror", struct.unpack_from("I", run, 32)[0])
+            break
+        say("vcpu_exits", ",".join(exits))
+        say("vcpu_run", "ok" if exits == ["MMIO", "SYSTEM_EVENT"] else "failed")
     except OSError as exc:
         say("vcpu_run", "error:" + (exc.strerror or str(exc)).replace(" ", "_"))
 

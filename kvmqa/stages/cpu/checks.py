@@ -465,6 +465,12 @@ def kvm_vcpu_run(facts: HostFacts, profile: Profile) -> Outcome:
     state = p.vcpu_run or ""
     if state.startswith("not-measured") or not state:
         return not_applicable(f"not measured: {state.removeprefix('not-measured:') or 'no result'}")
+    if state == "ok" and p.mmio_addr:
+        return passed(
+            f"a vCPU ran 6 AArch64 instructions: exits {p.vcpu_exits}, a byte {p.mmio_value} stored to "
+            f"{p.mmio_addr} (MMIO) and PSCI SYSTEM_OFF (system event {p.system_event}) (this proves KVM runs "
+            "trivial guest code, not that a full guest boots; the first_vm stage boots one)"
+        )
     if state == "ok":
         return passed(
             f"a vCPU ran 5 bytes of real-mode code: exits {p.vcpu_exits}, port {p.io_port} value "
@@ -498,7 +504,10 @@ def kvm_summary(facts: HostFacts, profile: Profile) -> Outcome:
     qemu = facts.view(KvmProbeQemuUser)
     if qemu.reported:
         parts.append(f"as {qemu.as_user}: {qemu.open}")
-    if not hw and p.create_vm == "ok":
+    if not is_x86(facts) and p.create_vm == "ok":
+        # no vmx/svm to expect there: KVM runs at EL2 (aarch64) or as the platform provides it
+        parts.append(f"{host_arch(facts)}: KVM without x86 virtualization flags, as expected there")
+    elif not hw and p.create_vm == "ok":
         parts.append(
             "KVM is provided without hardware virtualization flags: whether full guests run is only "
             "proven by "

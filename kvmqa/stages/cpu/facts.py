@@ -538,6 +538,9 @@ class KvmProbe:
     vcpu_exits: str | None = None
     io_port: str | None = None
     io_value: str | None = None
+    mmio_addr: str | None = None  # aarch64: where the test code stored its byte (an MMIO exit)
+    mmio_value: str | None = None
+    system_event: str | None = None  # aarch64: the exit's event type (1: shutdown, PSCI SYSTEM_OFF)
     internal_suberror: str | None = None
 
 

@@ -177,6 +177,7 @@ def boot(
         cmdline=kit.kit.cmdline(spec.cmdline_extra, "" if spec.network else "kvmqa.net=0"),
         disks=[DiskSpec(pool.name(), disk)],
         network=network,
+        arch=kit.kit.arch,
     )
     return run_domain(
         ws, dspec, spec, volumes={disk: spec.disk_mib}, read_tail=read_tail, save_console=save_console

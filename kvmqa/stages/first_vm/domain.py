@@ -63,8 +63,9 @@ class DomainSpec:
     console_log: str | None = None  # host path; None: <CONSOLE_LOG_DIR>/<name>-console.log
     guest_agent: bool = False
     panic_device: bool = True
-    machine: str = ""  # the machine type ('' : libvirt's default for the virt type)
+    machine: str = ""  # the machine type ('' : libvirt's default for the virt type; aarch64: virt)
     cpu: str = ""  # '' (libvirt's default), host-model, host-passthrough, or a named model (custom, exact)
+    arch: str = "x86_64"  # the guest's (and, under KVM, the host's) architecture: x86_64 | aarch64
 
     @property
     def console_log_path(self) -> str:
@@ -76,9 +77,10 @@ class DomainSpec:
         _text(dom, "memory", str(self.memory_mib), unit="MiB")
         _text(dom, "vcpu", str(self.vcpus))
         os_el = ET.SubElement(dom, "os")
-        os_type = _text(os_el, "type", "hvm", arch="x86_64")
-        if self.machine:
-            os_type.set("machine", self.machine)
+        x86 = self.arch == "x86_64"
+        # aarch64: the `virt` machine; device tree, as ACPI there needs UEFI and direct kernel boot has none
+        machine = self.machine or ("" if x86 else "virt")
+        _text(os_el, "type", "hvm", arch=self.arch, **({"machine": machine} if machine else {}))
         if self.kernel:
             _text(os_el, "kernel", self.kernel)
             if self.initrd:
@@ -88,12 +90,18 @@ class DomainSpec:
         else:
             ET.SubElement(os_el, "boot", dev="hd")
         features = ET.SubElement(dom, "features")
-        ET.SubElement(features, "acpi")
+        if x86:
+            ET.SubElement(features, "acpi")
         if self.cpu in ("host-model", "host-passthrough"):
             ET.SubElement(dom, "cpu", mode=self.cpu)
         elif self.cpu:
             cpu = ET.SubElement(dom, "cpu", mode="custom", match="exact")
             _text(cpu, "model", self.cpu, fallback="forbid")
+        elif not x86:
+            # QEMU's default `virt` CPU is a 32-bit cortex-a15: KVM runs the host's CPU, TCG a 64-bit model
+            cpu = ET.SubElement(dom, "cpu", mode="host-passthrough" if self.virt_type == "kvm" else "custom")
+            if self.virt_type != "kvm":
+                _text(cpu, "model", "cortex-a57", fallback="forbid")
         ET.SubElement(dom, "clock", offset="utc")
         # on_reboot restart, not destroy: with destroy libvirt ends a resetting guest as shutoff/destroyed,
         # the
@@ -112,6 +120,8 @@ class DomainSpec:
             ET.SubElement(iface, "source", network=self.network)
             ET.SubElement(iface, "mac", address=self.mac)
             ET.SubElement(iface, "model", type="virtio")
+            if not x86:  # Debian's arm64 QEMU has no iPXE ROM for virtio-net (efi-virtio.rom); none is needed
+                ET.SubElement(iface, "rom", enabled="no")
         serial = ET.SubElement(devices, "serial", type="pty")
         ET.SubElement(serial, "log", file=self.console_log_path, append="off")
         ET.SubElement(serial, "target", port="0")
@@ -120,7 +130,7 @@ class DomainSpec:
         if self.guest_agent:
             channel = ET.SubElement(devices, "channel", type="unix")
             ET.SubElement(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
-        if self.panic_device:
+        if self.panic_device and x86:  # the ISA pvpanic device exists on x86 machines only
             ET.SubElement(devices, "panic", model="isa")
         ET.SubElement(devices, "memballoon", model="none")
         ET.indent(dom)

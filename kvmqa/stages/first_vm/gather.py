@@ -78,7 +78,7 @@ def gather_first_vm(session: HostContext) -> dict[str, Any]:
     target = getattr(session, "target", None)
     run: Runner = target_runner(target) if target is not None else local_runner
     try:
-        kit = build_kit()
+        kit = build_kit(arch=host_arch(conn))
     except KitError as exc:
         raise GatherError(f"first_vm: cannot build the guest kit on the controller: {exc}") from exc
     guest_image = getattr(session.options, "guest_image", None)
@@ -96,6 +96,14 @@ def gather_first_vm(session: HostContext) -> dict[str, Any]:
     if obs.get("error") and not obs["boots"]:
         raise GatherError(f"first_vm: {obs['error']}")
     return obs
+
+
+def host_arch(conn: Any) -> str:
+    """The host's architecture as libvirt reports it (capabilities' host CPU arch): the kit's architecture."""
+    import xml.etree.ElementTree as ET
+
+    arch = ET.fromstring(conn.getCapabilities()).findtext("host/cpu/arch")
+    return (arch or "x86_64").strip()
 
 
 def observe(
@@ -163,7 +171,16 @@ def observe(
             obs["virt_install"] = {"skipped": "virt-install is not installed on the host", "missing": True}
         else:
             obs["virt_install"] = virt_install_boot(ws, volumes, spec("vinst", working), run)
-        if guest_image is not None:
+        if guest_image is not None and getattr(kit, "arch", "x86_64") != "x86_64":
+            obs["guest_image"] = {
+                "ok": False,
+                "outcome": "start-failed",
+                "label": "",
+                "markers": {},
+                "error": f"a --guest-image is booted on x86_64 hosts only so far (this host is {kit.arch}: "
+                "its images need UEFI firmware and a cdrom off IDE)",
+            }
+        elif guest_image is not None:
             from kvmqa.stages.first_vm.guest_image import boot_guest_image
 
             image_spec = spec("image", working or "qemu")

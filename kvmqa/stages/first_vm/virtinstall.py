@@ -66,6 +66,11 @@ def virt_install_argv(
         "--osinfo",
         "detect=off,name=generic",
     ]
+    if kit.kit.arch != "x86_64":
+        # ACPI on aarch64 needs UEFI, which direct kernel boot does without (libvirt refuses the pair)
+        argv += ["--arch", kit.kit.arch, "--machine", "virt", "--features", "acpi=off"]
+        if network:  # Debian's arm64 QEMU has no iPXE ROM for virtio-net (efi-virtio.rom); none is needed
+            argv += ["--xml", "./devices/interface/rom/@enabled=no"]
     return argv
 
 

@@ -103,6 +103,10 @@ def launch_security_types(root: ET.Element) -> list[str]:
     return sorted(t for t in types if t)
 
 
+# The machine KVM guests of an architecture get where libvirt's default is another one (None: the default).
+ARCH_MACHINES = {"aarch64": "virt", "armv7l": "virt"}
+
+
 def gather_libvirt(conn: Any) -> dict[str, Any]:
     """Everything the libvirt stage checks, from an open virConnect."""
     import libvirt
@@ -116,13 +120,16 @@ def gather_libvirt(conn: Any) -> dict[str, Any]:
     facts["hostname"] = conn.getHostname()
     facts["capabilities"] = parse_capabilities(conn.getCapabilities())
     domcaps: dict[str, Any] = {}
-    # KVM guests are of the host's own architecture (aarch64, s390x, ...); the emulated first VM is x86_64
-    arches = {"kvm": facts["capabilities"].get("host_arch") or "x86_64", "qemu": "x86_64"}
+    # KVM guests are of the host's own architecture (aarch64, s390x, ...), and so is the emulated first VM
+    own = facts["capabilities"].get("host_arch") or "x86_64"
+    arches = {"kvm": own, "qemu": own}
     facts["domcapabilities_arch"] = arches
+    # Arm's default machine is libvirt's first in the list (integratorcp, 1 vCPU): guests there use `virt`
+    machine = ARCH_MACHINES.get(own)
     for virttype in ("kvm", "qemu"):
         try:
             domcaps[virttype] = parse_domcapabilities(
-                conn.getDomainCapabilities(None, arches[virttype], None, virttype, 0)
+                conn.getDomainCapabilities(None, arches[virttype], machine, virttype, 0)
             )
         except libvirt.libvirtError as exc:
             domcaps[virttype] = {"error": exc.get_error_message()}

@@ -32,9 +32,12 @@ def missing_packages(facts: Mapping[str, Any], ctx: ActionContext) -> list[str]:
     """Names to install: the first name of each requirement none of whose names is installed, then absent
     extras."""
     family = (facts.get("os") or {}).get("family") or ""
+    arch = (facts.get("host") or {}).get("arch") or ""
     installed = (facts.get("packages") or {}).get("installed") or {}
     missing = [
-        req.names(family)[0] for req in REQUIREMENTS if not any(n in installed for n in req.names(family))
+        req.names(family, arch)[0]
+        for req in REQUIREMENTS
+        if not any(n in installed for n in req.names(family, arch))
     ]
     extra_state = ((facts.get("install") or {}).get("packages")) or {}
     for name in extra_packages(dict(facts), ctx):
@@ -71,7 +74,8 @@ def precondition(facts: Mapping[str, Any], ctx: ActionContext) -> Decision:
     if missing:
         return needed(f"not installed: {', '.join(missing)}")
     installed = (facts.get("packages") or {}).get("installed") or {}
-    have = [n for req in REQUIREMENTS for n in req.names(family) if n in installed]
+    arch = (facts.get("host") or {}).get("arch") or ""
+    have = [n for req in REQUIREMENTS for n in req.names(family, arch) if n in installed]
     extras = extra_packages(dict(facts), ctx)
     more = f" and the profile's extras ({', '.join(extras)})" if extras else ""
     return satisfied(f"all {len(REQUIREMENTS)} required packages are installed ({', '.join(have)}){more}")

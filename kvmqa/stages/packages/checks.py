@@ -10,7 +10,7 @@ from kvmqa.core.checks import StageChecks
 from kvmqa.core.facts import HostFacts
 from kvmqa.core.model import Level, Outcome, failed, info, not_applicable, passed
 from kvmqa.gather.distro import PACKAGE_MANAGER, REQUIREMENTS, Requirement
-from kvmqa.gather.facts import OsRelease
+from kvmqa.gather.facts import HostInfo, OsRelease
 from kvmqa.gather.versions import at_least
 from kvmqa.stages.packages.facts import PackageManagerBusy, Packages
 
@@ -45,7 +45,7 @@ def manager(facts: HostFacts, profile: Profile) -> Outcome:
 
 def installed_version(facts: HostFacts, req: Requirement) -> tuple[str, str] | None:
     installed = facts.view(Packages).installed
-    for name in req.names(facts.view(OsRelease).family or ""):
+    for name in req.names(facts.view(OsRelease).family or "", facts.view(HostInfo).arch):
         if name in installed:
             return name, installed[name]
     return None
@@ -68,7 +68,7 @@ def requirement_check(req: Requirement) -> None:
         level = profile.ovmf if req.key == "ovmf" else req.level
         found = installed_version(facts, req)
         os_ = facts.view(OsRelease)
-        names = req.names(os_.family or "")
+        names = req.names(os_.family or "", facts.view(HostInfo).arch)
         if found is None:
             midway = {n: st for n, st in facts.view(PackageManagerBusy).unsettled.items() if n in names}
             if midway:  # being installed or upgraded right now (or an interrupted run): not simply absent
@@ -79,6 +79,10 @@ def requirement_check(req: Requirement) -> None:
                     hint="Run kvmqa again when the package manager has finished; if no apt/dpkg runs, "
                     "finish the interrupted run: dpkg --configure -a",
                 )
+            arch = facts.view(HostInfo).arch
+            if names != req.names(os_.family or ""):  # this architecture's packages are named otherwise
+                own = f"Install {' or '.join(names)} (the {arch} package); kvmqa --mode install does it"
+                return failed(f"none of {', '.join(names)} is installed", level=level, hint=own)
             return failed(f"none of {', '.join(names)} is installed", level=level)
         name, version = found
         minimum = profile.min_versions.get(req.key)
