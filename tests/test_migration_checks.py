@@ -403,3 +403,44 @@ def test_the_recorded_lab_failure_a_filtered_port_is_one_line_predicted_by_clust
         ],
         "pass",
     )
+
+
+def test_the_pair_picture_of_the_recorded_filtered_port_as_a_person_sees_it(tmp_path: Path) -> None:
+    """Both run-scoped stages over the real lab run of case 4, rendered by headless Chromium: lab1 → lab2 is
+    red, refused by cluster.reach, its move failed; lab2 → lab1 is green and moved, with its downtime."""
+    import json
+    import re
+
+    from kvmqa.core.gate import evaluate_stage
+    from kvmqa.report.screenshot import png_size, rendered_dom, screenshot
+    from kvmqa.report.standalone import write_standalone
+    from kvmqa.stages import builtin
+
+    recorded = HostFacts(json.loads((LAB_CASE1.parent / "lab-case4" / "facts.json").read_text()))
+    profile = Profile(stages={"migration": {"max_downtime_ms": 3000, "max_total_s": 120}})
+    findings = [
+        f for stage in ("cluster", "migration")
+        for f in evaluate_stage(builtin().get(stage).checks, "cluster", recorded, profile)
+    ]  # fmt: skip
+    report = write_standalone(RunResults(findings=findings), tmp_path / "report.html")
+    dom = rendered_dom(report)
+    table = re.search(r'<table class="pairs" id="kvmqa-pairs">.*?</table>', dom, re.S)
+    assert table, "the pair matrix is not in the rendered DOM"
+    cells = {
+        (a, b): (verdict, colour, body)
+        for verdict, a, b, colour, body in re.findall(
+            r'<td class="cell kvmqa-pair-(\w+)" data-source="(\w+)" data-destination="(\w+)" '
+            r'style="background:(#\w+)">(.*?)</td>',
+            table.group(0),
+            re.S,
+        )
+    }
+    moves = {(m["source"], m["destination"]): m for m in recorded["migration"]["hops"]}
+    assert cells["lab1", "lab2"][:2] == ("fail", "#c62828")
+    assert (
+        "cluster.reach" in cells["lab1", "lab2"][2] and "shared: migration FAILED" in cells["lab1", "lab2"][2]
+    )
+    assert cells["lab2", "lab1"][:2] == ("pass", "#2e7d32")
+    downtime = moves["lab2", "lab1"]["figures"]["downtime_ms"]
+    assert f"shared: moved, downtime {downtime} ms" in cells["lab2", "lab1"][2]
+    assert png_size(screenshot(report)) == (1400, 1000)
