@@ -23,8 +23,9 @@ _kq_pkg_busy() {
             echo "lock|$f|$pid|$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-200)"
         done
     done
-    # dpkg-query, not the status file: while dpkg runs, the current states are in its journal (updates/)
-    if command -v dpkg-query >/dev/null 2>&1; then
+    # dpkg-query, not the status file: while dpkg runs, the current states are in its journal (updates/);
+    # only where dpkg is the family's manager (an EL host with dpkg installed is asked nothing of it)
+    if [ "$(_kq_manager)" = dpkg ]; then
         dpkg-query -W -f='${Package}|${Status}\n' 2>/dev/null | awk -F'|' '{split($2, s, " "); if (s[3] != "installed" && s[3] != "not-installed" && s[3] != "config-files") print "unsettled|" $1 "|" s[3]}'
     fi
     return 0
